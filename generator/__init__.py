@@ -1,0 +1,1 @@
+"""The two-stage generator of the paper (§3): network, training, checkpoints, generation."""

@@ -1,0 +1,1 @@
+"""Gallery features of pose-normalized images in a FAISS index (§4.1.2)."""

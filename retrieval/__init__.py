@@ -1,0 +1,1 @@
+"""Retrieval by generation: queries, baselines, metrics, reports and the `rbg` command line."""

@@ -1,0 +1,40 @@
+"""The `rbg` command: a thin click skin over the library; user errors become `Error: ...`, exit 2."""
+
+from __future__ import annotations
+
+import click
+
+from facedata.errors import UserError
+
+
+class UserFacingError(click.ClickException):
+    exit_code = 2
+
+
+class RbgGroup(click.Group):
+    """A group that turns the library's UserError into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise UserFacingError(str(exc)) from None
+
+
+@click.group(cls=RbgGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retrieval-by-generation")
+def cli() -> None:
+    """Retrieval by generation: edit a face's pose or accessory, then find that person in a gallery."""
+
+
+def _register() -> None:
+    from retrieval.cli import data
+
+    cli.add_command(data.data)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="rbg")
