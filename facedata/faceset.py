@@ -58,7 +58,7 @@ class FaceSetInfo:
                 provenance=dict(record.get("provenance", {})),
                 extra=dict(record.get("extra", {})),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise DataError(f"{source}: not a valid faceset.json ({exc!r} missing or malformed)") from None
 
 
