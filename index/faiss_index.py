@@ -1,0 +1,437 @@
+"""The gallery's FAISS index: build it from pose-normalized features, save it as a folder, load and search it.
+
+An index folder holds `index.faiss` (the CPU index), `faces.parquet` (one row per indexed gallery image,
+in index order, with its position `image_row` in the gallery's images.npy and the kept value
+`kept_<factor>`), and `index.json` (IndexInfo: model hash, feature layer, dimension, factory, count,
+build provenance). Vectors are L2-normalized float32 and compared by squared L2 distance (§4.1.2).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from facedata.atomic import atomic_dir
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
+from facedata.provenance import provenance
+from index.features import compute_feature_chunks, gallery_fingerprint, l2_normalize
+from index.pose_normalize import kept_accuracy
+
+INDEX_FILE = "index.faiss"
+FACES_FILE = "faces.parquet"
+INFO_FILE = "index.json"
+FORMAT_VERSION = 1
+METRIC = "squared L2 between L2-normalized float32 vectors"
+IVF_POINTS_PER_LIST = 39  # FAISS's k-means wants ≥ 39 training points per centroid
+EXACT_SVD_LIMIT = 2048  # PCA by exact SVD up to this min(n, d), randomized (svd_lowrank) above
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How a gallery index is built and searched; saved in index.json."""
+
+    factory: str = "Flat"  # a FAISS index_factory string: "Flat", "PCA256,Flat", "IVF256,PQ32", "HNSW32"
+    layer: str | None = None  # feature layer; None = the generator's default (its refiner's middle layer)
+    batch_size: int = 256  # gallery images per chunk; pose normalization generates V× as many
+    train_size: int = 20_000  # most vectors used to train PCA / IVF / PQ
+    train_memory: int = 1 << 30  # bytes the training sample may take (caps train_size for large d)
+    nprobe: int = 16  # IVF lists visited per query
+    ef_search: int = 64  # HNSW search depth
+    seed: int = 0  # picks the training sample
+    gpu: bool = True  # search on all GPUs when faiss-gpu is installed and a GPU is present
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What index.json records: what made the index, from what, and how to search it."""
+
+    dimension: int
+    factory: str
+    count: int
+    checkpoint_hash: str | None = None
+    task: str | None = None
+    edit_factor: str | None = None
+    vocabulary: tuple[str, ...] = ()
+    layer: str | None = None
+    kept_accuracy: float | None = None  # share of gallery images whose kept value is their true one
+    train_count: int = 0
+    gallery: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record["vocabulary"] = list(self.vocabulary)
+        record["metric"] = METRIC
+        record["format_version"] = FORMAT_VERSION
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict, source: Path) -> "IndexInfo":
+        try:
+            if int(record.get("format_version", 0)) != FORMAT_VERSION:
+                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+            accuracy = record.get("kept_accuracy")
+            return cls(
+                dimension=int(record["dimension"]),
+                factory=str(record["factory"]),
+                count=int(record["count"]),
+                checkpoint_hash=record.get("checkpoint_hash"),
+                task=record.get("task"),
+                edit_factor=record.get("edit_factor"),
+                vocabulary=tuple(str(v) for v in record.get("vocabulary", ())),
+                layer=record.get("layer"),
+                kept_accuracy=None if accuracy is None else float(accuracy),
+                train_count=int(record.get("train_count", 0)),
+                gallery=dict(record.get("gallery", {})),
+                config=dict(record.get("config", {})),
+                provenance=dict(record.get("provenance", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{source}: not a valid index.json ({exc!r} missing or malformed)") from None
+
+
+# -- FAISS index creation and training ------------------------------------------------------------
+def new_index(factory: str, dimension: int) -> faiss.Index:
+    """An empty FAISS index for `factory` over `dimension`-d vectors, or a UserError naming the factory."""
+    try:
+        index = faiss.index_factory(int(dimension), factory, faiss.METRIC_L2)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"
+        raise UserError(
+            f"index factory '{factory}' does not work for {dimension}-d vectors ({reason}); "
+            f"e.g. 'Flat', 'PCA256,Flat', 'IVF256,PQ16' (PQ's m must divide the dimension), 'HNSW32'"
+        ) from None
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    if hasattr(inner, "do_polysemous_training"):
+        # The factory turns on polysemous training for PQ (≈ 25 s of annealing per 8 sub-quantizers);
+        # it only serves Hamming pre-filtering, which our searches never use, so results are the same.
+        inner.do_polysemous_training = False
+    return index
+
+
+def _leading_pca(index: faiss.Index) -> faiss.PCAMatrix | None:
+    """The PCA transform an index applies first (factories "PCA…,"), if any."""
+    if isinstance(index, faiss.IndexPreTransform) and index.chain.size() > 0:
+        transform = faiss.downcast_VectorTransform(index.chain.at(0))
+        if isinstance(transform, faiss.PCAMatrix):
+            return transform
+    return None
+
+
+def training_requirement(index: faiss.Index) -> tuple[int, str]:
+    """The fewest training vectors this index accepts, and why: IVF 39 × nlist, PQ 2^nbits, PCA d_out."""
+    need, why = 0, ""
+    pca = _leading_pca(index)
+    if pca is not None:
+        if pca.d_out > pca.d_in:
+            raise UserError(f"PCA{pca.d_out} reduces {pca.d_in}-d vectors to more dimensions than they have")
+        need, why = pca.d_out, f"PCA to {pca.d_out} dimensions"
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None and IVF_POINTS_PER_LIST * ivf.nlist > need:
+        need, why = IVF_POINTS_PER_LIST * ivf.nlist, f"{IVF_POINTS_PER_LIST} × {ivf.nlist} IVF lists"
+    pq = getattr(faiss.downcast_index(inner), "pq", None)
+    if pq is not None and pq.ksub > need:
+        need, why = int(pq.ksub), f"{pq.ksub} PQ centroids per sub-quantizer"
+    return need, why
+
+
+def fit_pca(sample: np.ndarray, d_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of a sample (n, d): mean (d,), components (d_out, d), eigenvalues (d_out,), all float32.
+
+    faiss.PCAMatrix.train is cubic in min(n, d) (hours for 20,860 × 32,768); an SVD of the centred
+    sample gives the same components, exactly for small samples and with torch.svd_lowrank (randomized,
+    4 power iterations) when min(n, d) > EXACT_SVD_LIMIT.
+    """
+    n, d = sample.shape
+    assert 1 <= d_out <= min(n, d), (d_out, sample.shape)
+    x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
+    mean = x.mean(dim=0)
+    centred = x - mean
+    if min(n, d) <= EXACT_SVD_LIMIT:
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    else:
+        _, s, v = torch.svd_lowrank(centred, q=min(d_out + 16, n, d), niter=4)
+        vh = v.T
+    return mean.numpy(), np.ascontiguousarray(vh[:d_out].numpy()), (s[:d_out] ** 2 / n).numpy()
+
+
+def train_index(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train an index on a sample (n, d), fitting a leading PCA ourselves (see fit_pca) and the rest with FAISS."""
+    pca = _leading_pca(index)
+    if pca is not None and not pca.is_trained:
+        mean, components, eigenvalues = fit_pca(sample, pca.d_out)
+        faiss.copy_array_to_vector(mean.astype(np.float32), pca.mean)
+        faiss.copy_array_to_vector(eigenvalues.astype(np.float32), pca.eigenvalues)
+        faiss.copy_array_to_vector(components.astype(np.float32).ravel(), pca.PCAMat)
+        pca.is_trained = True
+        pca.prepare_Ab()
+    if not index.is_trained:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+
+def training_sample_size(config: IndexConfig, dimension: int, count: int) -> int:
+    """How many vectors train the index: the gallery, capped by train_size and train_memory."""
+    return int(min(count, config.train_size, max(1, config.train_memory // (4 * dimension))))
+
+
+def plan_training(index: faiss.Index, config: IndexConfig, count: int) -> int:
+    """How many of `count` vectors will train this index (0: it needs no training), or a UserError if too few."""
+    if index.is_trained:
+        return 0
+    need, why = training_requirement(index)
+    train_count = training_sample_size(config, index.d, count)
+    if train_count < need:
+        cap = "" if train_count == count else f" (capped from {count} by train_size={config.train_size}, train_memory={config.train_memory} bytes)"
+        raise UserError(
+            f"index factory '{config.factory}' needs ≥ {need} training vectors ({why}); "
+            f"the gallery gives {train_count}{cap}: use a smaller factory (e.g. 'Flat') or a larger gallery"
+        )
+    return train_count
+
+
+def fill_index(
+    config: IndexConfig, dimension: int, count: int,
+    take: Callable[[np.ndarray], np.ndarray], chunks: Callable[[], Iterator[np.ndarray]], progress: bool = False,
+) -> tuple[faiss.Index, int]:
+    """A trained index holding all `count` vectors, and how many trained it.
+
+    Memory stays bounded: a trained factory first trains on a sample of at most
+    training_sample_size() vectors, drawn at random positions (seeded) through `take`; then the
+    vectors are added one chunk at a time from `chunks()`.
+    """
+    index = new_index(config.factory, dimension)
+    train_count = plan_training(index, config, count)
+    if train_count:
+        positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))
+        train_index(index, take(positions))
+    bar = tqdm(total=count, desc=f"add to {config.factory}", unit="vec", disable=not progress)
+    for chunk in chunks():
+        index.add(np.ascontiguousarray(chunk, dtype=np.float32))
+        bar.update(len(chunk))
+    bar.close()
+    assert index.ntotal == count, (index.ntotal, count)
+    return index, train_count
+
+
+def order_ties(distances: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's results ordered by (distance, gallery row), missing items (-1, distance inf) last.
+
+    The deterministic tie rule: equal distances rank the lower gallery row first. FAISS's CPU Flat
+    search also keeps the lower rows when a tie straddles the k-th place.
+    """
+    assert distances.shape == rows.shape and rows.ndim == 2, (distances.shape, rows.shape)
+    missing = rows < 0
+    dist = np.where(missing, np.inf, distances).astype(np.float32)
+    key = np.where(missing, np.iinfo(np.int64).max, rows)
+    order = np.lexsort((key, dist), axis=1)
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(rows.astype(np.int64), order, axis=1)
+
+
+def _set_search_parameters(index: faiss.Index, config: IndexConfig) -> None:
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        ivf.nprobe = min(int(config.nprobe), ivf.nlist)
+    hnsw = getattr(faiss.downcast_index(inner), "hnsw", None)
+    if hnsw is not None:
+        hnsw.efSearch = int(config.ef_search)
+
+
+# -- the saved gallery index ----------------------------------------------------------------------
+class GalleryIndex:
+    """A searchable gallery: the FAISS index, its gallery rows and what built it."""
+
+    def __init__(self, index: faiss.Index, faces: pd.DataFrame, info: IndexInfo, config: IndexConfig = IndexConfig(), path: Path | None = None):
+        assert index.ntotal == info.count == len(faces) and index.d == info.dimension, (index.ntotal, info.count, len(faces), index.d)
+        self.index = index  # the CPU index: the one saved
+        self.faces = faces
+        self.info = info
+        self.config = config
+        self.path = path
+        _set_search_parameters(index, config)
+        self._searcher: faiss.Index | None = None
+
+    def __len__(self) -> int:
+        return self.info.count
+
+    def __repr__(self) -> str:
+        return f"GalleryIndex({self.info.factory!r}, {self.info.count} × {self.info.dimension}-d, layer={self.info.layer!r})"
+
+    @property
+    def layer(self) -> str | None:
+        return self.info.layer
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, faces: pd.DataFrame | None = None, config: IndexConfig = IndexConfig(), **info) -> "GalleryIndex":
+        """An in-memory index over given vectors (n, d) (L2-normalized here), e.g. to compare factories."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        assert vectors.ndim == 2, vectors.shape
+        if len(vectors) == 0:
+            raise UserError("cannot index an empty gallery")
+        faces = pd.DataFrame({"row": np.arange(len(vectors))}) if faces is None else faces.reset_index(drop=True)
+        assert len(faces) == len(vectors), (len(faces), len(vectors))
+        normalized = l2_normalize(vectors)
+        step = max(1, config.batch_size)
+        index, train_count = fill_index(
+            config, normalized.shape[1], len(normalized), lambda positions: normalized[positions],
+            lambda: (normalized[i : i + step] for i in range(0, len(normalized), step)),
+        )
+        meta = IndexInfo(dimension=normalized.shape[1], factory=config.factory, count=len(normalized),
+                         train_count=train_count, config=asdict(config), **info)
+        return cls(index, faces, meta, config)
+
+    def save(self, out: str | Path) -> Path:
+        """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one."""
+        out = Path(out)
+        with atomic_dir(out) as tmp:
+            faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            self.faces.to_parquet(tmp / FACES_FILE, index=False)
+            (tmp / INFO_FILE).write_text(json.dumps(self.info.to_json(), indent=2) + "\n")
+        self.path = out
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, generator=None, layer: str | None = None, **search_overrides) -> "GalleryIndex":
+        """Open an index folder; with a generator (or layer) given, refuse an index built with another one."""
+        root = Path(path)
+        if not root.is_dir():
+            raise UserError(f"{root}: no such index folder")
+        for name in (INFO_FILE, INDEX_FILE, FACES_FILE):
+            if not (root / name).is_file():
+                raise UserError(f"{root / name}: missing (an index folder holds {INDEX_FILE}, {FACES_FILE}, {INFO_FILE})")
+        try:
+            info = IndexInfo.from_json(json.loads((root / INFO_FILE).read_text()), root / INFO_FILE)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{root / INFO_FILE}: unreadable JSON ({exc})") from None
+        if generator is not None and info.checkpoint_hash != generator.checkpoint_hash:
+            raise UserError(
+                f"{root}: built with model {str(info.checkpoint_hash)[:12]}…, not this model "
+                f"({generator.checkpoint_hash[:12]}…); rebuild the index with this model"
+            )
+        if layer is not None and layer != info.layer:
+            raise UserError(f"{root}: built with features of layer '{info.layer}', not '{layer}'; rebuild it with --layer {layer}")
+        try:
+            index = faiss.read_index(str(root / INDEX_FILE))
+        except (RuntimeError, MemoryError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{root / INDEX_FILE}: unreadable FAISS index, truncated or corrupt ({first[:160]})") from None
+        if index.ntotal != info.count or index.d != info.dimension:
+            raise UserError(
+                f"{root / INDEX_FILE}: holds {index.ntotal} × {index.d}-d vectors, "
+                f"{INFO_FILE} says {info.count} × {info.dimension}-d (truncated or from another build)"
+            )
+        try:
+            faces = pd.read_parquet(root / FACES_FILE)
+        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+            raise UserError(f"{root / FACES_FILE}: unreadable parquet ({exc})") from None
+        if len(faces) != info.count:
+            raise UserError(f"{root / FACES_FILE}: {len(faces)} rows, {INFO_FILE} says {info.count}")
+        known = {f for f in IndexConfig.__dataclass_fields__}
+        config = replace(IndexConfig(**{k: v for k, v in info.config.items() if k in known}), **search_overrides)
+        return cls(index, faces, info, config, path=root)
+
+    def check_model(self, generator, layer: str | None = None) -> None:
+        """Refuse a generator (or layer) other than the one that built this index."""
+        where = self.path or "index"
+        if self.info.checkpoint_hash != generator.checkpoint_hash:
+            raise UserError(f"{where}: built with model {str(self.info.checkpoint_hash)[:12]}…, not this model ({generator.checkpoint_hash[:12]}…)")
+        if layer is not None and layer != self.info.layer:
+            raise UserError(f"{where}: built with features of layer '{self.info.layer}', not '{layer}'")
+
+    def _search_index(self) -> faiss.Index:
+        """The index searches run on: all GPUs when faiss-gpu has any, else the CPU index."""
+        if self._searcher is None:
+            self._searcher = self.index
+            if self.config.gpu and hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0:
+                try:
+                    self._searcher = faiss.index_cpu_to_all_gpus(self.index)
+                except (RuntimeError, AttributeError):  # e.g. HNSW has no GPU version: stay on the CPU
+                    self._searcher = self.index
+        return self._searcher
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest gallery rows of each query vector: distances (q, k) float32, rows (q, k) int64.
+
+        Queries are L2-normalized here like the gallery. Rows index `faces`; an approximate index
+        (IVF with few probes) may find fewer than k items: those places hold row -1, distance inf.
+        Ties are ordered by gallery row (order_ties).
+        """
+        if self.info.count == 0:
+            raise UserError("the gallery is empty: nothing to search")
+        if not 1 <= int(k) <= self.info.count:
+            raise UserError(f"k={k} is out of range: the gallery holds {self.info.count} images (use 1 ≤ k ≤ {self.info.count})")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.info.dimension:
+            raise UserError(f"query vectors of shape {vectors.shape} do not match the index's {self.info.dimension}-d features")
+        distances, rows = self._search_index().search(l2_normalize(vectors), int(k))
+        return order_ties(distances, rows)
+
+
+# -- building from a generator and a gallery --------------------------------------------------------
+def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
+                progress: bool = True, **overrides) -> GalleryIndex:
+    """Pose-normalize the gallery, index its features and save the index folder at `out` (§4.1.2).
+
+    Streaming and restartable: features are computed chunk by chunk into the cache folder
+    `.<out>.build` beside `out` (index.features), which a rerun of the same build resumes from; the
+    index is then trained on a bounded sample of the cache, filled chunk by chunk, written to a
+    temporary folder and renamed onto `out`, and the cache is removed. An interrupted build leaves
+    `out` as it was (no index or the previous one), never a half index that loads.
+    """
+    config = replace(config or IndexConfig(), **overrides)
+    out = Path(out)
+    if len(gallery) == 0:
+        raise UserError(f"{gallery.info.name}: the gallery is empty: nothing to index")
+    if tuple(gallery.image_size) != tuple(generator.image_size):
+        raise UserError(f"{gallery.info.name}: gallery images are {gallery.image_size}, the model expects {tuple(generator.image_size)}")
+    if config.batch_size < 1:
+        raise UserError(f"batch size must be ≥ 1, got {config.batch_size}")
+    layer = config.layer or generator.default_feature_layer
+    if layer not in generator.FEATURE_LAYERS:
+        raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(generator.FEATURE_LAYERS)})")
+    config = replace(config, layer=layer)
+    vocabulary = tuple(generator.vocabulary)
+    probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
+    plan_training(new_index(config.factory, probe.shape[1]), config, len(gallery))  # fail before the long work
+    start = time.perf_counter()
+    cache = out.with_name(f".{out.name}.build")
+    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress)
+    index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
+    kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
+    edit = generator.edit_factor
+    faces = gallery.faces.reset_index(drop=True)
+    faces.insert(0, "image_row", gallery.rows)
+    faces[f"kept_{edit}"] = kept_values
+    info = IndexInfo(
+        dimension=chunks.dimension,
+        factory=config.factory,
+        count=len(faces),
+        checkpoint_hash=generator.checkpoint_hash,
+        task=generator.task,
+        edit_factor=edit,
+        vocabulary=vocabulary,
+        layer=layer,
+        kept_accuracy=kept_accuracy(kept_values, faces[edit]) if edit in faces.columns else None,
+        train_count=train_count,
+        gallery={"name": gallery.info.name, "path": None if gallery.root is None else str(gallery.root),
+                 "fingerprint": gallery_fingerprint(gallery)},
+        config=asdict(config),
+        provenance=provenance(seed=config.seed, faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
+    )
+    built = GalleryIndex(index, faces, info, config)
+    built.save(out)
+    shutil.rmtree(cache, ignore_errors=True)
+    return built

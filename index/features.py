@@ -1,0 +1,132 @@
+"""Pose-normalized gallery features computed chunk by chunk into an on-disk cache that a rerun resumes.
+
+The cache is a folder of `chunk-000000.npy` (L2-normalized float32 vectors of gallery positions
+[i·chunk_size, (i+1)·chunk_size)) and `chunk-000000.kept.npy` (kept target codes), plus `build.json`,
+the fingerprint of what the chunks were computed from (model hash, layer, gallery, chunk size). Each
+chunk file is written atomically, the vectors last, so a chunk exists whole or not at all; a rerun
+with the same fingerprint skips the chunks present, any other fingerprint starts the cache afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from facedata.atomic import atomic_file
+from facedata.faceset import FaceSet
+from index.pose_normalize import normalized_features
+
+STATE_FILE = "build.json"
+CACHE_VERSION = 1
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, (n, d) float32; all-zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    assert vectors.ndim == 2, vectors.shape
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, np.finfo(np.float32).tiny))
+
+
+def gallery_fingerprint(gallery: FaceSet) -> str:
+    """sha256 of a gallery view's rows, factors, source and provenance: equal fingerprints mean the same gallery."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([gallery.info.name, str(gallery.root), len(gallery), list(gallery.image_size),
+                              gallery.info.provenance], sort_keys=True, default=str).encode())
+    digest.update(np.ascontiguousarray(gallery.rows).tobytes())
+    digest.update(pd.util.hash_pandas_object(gallery.faces, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureChunks:
+    """A complete cache of gallery feature chunks: read vectors and kept codes back chunk by chunk."""
+
+    folder: Path
+    count: int
+    dimension: int
+    chunk_size: int
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.count // self.chunk_size)
+
+    def vectors(self, i: int) -> np.ndarray:
+        """Chunk i's vectors, (b, d) float32, memory-mapped."""
+        return np.load(self.folder / f"chunk-{i:06d}.npy", mmap_mode="r")
+
+    def kept(self) -> np.ndarray:
+        """Every gallery image's kept target code, (count,) int64."""
+        return np.concatenate([np.load(self.folder / f"chunk-{i:06d}.kept.npy") for i in range(self.num_chunks)])
+
+    def iter_vectors(self) -> Iterator[np.ndarray]:
+        """Chunks in gallery order, (b, d) float32 each, one in memory at a time."""
+        for i in range(self.num_chunks):
+            yield np.asarray(self.vectors(i))
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The vectors at sorted gallery positions, (len(positions), d) float32 (a training sample)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        assert np.all(np.diff(positions) > 0), "positions must be sorted and unique"
+        chunk_of = positions // self.chunk_size
+        parts = [np.asarray(self.vectors(int(i))[positions[chunk_of == i] - i * self.chunk_size]) for i in np.unique(chunk_of)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+
+def compute_feature_chunks(
+    generator, gallery: FaceSet, folder: Path, layer: str, chunk_size: int, progress: bool = True,
+) -> FeatureChunks:
+    """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left."""
+    folder = Path(folder)
+    state = {
+        "cache_version": CACHE_VERSION,
+        "checkpoint_hash": generator.checkpoint_hash,
+        "layer": layer,
+        "gallery": gallery_fingerprint(gallery),
+        "count": len(gallery),
+        "chunk_size": int(chunk_size),
+    }
+    _open_cache(folder, state)
+    num_chunks = -(-len(gallery) // chunk_size)
+    done = {i for i in range(num_chunks) if (folder / f"chunk-{i:06d}.npy").is_file()}
+    dimension = None
+    bar = tqdm(total=len(gallery), desc="gallery features", unit="img", disable=not progress)
+    for i, (images, _) in enumerate(gallery.iter_batches(chunk_size)):
+        if i in done:
+            bar.update(len(images))
+            continue
+        features, kept = normalized_features(generator, images, layer=layer, batch_size=chunk_size)
+        with atomic_file(folder / f"chunk-{i:06d}.kept.npy") as tmp:
+            np.save(tmp, kept, allow_pickle=False)
+        with atomic_file(folder / f"chunk-{i:06d}.npy") as tmp:
+            np.save(tmp, l2_normalize(features), allow_pickle=False)
+        dimension = features.shape[1]
+        bar.update(len(images))
+    bar.close()
+    if dimension is None:  # every chunk came from the cache
+        dimension = int(np.load(folder / "chunk-000000.npy", mmap_mode="r").shape[1])
+    return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size))
+
+
+def _open_cache(folder: Path, state: dict) -> None:
+    """Keep a cache built from the same inputs; otherwise start it empty with this state."""
+    state_file = folder / STATE_FILE
+    if state_file.is_file():
+        try:
+            if json.loads(state_file.read_text()) == state:
+                return
+        except ValueError:
+            pass
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    with atomic_file(state_file) as tmp:
+        tmp.write_text(json.dumps(state, indent=2) + "\n")

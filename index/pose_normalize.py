@@ -1,0 +1,85 @@
+"""Pose normalization of gallery images (§4.1.2): regenerate each image in every target value, keep the
+closest, and index the features of that generated image so gallery and queries share one distribution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from facedata.errors import UserError
+
+
+@dataclass(frozen=True)
+class PoseNormalized:
+    """The kept target value per image and the pixel distances that chose it."""
+
+    kept: np.ndarray  # (n,) int64: position of the kept value in generator.vocabulary
+    distances: np.ndarray  # (n, V) float32: squared pixel L2 of each generated value to the original
+
+    def kept_values(self, vocabulary: Sequence[str]) -> np.ndarray:
+        """The kept values as labels, (n,) str: a free estimate of each image's pose (or accessory)."""
+        return np.asarray(vocabulary, dtype=object)[self.kept].astype(str)
+
+
+def check_images(generator, images: np.ndarray, what: str = "images") -> np.ndarray:
+    """The images as (n, H, W) uint8 of the generator's size, or a UserError saying what was expected."""
+    images = np.asarray(images)
+    expected = tuple(generator.image_size)
+    if images.ndim != 3 or images.dtype != np.uint8 or tuple(images.shape[1:]) != expected:
+        raise UserError(
+            f"{what}: expected uint8 grayscale images of {expected[0]}×{expected[1]} (the model's size), "
+            f"got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def normalize_batch(generator, images: np.ndarray, batch_size: int = 256) -> PoseNormalized:
+    """Generate all V target values of one batch of images (n × V generations) and keep the closest.
+
+    §4.1.2: "we generate the 7 possible poses for each original face and keep the one that is closest
+    to the original one (using pixel level Euclidean distance)"; the stage-2 output is compared with
+    the original on the 0–255 scale. Ties keep the first value in vocabulary order.
+    """
+    images = check_images(generator, images)
+    vocabulary = tuple(generator.vocabulary)
+    n, v = len(images), len(vocabulary)
+    if n == 0:
+        return PoseNormalized(np.zeros(0, np.int64), np.zeros((0, v), np.float32))
+    repeated = np.repeat(images, v, axis=0)  # (n·V, H, W): image i's V copies are rows i·V … i·V+V−1
+    targets = list(vocabulary) * n  # (n·V,) value j for copy j of every image
+    _, stage2 = generator.generate(repeated, targets, batch_size=batch_size)  # (n·V, H, W) float32
+    generated = np.asarray(stage2, dtype=np.float32).reshape(n, v, -1)
+    original = images.reshape(n, 1, -1).astype(np.float32)
+    distances = np.square(generated - original).sum(axis=2)  # (n, V)
+    return PoseNormalized(kept=np.argmin(distances, axis=1).astype(np.int64), distances=distances.astype(np.float32))
+
+
+def pose_normalize(generator, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> PoseNormalized:
+    """Pose-normalize any number of images, `batch_size` images (× V generations) at a time."""
+    images = check_images(generator, images)
+    parts = [
+        normalize_batch(generator, images[start : start + batch_size], batch_size)
+        for start in tqdm(range(0, len(images), batch_size), desc="pose-normalize", unit="batch", disable=not progress)
+    ]
+    if not parts:
+        return normalize_batch(generator, images, batch_size)
+    return PoseNormalized(np.concatenate([p.kept for p in parts]), np.concatenate([p.distances for p in parts]))
+
+
+def normalized_features(generator, images: np.ndarray, layer: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Features of one batch of images, each regenerated in its kept value: ((n, d) float32, kept codes (n,) int64)."""
+    normalized = normalize_batch(generator, images, batch_size)
+    kept_values = normalized.kept_values(generator.vocabulary)
+    features = np.asarray(generator.features(images, list(kept_values), layer=layer, batch_size=batch_size), dtype=np.float32)
+    assert features.ndim == 2 and features.shape[0] == len(images), features.shape
+    return features, normalized.kept
+
+
+def kept_accuracy(kept_values: Sequence[str], true_values: Sequence[str]) -> float:
+    """Share of images whose kept value is their true one: how good the free pose estimate is."""
+    kept_values, true_values = np.asarray(kept_values).astype(str), np.asarray(true_values).astype(str)
+    assert kept_values.shape == true_values.shape and kept_values.ndim == 1, (kept_values.shape, true_values.shape)
+    return float(np.mean(kept_values == true_values)) if len(kept_values) else float("nan")

@@ -1,0 +1,99 @@
+"""The 2-step baselines (pose filter, then rank) and ours (generate, then search the index)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facedata.errors import UserError
+from index.faiss_index import build_index
+from retrieval.baselines import (
+    PoseClassifier,
+    PoseClassifierConfig,
+    generate_and_search,
+    pixel_vectors,
+    reconstruction_features,
+    two_step_rank,
+    two_step_search,
+)
+from retrieval.metrics import criterion_keys, evaluate_ranking
+from test_pose_normalize import FakeGenerator, tiny_gallery
+
+GALLERY = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.2], [1, 0.05]], np.float32)
+PREDICTED = np.array(["0", "+15", "0", "+15", "0"])
+
+
+def test_two_step_ranks_only_gallery_rows_predicted_in_the_target_pose():
+    rows = two_step_rank(np.array([[1, 0], [1, 0]], np.float32), GALLERY, PREDICTED, np.array(["0", "+15"]), 2)
+    assert rows.tolist() == [[0, 4], [1, 3]]
+
+
+def test_two_step_pads_with_minus_one_when_fewer_than_k_rows_survive_the_filter():
+    distances, rows = two_step_search(np.array([[1, 0], [0, 1]], np.float32), GALLERY, PREDICTED, np.array(["+15", "-45"]), 3)
+    assert rows.tolist() == [[1, 3, -1], [-1, -1, -1]]
+    assert np.isinf(distances[0, 2]) and np.all(np.isinf(distances[1]))
+
+
+def test_two_step_distances_are_squared_l2_between_unit_vectors():
+    distances, rows = two_step_search(np.array([[3, 0]], np.float32), GALLERY, PREDICTED, np.array(["0"]), 3)
+    assert rows.tolist() == [[0, 4, 2]]
+    assert distances[0].tolist() == pytest.approx([0.0, 2 - 2 / np.sqrt(1 + 0.05**2), 2.0], abs=1e-5)
+
+
+def test_two_step_with_k_larger_than_the_gallery_is_a_user_error():
+    with pytest.raises(UserError, match="k=6"):
+        two_step_rank(GALLERY[:1], GALLERY, PREDICTED, np.array(["0"]), 6)
+
+
+def test_pixel_vectors_are_unit_length_rows():
+    vectors = pixel_vectors(np.full((3, 4, 5), 7, np.uint8))
+    assert vectors.shape == (3, 20)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["logreg", "mlp"])
+def test_pose_classifier_predicts_the_poses_of_identities_it_never_saw(model):
+    faces = tiny_gallery(identities=8, lights=2, train_identities=6)
+    train, test = faces.split("train"), faces.split("test")
+    classifier = PoseClassifier(PoseClassifierConfig(model=model, pca_components=16)).fit(train.images, train.faces["pose"])
+    assert set(classifier.classes) == set(faces.vocabulary("pose"))
+    assert classifier.accuracy(test.images, test.faces["pose"]) >= 0.9
+
+
+def test_an_unknown_classifier_model_is_a_user_error():
+    with pytest.raises(UserError, match="valid: logreg, mlp"):
+        PoseClassifier(PoseClassifierConfig(model="svm"))
+
+
+def test_two_step_baseline_end_to_end_with_predicted_poses_finds_the_person():
+    faces = tiny_gallery(identities=6, lights=2, train_identities=3)
+    train, gallery = faces.split("train"), faces.split("test")
+    classifier = PoseClassifier().fit(train.images, train.faces["pose"])
+    predicted = classifier.predict(gallery.images)
+    generator = FakeGenerator()
+    query_images, targets = gallery.images[:6], np.array(["+45"] * 6)
+    for vectors in (
+        lambda images, poses: pixel_vectors(images),
+        lambda images, poses: reconstruction_features(generator, images, poses, layer="pixels"),
+    ):
+        rows = two_step_rank(vectors(query_images, classifier.predict(query_images)),
+                             vectors(gallery.images, predicted), predicted, targets, 5)
+        assert rows.shape == (6, 5) and set(predicted[rows[rows >= 0]]) <= {"+45"}
+
+
+def test_ours_finds_the_same_person_in_the_target_pose_and_light(tmp_path):
+    generator = FakeGenerator()
+    gallery = tiny_gallery(identities=3, lights=2)
+    index = build_index(generator, gallery, tmp_path / "idx", progress=False)
+    queries = gallery.faces.iloc[[0, 5, 17, 30]]
+    targets = np.array(["+45", "-45", "0", "+15"])
+    distances, rows = generate_and_search(generator, index, gallery.images[[0, 5, 17, 30]], targets, 5)
+    qk, gk = criterion_keys(queries, targets, index.faces, "pose", criterion=2)
+    assert evaluate_ranking(rows, qk, gk, ks=(1,)).recall == {1: 1.0}
+    assert np.allclose(distances[:, 0], 0.0, atol=1e-5)
+
+
+def test_ours_refuses_an_index_built_by_another_model(tmp_path):
+    index = build_index(FakeGenerator(), tiny_gallery(identities=1), tmp_path / "idx", progress=False)
+    with pytest.raises(UserError, match="not this model"):
+        generate_and_search(FakeGenerator(checkpoint_hash="d" * 64), index, tiny_gallery(identities=1).images[:1], "0", 1)
