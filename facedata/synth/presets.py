@@ -1,0 +1,162 @@
+"""SynthPIE's configuration: one frozen dataclass saved beside every rendered FaceSet, and the presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from facedata.errors import DataError
+from facedata.faceset import format_pose
+
+ACCESSORIES = ("none", "glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie")
+OCCLUSIONS = ("no", "yes")
+PAPER_POSES = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
+MIN_IMAGE_SIZE = 8
+MAX_YAW = 90.0
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to render: identities × poses × illuminations × accessories × occlusion, and how.
+
+    Poses are yaw angles in degrees, positive = the face turned toward the image's right.
+    Illuminations are labelled "00".."NN": "00" is ambient light only, the others add one
+    directional flash each, fixed in the camera frame (see `facedata.synth.lights`).
+    `illumination_subset` picks labels to render (empty = all of them).
+    `identity_spread` scales how far each identity's shape and albedo deviate from the mean face
+    (0 = every identity is the mean face).
+    """
+
+    identities: int = 24
+    poses: tuple[float, ...] = PAPER_POSES
+    illuminations: int = 20
+    illumination_subset: tuple[str, ...] = ()
+    accessories: tuple[str, ...] = ("none",)
+    occlusion: tuple[str, ...] = ("no",)
+    image_size: int = 32
+    supersample: int = 3
+    identity_spread: float = 1.0
+    ambient: float = 0.35
+    flash: float = 0.9
+    light_range: float = 90.0  # largest |azimuth| of a flash, degrees
+    background: float = 0.45  # display gray level of the backdrop, 0..1
+    train_identities: int = 16
+    seed: int = 0
+    name: str = "synthpie"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "poses", tuple(float(p) for p in self.poses))
+        object.__setattr__(self, "accessories", tuple(str(a) for a in self.accessories))
+        object.__setattr__(self, "occlusion", tuple(str(o) for o in self.occlusion))
+        object.__setattr__(self, "illumination_subset", tuple(str(i) for i in self.illumination_subset))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.identities < 1:
+            raise DataError(f"identities={self.identities}: must be at least 1")
+        if not 0 <= self.train_identities <= self.identities:
+            raise DataError(f"train_identities={self.train_identities}: must be between 0 and identities={self.identities}")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise DataError(f"image size {self.image_size}: must be at least {MIN_IMAGE_SIZE} pixels")
+        if not 1 <= self.supersample <= 8:
+            raise DataError(f"supersample={self.supersample}: must be between 1 and 8")
+        if not self.poses:
+            raise DataError("poses: give at least one yaw angle")
+        bad = [p for p in self.poses if abs(p) > MAX_YAW]
+        if bad:
+            raise DataError(f"pose {format_pose(bad[0])}: yaw must lie within ±{MAX_YAW:g} degrees")
+        if len(set(self.pose_labels)) != len(self.poses):
+            raise DataError(f"poses {list(self.pose_labels)}: each yaw angle may appear once")
+        if not 1 <= self.illuminations <= 100:
+            raise DataError(f"illuminations={self.illuminations}: must be between 1 and 100")
+        labels = illumination_labels(self.illuminations)
+        unknown = [i for i in self.illumination_subset if i not in labels]
+        if unknown:
+            raise DataError(f"illumination {unknown[0]!r}: not among {labels[0]}..{labels[-1]}")
+        for what, given, valid in (("accessory", self.accessories, ACCESSORIES), ("occlusion", self.occlusion, OCCLUSIONS)):
+            if not given:
+                raise DataError(f"{what}: give at least one value (valid: {', '.join(valid)})")
+            unknown = [v for v in given if v not in valid]
+            if unknown:
+                raise DataError(f"{what} {unknown[0]!r}: unknown (valid: {', '.join(valid)})")
+            if len(set(given)) != len(given):
+                raise DataError(f"{what} {list(given)}: each value may appear once")
+        if not 0.0 <= self.identity_spread <= 10.0:
+            raise DataError(f"identity_spread={self.identity_spread}: must be between 0 and 10")
+        if not 0.0 <= self.light_range <= 90.0:
+            raise DataError(f"light_range={self.light_range}: must be between 0 and 90 degrees")
+        for knob in ("ambient", "flash", "background"):
+            value = getattr(self, knob)
+            if not 0.0 <= value <= 4.0:
+                raise DataError(f"{knob}={value}: must be between 0 and 4")
+        if self.seed < 0:
+            raise DataError(f"seed={self.seed}: must be a non-negative integer")
+
+    @property
+    def pose_labels(self) -> tuple[str, ...]:
+        return tuple(format_pose(p) for p in self.poses)
+
+    @property
+    def illumination_names(self) -> tuple[str, ...]:
+        """The illumination labels rendered, in layout order."""
+        labels = illumination_labels(self.illuminations)
+        if not self.illumination_subset:
+            return labels
+        wanted = set(self.illumination_subset)
+        return tuple(label for label in labels if label in wanted)
+
+    @property
+    def image_count(self) -> int:
+        return self.identities * len(self.poses) * len(self.illumination_names) * len(self.accessories) * len(self.occlusion)
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        for key in ("poses", "accessories", "occlusion", "illumination_subset"):
+            record[key] = list(record[key])
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> "SynthConfig":
+        return cls(**{**record, **{k: tuple(record[k]) for k in ("poses", "accessories", "occlusion", "illumination_subset") if k in record}})
+
+
+def illumination_labels(count: int) -> tuple[str, ...]:
+    """Labels "00", "01", ... for `count` lighting conditions ("00" = ambient only)."""
+    return tuple(f"{i:02d}" for i in range(count))
+
+
+PRESETS: dict[str, SynthConfig] = {
+    # §4.1: Multi-PIE session 1, 249 identities × 7 poses × 20 illuminations, first 100 train.
+    "paper": SynthConfig(identities=249, train_identities=100, name="synthpie-paper"),
+    # §4.2: CAS-PEAL-R1 accessories, 438 identities × 7 classes, frontal, first 350 train.
+    "accessory": SynthConfig(
+        identities=438,
+        train_identities=350,
+        poses=(0.0,),
+        illumination_subset=("07",),
+        accessories=ACCESSORIES,
+        name="synthpie-accessory",
+    ),
+    # §4.3: the paper-like set with and without a black bar over the eyes.
+    "completion": SynthConfig(identities=249, train_identities=100, occlusion=OCCLUSIONS, name="synthpie-completion"),
+    # Demo and tests: renders in seconds.
+    "small": SynthConfig(identities=24, train_identities=16, illumination_subset=("00", "04", "07", "17"), name="synthpie-small"),
+}
+
+
+def synth_config(preset: str, **overrides) -> SynthConfig:
+    """The named preset with `overrides` applied (None values are ignored).
+
+    Changing `identities` alone keeps the preset's train share (e.g. paper: 100/249).
+    """
+    if preset not in PRESETS:
+        raise DataError(f"unknown preset {preset!r} (valid: {', '.join(PRESETS)})")
+    base = PRESETS[preset]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - set(base.to_json()))
+    if unknown:
+        raise DataError(f"unknown SynthPIE setting {unknown[0]!r}")
+    if "identities" in given and "train_identities" not in given:
+        n = int(given["identities"])
+        if n >= 1:
+            given["train_identities"] = min(n, max(1, round(n * base.train_identities / base.identities)))
+    return replace(base, **given)
