@@ -18,6 +18,7 @@ class PoseNormalized:
 
     kept: np.ndarray  # (n,) int64: position of the kept value in generator.vocabulary
     distances: np.ndarray  # (n, V) float32: squared pixel L2 of each generated value to the original
+    kept_images: np.ndarray  # (n, H, W) float32: the stage-2 image generated in the kept value, 0–255
 
     def kept_values(self, vocabulary: Sequence[str]) -> np.ndarray:
         """The kept values as labels, (n,) str: a free estimate of each image's pose (or accessory)."""
@@ -47,14 +48,16 @@ def normalize_batch(generator, images: np.ndarray, batch_size: int = 256) -> Pos
     vocabulary = tuple(generator.vocabulary)
     n, v = len(images), len(vocabulary)
     if n == 0:
-        return PoseNormalized(np.zeros(0, np.int64), np.zeros((0, v), np.float32))
+        return PoseNormalized(np.zeros(0, np.int64), np.zeros((0, v), np.float32), np.zeros((0, *images.shape[1:]), np.float32))
     repeated = np.repeat(images, v, axis=0)  # (n·V, H, W): image i's V copies are rows i·V … i·V+V−1
     targets = list(vocabulary) * n  # (n·V,) value j for copy j of every image
     _, stage2 = generator.generate(repeated, targets, batch_size=batch_size)  # (n·V, H, W) float32
     generated = np.asarray(stage2, dtype=np.float32).reshape(n, v, -1)
     original = images.reshape(n, 1, -1).astype(np.float32)
     distances = np.square(generated - original).sum(axis=2)  # (n, V)
-    return PoseNormalized(kept=np.argmin(distances, axis=1).astype(np.int64), distances=distances.astype(np.float32))
+    kept = np.argmin(distances, axis=1).astype(np.int64)
+    kept_images = generated[np.arange(n), kept].reshape(images.shape)
+    return PoseNormalized(kept=kept, distances=distances.astype(np.float32), kept_images=kept_images)
 
 
 def pose_normalize(generator, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> PoseNormalized:
@@ -66,7 +69,7 @@ def pose_normalize(generator, images: np.ndarray, batch_size: int = 256, progres
     ]
     if not parts:
         return normalize_batch(generator, images, batch_size)
-    return PoseNormalized(np.concatenate([p.kept for p in parts]), np.concatenate([p.distances for p in parts]))
+    return PoseNormalized(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("kept", "distances", "kept_images")))
 
 
 def normalized_features(generator, images: np.ndarray, layer: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:

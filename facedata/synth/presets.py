@@ -34,7 +34,7 @@ class SynthConfig:
     occlusion: tuple[str, ...] = ("no",)
     image_size: int = 32
     supersample: int = 3
-    identity_spread: float = 1.0
+    identity_spread: float = 0.6  # calibrated: 2-step raw-image baseline ≈ the paper's (README)
     ambient: float = 0.35
     flash: float = 0.9
     light_range: float = 90.0  # largest |azimuth| of a flash, degrees

@@ -31,6 +31,11 @@ def _register() -> None:
     from retrieval.cli import data
 
     cli.add_command(data.data)
+    __import__("retrieval.cli.generator_cmds", fromlist=["register"]).register(cli)
+    __import__("retrieval.cli.retrieval_cmds", fromlist=["register"]).register(cli)
+    from retrieval.cli.bench_cmds import bench
+
+    cli.add_command(bench)
 
 
 _register()

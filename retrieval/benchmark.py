@@ -1,0 +1,264 @@
+"""`rbg bench`: the paper's retrieval benchmark (§4.1.2, Tables 1–3, Figure 6) for one model on one FaceSet.
+
+Every method answers the same seeded queries over the same gallery (the whole test split):
+  2-step retrieval / image            pose classifier filter, then raw pixels
+  2-step retrieval / our 2nd network  pose classifier filter, then the refiner's mid-layer features
+  ours / image                        generate the target, search pose-normalized generated images
+  ours / our 2nd network              generate the target, search pose-normalized mid-layer features
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facedata.atomic import atomic_dir
+from facedata.errors import UserError
+from facedata.faceset import FaceSet, pose_degrees
+from facedata.provenance import provenance
+from index.faiss_index import GalleryIndex, IndexConfig
+from index.features import gallery_fingerprint
+from index.pose_normalize import kept_accuracy, normalize_batch
+from retrieval.metrics import PAPER_KS, pose_change, recall_by_group, second_criterion_factor
+from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
+from retrieval.protocol import QuerySet, sample_queries, score
+from retrieval.report_tables import mse_table, recall_table
+from retrieval.two_step import fit_pose_filter, rank_by_generator_features, rank_by_pixels
+
+TWO_STEP, OURS = "2-step retrieval", "ours"
+IMAGE, SECOND_NET = "image", "our 2nd network"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `rbg bench` runs: query count and seed, K values, the feature layer, the FAISS factory."""
+
+    queries: int = 10_000
+    seed: int = 0
+    ks: tuple[int, ...] = PAPER_KS
+    layer: str | None = None  # the generator's feature layer for "our 2nd network" (None: its default)
+    factory: str = "Flat"
+    generation_pairs: int = 10_000  # Table 1
+    criterion2_factor: str | None = None  # None: illumination, else expression
+    batch_size: int = 256
+    grid_queries: int = 8  # rows of the Figure-7 grid
+    gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
+
+
+@dataclass(frozen=True)
+class GalleryFeatures:
+    """The pose-normalized gallery: kept value per image and the two kinds of vectors indexed for ours."""
+
+    kept: np.ndarray  # (g,) str kept value of the edited factor
+    pixels: np.ndarray  # (g, H·W) float32 stage-2 image generated in the kept value
+    features: np.ndarray  # (g, d) float32 mid-layer features of that generation
+
+
+def check_compatible(generator, faces: FaceSet) -> None:
+    """The FaceSet must carry the generator's edited factor with the same vocabulary (one-hot order)."""
+    factor = generator.edit_factor
+    if factor not in faces.factors:
+        raise UserError(f"{faces.info.name}: has no '{factor}' factor, which model task '{generator.task}' edits")
+    if tuple(faces.vocabulary(factor)) != tuple(generator.vocabulary):
+        raise UserError(f"{faces.info.name}: {factor} values {list(faces.vocabulary(factor))} differ from the model's "
+                        f"{list(generator.vocabulary)}")
+    if tuple(faces.image_size) != tuple(generator.image_size):
+        raise UserError(f"{faces.info.name}: images are {faces.image_size}, the model expects {generator.image_size}")
+
+
+def pose_normalized_gallery(generator, gallery: FaceSet, layer: str | None, batch_size: int,
+                            cache: Path | None = None) -> GalleryFeatures:
+    """§4.1.2: regenerate every gallery image in all target values, keep the closest, read its vectors.
+
+    The result is cached in `cache` (keyed by model and gallery) because it is the benchmark's most
+    expensive step: V + 1 network passes per gallery image.
+    """
+    key = f"{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}-{layer or generator.default_feature_layer}"
+    path = cache / f"gallery-{key}.npz" if cache else None
+    if path and path.is_file():
+        with np.load(path, allow_pickle=False) as stored:
+            return GalleryFeatures(stored["kept"], stored["pixels"], stored["features"])
+    kept, pixels, features = [], [], []
+    bar = tqdm(total=len(gallery), desc="pose-normalize gallery", unit="img")
+    for images, _ in gallery.iter_batches(batch_size):
+        normalized = normalize_batch(generator, images, batch_size)
+        values = normalized.kept_values(generator.vocabulary)
+        kept.append(values)
+        pixels.append(np.clip(normalized.kept_images, 0, 255).reshape(len(images), -1))
+        features.append(generator.features(images, list(values), layer=layer, batch_size=batch_size))
+        bar.update(len(images))
+    bar.close()
+    result = GalleryFeatures(np.concatenate(kept), np.concatenate(pixels), np.concatenate(features))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, kept=result.kept, pixels=result.pixels, features=result.features)
+        tmp.replace(path)
+    return result
+
+
+def search_ours(gallery_vectors: np.ndarray, query_vectors: np.ndarray, config: BenchConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search the pose-normalized gallery for generated queries with the configured FAISS factory: (q, k) distances, rows."""
+    index = GalleryIndex.from_vectors(gallery_vectors, config=IndexConfig(factory=config.factory, seed=config.seed))
+    return index.search(query_vectors, k)
+
+
+def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfig = BenchConfig(),
+                  cache: Path | None = None) -> dict:
+    """Run every method on the same queries; write report.md, report.json and figures into `out` atomically."""
+    check_compatible(generator, faces)
+    train, gallery = faces.split("train"), faces.split("test")
+    if config.gallery_identities is not None:
+        keep = gallery.identities()[: config.gallery_identities]
+        gallery = gallery.where(gallery.faces["identity"].isin(keep).to_numpy(), f"keeping {config.gallery_identities} test identities")
+    edit = generator.edit_factor
+    k = max(config.ks)
+    if len(gallery) < k:
+        raise UserError(f"{faces.info.name}: the test gallery holds {len(gallery)} images, fewer than K={k}")
+    also = config.criterion2_factor or second_criterion_factor(list(gallery.faces.columns), edit)
+    timings: dict[str, float] = {}
+    queries = sample_queries(gallery, edit, config.queries, seed=config.seed)
+    query_images = gallery.images[queries.positions]
+
+    t = time.perf_counter()
+    pose_filter = fit_pose_filter(train, gallery, queries)
+    rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}
+    timings["2-step image"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rankings[(TWO_STEP, SECOND_NET)] = rank_by_generator_features(
+        generator, gallery, queries, pose_filter, k, layer=config.layer, batch_size=config.batch_size)
+    timings["2-step 2nd network"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    normalized = pose_normalized_gallery(generator, gallery, config.layer, config.batch_size, cache)
+    timings["pose-normalize gallery"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _, generated = generator.generate(query_images, list(queries.targets), batch_size=config.batch_size)
+    query_pixels = np.clip(generated, 0, 255).reshape(len(queries), -1)
+    query_features = generator.features(query_images, list(queries.targets), layer=config.layer, batch_size=config.batch_size)
+    rankings[(OURS, IMAGE)] = search_ours(normalized.pixels, query_pixels, config, k)[1]
+    distances, rankings[(OURS, SECOND_NET)] = search_ours(normalized.features, query_features, config, k)
+    timings["ours: generate + search"] = time.perf_counter() - t
+
+    results = score_all(rankings, queries, gallery, config.ks, also)
+    record = {
+        "data": {"name": faces.info.name, "path": str(faces.root) if faces.root else None,
+                 "gallery": len(gallery), "train_images": len(train), "test_identities": gallery.num_identities},
+        "model": {"path": str(generator.path), "task": generator.task, "edit": edit,
+                  "vocabulary": list(generator.vocabulary), "checkpoint_sha256": generator.checkpoint_hash,
+                  "feature_layer": config.layer or generator.default_feature_layer},
+        "config": asdict(config),
+        "queries": len(queries),
+        "criterion2_factor": also,
+        "pose_classifier_accuracy": pose_filter.accuracy,
+        "pose_normalization_accuracy": kept_accuracy(normalized.kept, gallery.faces[edit].to_numpy()),
+        "results": results,
+        "change_groups": change_groups(rankings, queries, gallery, also),
+        "timings_seconds": timings,
+        "provenance": provenance(seed=config.seed),
+    }
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        from generator.evaluate import evaluate_generation
+        from retrieval import report_figures
+
+        record["generation"] = evaluate_generation(generator, faces, tmp / "generation", config.generation_pairs,
+                                                   config.seed, config.batch_size)
+        report_figures.recall_bars(results, tmp / "recall.png")
+        if record["change_groups"]:
+            report_figures.change_curve(record["change_groups"], edit, tmp / "figure6_change.png")
+        shown = slice(0, config.grid_queries)
+        report_figures.retrieval_grid(query_images[shown], generated[shown], queries, gallery, distances[shown, :5],
+                                      rankings[(OURS, SECOND_NET)][shown, :5], tmp / "figure7_retrievals.png")
+        (tmp / "report.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+        (tmp / "report.md").write_text(report_markdown(record))
+    return record
+
+
+def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: str) -> list[dict]:
+    """recall@K of each method under both criteria, as a list of JSON-ready rows."""
+    rows = []
+    for (method, features), ranked in rankings.items():
+        row = {"method": method, "features": features}
+        for criterion in (1, 2):
+            report, _ = score(ranked, queries, gallery, criterion, ks, also=also)
+            row[f"criterion{criterion}"] = report.to_json()
+        rows.append(row)
+    return rows
+
+
+def change_groups(rankings: dict, queries: QuerySet, gallery: FaceSet, also: str, k: int = 5) -> dict:
+    """Figure 6: recall@k (criterion 1) per size of the change, |target − source| in degrees; {} for named values."""
+    source = queries.faces(gallery)[queries.edit].to_numpy().astype(str)
+    if any(pose_degrees(v) is None for v in np.unique(np.concatenate([source, queries.targets]))):
+        return {}
+    groups = pose_change(source, queries.targets)
+    result = {}
+    for (method, features), ranked in rankings.items():
+        _, correct = score(ranked, queries, gallery, 1, (k,), also=also)
+        result[f"{method} / {features}"] = {f"{g:g}": {"recall": r, "queries": n} for g, (r, n) in recall_by_group(correct, groups, k).items()}
+    return result
+
+
+def report_markdown(record: dict) -> str:
+    """report.md: Tables 1–3 laid out as the paper's, our figures beside the paper's, plus what made them."""
+    rows = {c: [{"method": r["method"], "features": r["features"],
+                 "recall": {int(k): 100 * v for k, v in r[f"criterion{c}"]["recall"].items()}} for r in record["results"]]
+            for c in (1, 2)}
+    gen = record.get("generation", {})
+    mse = {f"stage {s}": gen[f"stage{s}_mse"] for s in (1, 2) if f"stage{s}_mse" in gen}
+    data, model = record["data"], record["model"]
+    lines = [
+        f"# Retrieval by generation: {data['name']} — {model['task']} task",
+        "",
+        f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} test images "
+        f"({data['test_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
+        f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`.",
+        "",
+        "## Table 1 — mean per-pixel generation error (MSE, 0–255 scale)",
+        "",
+        mse_table(mse) if mse else "(not computed)",
+        "",
+        f"## Table 2 — criterion 1: identity and target {model['edit']} correct",
+        "",
+        recall_table(rows[1], 1),
+        "",
+        f"## Table 3 — criterion 2: also the query's {record['criterion2_factor']}",
+        "",
+        recall_table(rows[2], 2),
+        "",
+        "## Side figures",
+        "",
+        f"- 2-step pose classifier accuracy on the test gallery: {100 * record['pose_classifier_accuracy']:.1f} % "
+        f"(paper: {POSE_CLASSIFIER_ACCURACY} % with VGG-Face fc6 features)",
+        f"- pose normalization's kept value = true value (a free {model['edit']} estimate): "
+        f"{100 * record['pose_normalization_accuracy']:.1f} %",
+    ]
+    if record.get("change_groups"):
+        lines += ["", "## Figure 6 — recall@5 (criterion 1) per size of the change", ""]
+        methods = list(record["change_groups"])
+        groups = sorted({g for m in methods for g in record["change_groups"][m]}, key=float)
+        lines.append("| method | " + " | ".join(f"{g}°" for g in groups) + " |")
+        lines.append("|---|" + "---|" * len(groups))
+        for m in methods:
+            cells = [f"{100 * record['change_groups'][m][g]['recall']:.1f}%" if g in record["change_groups"][m] else "—" for g in groups]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {v:.1f}" for k, v in record["timings_seconds"].items()]
+    lines += ["", "## Made by", "", f"`{record['provenance']['command']}`", "",
+              "Pictures: `recall.png`, `figure6_change.png`, `figure7_retrievals.png`, `generation/`.", ""]
+    return "\n".join(lines)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))

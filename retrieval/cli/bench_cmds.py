@@ -1,0 +1,38 @@
+"""`rbg bench`: the paper's retrieval benchmark for one model on one FaceSet, written as a report folder."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("bench")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="checkpoint (or training run) folder")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="FaceSet folder; its test split is the gallery")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="report folder to write (report.md, report.json, PNGs)")
+@click.option("--queries", default=10_000, show_default=True, type=click.IntRange(min=1), help="random (image, target) queries")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--layer", default=None, help="feature layer for 'our 2nd network' [the model's default: stage2.mid]")
+@click.option("--factory", default="Flat", show_default=True, help="FAISS factory string for the pose-normalized gallery")
+@click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=1), help="test pairs for Table 1")
+@click.option("--criterion2", "criterion2_factor", default=None, help="factor criterion 2 also matches [illumination, else expression]")
+@click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
+def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
+          gallery_identities, batch_size, device, cache) -> None:
+    """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
+    from pathlib import Path
+
+    from facedata.faceset import FaceSet
+    from generator.inference import Generator
+    from retrieval.benchmark import BenchConfig, run_benchmark
+
+    generator = Generator.load(model_path, device=device)
+    faces = FaceSet.open(data_path)
+    config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
+                         criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size)
+    cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
+    record = run_benchmark(generator, faces, out, config, cache=cache_dir)
+    click.echo((Path(out) / "report.md").read_text())
+    click.echo(f"report → {out}/report.md ({record['queries']:,} queries, gallery {record['data']['gallery']:,})")
