@@ -1,0 +1,261 @@
+"""Checkpoints: a folder of safetensors weights plus a JSON manifest; never a pickle.
+
+A checkpoint folder holds
+  model.safetensors   both stages' weights (the state dict of TwoStageGenerator)
+  checkpoint.json     architecture, task, edited factor and its vocabulary, normalization, epochs
+                      trained per stage, training config, data fingerprint, metrics, provenance, and
+                      the sha256 of model.safetensors
+A training run's resume state is a second folder of the same kind with the optimizer's tensors
+(optimizer.safetensors) and the loop's position (state.json) added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from facedata.atomic import atomic_dir
+from facedata.errors import UserError
+from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
+from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
+from generator.normalize import Normalization
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt, or does not fit the data or code it is used with."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What checkpoint.json holds."""
+
+    architecture: dict  # ModelConfig.to_json()
+    task: str
+    edit_factor: str
+    vocabulary: tuple[str, ...]
+    normalization: dict  # Normalization.to_json()
+    trained_epochs: dict = field(default_factory=dict)  # {"1": epochs of stage 1, "2": epochs of stage 2}
+    training: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_json(self.architecture)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.model_config.image_size
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record["vocabulary"] = list(self.vocabulary)
+        record["format_version"] = FORMAT_VERSION
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict, source: Path) -> "CheckpointInfo":
+        try:
+            info = cls(
+                architecture=dict(record["architecture"]),
+                task=str(record["task"]),
+                edit_factor=str(record["edit_factor"]),
+                vocabulary=tuple(str(v) for v in record["vocabulary"]),
+                normalization=dict(record["normalization"]),
+                trained_epochs={str(k): int(v) for k, v in record.get("trained_epochs", {}).items()},
+                training=dict(record.get("training", {})),
+                data=dict(record.get("data", {})),
+                metrics=dict(record.get("metrics", {})),
+                provenance=dict(record.get("provenance", {})),
+                weights_sha256=str(record.get("weights_sha256", "")),
+            )
+            Normalization.from_json(info.normalization)
+            config = info.model_config
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CheckpointError(f"{source}: not a valid checkpoint manifest ({exc!r})") from None
+        arch = info.architecture
+        if arch.get("name") != ARCHITECTURE or int(arch.get("version", -1)) != ARCHITECTURE_VERSION:
+            raise CheckpointError(
+                f"{source}: architecture {arch.get('name')} v{arch.get('version')} is not this code's "
+                f"{ARCHITECTURE} v{ARCHITECTURE_VERSION}"
+            )
+        if config.num_values != len(info.vocabulary):
+            raise CheckpointError(f"{source}: one-hot width {config.num_values} ≠ vocabulary of {len(info.vocabulary)}")
+        return info
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_fingerprint(faces: FaceSet) -> dict:
+    """Name plus hashes of faceset.json and faces.parquet (or of the table, for an in-memory FaceSet)."""
+    record = {"name": faces.info.name, "count": int(len(faces)), "image_size": list(faces.image_size)}
+    if faces.root is not None and (faces.root / FACES_FILE).is_file():
+        record["path"] = str(faces.root)
+        record[INFO_FILE] = sha256_file(faces.root / INFO_FILE)
+        record[FACES_FILE] = sha256_file(faces.root / FACES_FILE)
+    else:
+        table = pd.util.hash_pandas_object(faces.faces, index=True).to_numpy()
+        record["faces_table"] = hashlib.sha256(table.tobytes()).hexdigest()
+    return record
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint folder at `path`, or inside it when `path` is a training run folder."""
+    root = Path(path)
+    for candidate in (root, root / "checkpoint"):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    if not root.exists():
+        raise CheckpointError(f"{root}: no such checkpoint folder")
+    raise CheckpointError(f"{root}: missing {META_FILE} (a checkpoint folder holds {WEIGHTS_FILE} and {META_FILE})")
+
+
+def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: CheckpointInfo,
+                    extra_files: dict[str, dict[str, torch.Tensor]] | None = None,
+                    extra_json: dict[str, dict] | None = None) -> CheckpointInfo:
+    """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written."""
+    target = Path(path)
+    with atomic_dir(target) as tmp:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
+        info = CheckpointInfo(**{**asdict(info), "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)})
+        for name, extra in (extra_files or {}).items():
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in extra.items()}, str(tmp / name))
+        for name, record in (extra_json or {}).items():
+            (tmp / name).write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / META_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    return info
+
+
+def read_info(path: str | Path) -> tuple[Path, CheckpointInfo]:
+    """The checkpoint folder and its parsed manifest; a missing or malformed manifest is a CheckpointError."""
+    folder = resolve_checkpoint_dir(path)
+    meta = folder / META_FILE
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{meta}: unreadable JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{meta}: not a JSON object")
+    return folder, CheckpointInfo.from_json(record, meta)
+
+
+def read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; missing or corrupt is a CheckpointError naming it."""
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing")
+    try:
+        return load_file(str(file), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for damaged headers and bodies
+        raise CheckpointError(f"{file}: corrupt safetensors file ({exc})") from None
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy `tensors` into `model`, refusing any missing, unexpected or differently shaped weight."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    reshaped = [k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or reshaped:
+        detail = "; ".join(
+            part for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                f"{reshaped[0]} is {tuple(tensors[reshaped[0]].shape)}, expected {tuple(expected[reshaped[0]].shape)}" if reshaped else "",
+            ) if part
+        )
+        raise CheckpointError(f"{source}: weights do not fit the {ARCHITECTURE} architecture ({detail})")
+    model.load_state_dict(tensors)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[TwoStageGenerator, CheckpointInfo, Path]:
+    """Model (eval mode, on `device`), manifest and folder of a checkpoint, verified against its hash."""
+    folder, info = read_info(path)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing")
+    if info.weights_sha256 and sha256_file(weights) != info.weights_sha256:
+        raise CheckpointError(f"{weights}: sha256 differs from the one in {META_FILE} (corrupt or replaced file)")
+    model = TwoStageGenerator(info.model_config)
+    load_weights(model, read_tensors(weights), weights)
+    return model.to(device).eval(), info, folder
+
+
+def check_vocabulary(info: CheckpointInfo, factor: str, vocabulary: tuple[str, ...], where: str) -> None:
+    """Refuse a checkpoint whose edited factor or one-hot vocabulary differs from the data's."""
+    if info.edit_factor != factor or tuple(info.vocabulary) != tuple(vocabulary):
+        raise CheckpointError(
+            f"{where}: the checkpoint edits {info.edit_factor} over {list(info.vocabulary)}, "
+            f"the data has {factor} over {list(vocabulary)}"
+        )
+
+
+# -- resume state -------------------------------------------------------------------------------
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state dict split into flat named tensors and a JSON-able remainder."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for pid, slots in state["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], record: dict) -> None:
+    """Inverse of optimizer_tensors."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, slots in record.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(slots)
+    optimizer.load_state_dict({"state": state, "param_groups": record["param_groups"]})
+
+
+def save_training_state(path: Path, model: TwoStageGenerator, info: CheckpointInfo,
+                        optimizer: torch.optim.Optimizer | None, loop_state: dict) -> None:
+    """Write the resume folder: weights, manifest, optimizer tensors and the loop's position."""
+    tensors, record = optimizer_tensors(optimizer) if optimizer is not None else ({}, {})
+    save_checkpoint(
+        path, model, info,
+        extra_files={OPTIMIZER_FILE: tensors} if optimizer is not None else None,
+        extra_json={STATE_FILE: {**loop_state, "optimizer": record}},
+    )
+
+
+def load_training_state(path: Path) -> tuple[TwoStageGenerator, CheckpointInfo, dict, dict[str, torch.Tensor]]:
+    """Model, manifest, loop state (with "optimizer" record) and optimizer tensors of a resume folder."""
+    model, info, folder = load_checkpoint(path)
+    state_file = folder / STATE_FILE
+    try:
+        loop_state = json.loads(state_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{state_file}: unreadable resume state ({exc})") from None
+    optim = read_tensors(folder / OPTIMIZER_FILE) if (folder / OPTIMIZER_FILE).exists() else {}
+    return model, info, loop_state, optim
+

@@ -1,0 +1,168 @@
+"""The paper's two-stage generator (§3.1–3.2): stage 1 edits one attribute, stage 2 refines the result.
+
+Every convolution is 3×3 with padding 1 and is followed by a ReLU, except the last one of each stage,
+whose output must take negative values too (the images are standardized, §3.1 "Image decoding").
+The attribute encoder's two fully connected layers are followed by ReLUs as well: "all layers have a
+ReLU except the last one", and the attribute maps are an intermediate layer, not an output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHITECTURE = "ghodrati2016-two-stage"
+ARCHITECTURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network: the one-hot width and the image size; the layer widths are the paper's."""
+
+    num_values: int  # V: size of the edited factor's vocabulary = one-hot width
+    image_size: tuple[int, int] = (32, 32)  # (H, W), both even
+    attribute_maps: int = 7  # §3.1: FC(1792) reshaped to 7 maps of 16×16
+    attribute_hidden: int = 512  # §3.1: FC(512)
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        if self.num_values < 1:
+            raise ValueError(f"num_values must be ≥ 1, got {self.num_values}")
+        if h < 2 or w < 2 or h % 2 or w % 2:
+            raise ValueError(f"image_size must be even and ≥ 2, got {self.image_size}")
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """Size of the feature maps between pool and unpool: half the image."""
+        return self.image_size[0] // 2, self.image_size[1] // 2
+
+    def to_json(self) -> dict:
+        return {
+            "name": ARCHITECTURE,
+            "version": ARCHITECTURE_VERSION,
+            "num_values": self.num_values,
+            "image_size": list(self.image_size),
+            "attribute_maps": self.attribute_maps,
+            "attribute_hidden": self.attribute_hidden,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict) -> "ModelConfig":
+        return cls(
+            num_values=int(record["num_values"]),
+            image_size=(int(record["image_size"][0]), int(record["image_size"][1])),
+            attribute_maps=int(record.get("attribute_maps", 7)),
+            attribute_hidden=int(record.get("attribute_hidden", 512)),
+        )
+
+
+def unpool2x2(x: torch.Tensor) -> torch.Tensor:
+    """(n, c, h, w) → (n, c, 2h, 2w); §3.1: each value fills the top-left of its 2×2 block, zeros elsewhere."""
+    n, c, h, w = x.shape
+    if c > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        out = x.new_zeros(n, h, 2, w, 2, c)  # keep channels_last, so the next conv needs no reorder
+        out[:, :, 0, :, 0, :] = x.permute(0, 2, 3, 1)
+        return out.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    out = x.new_zeros(n, c, h, 2, w, 2)
+    out[:, :, :, 0, :, 0] = x
+    return out.view(n, c, 2 * h, 2 * w)
+
+
+class Unpool2x2(nn.Module):
+    """The unpooling layer of §3.1 as a module, so that it shows in the layer strings."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return unpool2x2(x)
+
+
+def conv_relu(*channels: int) -> list[nn.Module]:
+    """Conv(3,3,c)-ReLU for each consecutive pair of channel counts."""
+    layers: list[nn.Module] = []
+    for cin, cout in zip(channels[:-1], channels[1:]):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
+    return layers
+
+
+class Stage1(nn.Module):
+    """§3.1: image encoder + attribute encoder → fusion → decoder; (source, target code) → coarse image."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        k, (h, w) = config.attribute_maps, config.map_size
+        # Conv(3,3,64)-ReLU-Conv(3,3,64)-ReLU-Pool(2,2): (n,1,H,W) → (n,64,H/2,W/2)
+        self.image_encoder = nn.Sequential(*conv_relu(1, 64, 64), nn.MaxPool2d(2))
+        # one-hot(V) → FC(512)-ReLU-FC(7·H/2·W/2)-ReLU, reshaped to (n,7,H/2,W/2)
+        self.attribute_encoder = nn.Sequential(
+            nn.Linear(config.num_values, config.attribute_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.attribute_hidden, k * h * w),
+            nn.ReLU(inplace=True),
+        )
+        # Concat (64+7 ch) - Conv 64-128-128-128-64, ReLU each: → (n,64,H/2,W/2)
+        self.fusion = nn.Sequential(*conv_relu(64 + k, 64, 128, 128, 128, 64))
+        # Unpool(2,2)-Conv(3,3,64)-ReLU-Conv(3,3,1): → (n,1,H,W)
+        self.decoder = nn.Sequential(Unpool2x2(), *conv_relu(64, 64), nn.Conv2d(64, 1, 3, padding=1))
+
+    def attribute_maps(self, codes: torch.Tensor) -> torch.Tensor:
+        """(n,) int64 target codes → (n, 7, H/2, W/2) maps (Figure 4); independent of the image."""
+        onehot = F.one_hot(codes, self.config.num_values).to(self.attribute_encoder[0].weight.dtype)
+        return self.attribute_encoder(onehot).view(len(codes), self.config.attribute_maps, *self.config.map_size)
+
+    def fused(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(n,1,H,W) standardized sources, (n,) codes → (n, 64, H/2, W/2) fused maps."""
+        return self.fusion(torch.cat([self.image_encoder(images), self.attribute_maps(codes)], dim=1))
+
+    def forward(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(n,1,H,W) standardized sources, (n,) codes → (n,1,H,W) standardized coarse images."""
+        return self.decoder(self.fused(images, codes))
+
+
+class Stage2(nn.Module):
+    """§3.2: the refiner; (source, coarse image) → refined image."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        # Concat (2 ch) - Conv64-ReLU-Conv64-ReLU-Pool: (n,2,H,W) → (n,64,H/2,W/2)
+        self.encoder = nn.Sequential(*conv_relu(2, 64, 64), nn.MaxPool2d(2))
+        # Conv128-Conv128-Conv128-Conv64, ReLU each: → (n,64,H/2,W/2); its output is the "middle layer"
+        self.middle = nn.Sequential(*conv_relu(64, 128, 128, 128, 64))
+        # Unpool-Conv64-ReLU-Conv(3,3,1): → (n,1,H,W)
+        self.decoder = nn.Sequential(Unpool2x2(), *conv_relu(64, 64), nn.Conv2d(64, 1, 3, padding=1))
+
+    def middle_maps(self, sources: torch.Tensor, coarse: torch.Tensor, convs: int = 4) -> torch.Tensor:
+        """The activations after the first `convs` convolutions (with ReLU) of the middle block."""
+        x = self.encoder(torch.cat([sources, coarse], dim=1))
+        return self.middle[: 2 * convs](x)
+
+    def forward(self, sources: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """(n,1,H,W) standardized sources and coarse images → (n,1,H,W) standardized refined images."""
+        return self.decoder(self.middle_maps(sources, coarse))
+
+
+class TwoStageGenerator(nn.Module):
+    """Both stages; stage 2 sees the source and stage 1's output (§3.2), all in standardized units."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.stage1 = Stage1(config)
+        self.stage2 = Stage2(config)
+        he_init(self)
+
+    def forward(self, sources: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,1,H,W) standardized sources, (n,) int64 codes → (coarse, refined), each (n,1,H,W)."""
+        coarse = self.stage1(sources, codes)
+        return coarse, self.stage2(sources, coarse)
+
+
+def he_init(module: nn.Module) -> None:
+    """§3.4: He et al. (2015) initialization of every weight (fan-in, ReLU gain); biases zero."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(m.bias)

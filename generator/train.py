@@ -1,0 +1,365 @@
+"""Training of the two networks one after the other (§3.4), with validation, checkpoints and resume.
+
+A run folder holds
+  config.json    the resolved TrainConfig, data fingerprint, vocabulary, normalization, provenance
+  log.jsonl      one line of metrics per finished epoch
+  checkpoint/    the latest loadable model (Generator.load)
+  resume/        the same plus the optimizer's state and the loop's position
+Re-running the same command continues from resume/: each epoch's shuffle is drawn from
+(seed, stage, epoch), so a resumed run makes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facedata.atomic import atomic_file
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
+from facedata.provenance import provenance
+from generator.checkpoint import (
+    CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
+    restore_optimizer, save_checkpoint, save_training_state,
+)
+from generator.evaluate import pair_errors
+from generator.inference import resolve_device, run_model
+from generator.model import ModelConfig, TwoStageGenerator
+from generator.normalize import Normalization, fit_normalization
+from generator.tasks import Task, get_task, pixel_loss, task_pairs
+
+OPTIMIZERS = ("adam", "paper")
+# Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
+RUN_DEFINING = ("task", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; `resolved()` fills the optimizer-dependent defaults.
+
+    optimizer "paper" is §3.4's SGD, momentum 0.95, learning rate 1e-5, for the loss of eq. (1)-(2):
+    the squared error SUMMED over the H·W pixels of an image (and averaged over the batch, as
+    mini-batch gradient descent does). Our loss is the mean over pixels and batch, whose gradient is
+    1/(H·W) of the summed one, so the SGD step uses lr × H·W (1e-5 × 1024 = 0.01024 at 32×32): the
+    same update as the paper's. (Summing over the batch too would multiply it by another 32.)
+    optimizer "adam" (default): Adam at lr 1e-3 with a cosine decay to zero over each stage's steps.
+    """
+
+    task: str = "pose"
+    stages: tuple[int, ...] = (1, 2)
+    epochs: int = 10  # per stage
+    optimizer: str = "adam"
+    lr: float | None = None  # None: 1e-3 for adam, 1e-5 (per summed-error unit) for paper
+    momentum: float = 0.95
+    schedule: str | None = None  # "cosine" or "constant"; None: cosine for adam, constant for paper
+    batch_size: int = 32
+    seed: int = 0
+    max_pairs: int | None = None  # train on a fixed random subset of the pairs
+    val_pairs: int = 1000  # fixed random sample of test pairs scored after every epoch
+    normalization: str = "dataset"  # or "per_image"
+    device: str = "auto"
+    threads: int | None = None
+    checkpoint_minutes: float = 10.0  # also save the resume state this often within an epoch
+
+    def resolved(self) -> "TrainConfig":
+        """This config with lr and schedule filled in, after checking every value."""
+        get_task(self.task)
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer '{self.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
+        if not self.stages or any(s not in (1, 2) for s in self.stages):
+            raise UserError(f"stages must be 1, 2 or both, got {self.stages}")
+        for name in ("epochs", "batch_size", "val_pairs"):
+            if getattr(self, name) < (0 if name == "val_pairs" else 1):
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise UserError(f"--max-pairs must be positive, got {self.max_pairs}")
+        schedule = self.schedule or ("cosine" if self.optimizer == "adam" else "constant")
+        if schedule not in ("cosine", "constant"):
+            raise UserError(f"unknown schedule '{schedule}' (valid: cosine, constant)")
+        lr = self.lr if self.lr is not None else (1e-3 if self.optimizer == "adam" else 1e-5)
+        if not lr > 0:
+            raise UserError(f"--lr must be positive, got {lr}")
+        return replace(self, lr=lr, schedule=schedule, stages=tuple(sorted(set(self.stages))))
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record["stages"] = list(self.stages)
+        return record
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class PairSet:
+    """One split's images and its (source, target) pairs."""
+
+    images: torch.Tensor  # (N, H, W) uint8
+    codes: np.ndarray  # (N,) int64 code of each image's edited factor
+    pairs: np.ndarray  # (P, 2) int64 positions into images
+
+    def batch(self, index: np.ndarray, norm: Normalization, device: torch.device):
+        """Standardized sources (b,1,H,W), target codes (b,), standardized targets (b,1,H,W)."""
+        pairs = torch.from_numpy(self.pairs[index])
+        src = self.images[pairs[:, 0]].unsqueeze(1).float()
+        tgt = self.images[pairs[:, 1]].unsqueeze(1).float()
+        stats = norm.stats(src)
+        codes = torch.from_numpy(self.codes[self.pairs[index, 1]])
+        return norm.apply(src, stats).to(device), codes.to(device), norm.apply(tgt, stats).to(device)
+
+
+def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int) -> PairSet:
+    """Images and task pairs of one split, at most `limit` pairs drawn at random (fixed by seed)."""
+    pairs = task_pairs(task, faces)
+    if limit is not None and len(pairs) > limit:
+        pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), limit, replace=False))]
+    return PairSet(torch.from_numpy(np.ascontiguousarray(faces.images)), faces.codes(task.edit_factor), pairs)
+
+
+def evaluate(model: TwoStageGenerator, norm: Normalization, data: PairSet, device: torch.device,
+             batch_size: int = 256) -> dict:
+    """Validation: each stage's per-pixel MSE/MAE (0–255 scale) on the pairs of `data`."""
+    images = data.images.numpy()
+    src, tgt = data.pairs[:, 0], data.pairs[:, 1]
+    stage1, stage2 = run_model(model, norm, images[src], data.codes[tgt], "pixels", batch_size, device,
+                               channels_last=device.type == "cpu")
+    return pair_errors(stage1, stage2, images[tgt])
+
+
+@torch.no_grad()
+def stage1_outputs(model: TwoStageGenerator, norm: Normalization, data: PairSet, device: torch.device,
+                   progress: bool, batch_size: int = 256) -> torch.Tensor:
+    """The frozen stage 1's standardized outputs for every training pair: (P, 1, H, W) float32, on device."""
+    out = []
+    steps = range(0, len(data.pairs), batch_size)
+    for start in tqdm_bar(steps, "stage 1 outputs for stage 2", progress, unit="batch"):
+        x, codes, _ = data.batch(np.arange(start, min(start + batch_size, len(data.pairs))), norm, device)
+        out.append(model.stage1(x, codes))
+    return torch.cat(out)
+
+
+def tqdm_bar(iterable, desc: str, enabled: bool, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+def make_optimizer(params, config: TrainConfig, pixels: int) -> torch.optim.Optimizer:
+    """Adam, or §3.4's SGD with the learning rate scaled to our mean-reduced loss (see TrainConfig)."""
+    if config.optimizer == "paper":
+        return torch.optim.SGD(params, lr=config.lr * pixels, momentum=config.momentum)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def lr_factor(config: TrainConfig, step: int, total: int) -> float:
+    """Multiplier of the base lr at a stage's step: cosine from 1 to 0, or constant 1."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if config.schedule == "cosine" else 1.0
+
+
+class Run:
+    """The run folder: config.json, log.jsonl, checkpoint/, resume/."""
+
+    def __init__(self, out: str | Path):
+        self.root = Path(out)
+        self.checkpoint, self.resume = self.root / "checkpoint", self.root / "resume"
+        visible = [p for p in self.root.iterdir() if not p.name.startswith(".")] if self.root.is_dir() else []
+        if self.root.exists() and (not self.root.is_dir() or visible) and not (self.root / "config.json").exists():
+            raise UserError(f"{self.root}: exists and is not a training run folder (use a new --out)")
+
+    def write_json(self, name: str, record: dict) -> None:
+        with atomic_file(self.root / name) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+    def write_log(self, history: list[dict]) -> None:
+        with atomic_file(self.root / "log.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+def check_resumable(info: CheckpointInfo, config: TrainConfig, fingerprint: dict, where: Path) -> None:
+    """Refuse to resume a run with other data or other run-defining settings."""
+    before = info.training
+    changed = [k for k in RUN_DEFINING if before.get(k) != getattr(config, k)]
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)} → {getattr(config, k)}" for k in changed)
+        raise UserError(f"{where}: cannot resume with changed settings ({detail}); use a new --out or the run's settings")
+    same = {k: v for k, v in fingerprint.items() if k != "path"} == {k: v for k, v in info.data.items() if k != "path"}
+    if not same:
+        raise UserError(f"{where}: was trained on other data ({info.data.get('name')}); use a new --out or the same --data")
+
+
+def init_weights(model: TwoStageGenerator, init: Path, factor: str, vocabulary: tuple[str, ...],
+                 new_vocabulary: bool) -> str:
+    """Copy a checkpoint's weights for fine-tuning; with `new_vocabulary`, all but the one-hot layer."""
+    source, info, folder = load_checkpoint(init)
+    if tuple(info.image_size) != tuple(model.config.image_size):
+        raise CheckpointError(f"{folder}: image size {info.image_size} ≠ the data's {model.config.image_size}")
+    if not new_vocabulary:
+        try:
+            check_vocabulary(info, factor, vocabulary, str(folder))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (add --init-new-vocabulary to keep all but the one-hot layer)") from None
+    onehot = ("stage1.attribute_encoder.0.weight", "stage1.attribute_encoder.0.bias")
+    tensors = {k: v for k, v in source.state_dict().items() if not (new_vocabulary and k in onehot)}
+    model.load_state_dict({**model.state_dict(), **tensors})
+    return info.weights_sha256
+
+
+def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path | None = None,
+          init_new_vocabulary: bool = False, progress: bool = True) -> dict:
+    """Train the stages of `config` on `faces` into run folder `out`, resuming it if it exists.
+
+    Returns the last epoch's metrics. Pairs come from the train split; validation pairs from the test
+    split (skipped if it has none). A NaN loss raises TrainingDiverged, keeping the last checkpoint.
+    """
+    config = config.resolved()
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    task = get_task(config.task)
+    vocabulary = faces.vocabulary(task.edit_factor)
+    run = Run(out)
+    fingerprint = data_fingerprint(faces)
+    train_faces = faces.split("train")
+    train_data = pair_set(train_faces, task, config.max_pairs, config.seed)
+    if len(train_data.pairs) == 0:
+        raise UserError(f"{faces.info.name}: no {task.name} training pairs (need faces of one identity that differ only in {task.edit_factor})")
+    has_test = "test" in set(faces.faces["split"])
+    val_data = pair_set(faces.split("test"), task, config.val_pairs, config.seed + 1) if has_test and config.val_pairs else None
+
+    if run.resume.exists():
+        model, info, loop, optim_tensors = load_training_state(run.resume)
+        check_resumable(info, config, fingerprint, run.root)
+        norm = Normalization.from_json(info.normalization)
+    else:
+        norm = fit_normalization((b for b, _ in train_faces.iter_batches(4096)), config.normalization)
+        torch.manual_seed(config.seed)
+        model = TwoStageGenerator(ModelConfig(num_values=len(vocabulary), image_size=faces.image_size))
+        loop, optim_tensors = {"trained_epochs": {"1": 0, "2": 0}, "current": None, "history": []}, {}
+        if init is not None:
+            loop["init"] = init_weights(model, Path(init), task.edit_factor, vocabulary, init_new_vocabulary)
+        elif init_new_vocabulary:
+            raise UserError("--init-new-vocabulary needs --init CHECKPOINT")
+    # channels_last: ≈ 7% faster training and ≈ 1.4× faster inference on CPU (benchmarks/bench_generator.py)
+    model = model.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
+    base_info = CheckpointInfo(
+        architecture=model.config.to_json(), task=task.name, edit_factor=task.edit_factor, vocabulary=vocabulary,
+        normalization=norm.to_json(), training=config.to_json(), data=fingerprint,
+        provenance=provenance(seed=config.seed),
+    )
+    trained = loop["trained_epochs"]
+    if config.stages == (2,) and not trained["1"]:
+        raise UserError(f"{run.root}: no trained stage 1 to refine; run with --stage 1 or --stage both first")
+    if 1 in config.stages and trained["2"] and config.epochs > trained["1"]:
+        raise UserError(f"{run.root}: stage 2 was already trained on this stage 1 ({trained['1']} epochs); "
+                        "train stage 2 longer with --stage 2, or stage 1 longer in a new --out")
+
+    run.write_json("config.json", {**config.to_json(), "device_used": str(device), "data": fingerprint,
+                                   "vocabulary": list(vocabulary), "normalization_stats": norm.to_json(),
+                                   "train_pairs": int(len(train_data.pairs)),
+                                   "val_pairs_used": int(len(val_data.pairs)) if val_data else 0,
+                                   "provenance": base_info.provenance})
+    metrics: dict = loop["history"][-1] if loop["history"] else {}
+    for stage in config.stages:
+        if trained[str(stage)] >= config.epochs:
+            continue
+        metrics = _train_stage(stage, model, norm, task, config, train_data, val_data, device, run,
+                               base_info, loop, optim_tensors, progress)
+        optim_tensors = {}
+    return metrics
+
+
+def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task: Task, config: TrainConfig,
+                 train_data: PairSet, val_data: PairSet | None, device: torch.device, run: Run,
+                 base_info: CheckpointInfo, loop: dict, optim_tensors: dict, progress: bool) -> dict:
+    """Train one stage from where `loop` says it stopped up to config.epochs; save after each epoch."""
+    net = model.stage1 if stage == 1 else model.stage2
+    model.requires_grad_(False)
+    net.requires_grad_(True)
+    optimizer = make_optimizer(net.parameters(), config, int(np.prod(model.config.image_size)))
+    current = loop["current"] if loop["current"] and loop["current"]["stage"] == stage else None
+    if current is not None and optim_tensors:
+        restore_optimizer(optimizer, {k: v.to(device) for k, v in optim_tensors.items()}, loop["optimizer"])
+    coarse = stage1_outputs(model, norm, train_data, device, progress) if stage == 2 else None
+    pairs = len(train_data.pairs)
+    steps = math.ceil(pairs / config.batch_size)
+    total = steps * config.epochs
+    metrics: dict = {}
+
+    def kept() -> str:
+        return f"the last good checkpoint in {run.resume} is kept" if run.resume.exists() else "no checkpoint was written"
+
+    def save(epoch_done: int, position: dict | None) -> None:
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            raise TrainingDiverged(f"stage {stage}: weights became NaN/inf; {kept()} (try a lower --lr)")
+        loop["trained_epochs"][str(stage)] = epoch_done
+        loop["current"] = {"stage": stage, **(position or {"epoch": epoch_done, "step": 0, "loss_sum": 0.0, "samples": 0, "seconds": 0.0})}
+        info = replace(base_info, trained_epochs=dict(loop["trained_epochs"]), metrics=loop["history"][-1] if loop["history"] else {})
+        save_training_state(run.resume, model, info, optimizer, {k: v for k, v in loop.items() if k != "optimizer"})
+        if position is None:
+            save_checkpoint(run.checkpoint, model, info)
+            run.write_log(loop["history"])
+
+    for epoch in range(loop["trained_epochs"][str(stage)] + 1, config.epochs + 1):
+        resume_at = current if current is not None and current["epoch"] == epoch - 1 and current["step"] else None
+        current = None
+        start = resume_at["step"] if resume_at else 0
+        loss_sum = resume_at["loss_sum"] if resume_at else 0.0
+        samples = resume_at["samples"] if resume_at else 0
+        seconds = resume_at["seconds"] if resume_at else 0.0
+        order = np.random.default_rng([config.seed, stage, epoch]).permutation(pairs)
+        net.train()
+        began = last_save = time.perf_counter()
+        fresh = samples
+        bar = tqdm_bar(range(start, steps), f"stage {stage} epoch {epoch}/{config.epochs}", progress,
+                       total=steps, initial=start, unit="batch")
+        for step in bar:
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, codes, y = train_data.batch(index, norm, device)
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * lr_factor(config, (epoch - 1) * steps + step, total)
+            out = model.stage1(x, codes) if stage == 1 else model.stage2(x, coarse[torch.from_numpy(index).to(device)])
+            loss = pixel_loss(task, out, y)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {value} at stage {stage}, epoch {epoch}, batch {step}; {kept()} (try a lower --lr)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += value * len(index)
+            samples += len(index)
+            now = time.perf_counter()
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum / samples:.4f}", samples_s=f"{(samples - fresh) / max(now - began, 1e-9):.0f}")
+            if config.checkpoint_minutes and now - last_save > 60 * config.checkpoint_minutes and step + 1 < steps:
+                save(epoch - 1, {"epoch": epoch - 1, "step": step + 1, "loss_sum": loss_sum, "samples": samples,
+                                 "seconds": seconds + now - began})
+                last_save = time.perf_counter()
+        bar.close()
+        elapsed = seconds + time.perf_counter() - began
+        net.eval()
+        val = evaluate(model, norm, val_data, device) if val_data is not None else {}
+        metrics = {
+            "stage": stage, "epoch": epoch, "train_loss": loss_sum / max(samples, 1), "loss": task.loss,
+            "lr": optimizer.param_groups[0]["lr"], "samples": samples, "seconds": round(elapsed, 2),
+            "samples_per_s": round(samples / max(elapsed, 1e-9), 1),
+            **{f"val_{k}": v for k, v in val.items() if stage == 2 or not k.startswith("stage2")},  # stage 2 untrained
+        }
+        loop["history"].append(metrics)
+        save(epoch, None)
+        if progress:
+            shown = f"val stage-{stage} MSE {val[f'stage{stage}_mse']:.1f}" if val else "no validation pairs"
+            print(f"stage {stage} epoch {epoch}: train loss {metrics['train_loss']:.4f}, {shown}, "
+                  f"{metrics['samples_per_s']:.0f} samples/s", file=sys.stderr)
+    return metrics

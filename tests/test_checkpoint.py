@@ -1,0 +1,137 @@
+"""Checkpoints: safetensors + JSON round-trip exactly; anything missing, corrupt or mismatched is refused."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import generator
+from facedata.faceset import FaceSet
+from generator.checkpoint import (
+    CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, optimizer_tensors,
+    restore_optimizer, save_checkpoint, sha256_file,
+)
+from generator.inference import Generator
+from generator.model import ModelConfig, TwoStageGenerator
+from generator.normalize import Normalization
+from test_training import POSES, tiny_faceset
+
+
+def make_info(vocabulary=POSES, size=(16, 16)) -> CheckpointInfo:
+    config = ModelConfig(num_values=len(vocabulary), image_size=size)
+    return CheckpointInfo(architecture=config.to_json(), task="pose", edit_factor="pose", vocabulary=tuple(vocabulary),
+                          normalization=Normalization(mean=100.0, std=50.0).to_json(), trained_epochs={"1": 1, "2": 1})
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    info = make_info()
+    model = TwoStageGenerator(info.model_config)
+    written = save_checkpoint(tmp_path / "ckpt", model, info)
+    return tmp_path / "ckpt", model, written
+
+
+def test_round_trip_restores_weights_and_manifest_exactly(saved):
+    path, model, written = saved
+    loaded, info, folder = load_checkpoint(path)
+    assert folder == path and info == written
+    assert info.weights_sha256 == sha256_file(path / "model.safetensors")
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    record = json.loads((path / "checkpoint.json").read_text())
+    assert record["architecture"]["name"] == "ghodrati2016-two-stage" and record["vocabulary"] == list(POSES)
+
+
+def test_generator_load_accepts_a_run_folder_holding_checkpoint(saved, tmp_path):
+    path, _, written = saved
+    path.rename(tmp_path / "ckpt-run")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "ckpt-run").rename(tmp_path / "run" / "checkpoint")
+    generator_ = Generator.load(tmp_path / "run", device="cpu")
+    assert generator_.checkpoint_hash == written.weights_sha256 and generator_.image_size == (16, 16)
+
+
+def test_another_vocabulary_is_refused(saved):
+    _, _, info = saved
+    check_vocabulary(info, "pose", POSES, "data")
+    with pytest.raises(CheckpointError, match=r"edits pose over .*'-45'.* the data has pose over \['left', 'right'\]"):
+        check_vocabulary(info, "pose", ("left", "right"), "data")
+    with pytest.raises(CheckpointError, match="the data has accessory"):
+        check_vocabulary(info, "accessory", POSES, "data")
+
+
+def test_another_architecture_is_refused(saved):
+    path, _, _ = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    record["architecture"]["name"] = "unet"
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="architecture unet"):
+        load_checkpoint(path)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path):
+    small = make_info(vocabulary=("a", "b"))
+    written = save_checkpoint(tmp_path / "ckpt", TwoStageGenerator(small.model_config), small)
+    record = written.to_json()
+    record["vocabulary"], record["architecture"]["num_values"] = ["a", "b", "c"], 3
+    (tmp_path / "ckpt" / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=r"do not fit .*attribute_encoder.0.weight is \(512, 2\), expected \(512, 3\)"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_missing_files_are_named(saved, tmp_path):
+    path, _, _ = saved
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        load_checkpoint(tmp_path / "nowhere")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model.safetensors: missing"):
+        load_checkpoint(path)
+    (path / "checkpoint.json").unlink()
+    with pytest.raises(CheckpointError, match=r"missing checkpoint.json"):
+        load_checkpoint(path)
+
+
+def test_corrupt_files_are_named(saved):
+    path, _, _ = saved
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"model.safetensors: sha256 differs"):
+        load_checkpoint(path)
+    record = json.loads((path / "checkpoint.json").read_text())
+    record["weights_sha256"] = ""  # no hash to compare: the safetensors reader must catch it
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=r"model.safetensors: corrupt safetensors file"):
+        load_checkpoint(path)
+    (path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"checkpoint.json: unreadable JSON"):
+        load_checkpoint(path)
+
+
+def test_optimizer_state_round_trips_through_tensors_and_json():
+    param = torch.nn.Parameter(torch.ones(4))
+    adam = torch.optim.Adam([param], lr=0.1)
+    param.sum().backward()
+    adam.step()
+    tensors, record = optimizer_tensors(adam)
+    json.dumps(record)
+    fresh = torch.optim.Adam([torch.nn.Parameter(torch.ones(4))], lr=0.5)
+    restore_optimizer(fresh, tensors, json.loads(json.dumps(record)))
+    assert fresh.param_groups[0]["lr"] == 0.1
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], adam.state_dict()["state"][0]["exp_avg"])
+
+
+def test_data_fingerprint_follows_the_faces_table(tmp_path):
+    faces = tiny_faceset()
+    assert data_fingerprint(faces) == data_fingerprint(tiny_faceset())
+    assert data_fingerprint(faces) != data_fingerprint(faces.with_split_by_identity(2))
+    on_disk = data_fingerprint(FaceSet.open(faces.write(tmp_path / "fs")))
+    assert set(on_disk) >= {"name", "faceset.json", "faces.parquet"}
+
+
+def test_the_generator_package_never_unpickles():
+    for source in Path(generator.__file__).parent.glob("*.py"):
+        text = source.read_text()
+        for banned in ("torch.load(", "torch.save(", "import pickle", "weights_only"):
+            assert banned not in text, (source.name, banned)

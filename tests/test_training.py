@@ -1,0 +1,192 @@
+"""Training (§3.4): loss goes down, runs are deterministic, resume continues exactly, NaN stops cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
+from generator import train as train_module
+from generator.checkpoint import load_checkpoint, read_info
+from generator.tasks import get_task, task_pairs
+from generator.train import TrainConfig, TrainingDiverged, make_optimizer, train
+
+POSES = ("-45", "-30", "-15", "0", "+15", "+30", "+45")
+
+
+def tiny_faceset(identities: int = 4, illuminations: int = 2, size: int = 16, test_identities: int = 1,
+                 occlusion: bool = False, seed: int = 0) -> FaceSet:
+    """Disc 'faces' whose centre moves with pose, brightness with light, radius with identity."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images, rows = [], []
+    for i in range(identities):
+        radius = 0.25 + 0.1 * rng.random()
+        for li in range(illuminations):
+            for pi, pose in enumerate(POSES):
+                cx = 0.5 + (pi - 3) * 0.04
+                face = (xx - cx) ** 2 + (yy - 0.5) ** 2 < radius**2
+                eyes = np.minimum((xx - cx + 0.1) ** 2, (xx - cx - 0.1) ** 2) + (yy - 0.42) ** 2 < 0.004
+                image = 30 + (120 + 60 * li) * face - 80 * eyes + rng.normal(0, 2, (size, size))
+                for occluded in ("no", "yes") if occlusion else ("no",):
+                    shown = image.copy()
+                    if occluded == "yes":
+                        shown[int(0.35 * size) : int(0.5 * size)] = 0
+                    images.append(np.clip(shown, 0, 255).astype(np.uint8))
+                    row = {"identity": f"id{i:02d}", "pose": pose, "illumination": f"L{li}",
+                           "split": "test" if i >= identities - test_identities else "train"}
+                    rows.append({**row, "occluded": occluded} if occlusion else row)
+    return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny", factors={"pose": POSES})
+
+
+def quick(**overrides) -> TrainConfig:
+    """A config small enough for a unit test: 64 pairs, 16×16 images, one thread."""
+    base = dict(epochs=2, max_pairs=64, batch_size=16, val_pairs=20, threads=1, device="cpu", stages=(1,))
+    return TrainConfig(**{**base, **overrides})
+
+
+def weights_hash(run: Path) -> str:
+    return read_info(run)[1].weights_sha256
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return tiny_faceset()
+
+
+def test_a_few_epochs_lower_the_training_loss(faces, tmp_path):
+    train(faces, quick(epochs=3, max_pairs=48, stages=(1, 2)), tmp_path / "run", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(h["stage"], h["epoch"]) for h in log] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    for stage in (1, 2):
+        losses = [h["train_loss"] for h in log if h["stage"] == stage]
+        assert losses[-1] < 0.8 * losses[0], losses
+    assert all(np.isfinite(h["val_stage1_mse"]) and h["val_pairs"] == 20 for h in log)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_pairs"] == 48 and config["lr"] == 1e-3 and config["schedule"] == "cosine"
+    assert config["normalization"] == config["normalization_stats"]["mode"] == "dataset"
+    assert config["provenance"]["seed"] == 0
+
+
+def test_training_is_deterministic_with_a_seed(faces, tmp_path):
+    train(faces, quick(epochs=1), tmp_path / "a", progress=False)
+    train(faces, quick(epochs=1), tmp_path / "b", progress=False)
+    train(faces, quick(epochs=1, seed=1), tmp_path / "c", progress=False)
+    assert weights_hash(tmp_path / "a") == weights_hash(tmp_path / "b") != weights_hash(tmp_path / "c")
+
+
+def test_rerunning_with_more_epochs_continues_to_the_same_weights(faces, tmp_path):
+    # a constant schedule: with cosine, the decay is laid over the epochs asked for
+    train(faces, quick(epochs=2, schedule="constant"), tmp_path / "straight", progress=False)
+    train(faces, quick(epochs=1, schedule="constant"), tmp_path / "resumed", progress=False)
+    train(faces, quick(epochs=2, schedule="constant"), tmp_path / "resumed", progress=False)
+    assert weights_hash(tmp_path / "straight") == weights_hash(tmp_path / "resumed")
+    log = (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2]
+
+
+def test_interruption_within_an_epoch_resumes_at_the_saved_step(faces, tmp_path, monkeypatch):
+    train(faces, quick(epochs=1), tmp_path / "straight", progress=False)
+    calls = {"n": 0}
+    real_loss = train_module.pixel_loss
+
+    def interrupted(task, output, target):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_loss(task, output, target)
+
+    monkeypatch.setattr(train_module, "pixel_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(faces, quick(epochs=1, checkpoint_minutes=1e-9), tmp_path / "cut", progress=False)
+    state = json.loads((tmp_path / "cut" / "resume" / "state.json").read_text())
+    assert state["current"]["step"] == 2 and state["trained_epochs"]["1"] == 0
+    monkeypatch.setattr(train_module, "pixel_loss", real_loss)
+    train(faces, quick(epochs=1, checkpoint_minutes=1e-9), tmp_path / "cut", progress=False)
+    assert weights_hash(tmp_path / "straight") == weights_hash(tmp_path / "cut")
+
+
+def test_resuming_with_other_settings_is_refused(faces, tmp_path):
+    train(faces, quick(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match=r"lr: 0.001 → 0.01"):
+        train(faces, quick(epochs=2, lr=1e-2), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="other data"):
+        train(tiny_faceset(seed=1, identities=5), quick(epochs=2), tmp_path / "run", progress=False)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(faces, tmp_path, monkeypatch):
+    train(faces, quick(epochs=1), tmp_path / "run", progress=False)
+    before = weights_hash(tmp_path / "run")
+    monkeypatch.setattr(train_module, "pixel_loss", lambda task, output, target: output.sum() * float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at stage 1, epoch 2.*kept"):
+        train(faces, quick(epochs=2), tmp_path / "run", progress=False)
+    _, info, _ = load_checkpoint(tmp_path / "run")
+    assert info.trained_epochs["1"] == 1 and weights_hash(tmp_path / "run") == before
+
+
+def test_stage_two_alone_needs_a_trained_stage_one(faces, tmp_path):
+    with pytest.raises(UserError, match="no trained stage 1"):
+        train(faces, quick(stages=(2,)), tmp_path / "run", progress=False)
+
+
+def test_an_unrelated_output_folder_is_refused(faces, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a training run folder"):
+        train(faces, quick(), tmp_path, progress=False)
+
+
+def test_paper_optimizer_scales_the_lr_to_the_mean_reduced_loss():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    sgd = make_optimizer(params, TrainConfig(optimizer="paper").resolved(), pixels=32 * 32)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(1e-5 * 1024) and sgd.param_groups[0]["momentum"] == 0.95
+
+
+def test_unknown_task_lists_the_valid_ones():
+    with pytest.raises(UserError, match="valid: pose, accessory, completion"):
+        TrainConfig(task="age").resolved()
+
+
+def test_completion_pairs_go_from_occluded_to_clear_and_train_with_mae(tmp_path):
+    faces = tiny_faceset(occlusion=True)
+    task = get_task("completion")
+    pairs = task_pairs(task, faces)
+    occluded = faces.faces["occluded"].to_numpy()
+    assert len(pairs) == len(faces) // 2
+    assert (occluded[pairs[:, 0]] == "yes").all() and (occluded[pairs[:, 1]] == "no").all()
+    metrics = train(faces, quick(task="completion", epochs=1, max_pairs=16), tmp_path / "run", progress=False)
+    assert metrics["loss"] == "mae"
+    _, info, _ = load_checkpoint(tmp_path / "run")
+    assert info.edit_factor == "occluded" and info.vocabulary == ("no", "yes")
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_continues_losing_at_most_one_epoch(tmp_path):
+    tiny_faceset(identities=3, size=32).write(tmp_path / "faces")
+    command = [sys.executable, "-c", "from retrieval.cli import main; main()", "train", "--data",
+               str(tmp_path / "faces"), "--out", str(tmp_path / "run"), "--epochs", "4", "--stage", "1",
+               "--threads", "1", "--device", "cpu", "--val-pairs", "10", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = log.read_text().count("\n")
+    assert 1 <= done_before < 4
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    assert read_info(tmp_path / "run")[1].trained_epochs == {"1": 4, "2": 0}
