@@ -429,7 +429,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
         gallery={"name": gallery.info.name, "path": None if gallery.root is None else str(gallery.root),
                  "fingerprint": gallery_fingerprint(gallery)},
         config=asdict(config),
-        provenance=provenance(seed=config.seed, faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
+        provenance=provenance(seed=config.seed, model=str(getattr(generator, "path", "") or ""), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
     )
     built = GalleryIndex(index, faces, info, config)
     built.save(out)

@@ -14,7 +14,7 @@ import index.faiss_index as faiss_index
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index.faiss_index import GalleryIndex, IndexConfig, build_index, fit_pca, order_ties
-from test_pose_normalize import POSES, FakeGenerator, face, tiny_gallery
+from fakes import POSES, FakeGenerator, face, tiny_gallery
 
 
 def low_rank_vectors(n: int = 400, d: int = 32, rank: int = 8, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,176 @@
+"""`rbg index build` and `rbg query`: build the pose-normalized gallery index, search it by generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    """Add the retrieval commands to the `rbg` group."""
+    cli.add_command(index_group)
+    cli.add_command(query)
+
+
+@click.group("index")
+def index_group() -> None:
+    """The gallery index: pose-normalized features of a FaceSet in FAISS."""
+
+
+@index_group.command("build")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder of the gallery.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Index folder to write (replaced whole when done).")
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True, help="Which rows form the gallery.")
+@click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
+@click.option("--factory", default="Flat", show_default=True, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
+                device: str, quiet: bool) -> None:
+    """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
+    from facedata.faceset import FaceSet
+    from generator.inference import Generator
+    from index.faiss_index import IndexConfig, build_index
+
+    generator = Generator.load(model, device)
+    faces = FaceSet.open(data)
+    gallery = faces if split == "all" else faces.split(split)
+    cache = out.with_name(f".{out.name}.build")
+    resumed = cache.is_dir()
+    if resumed:
+        click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
+    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size)
+    built = build_index(generator, gallery, out, config, progress=not quiet)
+    info = built.info
+    seconds = float(info.provenance.get("build_seconds", 0.0))
+    click.echo(f"index: {out}")
+    click.echo(f"  {info.count} {split} images of {gallery.info.name} × {info.dimension}-d features of {info.layer}, factory {info.factory}")
+    if info.kept_accuracy is not None:
+        click.echo(f"  kept-{info.edit_factor} accuracy (a free {info.edit_factor} estimate): {100 * info.kept_accuracy:.1f} %")
+    rate = f", {info.count / seconds:.1f} images/s" if seconds > 0 else ""
+    click.echo(f"  time: {seconds:.1f} s{rate}{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
+
+
+@click.command()
+@click.argument("image", required=False)
+@click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Checkpoint that built the index [the one index.json records].")
+@click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
+@click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
+@click.option("--occluded", default=None, help="Target occlusion (for a completion model).")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="Gallery faces per query.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="One IMAGE: the grid PNG. --batch: the results CSV.")
+@click.option("--batch", "batch_csv", type=click.Path(path_type=Path), default=None, help="CSV of queries: columns path, target[, k].")
+@click.option("--grid", type=click.Path(path_type=Path), default=None, help="With --batch: also draw the first queries' grid PNG.")
+@click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the grid's pictures [the one index.json records].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
+          occluded: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
+          gallery: Path | None, device: str, batch_size: int) -> None:
+    """Find the person of IMAGE in the target pose (or accessory): generate, extract, search.
+
+    IMAGE is an image file (PNG, JPG, …; converted to grayscale and resized to the model's size with a
+    warning) or FACESET:ROW, row ROW (0-based) of a FaceSet folder, whose known identity lets the grid
+    frame each found face green (right person in the target value) or red.
+
+    \b
+    rbg query --index runs/idx face.png --pose +30 -k 5 --out grid.png
+    rbg query --index runs/idx runs/data:120 --pose -45
+    rbg query --index runs/idx --batch queries.csv --out results.csv --grid grid.png
+    """
+    from facedata.atomic import atomic_file
+    from facedata.errors import UserError
+    from retrieval.query import edit_target, load_query_image, query_csv, query_images
+
+    if (image is None) == (batch_csv is None):
+        raise UserError("give one query IMAGE (a file or FACESET:ROW) or --batch CSV, not both or neither")
+    if batch_csv is not None:
+        if out is None:
+            raise UserError("--batch needs --out RESULTS.csv for the results table")
+        if any(v is not None for v in (pose, accessory, occluded)):
+            raise UserError("with --batch the targets come from the CSV's target column; drop --pose/--accessory/--occluded")
+    elif grid is not None:
+        raise UserError("--grid goes with --batch; for one IMAGE the grid is --out GRID.png")
+    picture = grid if batch_csv is not None else out
+    if picture is not None and picture.suffix.lower() != ".png":
+        raise UserError(f"{picture}: the grid is a PNG; give a file name ending in .png")
+
+    generator, index = _open(index_path, model, device)
+    if batch_csv is not None:
+        result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size))
+        with atomic_file(out) as tmp:
+            result.table.to_csv(tmp, index=False)
+        click.echo(f"{len(result)} queries, {len(result.table)} results: {out}")
+        known = result.table.loc[result.table["rank"] == 1, "correct"].dropna()
+        if len(known):
+            share = 100 * known.astype(bool).mean()
+            click.echo(f"  right person in the target value at rank 1: {share:.1f} % of the {len(known)} queries of known identity")
+    else:
+        target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded)
+        source = _with_warnings(lambda: load_query_image(image, tuple(generator.image_size)))
+        result = query_images(generator, index, [source], target, k, batch_size)
+        edit = generator.edit_factor
+        truth = f" ({source.truth.get('identity')}, {edit} {source.truth.get(edit, '?')})" if source.truth else ""
+        click.echo(f"query {image}{truth} → {edit} {target}: top {k} of {len(index)} gallery faces")
+        click.echo(_printable(result.table, generator.edit_factor))
+    if picture is not None:
+        from retrieval.figures import write_query_grid
+        from retrieval.query import open_gallery, retrieved_images
+
+        pixels = retrieved_images(result, open_gallery(index, gallery))
+        title = f"{index_path} · model {generator.checkpoint_hash[:12]} · {index.info.layer} · {index.info.factory}"
+        click.echo(f"grid: {write_query_grid(result, pixels, picture, title=title)}")
+
+
+def _open(index_path: Path, model: Path | None, device: str):
+    """The generator and the index it built: --model, else the checkpoint index.json records."""
+    from facedata.errors import UserError
+    from generator.inference import Generator
+    from index.faiss_index import GalleryIndex
+
+    if model is not None:
+        generator = Generator.load(model, device)
+        return generator, GalleryIndex.load(index_path, generator=generator)
+    index = GalleryIndex.load(index_path)
+    recorded = index.info.provenance.get("model")
+    if not recorded:
+        sha = str(index.info.checkpoint_hash)[:12]
+        raise UserError(f"{index_path}: index.json records no model path; give --model (the checkpoint with sha256 {sha}…)")
+    generator = Generator.load(recorded, device)
+    index.check_model(generator)
+    return generator, index
+
+
+def _with_warnings(work):
+    """Run `work`, printing the query images' conversion warnings as one `Warning:` line each."""
+    import warnings
+
+    from retrieval.query import QueryImageWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", QueryImageWarning)
+        result = work()
+    for warning in caught:
+        if issubclass(warning.category, QueryImageWarning):
+            click.echo(f"Warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result
+
+
+def _printable(table, edit: str) -> str:
+    """The result table as the terminal shows it: rank, distance, identity, factors, source, correct."""
+    import pandas as pd
+
+    from facedata.faceset import FACTOR_COLUMNS
+
+    columns = ["rank", "distance", "identity", *[c for c in FACTOR_COLUMNS if c in table.columns], "source"]
+    shown = table[[c for c in columns if c in table.columns]].copy()
+    shown["distance"] = shown["distance"].map(lambda d: f"{d:.4f}")
+    if table["correct"].notna().any():
+        shown["correct"] = ["?" if pd.isna(c) else ("yes" if c else "no") for c in table["correct"]]
+    return shown.to_string(index=False)

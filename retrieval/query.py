@@ -1,0 +1,285 @@
+"""Retrieval queries (§4.1.2): load query faces, generate them in the target value, search the gallery
+index, and return one tidy table of what was found.
+
+A query image is named either by an image file (PNG, JPG, … converted to grayscale and resized to the
+model's size with a warning) or by `FACESET:ROW`, row ROW (0-based, in faces.parquet order) of a
+FaceSet folder; the latter also tells the query's identity and factors, so each retrieved face can be
+marked correct or not (criterion 1: the query's identity in the target value).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from facedata.errors import DataError, UserError
+from facedata.faceset import FACTOR_COLUMNS, FaceSet
+from facedata.imageio import load_gray, resize
+from index.faiss_index import GalleryIndex
+from retrieval.baselines import generate_and_search
+
+FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
+MIN_SIDE = 8  # a side shorter than this (or than the model's own) cannot hold a face worth searching for
+CSV_COLUMNS = ("path", "target", "k")
+
+
+class QueryImageWarning(UserWarning):
+    """A query image was converted to grayscale or resized to the model's size."""
+
+
+@dataclass(frozen=True)
+class QueryImage:
+    """One query face at the model's size and what is known about it."""
+
+    label: str  # where it came from: a file path or FACESET:ROW
+    image: np.ndarray  # (H, W) uint8
+    truth: dict  # identity and factor values when taken from a FaceSet, else {}
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One line of a batch query CSV: an image spec, the target value, and k (None: the default)."""
+
+    image: str
+    target: str
+    k: int | None = None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a batch of queries found: the tidy table plus the pictures a grid needs."""
+
+    table: pd.DataFrame  # one row per (query, rank); see result_table
+    queries: np.ndarray  # (q, H, W) uint8 query images
+    generated: np.ndarray  # (q, H, W) uint8 stage-2 images in the target value
+    labels: tuple[str, ...]
+    targets: tuple[str, ...]  # canonical target values (the generator's vocabulary spelling)
+    truth: tuple[dict, ...]  # per query: known identity/factors, {} when unknown
+    edit_factor: str
+    k: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# -- query images -----------------------------------------------------------------------------------
+def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None) -> QueryImage:
+    """An image file or FACESET:ROW as a (H, W) uint8 face of `size`; relative paths are taken from `base`."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserError("query image: empty path (give an image file or FACESET:ROW)")
+    match = FACESET_ROW.match(spec)
+    if match and _resolve(match["faceset"], base).is_dir():
+        return _faceset_image(spec, _resolve(match["faceset"], base), int(match["row"]), size)
+    return _file_image(spec, _resolve(spec, base), size)
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or base is None else base / candidate
+
+
+def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> QueryImage:
+    faceset = FaceSet.open(root)
+    if row >= len(faceset):
+        raise DataError(f"{spec}: row {row} is out of range ({root} holds rows 0..{len(faceset) - 1})")
+    if tuple(faceset.image_size) != tuple(size):
+        h, w = faceset.image_size
+        raise DataError(f"{spec}: {root} holds {h}×{w} images, the model expects {size[0]}×{size[1]}")
+    record = faceset.faces.iloc[row]
+    truth = {c: str(record[c]) for c in ("identity", *FACTOR_COLUMNS, "source") if c in record.index}
+    return QueryImage(label=spec, image=faceset.image(row), truth=truth)
+
+
+def _file_image(spec: str, path: Path, size: tuple[int, int]) -> QueryImage:
+    from PIL import Image
+
+    image = load_gray(path)  # (h, w) uint8, or a DataError naming the file
+    least = min(MIN_SIDE, *size)
+    if min(image.shape) < least:
+        raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
+                        f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
+    with Image.open(path) as opened:
+        mode = opened.mode
+    if mode not in ("L", "1", "F") and not mode.startswith("I"):
+        warnings.warn(f"{spec}: {mode} image converted to grayscale", QueryImageWarning, stacklevel=3)
+    if image.shape != tuple(size):
+        warnings.warn(f"{spec}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
+                      QueryImageWarning, stacklevel=3)
+        image = resize(image, size)
+    return QueryImage(label=spec, image=image, truth={})
+
+
+# -- batch query files ---------------------------------------------------------------------------------
+def read_query_csv(path: str | Path) -> list[QuerySpec]:
+    """The queries of a CSV with columns path, target and optionally k (one query per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such query CSV")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in ("path", "target") if c not in table.columns]
+    unknown = [c for c in table.columns if c not in CSV_COLUMNS]
+    if missing or unknown:
+        problem = f"no column {', '.join(map(repr, missing))}" if missing else f"unknown column {', '.join(map(repr, unknown))}"
+        raise DataError(f"{path}: {problem} (columns: path, target[, k]; a header line is required)")
+    if table.empty:
+        raise DataError(f"{path}: no queries (one line per query under the header path,target[,k])")
+    specs = []
+    for i, record in enumerate(table.to_dict("records")):
+        line = i + 2  # the header is line 1
+        image, target, k = record["path"].strip(), record["target"].strip(), record.get("k", "").strip()
+        if not image or not target:
+            raise DataError(f"{path}:{line}: empty {'path' if not image else 'target'}")
+        if k and not k.isdigit():
+            raise DataError(f"{path}:{line}: k must be a positive integer, got '{k}'")
+        specs.append(QuerySpec(image=image, target=target, k=int(k) if k else None))
+    return specs
+
+
+def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None) -> list[QueryImage]:
+    """The images of batch queries, relative paths taken from `base` (the CSV's folder)."""
+    return [load_query_image(spec.image, size, base) for spec in specs]
+
+
+# -- searching --------------------------------------------------------------------------------------
+def edit_target(generator, **given: str | None) -> str:
+    """The one target value given for the generator's edited factor (e.g. pose="+30"), checked."""
+    factor = generator.edit_factor
+    given = {name: value for name, value in given.items() if value is not None}
+    other = sorted(set(given) - {factor})
+    if factor not in given or other:
+        refused = f"--{other[0]} does not apply; " if other else ""
+        raise UserError(f"the model edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
+    return canonical_targets(generator, [given[factor]])[0]
+
+
+def canonical_targets(generator, targets: Sequence) -> tuple[str, ...]:
+    """Target values in the generator's vocabulary spelling ("30" → "+30"); unknown ones are a UserError listing the valid."""
+    return tuple(generator.vocabulary[int(code)] for code in generator.target_codes(list(targets), len(targets)))
+
+
+def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], targets, k: int,
+                 batch_size: int = 256) -> QueryResult:
+    """Generate each query face in its target value, search the index for the k nearest, tabulate.
+
+    `targets` is one value for all queries or one per query. The features are those of the layer the
+    index was built with (generate_and_search); an index built by another model is refused.
+    """
+    if not queries:
+        raise UserError("no query images given")
+    images = np.stack([q.image for q in queries])  # (q, H, W) uint8
+    targets = canonical_targets(generator, [targets] * len(queries) if isinstance(targets, str) else list(targets))
+    if len(targets) != len(queries):
+        raise UserError(f"{len(targets)} targets for {len(queries)} query images (give one for all, or one each)")
+    index.search(np.zeros((0, index.info.dimension), np.float32), k)  # refuses a bad k or an empty gallery before generating
+    distances, rows = generate_and_search(generator, index, images, list(targets), int(k), batch_size)
+    _, stage2 = generator.generate(images, list(targets), batch_size=batch_size)
+    generated = np.clip(np.rint(np.asarray(stage2)), 0, 255).astype(np.uint8)
+    labels = tuple(q.label for q in queries)
+    truth = tuple(dict(q.truth) for q in queries)
+    table = result_table(index.faces, distances, rows, labels, targets, truth, generator.edit_factor)
+    return QueryResult(table=table, queries=images, generated=generated, labels=labels, targets=targets,
+                       truth=truth, edit_factor=generator.edit_factor, k=int(k))
+
+
+def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, labels: Sequence[str],
+                 targets: Sequence[str], truth: Sequence[dict], edit: str) -> pd.DataFrame:
+    """One row per found item: query, label, target, query_identity, rank, distance, gallery_row,
+    image_row, identity, the gallery's factor columns, kept_<edit>, source, correct.
+
+    `rows` (q, k) index `faces` (-1: nothing found at that place, left out). `correct` holds
+    criterion 1 (the query's identity in the target value) where the query's identity is known, else NA.
+    """
+    assert distances.shape == rows.shape == (len(labels), rows.shape[1]), (distances.shape, rows.shape, len(labels))
+    query, rank = np.nonzero(rows >= 0)  # row-major: queries in order, ranks ascending
+    found = rows[query, rank]
+    gallery = faces.iloc[found].reset_index(drop=True)
+    table = pd.DataFrame({
+        "query": query.astype(np.int64),
+        "label": np.asarray(labels, dtype=object)[query],
+        "target": np.asarray(targets, dtype=object)[query],
+        "query_identity": np.asarray([t.get("identity", "") for t in truth], dtype=object)[query],
+        "rank": (rank + 1).astype(np.int64),
+        "distance": distances[query, rank].astype(np.float32),
+        "gallery_row": found.astype(np.int64),
+        "image_row": (gallery["image_row"] if "image_row" in gallery.columns else pd.Series(found)).to_numpy(np.int64),
+    })
+    for column in ("identity", *FACTOR_COLUMNS, f"kept_{edit}", "source"):
+        if column in gallery.columns:
+            table[column] = gallery[column].astype(str).to_numpy()
+    known = table["query_identity"] != ""
+    correct = pd.array([pd.NA] * len(table), dtype="boolean")
+    if "identity" in table.columns and edit in table.columns:
+        hits = (table["identity"] == table["query_identity"]) & (table[edit] == table["target"])
+        correct[known.to_numpy()] = hits[known].to_numpy()
+    table["correct"] = correct
+    return table
+
+
+def keep_ranks(result: QueryResult, ks: Sequence[int | None]) -> QueryResult:
+    """The result with query i cut to its own top ks[i] (None: keep all k)."""
+    assert len(ks) == len(result), (len(ks), len(result))
+    limit = np.asarray([result.k if k is None else int(k) for k in ks], dtype=np.int64)
+    table = result.table[result.table["rank"].to_numpy() <= limit[result.table["query"].to_numpy()]].reset_index(drop=True)
+    return QueryResult(table, result.queries, result.generated, result.labels, result.targets, result.truth,
+                       result.edit_factor, result.k)
+
+
+def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256) -> QueryResult:
+    """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""
+    csv_path = Path(csv_path)
+    specs = read_query_csv(csv_path)
+    bad = [s for s in specs if s.k is not None and s.k < 1]
+    if bad:
+        raise DataError(f"{csv_path}: k must be ≥ 1, got {bad[0].k} for {bad[0].image}")
+    queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent)
+    ks = [s.k for s in specs]
+    widest = max([k, *[s for s in ks if s is not None]])
+    result = query_images(generator, index, queries, [s.target for s in specs], widest, batch_size)
+    return keep_ranks(result, [s if s is not None else k for s in ks])
+
+
+# -- the gallery's pixels -----------------------------------------------------------------------------
+def open_gallery(index: GalleryIndex, path: str | Path | None = None) -> FaceSet:
+    """The FaceSet the index was built from (the path index.json records, or `path`), checked against it.
+
+    The check compares identities and, where present, the edited factor of every indexed row with the
+    FaceSet's rows at `image_row`, so a moved copy of the same gallery is accepted and another one refused.
+    """
+    recorded = index.info.gallery.get("path")
+    root = Path(path) if path is not None else (Path(recorded) if recorded else None)
+    if root is None:
+        raise UserError(f"{index.path or 'index'}: index.json records no gallery folder; give the gallery FaceSet (--gallery)")
+    if path is None and not root.is_dir():
+        raise UserError(f"{root}: the gallery this index was built from is gone; give its new place (--gallery)")
+    gallery = FaceSet.open(root)
+    faces = index.faces
+    positions = (faces["image_row"] if "image_row" in faces.columns else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
+    if len(positions) and positions.max() >= len(gallery):
+        raise UserError(f"{root}: holds {len(gallery)} images, the index refers to row {positions.max()}: not its gallery (--gallery)")
+    rows = gallery.faces.iloc[positions]
+    for column in ("identity", index.info.edit_factor):
+        if column and column in faces.columns and column in rows.columns:
+            if not np.array_equal(rows[column].astype(str).to_numpy(), faces[column].astype(str).to_numpy()):
+                raise UserError(f"{root}: its {column} values differ from the index's rows: not the gallery it was built from (--gallery)")
+    return gallery
+
+
+def retrieved_images(result: QueryResult, gallery: FaceSet) -> np.ndarray:
+    """The found faces' pixels, (q, k, H, W) uint8, zeros where nothing was found."""
+    h, w = gallery.image_size
+    pixels = np.zeros((len(result), result.k, h, w), np.uint8)
+    table = result.table
+    for q, r, row in zip(table["query"], table["rank"], table["image_row"]):
+        pixels[q, r - 1] = gallery.image(int(row))
+    return pixels
