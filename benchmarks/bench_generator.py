@@ -11,7 +11,6 @@ channels_last) and thread counts; `--compile` adds torch.compile (inductor).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facedata.atomic import atomic_file
+from facedata.atomic import write_json
 from facedata.provenance import provenance
 from generator.inference import run_model
 from generator.model import ModelConfig, TwoStageGenerator
@@ -184,8 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                          repeats=args.repeats, compile=args.compile)
     record = run(config)
     print_table(record)
-    with atomic_file(args.out) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"written: {args.out}", file=sys.stderr)
 
 

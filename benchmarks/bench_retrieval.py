@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import platform
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from facedata.atomic import atomic_file
+from facedata.atomic import write_json
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
@@ -275,8 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         sys.exit(f"Error: {exc}")
     print_table(record)
-    with atomic_file(args.out) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"written: {args.out}", file=sys.stderr)
 
 

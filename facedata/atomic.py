@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -55,3 +56,9 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, target)
+
+
+def write_json(target: str | os.PathLike, record, **dumps_options) -> None:
+    """Write one JSON document (indented, newline-terminated) atomically onto `target`."""
+    with atomic_file(target) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, **dumps_options) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facedata.atomic import atomic_file
+from facedata.atomic import atomic_file, write_json
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
@@ -175,8 +175,7 @@ class Run:
             raise UserError(f"{self.root}: exists and is not a training run folder (use a new --out)")
 
     def write_json(self, name: str, record: dict) -> None:
-        with atomic_file(self.root / name) as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(self.root / name, record)
 
     def write_log(self, history: list[dict]) -> None:
         with atomic_file(self.root / "log.jsonl") as tmp:
