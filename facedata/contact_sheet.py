@@ -148,7 +148,7 @@ def contact_sheet(faceset: FaceSet, path: str | Path, rows: int = 6) -> Path:
         y0 = top + title_h
         for c, value in enumerate(block.columns):
             x = 4 + label_w + c * (cw + GAP) + cw / 2
-            draw.text((x, y0 + header_h / 2), _fit(value, font, cw), fill=INK, font=font, anchor="mm")
+            draw.text((x, y0 + header_h / 2), fit_text(value, font, cw), fill=INK, font=font, anchor="mm")
         for r, identity in enumerate(block.identities):
             y = y0 + header_h + r * (ch + GAP)
             draw.text((4, y + ch / 2), identity, fill=INK, font=font, anchor="lm")
@@ -165,7 +165,7 @@ def contact_sheet(faceset: FaceSet, path: str | Path, rows: int = 6) -> Path:
     return target
 
 
-def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+def fit_text(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
     """`text` shortened with an ellipsis to fit `width` pixels."""
     if font.getlength(text) <= width:
         return text

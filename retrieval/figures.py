@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from facedata.atomic import atomic_file
-from facedata.contact_sheet import _fit
+from facedata.contact_sheet import fit_text
 from retrieval.query import QueryResult
 
 GREEN, RED, GREY, WHITE, INK = (0, 160, 60), (215, 30, 30), (190, 190, 190), (255, 255, 255), (0, 0, 0)
@@ -67,7 +67,7 @@ def draw_query_grid(result: QueryResult, retrieved: np.ndarray, style: GridStyle
     canvas = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((style.gap, 3), _fit(title, font, width - 2 * style.gap), fill=INK, font=font)
+        draw.text((style.gap, 3), fit_text(title, font, width - 2 * style.gap), fill=INK, font=font)
     headers = ["query", "generated", *[f"#{r + 1}" for r in range(k)]]
     for c, text in enumerate(headers):
         draw.text((x_of[c] + box_w / 2, title_h + header_h / 2), text, fill=INK, font=font, anchor="mm")
@@ -79,7 +79,7 @@ def draw_query_grid(result: QueryResult, retrieved: np.ndarray, style: GridStyle
             face = Image.fromarray(np.ascontiguousarray(pixels)).resize((cw, ch), Image.NEAREST).convert("RGB")
             canvas.paste(face, (x + style.border, y + style.border))
         for i, text in enumerate(captions):
-            draw.text((x + box_w / 2, y + box_h + 2 + i * line), _fit(text, font, box_w + style.gap), fill=INK, font=font, anchor="ma")
+            draw.text((x + box_w / 2, y + box_h + 2 + i * line), fit_text(text, font, box_w + style.gap), fill=INK, font=font, anchor="ma")
 
     edit = result.edit_factor
     groups = dict(tuple(result.table.groupby("query", sort=True)))

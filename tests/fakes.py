@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
+from generator.checkpoint import CheckpointInfo, save_checkpoint
+from generator.model import ModelConfig, TwoStageGenerator
+from generator.normalize import Normalization
 
 POSES = ("-45", "-30", "-15", "0", "+15", "+30", "+45")
 SIZE = (6, 16)
@@ -78,3 +82,14 @@ def tiny_gallery(identities: int = 3, lights: int = 2, train_identities: int | N
                 split = "train" if train_identities is not None and i < train_identities else "test"
                 rows.append({"identity": f"id{i:02d}", "pose": pose, "illumination": f"{light:02d}", "split": split})
     return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny", factors={"pose": POSES})
+
+
+def save_untrained(path, size=(16, 16), normalization=None):
+    """A real, untrained checkpoint of the pose task (weights seeded) for command-line tests."""
+    normalization = normalization or Normalization(mean=90.0, std=40.0)
+    torch.manual_seed(0)
+    config = ModelConfig(num_values=len(POSES), image_size=size)
+    info = CheckpointInfo(architecture=config.to_json(), task="pose", edit_factor="pose", vocabulary=POSES,
+                          normalization=normalization.to_json(), trained_epochs={"1": 1, "2": 1})
+    save_checkpoint(path, TwoStageGenerator(config), info)
+    return path

@@ -10,12 +10,12 @@ import faiss
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from fakes import save_untrained
 from PIL import Image
+from test_training import tiny_faceset
 
 from index.faiss_index import GalleryIndex
 from retrieval.cli import cli
-from test_inference import save_untrained
-from test_training import tiny_faceset
 
 
 def rbg(*args) -> "click.testing.Result":  # noqa: F821

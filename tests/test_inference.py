@@ -8,25 +8,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from fakes import save_untrained
 from PIL import Image
+from test_training import tiny_faceset
 
 from facedata.errors import UserError
-from generator.checkpoint import CheckpointInfo, save_checkpoint
 from generator.evaluate import pair_errors
 from generator.inference import Generator, ImageConversionWarning
-from generator.model import ModelConfig, TwoStageGenerator
+from generator.model import TwoStageGenerator
 from generator.normalize import Normalization, fit_normalization
 from retrieval.cli import cli
-from test_training import POSES, tiny_faceset
-
-
-def save_untrained(path, size=(16, 16), normalization=Normalization(mean=90.0, std=40.0)):
-    torch.manual_seed(0)
-    config = ModelConfig(num_values=len(POSES), image_size=size)
-    info = CheckpointInfo(architecture=config.to_json(), task="pose", edit_factor="pose", vocabulary=POSES,
-                          normalization=normalization.to_json(), trained_epochs={"1": 1, "2": 1})
-    save_checkpoint(path, TwoStageGenerator(config), info)
-    return path
 
 
 @pytest.fixture(scope="module")
