@@ -33,7 +33,8 @@ from facedata.atomic import write_json
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
-from index.faiss_index import GalleryIndex, IndexConfig, IndexInfo, fill_index
+from index.faiss_factory import IndexConfig, fill_index
+from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import FeatureChunks, compute_feature_chunks
 from retrieval.baselines import generate_and_search
 from retrieval.metrics import PAPER_KS
@@ -168,8 +169,6 @@ def bench_factory(factory: str, generator, work: Workload, config: RetrievalBenc
         "latency_ms": round(1e3 * latency_s, 2), "batch_qps": round(b / batch_s, 1), "batch": b,
         "recall_c1": recall_percent(ranked, work, 1), "recall_c2": recall_percent(ranked, work, 2),
     }
-    del gallery, index
-    gc.collect()
     return row
 
 
@@ -197,6 +196,7 @@ def run(generator, faceset: FaceSet, config: RetrievalBenchConfig, folder: Path,
             rows.append(bench_factory(factory, generator, work, config))
         except UserError as exc:
             rows.append({"factory": factory, "skipped": str(exc)})
+        gc.collect()  # free this factory's index before the next one is measured
     flat = next((r for r in rows if r["factory"] == "Flat" and "skipped" not in r), None)
     for row in rows:
         if flat is not None and "skipped" not in row:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import FakeGenerator, tiny_gallery
 
 from facedata.errors import UserError
 from index.faiss_index import build_index
@@ -17,7 +18,6 @@ from retrieval.baselines import (
     two_step_search,
 )
 from retrieval.metrics import criterion_keys, evaluate_ranking
-from fakes import FakeGenerator, tiny_gallery
 
 GALLERY = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.2], [1, 0.05]], np.float32)
 PREDICTED = np.array(["0", "+15", "0", "+15", "0"])

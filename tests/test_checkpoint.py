@@ -5,17 +5,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import POSES, tiny_faceset
 
 import generator
 from facedata.faceset import FaceSet
 from generator.checkpoint import (
-    CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, optimizer_tensors,
-    restore_optimizer, save_checkpoint, sha256_file,
+    CheckpointError,
+    CheckpointInfo,
+    check_vocabulary,
+    data_fingerprint,
+    load_checkpoint,
+    optimizer_tensors,
+    restore_optimizer,
+    save_checkpoint,
+    sha256_file,
 )
 from generator.inference import Generator
 from generator.model import ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization
-from test_training import POSES, tiny_faceset
 
 
 def make_info(vocabulary=POSES, size=(16, 16)) -> CheckpointInfo:

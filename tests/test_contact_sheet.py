@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facedata.contact_sheet import contact_sheet, factor_counts, layout, reference_values, summarize
+from facedata.contact_sheet import (
+    contact_sheet,
+    factor_counts,
+    layout,
+    reference_values,
+    summarize,
+)
 from facedata.errors import DataError
 from facedata.faceset import FaceSet
 

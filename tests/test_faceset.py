@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from facedata.errors import DataError
-from facedata.faceset import FACES_FILE, IMAGES_FILE, INFO_FILE, FaceSet, format_pose, pose_degrees
+from facedata.faceset import (
+    FACES_FILE,
+    IMAGES_FILE,
+    INFO_FILE,
+    FaceSet,
+    format_pose,
+    pose_degrees,
+)
 
 
 def small(identities=("b", "a", "c"), poses=("+30", "-15", "0")) -> FaceSet:

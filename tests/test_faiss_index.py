@@ -9,12 +9,13 @@ import faiss
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import POSES, FakeGenerator, face, tiny_gallery
 
-import index.faiss_index as faiss_index
+import index.faiss_factory as faiss_factory
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from index.faiss_index import GalleryIndex, IndexConfig, build_index, fit_pca, order_ties
-from fakes import POSES, FakeGenerator, face, tiny_gallery
+from index.faiss_factory import IndexConfig, fit_pca
+from index.faiss_index import GalleryIndex, build_index, order_ties
 
 
 def low_rank_vectors(n: int = 400, d: int = 32, rank: int = 8, seed: int = 0) -> np.ndarray:
@@ -40,9 +41,9 @@ def test_pca_fitted_by_svd_matches_faiss_pca_up_to_sign(monkeypatch):
     reference.train(vectors)
     expected = np.abs(reference.apply(vectors))
     for limit in (10_000, 0):  # exact SVD, then the randomized one used for large d
-        monkeypatch.setattr(faiss_index, "EXACT_SVD_LIMIT", limit)
+        monkeypatch.setattr(faiss_factory, "EXACT_SVD_LIMIT", limit)
         index = faiss.index_factory(40, "PCA6,Flat")
-        faiss_index.train_index(index, vectors)
+        faiss_factory.train_index(index, vectors)
         pca = faiss.downcast_VectorTransform(index.chain.at(0))
         np.testing.assert_allclose(np.abs(pca.apply(vectors)), expected, rtol=1e-3, atol=1e-3)
     mean, components, eigenvalues = fit_pca(vectors, 6)

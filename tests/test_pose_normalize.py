@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import POSES, SIZE, FakeGenerator, tiny_gallery
 
 from facedata.errors import UserError
-from fakes import POSES, SIZE, FakeGenerator, tiny_gallery
-from index.pose_normalize import kept_accuracy, normalize_batch, normalized_features, pose_normalize
+from index.pose_normalize import (
+    kept_accuracy,
+    normalize_batch,
+    normalized_features,
+    pose_normalize,
+)
 
 
 def test_pose_normalization_keeps_each_images_true_pose_when_generation_is_faithful():

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import POSES, SIZE, FakeGenerator, face, tiny_gallery
 from PIL import Image
 
 from facedata.errors import DataError, UserError
 from facedata.faceset import FaceSet
-from fakes import POSES, SIZE, FakeGenerator, face, tiny_gallery
 from index.faiss_index import build_index
-from retrieval.figures import GREEN, GREY, RED, GridStyle, draw_query_grid, write_query_grid
+from retrieval.figures import (
+    GREEN,
+    GREY,
+    RED,
+    GridStyle,
+    draw_query_grid,
+    write_query_grid,
+)
 from retrieval.query import (
     QueryImage,
     QueryImageWarning,
