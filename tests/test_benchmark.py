@@ -1,0 +1,84 @@
+"""`rbg bench` end to end on a tiny FaceSet: every method scored on the same queries, report files and layout."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fakes import save_untrained
+from test_training import tiny_faceset
+
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
+from generator.inference import Generator
+from retrieval.benchmark import BenchConfig, report_markdown, run_benchmark
+from retrieval.cli import cli
+
+QUICK = BenchConfig(queries=40, generation_pairs=20, grid_queries=3, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    faces = FaceSet.open(tiny_faceset(identities=5, test_identities=2).write(root / "faces"))
+    model = save_untrained(root / "model")
+    record = run_benchmark(Generator.load(model), faces, root / "report", QUICK, cache=root / "cache")
+    return root, record
+
+
+def test_report_holds_every_method_under_both_criteria(bench):
+    root, record = bench
+    methods = {(r["method"], r["features"]) for r in record["results"]}
+    assert methods == {("2-step retrieval", "image"), ("2-step retrieval", "our 2nd network"),
+                       ("ours", "image"), ("ours", "our 2nd network")}
+    for row in record["results"]:
+        for criterion in (1, 2):
+            recall = row[f"criterion{criterion}"]["recall"]
+            assert set(map(int, recall)) == {1, 5, 20}
+            values = [recall[k] for k in sorted(recall, key=int)]
+            assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1  # recall@K grows with K
+        c1, c2 = row["criterion1"]["recall"], row["criterion2"]["recall"]
+        assert all(c2[k] <= c1[k] for k in c1)  # criterion 2 asks more
+    assert record["queries"] == 40 and record["data"]["gallery"] == 2 * 7 * 2
+    assert record["criterion2_factor"] == "illumination"
+
+
+def test_report_files_and_pose_layout(bench):
+    root, record = bench
+    out = root / "report"
+    for name in ("report.md", "report.json", "recall.png", "figure6_change.png", "figure7_retrievals.png",
+                 "generation/table.md", "generation/figure5_pairs.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "report.json").read_text())["results"] == json.loads(json.dumps(record["results"]))
+    text = (out / "report.md").read_text()
+    assert "paper R@1" in text and "11.5%" in text  # the paper's Table 2 beside ours on the pose task
+    assert "## Figure 6" in text and "15°" in text
+    assert not list(root.glob(".report.tmp-*"))
+
+
+def test_a_task_the_paper_has_no_figures_for_gets_no_paper_columns(bench):
+    _, record = bench
+    other = json.loads(json.dumps(record, default=str))
+    other["model"]["task"], other["model"]["edit"] = "accessory", "accessory"
+    other["criterion2_values"] = 1
+    text = report_markdown(other)
+    assert "paper R@" not in text and "380.89" not in text
+    assert "criterion 2 equals criterion 1" in text
+
+
+def test_k_larger_than_the_gallery_is_a_user_error(tmp_path):
+    faces = tiny_faceset(identities=2, test_identities=1, illuminations=1)  # gallery of 7 < K=20
+    with pytest.raises(UserError, match="fewer than K=20"):
+        run_benchmark(Generator.load(save_untrained(tmp_path / "m")), faces, tmp_path / "r", QUICK)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bench_command_refuses_data_of_another_vocabulary(tmp_path):
+    model = save_untrained(tmp_path / "m")
+    three = tiny_faceset(identities=3).filter(pose=["-45", "0", "+45"])
+    faces = FaceSet.from_arrays(three.images, three.faces, name="three-poses", factors={"pose": ("-45", "0", "+45")})
+    data = faces.write(tmp_path / "faces")
+    result = CliRunner().invoke(cli, ["bench", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "r"),
+                                      "--queries", "5"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "differ from the model" in result.output and "+30" in result.output, result.output
+    assert not (tmp_path / "r").exists()
