@@ -17,6 +17,11 @@ def _umask() -> int:
     return current
 
 
+def default_file_mode() -> int:
+    """The mode a plain new file gets under the current umask (0o644 under the usual 022)."""
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `target`; on success it replaces `target` whole."""
@@ -49,7 +54,7 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent, suffix=target.suffix)
     os.close(fd)
     tmp = Path(name)
-    tmp.chmod(0o666 & ~_umask())
+    tmp.chmod(default_file_mode())
     try:
         yield tmp
     except BaseException:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from facedata.atomic import atomic_dir
+from facedata.atomic import atomic_dir, default_file_mode
 from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
 from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
@@ -145,6 +145,8 @@ def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: Checkpoint
         for name, record in (extra_json or {}).items():
             (tmp / name).write_text(json.dumps(record, indent=2) + "\n")
         (tmp / META_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+        for written in tmp.iterdir():
+            written.chmod(default_file_mode())  # safetensors writes owner-only files; weights are shared
     return info
 
 
