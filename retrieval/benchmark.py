@@ -3,6 +3,7 @@
 Every method answers the same seeded queries over the same gallery (the whole test split):
   2-step retrieval / image            pose classifier filter, then raw pixels
   2-step retrieval / our 2nd network  pose classifier filter, then the refiner's mid-layer features
+  2-step retrieval / Deep             pose classifier filter, then dlib's face descriptor (optional: `deep`)
   ours / image                        generate the target, search pose-normalized generated images
   ours / our 2nd network              generate the target, search pose-normalized mid-layer features
 """
@@ -24,14 +25,24 @@ from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import gallery_fingerprint
 from index.pose_normalize import kept_accuracy, normalize_batch
-from retrieval.metrics import PAPER_KS, pose_change, recall_by_group, second_criterion_factor
+from retrieval.metrics import (
+    PAPER_KS,
+    pose_change,
+    recall_by_group,
+    second_criterion_factor,
+)
 from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
-from retrieval.two_step import fit_pose_filter, rank_by_generator_features, rank_by_pixels
+from retrieval.two_step import (
+    fit_pose_filter,
+    rank_by_deep_descriptor,
+    rank_by_generator_features,
+    rank_by_pixels,
+)
 
 TWO_STEP, OURS = "2-step retrieval", "ours"
-IMAGE, SECOND_NET = "image", "our 2nd network"
+IMAGE, SECOND_NET, DEEP = "image", "our 2nd network", "Deep"
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class BenchConfig:
     batch_size: int = 256
     grid_queries: int = 8  # rows of the Figure-7 grid
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
+    deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,11 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     rankings[(TWO_STEP, SECOND_NET)] = rank_by_generator_features(
         generator, gallery, queries, pose_filter, k, layer=config.layer, batch_size=config.batch_size)
     timings["2-step 2nd network"] = time.perf_counter() - t
+
+    if config.deep:
+        t = time.perf_counter()
+        rankings[(TWO_STEP, DEEP)] = rank_by_deep_descriptor(gallery, queries, pose_filter, k, cache=cache)
+        timings["2-step deep"] = time.perf_counter() - t
 
     t = time.perf_counter()
     normalized = pose_normalized_gallery(generator, gallery, config.layer, config.batch_size, cache)

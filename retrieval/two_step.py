@@ -4,11 +4,19 @@ identities, filter the test gallery by predicted pose, rank the survivors (§4.1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from facedata.faceset import FaceSet
-from retrieval.baselines import PoseClassifier, PoseClassifierConfig, pixel_vectors, reconstruction_features, two_step_rank
+from retrieval.baselines import (
+    PoseClassifier,
+    PoseClassifierConfig,
+    pixel_vectors,
+    reconstruction_features,
+    two_step_rank,
+)
+from retrieval.deep_descriptor import deep_descriptors
 from retrieval.protocol import QuerySet
 
 
@@ -42,4 +50,14 @@ def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, p
                                layer: str | None = None, batch_size: int = 256) -> np.ndarray:
     """Baseline (b): survivors ranked by the 2nd network's features of each image at its predicted pose."""
     vectors = reconstruction_features(generator, gallery.images, pose_filter.gallery_pred, layer=layer, batch_size=batch_size)
+    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)
+
+
+def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int,
+                            cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
+    """Baseline "Deep" (Table 2): survivors ranked by dlib's 128-d ResNet face descriptor; (q, k) rows.
+
+    Needs the `deep` extra; the gallery's descriptors are cached in `cache` (keyed by its images).
+    """
+    vectors = deep_descriptors(gallery.images, cache=cache, batch_size=batch_size)
     return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)

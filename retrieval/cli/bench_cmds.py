@@ -16,11 +16,13 @@ import click
 @click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=1), help="test pairs for Table 1")
 @click.option("--criterion2", "criterion2_factor", default=None, help="factor criterion 2 also matches [illumination, else expression]")
 @click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
+@click.option("--deep", is_flag=True, help="also the 2-step baseline on dlib's face descriptor "
+              "(needs the deep extra; ~0.1 s per gallery image, cached)")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, batch_size, device, cache) -> None:
+          gallery_identities, deep, batch_size, device, cache) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
@@ -31,7 +33,8 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     generator = Generator.load(model_path, device=device)
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
-                         criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size)
+                         criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
+                         deep=deep)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     record = run_benchmark(generator, faces, out, config, cache=cache_dir)
     click.echo((Path(out) / "report.md").read_text())
