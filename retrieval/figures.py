@@ -94,7 +94,7 @@ def draw_query_grid(result: QueryResult, retrieved: np.ndarray, style: GridStyle
                 cell(1 + rank, r, None, EMPTY, ("", ""))
                 continue
             item = found.loc[rank]
-            caption = f"{item.get('identity', '?')} · {item.get(edit, '?')}"
+            caption = f"{item.get('identity', '?')}  {edit} {item.get(edit, '?')}"
             cell(1 + rank, r, retrieved[r, rank - 1], frame_colour(item["correct"]), (caption, f"d={item['distance']:.3f}"))
     return canvas
 
