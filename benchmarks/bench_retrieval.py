@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layer", default=None)
     parser.add_argument("--device", default=RetrievalBenchConfig.device)
     parser.add_argument("--seed", type=int, default=RetrievalBenchConfig.seed)
-    parser.add_argument("--work", type=Path, default=None, help="folder for the feature cache [a temporary one]")
+    parser.add_argument("--work", type=Path, default=None, help="folder (created) that holds the run's temporary feature cache [the system's temp folder]")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     config = RetrievalBenchConfig(queries=args.queries, latency_runs=args.latency_runs, batch=args.batch, split=args.split,
@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         generator, faceset = Generator.load(args.model, config.device), FaceSet.open(args.data)
+        if args.work:
+            args.work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench_retrieval-", dir=args.work) as work:
             record = run(generator, faceset, config, Path(work), progress=not args.quiet)
     except UserError as exc:

@@ -85,16 +85,16 @@ def draw_query_grid(result: QueryResult, retrieved: np.ndarray, style: GridStyle
     groups = dict(tuple(result.table.groupby("query", sort=True)))
     for r in range(rows):
         truth = result.truth[r]
-        known = f"{truth.get('identity', '?')} · {edit} {truth.get(edit, '?')}" if truth else ""
+        known = f"{truth.get('identity', '?')}  {truth.get(edit, '?')}" if truth else ""
         cell(0, r, result.queries[r], WHITE, (short_label(result.labels[r]), known))
-        cell(1, r, result.generated[r], WHITE, (f"{edit} {result.targets[r]}", ""))
+        cell(1, r, result.generated[r], WHITE, (str(result.targets[r]), ""))
         found = groups.get(r, pd.DataFrame(columns=result.table.columns)).set_index("rank")
         for rank in range(1, k + 1):
             if rank not in found.index:
                 cell(1 + rank, r, None, EMPTY, ("", ""))
                 continue
             item = found.loc[rank]
-            caption = f"{item.get('identity', '?')}  {edit} {item.get(edit, '?')}"
+            caption = f"{item.get('identity', '?')}  {item.get(edit, '?')}"
             cell(1 + rank, r, retrieved[r, rank - 1], frame_colour(item["correct"]), (caption, f"d={item['distance']:.3f}"))
     return canvas
 
