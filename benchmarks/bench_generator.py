@@ -5,15 +5,21 @@ the ratio to a float32 matmul measured in the same run.
 
 FLOPs are counted from the layer shapes (forward hooks on every Conv2d/Linear: 2 × MACs); the paper's
 networks cost 0.784 GFLOP per generated image at 32×32. Variants: memory format (contiguous vs
-channels_last) and thread counts; `--compile` adds torch.compile (inductor).
+channels_last) and thread counts; `--compile` adds torch.compile (inductor); `--onnx` adds ONNX Runtime
+(needs the `bench` extra: onnxruntime, onnxscript; the model exported per batch size, timed on normalized
+float input, so it does a little less work than the eager rows).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import importlib.util
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +47,7 @@ class BenchConfig:
     train_batch: int = 32
     train_steps: int = 12
     compile: bool = False
+    onnx: bool = False
 
 
 def count_flops(model: TwoStageGenerator, size: tuple[int, int]) -> dict[str, float]:
@@ -97,6 +104,22 @@ def inference_rate(model: TwoStageGenerator, config: BenchConfig, batch: int, ch
     return batch / seconds
 
 
+def onnx_rate(model: TwoStageGenerator, config: BenchConfig, batch: int, threads: int, folder: Path) -> float:
+    """Images/s of both stages in ONNX Runtime (CPU provider, `threads` intra-op threads) at a fixed batch."""
+    import onnxruntime
+
+    path = folder / f"generator-{batch}.onnx"
+    x, codes = torch.randn(batch, 1, *config.image_size), torch.zeros(batch, dtype=torch.long)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
+        torch.onnx.export(model.to(memory_format=torch.contiguous_format), (x, codes), str(path),
+                          input_names=["x", "codes"], dynamo=True, verbose=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"x": x.numpy(), "codes": codes.numpy()}
+    return batch / timed(lambda: session.run(None, feed), config.min_seconds, config.repeats)
+
+
 def training_rate(model: TwoStageGenerator, config: BenchConfig, stage: int, channels_last: bool) -> float:
     """Samples/s of Adam steps on one stage (stage 2 on given stage-1 outputs, as training does)."""
     memory = torch.channels_last if channels_last else torch.contiguous_format
@@ -146,6 +169,11 @@ def run(config: BenchConfig) -> dict:
                     rows.append(_row(f"train stage {stage}", label, threads, config.train_batch, rate, cost, peak))
                     if name != "eager":
                         break
+        if config.onnx:
+            with tempfile.TemporaryDirectory(prefix="bench_generator-") as folder:
+                for batch in config.batches:
+                    rate = onnx_rate(base, config, batch, threads, Path(folder))
+                    rows.append(_row("inference", "onnxruntime", threads, batch, rate, per_image, peak))
     return {
         "config": asdict(config),
         "gflop_per_image": {"stage1": flops["stage1"] / 1e9, "stage2": flops["stage2"] / 1e9, "both": per_image / 1e9},
@@ -178,9 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=BenchConfig.min_seconds)
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (inductor; slow first call)")
+    parser.add_argument("--onnx", action="store_true", help="also try ONNX Runtime (needs onnxruntime and onnxscript)")
     args = parser.parse_args(argv)
+    if args.onnx and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript")):
+        sys.exit("Error: --onnx needs onnxruntime and onnxscript: pip install onnxruntime onnxscript")
     config = BenchConfig(batches=tuple(args.batches), threads=tuple(args.threads), min_seconds=args.seconds,
-                         repeats=args.repeats, compile=args.compile)
+                         repeats=args.repeats, compile=args.compile, onnx=args.onnx)
     record = run(config)
     print_table(record)
     write_json(args.out, record)
