@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facedata.atomic import atomic_dir
+from facedata.contact_sheet import fit_text
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.checkpoint import check_vocabulary
@@ -95,18 +96,26 @@ def tile(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
     return grid
 
 
-def save_png(grid: np.ndarray, path: Path, header: str = "") -> None:
-    """Write a uint8 grid upscaled SCALE× (nearest), with an optional one-line header."""
-    from PIL import Image, ImageDraw
+def save_png(grid: np.ndarray, path: Path, header: str = "", columns: tuple[str, ...] = (), cell: int = 0, gap: int = 2) -> None:
+    """Write a uint8 grid upscaled SCALE× (nearest) under a one-line header, or under one label per
+    column of `cell`-pixel images (`columns`), each centred over its column."""
+    from PIL import Image, ImageDraw, ImageFont
 
     big = np.kron(grid, np.ones((SCALE, SCALE), np.uint8))
-    if header:
-        canvas = np.full((big.shape[0] + 16, big.shape[1]), 255, np.uint8)
-        canvas[16:] = big
-        image = Image.fromarray(canvas)
-        ImageDraw.Draw(image).text((2, 2), header, fill=0)
+    if not header and not columns:
+        Image.fromarray(big).save(path)
+        return
+    canvas = np.full((big.shape[0] + 16, big.shape[1]), 255, np.uint8)
+    canvas[16:] = big
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    if columns:
+        font = ImageFont.load_default(size=11)
+        for j, label in enumerate(columns):
+            centre = (j * (cell + gap) + cell / 2) * SCALE
+            draw.text((centre, 8), fit_text(label, font, cell * SCALE), fill=0, font=font, anchor="mm")
     else:
-        image = Image.fromarray(big)
+        draw.text((2, 2), header, fill=0)
     image.save(path)
 
 
@@ -116,7 +125,7 @@ def figure_pairs(generator: Generator, test: FaceSet, pairs: np.ndarray, path: P
     images, codes = test.images, test.codes(generator.edit_factor)
     stage1, stage2 = generator.generate(images[pairs[:, 0]], codes[pairs[:, 1]])
     grid = [[images[s], a, b, images[t]] for (s, t), a, b in zip(pairs, stage1, stage2)]
-    save_png(tile(grid), path, "input | stage 1 | stage 2 | target")
+    save_png(tile(grid), path, columns=("input", "stage 1", "stage 2", "target"), cell=images.shape[2])
 
 
 def figure_all_targets(generator: Generator, sources: np.ndarray, path: Path) -> None:
@@ -125,7 +134,7 @@ def figure_all_targets(generator: Generator, sources: np.ndarray, path: Path) ->
     repeated = np.repeat(sources, vocab, axis=0)
     _, stage2 = generator.generate(repeated, np.tile(np.arange(vocab), len(sources)))
     grid = [[src, *stage2[i * vocab : (i + 1) * vocab]] for i, src in enumerate(sources)]
-    save_png(tile(grid), path, "input | " + " ".join(generator.vocabulary))
+    save_png(tile(grid), path, columns=("input", *generator.vocabulary), cell=sources.shape[2])
 
 
 def figure_attribute_maps(generator: Generator, path: Path) -> None:
