@@ -206,10 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=BenchConfig.min_seconds)
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (inductor; slow first call)")
-    parser.add_argument("--onnx", action="store_true", help="also try ONNX Runtime (needs onnxruntime and onnxscript)")
+    parser.add_argument("--onnx", action="store_true", help="also try ONNX Runtime (needs the bench extra)")
     args = parser.parse_args(argv)
     if args.onnx and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript")):
-        sys.exit("Error: --onnx needs onnxruntime and onnxscript: pip install onnxruntime onnxscript")
+        sys.exit("Error: --onnx needs onnxruntime and onnxscript: pip install -e '.[bench]'")
     config = BenchConfig(batches=tuple(args.batches), threads=tuple(args.threads), min_seconds=args.seconds,
                          repeats=args.repeats, compile=args.compile, onnx=args.onnx)
     record = run(config)

@@ -25,12 +25,7 @@ from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import gallery_fingerprint
 from index.pose_normalize import kept_accuracy, normalize_batch
-from retrieval.metrics import (
-    PAPER_KS,
-    pose_change,
-    recall_by_group,
-    second_criterion_factor,
-)
+from retrieval.metrics import PAPER_KS, pose_change, recall_by_group, second_criterion_factor
 from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
