@@ -31,13 +31,13 @@ from generator.checkpoint import (
 )
 from generator.evaluate import pair_errors
 from generator.inference import resolve_device, run_model
-from generator.model import ModelConfig, TwoStageGenerator
+from generator.model import ARCHES, ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization, fit_normalization
 from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+RUN_DEFINING = ("task", "arch", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class TrainConfig:
     """
 
     task: str = "pose"
+    arch: str = "paper"  # generator.model.ARCHES: the paper's stage 1, or the skip-connection variant
     stages: tuple[int, ...] = (1, 2)
     epochs: int = 10  # per stage
     optimizer: str = "adam"
@@ -71,6 +72,8 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """This config with lr and schedule filled in, after checking every value."""
         get_task(self.task)
+        if self.arch not in ARCHES:
+            raise UserError(f"unknown arch '{self.arch}' (valid: {', '.join(ARCHES)})")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer '{self.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
         if not self.stages or any(s not in (1, 2) for s in self.stages):
@@ -200,6 +203,8 @@ def init_weights(model: TwoStageGenerator, init: Path, factor: str, vocabulary: 
     source, info, folder = load_checkpoint(init)
     if tuple(info.image_size) != tuple(model.config.image_size):
         raise CheckpointError(f"{folder}: image size {info.image_size} ≠ the data's {model.config.image_size}")
+    if info.model_config.arch != model.config.arch:
+        raise CheckpointError(f"{folder}: arch '{info.model_config.arch}' ≠ the requested --arch {model.config.arch}")
     if not new_vocabulary:
         try:
             check_vocabulary(info, factor, vocabulary, str(folder))
@@ -242,7 +247,11 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     else:
         norm = fit_normalization((b for b, _ in train_faces.iter_batches(4096)), config.normalization)
         torch.manual_seed(config.seed)
-        model = TwoStageGenerator(ModelConfig(num_values=len(vocabulary), image_size=faces.image_size))
+        try:
+            model_config = ModelConfig(num_values=len(vocabulary), image_size=faces.image_size, arch=config.arch)
+        except ValueError as exc:
+            raise UserError(f"{faces.info.name}: {exc}") from None
+        model = TwoStageGenerator(model_config)
         loop, optim_tensors = {"trained_epochs": {"1": 0, "2": 0}, "current": None, "history": []}, {}
         if init is not None:
             loop["init"] = init_weights(model, Path(init), task.edit_factor, vocabulary, init_new_vocabulary)

@@ -24,7 +24,7 @@ from retrieval.protocol import QuerySet
 class PoseFilter:
     """Step 1 fitted and applied: the classifier, its predictions on the gallery, and its test accuracy."""
 
-    classifier: PoseClassifier
+    classifier: PoseClassifier | None  # None: the true labels (true_pose_filter)
     gallery_pred: np.ndarray  # (g,) str predicted value of the edited factor per gallery row
     query_pred: np.ndarray  # (q,) str predicted own value per query image
     accuracy: float  # on the gallery (= all test images), in [0, 1]
@@ -38,6 +38,12 @@ def fit_pose_filter(train: FaceSet, gallery: FaceSet, queries: QuerySet,
     gallery_pred = classifier.predict(gallery.images)
     accuracy = float(np.mean(gallery_pred == gallery.faces[edit].to_numpy().astype(str)))
     return PoseFilter(classifier, gallery_pred, gallery_pred[queries.positions], accuracy)
+
+
+def true_pose_filter(gallery: FaceSet, queries: QuerySet) -> PoseFilter:
+    """Step 1 with the true labels: a perfect pose classifier, the upper bound of every 2-step row."""
+    truth = gallery.faces[queries.edit].to_numpy().astype(str)
+    return PoseFilter(classifier=None, gallery_pred=truth, query_pred=truth[queries.positions], accuracy=1.0)
 
 
 def rank_by_pixels(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int) -> np.ndarray:

@@ -29,7 +29,8 @@ def test_report_holds_every_method_under_both_criteria(bench):
     root, record = bench
     methods = {(r["method"], r["features"]) for r in record["results"]}
     assert methods == {("2-step retrieval", "image"), ("2-step retrieval", "our 2nd network"),
-                       ("ours", "image"), ("ours", "our 2nd network")}
+                       ("2-step, true pose", "image"), ("ours", "image"), ("ours", "our 2nd network"),
+                       ("ours, pose-aware", "image"), ("ours, pose-aware", "our 2nd network")}
     for row in record["results"]:
         for criterion in (1, 2):
             recall = row[f"criterion{criterion}"]["recall"]
@@ -52,6 +53,7 @@ def test_report_files_and_pose_layout(bench):
     text = (out / "report.md").read_text()
     assert "paper R@1" in text and "11.5%" in text  # the paper's Table 2 beside ours on the pose task
     assert "## Figure 6" in text and "15°" in text
+    assert "## How each row reads pixels" in text and "L2-normalized" in text
     assert not list(root.glob(".report.tmp-*"))
 
 
@@ -82,3 +84,18 @@ def test_bench_command_refuses_data_of_another_vocabulary(tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "differ from the model" in result.output and "+30" in result.output, result.output
     assert not (tmp_path / "r").exists()
+
+
+
+def test_true_pose_row_returns_only_faces_in_the_target_pose(bench):
+    """The true-pose filter is the labels themselves: every face it returns has the query's target pose."""
+    from facedata.faceset import FaceSet
+    from retrieval.protocol import sample_queries
+    from retrieval.two_step import rank_by_pixels, true_pose_filter
+
+    root, record = bench
+    gallery = FaceSet.open(record["data"]["path"]).split("test")
+    queries = sample_queries(gallery, "pose", 30, seed=1)
+    ranked = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), 4)  # 4 faces per pose
+    poses = gallery.faces["pose"].to_numpy().astype(str)
+    assert (ranked >= 0).all() and (poses[ranked] == queries.targets[:, None]).all()

@@ -112,3 +112,19 @@ def test_weights_have_he_initialization(model):
     expected = (2 / (64 * 9)) ** 0.5
     assert abs(conv.weight.std().item() / expected - 1) < 0.05
     assert all(float(m.bias.detach().abs().max()) == 0 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def test_skip_arch_keeps_shapes_and_refuses_sizes_it_cannot_pool():
+    model = TwoStageGenerator(ModelConfig(num_values=5, image_size=(32, 32), arch="skip"))
+    coarse, refined = model(torch.randn(2, 1, 32, 32), torch.tensor([0, 4]))
+    assert coarse.shape == refined.shape == (2, 1, 32, 32)
+    assert model.stage1.attribute_maps(torch.tensor([1])).shape == (1, 7, 4, 4)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ModelConfig(num_values=5, image_size=(36, 36), arch="skip")
+
+
+def test_skip_arch_output_depends_on_the_target_code():
+    model = TwoStageGenerator(ModelConfig(num_values=5, image_size=(16, 16), arch="skip")).eval()
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(model.stage1(x, torch.tensor([0])), model.stage1(x, torch.tensor([3])))
