@@ -37,7 +37,7 @@ from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "arch", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+RUN_DEFINING = ("task", "arch", "self_pairs", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class TrainConfig:
 
     task: str = "pose"
     arch: str = "paper"  # generator.model.ARCHES: the paper's stage 1, or the skip-connection variant
+    self_pairs: bool = False  # also teach (face, its own value) → the face itself: sharper pose normalization
     stages: tuple[int, ...] = (1, 2)
     epochs: int = 10  # per stage
     optimizer: str = "adam"
@@ -119,9 +120,18 @@ class PairSet:
         return norm.apply(src, stats).to(device), codes.to(device), norm.apply(tgt, stats).to(device)
 
 
-def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int) -> PairSet:
-    """Images and task pairs of one split, at most `limit` pairs drawn at random (fixed by seed)."""
+def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pairs: bool = False) -> PairSet:
+    """Images and task pairs of one split, at most `limit` pairs drawn at random (fixed by seed).
+
+    With `self_pairs` every face is also paired with itself (target = its own value): the network then
+    learns to leave a face alone when asked for the value it has, which is what pose normalization
+    (§4.1.2: regenerate in every value, keep the closest to the original) relies on.
+    """
     pairs = task_pairs(task, faces)
+    if self_pairs:
+        own = np.arange(len(faces), dtype=np.int64)
+        pairs = np.concatenate([pairs, np.stack([own, own], axis=1)])
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
     if limit is not None and len(pairs) > limit:
         pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), limit, replace=False))]
     return PairSet(torch.from_numpy(np.ascontiguousarray(faces.images)), faces.codes(task.edit_factor), pairs)
@@ -234,7 +244,7 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     run = Run(out)
     fingerprint = data_fingerprint(faces)
     train_faces = faces.split("train")
-    train_data = pair_set(train_faces, task, config.max_pairs, config.seed)
+    train_data = pair_set(train_faces, task, config.max_pairs, config.seed, config.self_pairs)
     if len(train_data.pairs) == 0:
         raise UserError(f"{faces.info.name}: no {task.name} training pairs (need faces of one identity that differ only in {task.edit_factor})")
     has_test = "test" in set(faces.faces["split"])

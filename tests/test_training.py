@@ -190,3 +190,23 @@ def test_kill_9_then_the_same_command_continues_losing_at_most_one_epoch(tmp_pat
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]
     assert read_info(tmp_path / "run")[1].trained_epochs == {"1": 4, "2": 0}
+
+
+def test_self_pairs_add_each_train_face_once_to_itself(faces):
+    from generator.tasks import get_task
+    from generator.train import pair_set
+
+    train_faces = faces.split("train")
+    plain = pair_set(train_faces, get_task("pose"), None, 0)
+    with_self = pair_set(train_faces, get_task("pose"), None, 0, self_pairs=True)
+    same = with_self.pairs[with_self.pairs[:, 0] == with_self.pairs[:, 1]]
+    assert len(with_self.pairs) == len(plain.pairs) + len(train_faces)
+    assert sorted(same[:, 0].tolist()) == list(range(len(train_faces)))
+
+
+def test_skip_arch_trains_and_is_recorded_in_the_checkpoint(faces, tmp_path):
+    from generator.checkpoint import read_info
+
+    train(faces, TrainConfig(arch="skip", epochs=1, val_pairs=4, threads=1), tmp_path / "run", progress=False)
+    _, info = read_info(tmp_path / "run" / "checkpoint")
+    assert info.model_config.arch == "skip"

@@ -20,6 +20,7 @@ def register(cli: click.Group) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; re-running the same command resumes it.")
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
               help="paper: §3's network; skip: stage 1 as a 4-scale encoder-decoder with skip connections (beyond the paper).")
+@click.option("--self-pairs", is_flag=True, help="Also train each face to itself at its own value (sharper pose normalization; beyond the paper).")
 @click.option("--stage", type=click.Choice(["1", "2", "both"]), default="both", show_default=True, help="Which network(s) to train; stage 2 refines a trained stage 1.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per stage.")
 @click.option("--optimizer", type=click.Choice(["adam", "paper"]), default="adam", show_default=True, help="paper: SGD, momentum 0.95, lr 1e-5 on the summed error (§3.4).")
@@ -36,7 +37,7 @@ def register(cli: click.Group) -> None:
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--init-new-vocabulary", is_flag=True, help="With --init: the data's vocabulary differs; re-initialize only the one-hot layer.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data: Path, task: str, arch: str, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
+def train(data: Path, task: str, arch: str, self_pairs: bool, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
           schedule: str | None, batch_size: int, normalization: str, device: str, seed: int, max_pairs: int | None,
           val_pairs: int, threads: int | None, checkpoint_minutes: float, init: Path | None,
           init_new_vocabulary: bool, quiet: bool) -> None:
@@ -45,7 +46,7 @@ def train(data: Path, task: str, arch: str, out: Path, stage: str, epochs: int, 
     from generator.train import TrainConfig, train as run_training
 
     config = TrainConfig(
-        task=task, arch=arch, stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
+        task=task, arch=arch, self_pairs=self_pairs, stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
         schedule=schedule, batch_size=batch_size, seed=seed, max_pairs=max_pairs, val_pairs=val_pairs,
         normalization=normalization.replace("-", "_"), device=device, threads=threads,
         checkpoint_minutes=checkpoint_minutes,
