@@ -22,7 +22,8 @@ from facedata.atomic import atomic_dir
 from facedata.errors import DataError
 from facedata.provenance import provenance as make_provenance
 
-FACTOR_COLUMNS = ("pose", "illumination", "accessory", "expression", "occluded")
+FACTOR_COLUMNS = ("pose", "illumination", "accessory", "expression", "occluded")  # the canonical factors, in order
+NON_FACTOR_COLUMNS = ("identity", "split", "source")
 IMAGES_FILE = "images.npy"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "faceset.json"
@@ -110,14 +111,25 @@ class FaceSet:
         factors: Mapping[str, Sequence[str]] | None = None,
         provenance: dict | None = None,
         extra: dict | None = None,
+        extra_factors: Sequence[str] = (),
     ) -> "FaceSet":
-        """Build an in-memory FaceSet, checking columns and inferring missing vocabularies."""
+        """Build an in-memory FaceSet, checking columns and inferring missing vocabularies.
+
+        The canonical FACTOR_COLUMNS present are factors; `extra_factors` names further columns
+        (a manifest's `session`, `tilt` …) that are kept as factors too, after the canonical ones.
+        """
         images = np.asarray(images)
         if images.ndim != 3 or images.dtype != np.uint8:
             raise DataError(f"{name}: images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
-        faces = normalize_faces(faces, len(images), name)
+        extra_factors = tuple(f for f in extra_factors if f not in FACTOR_COLUMNS)
+        for column in extra_factors:
+            if column in NON_FACTOR_COLUMNS:
+                raise DataError(f"{name}: '{column}' cannot be a factor (it is {', '.join(NON_FACTOR_COLUMNS)})")
+            if column not in faces.columns:
+                raise DataError(f"{name}: factor '{column}' is not a column (columns: {', '.join(map(str, faces.columns))})")
+        faces = normalize_faces(faces, len(images), name, extra_factors)
         vocab: dict[str, tuple[str, ...]] = {}
-        for column in FACTOR_COLUMNS:
+        for column in (*FACTOR_COLUMNS, *extra_factors):
             if column in faces.columns:
                 given = tuple(str(v) for v in factors[column]) if factors and column in factors else None
                 vocab[column] = given or sorted_vocabulary(faces[column])
@@ -157,7 +169,7 @@ class FaceSet:
             faces = pd.read_parquet(root / FACES_FILE)
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
             raise DataError(f"{root / FACES_FILE}: unreadable parquet ({exc})") from None
-        faces = normalize_faces(faces, len(images), str(root / FACES_FILE))
+        faces = normalize_faces(faces, len(images), str(root / FACES_FILE), tuple(info.factors))
         if info.count != len(images) or tuple(images.shape[1:]) != info.image_size:
             raise DataError(
                 f"{root / INFO_FILE}: says {info.count} images of {info.image_size}, "
@@ -189,8 +201,9 @@ class FaceSet:
 
     @property
     def factors(self) -> tuple[str, ...]:
-        """Factor columns present, in canonical order."""
-        return tuple(f for f in FACTOR_COLUMNS if f in self.info.factors)
+        """Factor columns present: the canonical ones in FACTOR_COLUMNS order, then any others as stored."""
+        canonical = tuple(f for f in FACTOR_COLUMNS if f in self.info.factors)
+        return canonical + tuple(f for f in self.info.factors if f not in FACTOR_COLUMNS)
 
     @property
     def num_identities(self) -> int:
@@ -302,14 +315,14 @@ class FaceSet:
         return target
 
 
-def normalize_faces(faces: pd.DataFrame, count: int, where: str) -> pd.DataFrame:
+def normalize_faces(faces: pd.DataFrame, count: int, where: str, extra_factors: Sequence[str] = ()) -> pd.DataFrame:
     """Check a faces table against its image count; give it string columns and split/source defaults."""
     if "identity" not in faces.columns:
         raise DataError(f"{where}: no 'identity' column (columns: {', '.join(map(str, faces.columns))})")
     if len(faces) != count:
         raise DataError(f"{where}: {len(faces)} rows for {count} images")
     faces = faces.reset_index(drop=True).copy()
-    for column in ("identity", *FACTOR_COLUMNS, "split", "source"):
+    for column in dict.fromkeys(("identity", *FACTOR_COLUMNS, *extra_factors, "split", "source")):
         if column in faces.columns:
             if faces[column].isna().any():
                 row = int(np.flatnonzero(faces[column].isna().to_numpy())[0])

@@ -13,7 +13,10 @@ Manifest columns:
   split        optional `train`/`test` per row; when present it wins over `train_identities`, and
                must keep each identity on one side.
   source       optional; kept as given, else the row's path or `images.npy[i]`.
-Other columns are ignored; their names are recorded in `info.extra["ignored_columns"]`.
+Every other column (`session`, `tilt`, …) is kept as a factor too, unless `factors` names the ones
+to keep; the columns left out are recorded in `info.extra["ignored_columns"]`. A kept factor can
+be matched in training pairs (`rbg train --pair-match`) and by criterion 2 (`rbg bench --criterion2`).
+The pixels may come from an `images.npy` elsewhere (`images=`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +37,7 @@ from facedata.provenance import provenance as make_provenance
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 DEFAULT_TRAIN_SHARE = 0.7
-_KNOWN_COLUMNS = ("identity", "path", "index", "split", "source", *FACTOR_COLUMNS)
+_STRUCTURAL_COLUMNS = ("identity", "path", "index", "split", "source")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -101,11 +105,17 @@ def _images_from_paths(table: pd.DataFrame, path: Path, hw: tuple[int, int] | No
     return images
 
 
-def _images_from_array(table: pd.DataFrame, path: Path, hw: tuple[int, int] | None, progress: bool) -> tuple[np.ndarray, list[int]]:
-    """Rows' images from the images.npy beside the manifest: ((N, H, W) uint8, each row's index)."""
-    array_path = path.parent / "images.npy"
-    if not array_path.is_file():
-        raise DataError(f"{path}: no 'path' column and no images.npy beside it (one of the two gives the pixels)")
+def _images_from_array(table: pd.DataFrame, path: Path, hw: tuple[int, int] | None, progress: bool,
+                       array_path: Path | None = None) -> tuple[np.ndarray, list[int]]:
+    """Rows' images from an images.npy (default: beside the manifest): ((N, H, W) uint8, each row's index)."""
+    if array_path is not None:
+        if not array_path.is_file():
+            raise DataError(f"{array_path}: no such images file")
+    else:
+        array_path = path.parent / "images.npy"
+        if not array_path.is_file():
+            raise DataError(f"{path}: no 'path' column and no images.npy beside it (one of the two gives the pixels; "
+                            "or name the array file)")
     try:
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -157,13 +167,29 @@ def _split(faceset: FaceSet, table: pd.DataFrame, path: Path, train_identities: 
     return faceset.with_split_by_identity(train_identities)
 
 
+def manifest_factors(table: pd.DataFrame, path: Path, factors: Sequence[str] | None) -> list[str]:
+    """The columns kept as factors: the named ones (checked), else every column that is not structural."""
+    candidates = [c for c in table.columns if c not in _STRUCTURAL_COLUMNS]
+    if factors is None:
+        return [c for c in FACTOR_COLUMNS if c in candidates] + [c for c in candidates if c not in FACTOR_COLUMNS]
+    for factor in factors:
+        if factor in _STRUCTURAL_COLUMNS:
+            raise DataError(f"{path}: '{factor}' cannot be a factor ({', '.join(_STRUCTURAL_COLUMNS)} are not factors)")
+        if factor not in table.columns:
+            raise DataError(f"{path}: factor '{factor}' is not a column (columns: {', '.join(table.columns)})")
+    return [c for c in FACTOR_COLUMNS if c in factors] + [c for c in dict.fromkeys(factors) if c not in FACTOR_COLUMNS]
+
+
 def read_manifest(manifest: str | Path, size: Size | None = None, name: str | None = None,
-                  train_identities: int | None = None, progress: bool = True) -> FaceSet:
+                  train_identities: int | None = None, progress: bool = True,
+                  factors: Sequence[str] | None = None, images: str | Path | None = None) -> FaceSet:
     """Read the faces a manifest lists into a FaceSet, rows in manifest order.
 
     Without `size` all images must share one size; with it each is resized to it. The split is the
     manifest's `split` column if any, else the first `train_identities` identities by first
-    appearance (default: 70% of them) are train.
+    appearance (default: 70% of them) are train. `factors` names the columns kept as factors
+    (default: all but identity, path, index, split, source); `images` is an images.npy to read
+    the pixels from instead of the one beside the manifest.
     """
     path = Path(manifest)
     table = read_table(path)
@@ -171,28 +197,31 @@ def read_manifest(manifest: str | Path, size: Size | None = None, name: str | No
         raise DataError(f"{path}: no 'identity' column (columns: {', '.join(table.columns) or 'none'})")
     if len(table) == 0:
         raise DataError(f"{path}: no rows")
-    factors = [c for c in FACTOR_COLUMNS if c in table.columns]
+    factors = manifest_factors(table, path, factors)
     for column in ("identity", *factors):
         _check_filled(table, column, path)
     hw = size_hw(size) if size is not None else None
 
-    if "path" in table.columns:
+    if "path" in table.columns and images is None:
         _check_filled(table, "path", path)
-        images = _images_from_paths(table, path, hw, progress)
+        pixels = _images_from_paths(table, path, hw, progress)
         sources = list(table["path"])
     else:
-        images, indices = _images_from_array(table, path, hw, progress)
-        sources = [f"images.npy[{i}]" for i in indices]
+        array_path = Path(images) if images is not None else None
+        pixels, indices = _images_from_array(table, path, hw, progress, array_path)
+        sources = [f"{(array_path or Path('images.npy')).name}[{i}]" for i in indices]
 
     faces = table[["identity", *factors]].copy()
     if "pose" in faces.columns and all(pose_degrees(v) is not None for v in faces["pose"]):
         faces["pose"] = [format_pose(float(v)) for v in faces["pose"]]
     has_source = "source" in table.columns and (table["source"] != "").all()
     faces["source"] = table["source"].to_numpy() if has_source else sources
-    ignored = [c for c in table.columns if c not in _KNOWN_COLUMNS]
+    ignored = [c for c in table.columns if c not in _STRUCTURAL_COLUMNS and c not in factors]
     faceset = FaceSet.from_arrays(
-        images, faces, name=name or path.resolve().parent.name or path.stem,
-        provenance=make_provenance(source=str(path), size=list(hw) if hw else None),
+        pixels, faces, name=name or path.resolve().parent.name or path.stem,
+        provenance=make_provenance(source=str(path), size=list(hw) if hw else None,
+                                   images=str(images) if images is not None else None),
         extra={"manifest": str(path), "ignored_columns": ignored},
+        extra_factors=[f for f in factors if f not in FACTOR_COLUMNS],
     )
     return _split(faceset, table, path, train_identities)

@@ -45,7 +45,8 @@ def sample_test_pairs(generator: Generator, faces: FaceSet, count: int, seed: in
     """The test split and up to `count` of its task pairs, drawn at random without replacement: (P, 2)."""
     check_vocabulary(generator.info, generator.edit_factor, faces.vocabulary(generator.edit_factor), str(faces.root or faces.info.name))
     test = faces.split("test")
-    pairs = task_pairs(get_task(generator.task), test)
+    match = generator.info.training.get("pair_match")  # the pairing rule the model was trained on
+    pairs = task_pairs(get_task(generator.task), test, tuple(match) if match is not None else None)
     if len(pairs) > count:
         pick = np.sort(np.random.default_rng(seed).choice(len(pairs), size=count, replace=False))
         pairs = pairs[pick]

@@ -41,9 +41,13 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def task_pairs(task: Task, faces: FaceSet) -> np.ndarray:
-    """(source, target) positions within `faces` that teach `task`: (P, 2) int64, sorted."""
-    return make_pairs(faces, task.edit_factor, source_values=task.source_values, target_values=task.target_values)
+def task_pairs(task: Task, faces: FaceSet, match: tuple[str, ...] | None = None) -> np.ndarray:
+    """(source, target) positions within `faces` that teach `task`: (P, 2) int64, sorted.
+
+    `match`: the factors a pair must share (default: all but the edited one; see make_pairs).
+    """
+    return make_pairs(faces, task.edit_factor, source_values=task.source_values, target_values=task.target_values,
+                      match=match)
 
 
 def pixel_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "arch", "self_pairs", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+RUN_DEFINING = ("task", "arch", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class TrainConfig:
     task: str = "pose"
     arch: str = "paper"  # generator.model.ARCHES: the paper's stage 1, or the skip-connection variant
     self_pairs: bool = False  # also teach (face, its own value) → the face itself: sharper pose normalization
+    mirror: bool = False  # also train on every pair mirrored left-right, with the poses negated
+    pair_match: tuple[str, ...] | None = None  # factors a pair shares (None: every factor but the edited one)
     stages: tuple[int, ...] = (1, 2)
     epochs: int = 10  # per stage
     optimizer: str = "adam"
@@ -95,6 +97,7 @@ class TrainConfig:
     def to_json(self) -> dict:
         record = asdict(self)
         record["stages"] = list(self.stages)
+        record["pair_match"] = list(self.pair_match) if self.pair_match is not None else None
         return record
 
 
@@ -120,21 +123,51 @@ class PairSet:
         return norm.apply(src, stats).to(device), codes.to(device), norm.apply(tgt, stats).to(device)
 
 
-def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pairs: bool = False) -> PairSet:
+def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pairs: bool = False,
+             mirror: bool = False, match: tuple[str, ...] | None = None) -> PairSet:
     """Images and task pairs of one split, at most `limit` pairs drawn at random (fixed by seed).
 
     With `self_pairs` every face is also paired with itself (target = its own value): the network then
     learns to leave a face alone when asked for the value it has, which is what pose normalization
-    (§4.1.2: regenerate in every value, keep the closest to the original) relies on.
+    (§4.1.2: regenerate in every value, keep the closest to the original) relies on. With `mirror`
+    the images are also taken flipped left-right, each flipped face carrying the mirrored value
+    (yaw −p for p, left for right): every pair again as a pair of a "mirror person", twice the data.
     """
-    pairs = task_pairs(task, faces)
+    pairs = task_pairs(task, faces, match)
     if self_pairs:
         own = np.arange(len(faces), dtype=np.int64)
         pairs = np.concatenate([pairs, np.stack([own, own], axis=1)])
         pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
     if limit is not None and len(pairs) > limit:
         pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), limit, replace=False))]
-    return PairSet(torch.from_numpy(np.ascontiguousarray(faces.images)), faces.codes(task.edit_factor), pairs)
+    images, codes = np.ascontiguousarray(faces.images), faces.codes(task.edit_factor)
+    if mirror:
+        mirrored = mirrored_codes(faces.vocabulary(task.edit_factor), task.edit_factor)
+        pairs = np.concatenate([pairs, pairs + len(images)])
+        images = np.concatenate([images, np.ascontiguousarray(images[:, :, ::-1])])
+        codes = np.concatenate([codes, mirrored[codes]])
+    return PairSet(torch.from_numpy(images), codes, pairs)
+
+
+MIRRORED_NAMES = {"left": "right", "right": "left"}  # named values that swap under a left-right flip
+
+
+def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
+    """Code of each value's mirror image, (V,) int64: yaw p ↔ −p, left ↔ right, others unchanged."""
+    from facedata.faceset import format_pose, pose_degrees
+
+    if factor != "pose":
+        raise UserError(f"--mirror flips poses; the task edits '{factor}'")
+    lookup = {v: i for i, v in enumerate(vocabulary)}
+    out = []
+    for value in vocabulary:
+        degrees = pose_degrees(value)
+        twin = format_pose(-degrees) if degrees is not None else MIRRORED_NAMES.get(value, value)
+        if twin not in lookup:
+            raise UserError(f"--mirror needs the mirror of every pose: '{value}' has none ('{twin}' is not a pose "
+                            f"of {', '.join(vocabulary)})")
+        out.append(lookup[twin])
+    return np.asarray(out, dtype=np.int64)
 
 
 def evaluate(model: TwoStageGenerator, norm: Normalization, data: PairSet, device: torch.device,
@@ -198,9 +231,11 @@ class Run:
 def check_resumable(info: CheckpointInfo, config: TrainConfig, fingerprint: dict, where: Path) -> None:
     """Refuse to resume a run with other data or other run-defining settings."""
     before = info.training
-    changed = [k for k in RUN_DEFINING if before.get(k) != getattr(config, k)]
+    recorded = config.to_json()
+    defaults = TrainConfig().to_json()  # settings added later are at their default in older runs
+    changed = [k for k in RUN_DEFINING if before.get(k, defaults[k]) != recorded[k]]
     if changed:
-        detail = ", ".join(f"{k}: {before.get(k)} → {getattr(config, k)}" for k in changed)
+        detail = ", ".join(f"{k}: {before.get(k, defaults[k])} → {recorded[k]}" for k in changed)
         raise UserError(f"{where}: cannot resume with changed settings ({detail}); use a new --out or the run's settings")
     same = {k: v for k, v in fingerprint.items() if k != "path"} == {k: v for k, v in info.data.items() if k != "path"}
     if not same:
@@ -244,11 +279,13 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     run = Run(out)
     fingerprint = data_fingerprint(faces)
     train_faces = faces.split("train")
-    train_data = pair_set(train_faces, task, config.max_pairs, config.seed, config.self_pairs)
+    train_data = pair_set(train_faces, task, config.max_pairs, config.seed, config.self_pairs, config.mirror,
+                          config.pair_match)
     if len(train_data.pairs) == 0:
         raise UserError(f"{faces.info.name}: no {task.name} training pairs (need faces of one identity that differ only in {task.edit_factor})")
     has_test = "test" in set(faces.faces["split"])
-    val_data = pair_set(faces.split("test"), task, config.val_pairs, config.seed + 1) if has_test and config.val_pairs else None
+    val_data = (pair_set(faces.split("test"), task, config.val_pairs, config.seed + 1, match=config.pair_match)
+                if has_test and config.val_pairs else None)
 
     if run.resume.exists():
         model, info, loop, optim_tensors = load_training_state(run.resume)

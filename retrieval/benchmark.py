@@ -28,7 +28,8 @@ from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import gallery_fingerprint
 from index.pose_normalize import kept_accuracy, normalize_batch
-from retrieval.metrics import PAPER_KS, pose_change, recall_by_group, second_criterion_factor
+from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
+                               second_criterion_factor)
 from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
@@ -70,7 +71,7 @@ class BenchConfig:
     layer: str | None = None  # the generator's feature layer for "our 2nd network" (None: its default)
     factory: str = "Flat"
     generation_pairs: int = 10_000  # Table 1
-    criterion2_factor: str | None = None  # None: illumination, else expression
+    criterion2_factor: str | None = None  # one factor or "a,b" (all must match); None: illumination, else expression
     batch_size: int = 256
     grid_queries: int = 8  # rows of the Figure-7 grid
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
@@ -147,7 +148,11 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     k = max(config.ks)
     if len(gallery) < k:
         raise UserError(f"{faces.info.name}: the test gallery holds {len(gallery)} images, fewer than K={k}")
-    also = config.criterion2_factor or second_criterion_factor(list(gallery.faces.columns), edit)
+    also = criterion2_factors(config.criterion2_factor) or (second_criterion_factor(list(gallery.faces.columns), edit),)
+    for factor in also:
+        if factor == edit or factor not in faces.factors:
+            raise UserError(f"--criterion2: '{factor}' is not a factor to keep besides {edit} (factors of "
+                            f"{faces.info.name}: {', '.join(f for f in faces.factors if f != edit) or 'none'})")
     timings: dict[str, float] = {}
     queries = sample_queries(gallery, edit, config.queries, seed=config.seed)
     query_images = gallery.images[queries.positions]
@@ -194,8 +199,9 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                   "feature_layer": config.layer or generator.default_feature_layer},
         "config": asdict(config),
         "queries": len(queries),
-        "criterion2_factor": also,
-        "criterion2_values": int(gallery.faces[also].nunique()),
+        "criterion2_factor": criterion2_label(also),
+        "criterion2_factors": list(also),
+        "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))),
         "pose_classifier_accuracy": pose_filter.accuracy,
         "pose_normalization_accuracy": kept_accuracy(normalized.kept, gallery.faces[edit].to_numpy()),
         "results": results,
@@ -221,7 +227,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     return record
 
 
-def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: str) -> list[dict]:
+def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: tuple[str, ...]) -> list[dict]:
     """recall@K of each method under both criteria, as a list of JSON-ready rows."""
     rows = []
     for (method, features), ranked in rankings.items():
@@ -233,7 +239,7 @@ def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: str
     return rows
 
 
-def change_groups(rankings: dict, queries: QuerySet, gallery: FaceSet, also: str, k: int = 5) -> dict:
+def change_groups(rankings: dict, queries: QuerySet, gallery: FaceSet, also: tuple[str, ...], k: int = 5) -> dict:
     """Figure 6: recall@k (criterion 1) per size of the change, |target − source| in degrees; {} for named values."""
     source = queries.faces(gallery)[queries.edit].to_numpy().astype(str)
     if any(pose_degrees(v) is None for v in np.unique(np.concatenate([source, queries.targets]))):

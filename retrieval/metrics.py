@@ -76,14 +76,32 @@ def second_criterion_factor(columns: Sequence[str], edit: str) -> str:
     )
 
 
+def criterion2_factors(also: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Criterion 2's factors from "expression", "expression,session" or a sequence; None stays None."""
+    if also is None:
+        return None
+    names = also.split(",") if isinstance(also, str) else list(also)
+    factors = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if not factors:
+        raise UserError(f"criterion 2: no factor named in {also!r}")
+    return factors
+
+
+def criterion2_label(also: str | Sequence[str]) -> str:
+    """Criterion 2's factors for a report: "illumination", "expression and session"."""
+    factors = criterion2_factors(also) or ()
+    return factors[0] if len(factors) == 1 else ", ".join(factors[:-1]) + " and " + factors[-1]
+
+
 def criterion_keys(
     queries: pd.DataFrame, targets: np.ndarray, gallery: pd.DataFrame, edit: str, criterion: int = 1,
-    also: str | None = None,
+    also: str | Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Match keys of queries (q,) and gallery rows (g,) under criterion 1 or 2 of §4.1.2.
 
     Criterion 1: same identity, gallery `edit` value == the query's target. Criterion 2: also the
-    query's own value of `also` (default: illumination, else expression — see SECOND_CRITERION_FACTORS).
+    query's own value of every factor in `also` (one name, "a,b", or a sequence; default:
+    illumination, else expression — see SECOND_CRITERION_FACTORS).
     """
     targets = np.asarray(targets)
     assert targets.shape == (len(queries),), (targets.shape, len(queries))
@@ -97,11 +115,14 @@ def criterion_keys(
     q_cols = [queries["identity"].to_numpy(), targets]
     g_cols = [gallery["identity"].to_numpy(), gallery[edit].to_numpy()]
     if criterion == 2:
-        factor = also or second_criterion_factor([c for c in queries.columns if c in gallery.columns], edit)
-        if factor not in queries.columns or factor not in gallery.columns:
-            raise UserError(f"criterion 2: factor '{factor}' is not a column of both queries and gallery")
-        q_cols.append(queries[factor].to_numpy())
-        g_cols.append(gallery[factor].to_numpy())
+        factors = criterion2_factors(also) or (second_criterion_factor([c for c in queries.columns if c in gallery.columns], edit),)
+        for factor in factors:
+            if factor == edit:
+                raise UserError(f"criterion 2: '{factor}' is the edited factor; name another (e.g. expression)")
+            if factor not in queries.columns or factor not in gallery.columns:
+                raise UserError(f"criterion 2: factor '{factor}' is not a column of both queries and gallery")
+            q_cols.append(queries[factor].to_numpy())
+            g_cols.append(gallery[factor].to_numpy())
     return match_keys(q_cols, g_cols)
 
 

@@ -75,11 +75,44 @@ def test_a_split_column_wins_over_train_identities_and_must_keep_identities_on_o
         read_manifest(tmp_path / "m.csv", progress=False)
 
 
-def test_unknown_columns_are_ignored_and_listed(tmp_path):
-    write_faces(tmp_path, grid_rows()).to_csv(tmp_path / "m.csv", index=False)
+def test_extra_columns_are_kept_as_factors_after_the_canonical_ones(tmp_path):
+    table = write_faces(tmp_path, grid_rows())
+    table["session"] = ["A", "B"] * 4
+    table.to_csv(tmp_path / "m.csv", index=False)
     faces = read_manifest(tmp_path / "m.csv", progress=False)
+    assert faces.factors == ("pose", "note", "session")
+    assert faces.vocabulary("session") == ("A", "B")
+    assert faces.info.extra["ignored_columns"] == []
+    faces.write(tmp_path / "fs")
+    reopened = FaceSet.open(tmp_path / "fs")
+    assert reopened.factors == ("pose", "note", "session")
+    assert list(reopened.faces["session"]) == ["A", "B"] * 4
+
+
+def test_factors_option_keeps_the_named_columns_and_lists_the_others_as_ignored(tmp_path):
+    table = write_faces(tmp_path, grid_rows())
+    table["session"] = ["A", "B"] * 4
+    table.to_csv(tmp_path / "m.csv", index=False)
+    faces = read_manifest(tmp_path / "m.csv", factors=["session", "pose"], progress=False)
+    assert faces.factors == ("pose", "session")
     assert "note" not in faces.faces.columns
     assert faces.info.extra["ignored_columns"] == ["note"]
+    with pytest.raises(DataError, match="factor 'tilt' is not a column"):
+        read_manifest(tmp_path / "m.csv", factors=["tilt"], progress=False)
+    with pytest.raises(DataError, match="'split' cannot be a factor"):
+        read_manifest(tmp_path / "m.csv", factors=["split"], progress=False)
+
+
+def test_images_option_reads_an_array_kept_elsewhere(tmp_path):
+    pixels = np.arange(4 * 6 * 5, dtype=np.uint8).reshape(4, 6, 5)
+    (tmp_path / "arrays").mkdir()
+    np.save(tmp_path / "arrays" / "faces.npy", pixels)
+    pd.DataFrame({"index": [3, 1], "identity": ["a", "b"], "pose": ["0", "30"]}).to_csv(tmp_path / "m.csv", index=False)
+    faces = read_manifest(tmp_path / "m.csv", images=tmp_path / "arrays" / "faces.npy", progress=False)
+    assert np.array_equal(faces.images, pixels[[3, 1]])
+    assert list(faces.faces["source"]) == ["faces.npy[3]", "faces.npy[1]"]
+    with pytest.raises(DataError, match="missing.npy: no such images file"):
+        read_manifest(tmp_path / "m.csv", images=tmp_path / "missing.npy", progress=False)
 
 
 def test_parquet_manifest_reads_paths_relative_to_its_folder(tmp_path):
@@ -198,8 +231,10 @@ def test_extended_yale_b_imports_with_its_64_illuminations():
     faces = read_manifest(SHARED / "extended_yaleb" / "labels.csv", progress=False)
     assert len(faces) == 2414 and faces.num_identities == 38
     assert len(faces.vocabulary("illumination")) == 64
-    assert faces.factors == ("illumination",)
-    assert faces.info.extra["ignored_columns"] == ["light_azimuth", "light_elevation"]
+    assert faces.factors == ("illumination", "light_azimuth", "light_elevation")
+    only = read_manifest(SHARED / "extended_yaleb" / "labels.csv", factors=["illumination"], progress=False)
+    assert only.factors == ("illumination",)
+    assert only.info.extra["ignored_columns"] == ["light_azimuth", "light_elevation"]
 
 
 def test_cli_import_manifest_writes_and_prints_counts(tmp_path):

@@ -11,6 +11,7 @@ from index.faiss_index import GalleryIndex
 from retrieval.baselines import two_step_search
 from retrieval.metrics import (
     correct_matrix,
+    criterion2_label,
     criterion_keys,
     evaluate_ranking,
     match_keys,
@@ -118,3 +119,16 @@ def test_recall_per_pose_change_group_as_in_figure_6():
 def test_pose_change_of_named_poses_is_a_user_error():
     with pytest.raises(UserError, match="degrees"):
         pose_change(np.array(["left"]), np.array(["0"]))
+
+
+def test_criterion_two_can_ask_for_several_factors_at_once():
+    gallery = GALLERY.assign(session=["A", "A", "A", "A", "B"], illumination="01")
+    queries = QUERIES.assign(session=["A", "B"], illumination="01")
+    qk, gk = criterion_keys(queries, TARGETS, gallery, "pose", criterion=2, also="illumination,session")
+    assert correct_matrix(np.array([[0, 1, 2, 3, 4]] * 2), qk, gk).tolist() == [
+        [True, True, False, False, False],
+        [False, False, False, False, True],
+    ]
+    assert criterion2_label(("expression", "session")) == "expression and session"
+    with pytest.raises(UserError, match="'pose' is the edited factor"):
+        criterion_keys(queries, TARGETS, gallery, "pose", criterion=2, also="pose")

@@ -99,3 +99,19 @@ def test_paper_preset_train_split_gives_84000_pose_pairs():
     assert len(faces) == 34_860
     assert len(faces.split("test")) == 20_860
     assert len(make_pairs(faces.split("train"), "pose")) == expected_pair_count(100, 20, 7) == 84_000
+
+
+def test_pair_match_names_the_factors_a_pair_shares_and_lets_the_others_differ():
+    base = crossed(grid(2, 1, poses=("0", "+30")), "session", ("A", "B"))
+    faces = FaceSet.from_arrays(np.zeros((len(base), 1, 1), np.uint8), base.faces.drop(columns=["split", "source"]),
+                                name="grid", extra_factors=("session",))
+    assert faces.factors == ("pose", "illumination", "session")
+    assert len(make_pairs(faces, "pose")) == 2 * 2 * 2  # identity × session × P(2, 2)
+    loose = make_pairs(faces, "pose", match=("illumination",))
+    assert len(loose) == 2 * 4 * 2  # per identity, 4 faces: each pairs with the 2 of the other pose
+    table = faces.faces.reset_index(drop=True)
+    assert (table["identity"].to_numpy()[loose[:, 0]] == table["identity"].to_numpy()[loose[:, 1]]).all()
+    with pytest.raises(DataError, match="pair match factor 'tilt' is not a factor"):
+        make_pairs(faces, "pose", match=("tilt",))
+    with pytest.raises(DataError, match="cannot match on 'pose'"):
+        make_pairs(faces, "pose", match=("pose",))

@@ -210,3 +210,30 @@ def test_skip_arch_trains_and_is_recorded_in_the_checkpoint(faces, tmp_path):
     train(faces, TrainConfig(arch="skip", epochs=1, val_pairs=4, threads=1), tmp_path / "run", progress=False)
     _, info = read_info(tmp_path / "run" / "checkpoint")
     assert info.model_config.arch == "skip"
+
+
+def test_mirror_adds_every_pair_flipped_with_the_mirrored_pose(faces):
+    from generator.train import mirrored_codes, pair_set
+
+    train_faces = faces.split("train")
+    plain = pair_set(train_faces, get_task("pose"), None, 0)
+    mirrored = pair_set(train_faces, get_task("pose"), None, 0, mirror=True)
+    n = len(train_faces)
+    assert len(mirrored.pairs) == 2 * len(plain.pairs) and len(mirrored.images) == 2 * n
+    assert torch.equal(mirrored.images[n:], torch.flip(mirrored.images[:n], dims=[2]))
+    vocabulary = train_faces.vocabulary("pose")
+    flipped = [vocabulary[c] for c in mirrored.codes[n:]]
+    assert flipped == [vocabulary[len(vocabulary) - 1 - c] for c in plain.codes]  # -45 ↔ +45 …
+    assert mirrored_codes(("forward", "left", "right", "up"), "pose").tolist() == [0, 2, 1, 3]
+    with pytest.raises(UserError, match="'\\+30' has none"):
+        mirrored_codes(("0", "+30"), "pose")
+
+
+def test_pair_match_is_recorded_and_changes_which_pairs_train(faces, tmp_path):
+    from generator.checkpoint import read_info
+
+    train(faces, TrainConfig(epochs=1, val_pairs=4, threads=1, pair_match=()), tmp_path / "run", progress=False)
+    _, info = read_info(tmp_path / "run" / "checkpoint")
+    assert info.training["pair_match"] == []
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_pairs"] > len(task_pairs(get_task("pose"), faces.split("train")))

@@ -14,7 +14,7 @@ import click
 @click.option("--layer", default=None, help="feature layer for 'our 2nd network' [the model's default: stage2.mid]")
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string for the pose-normalized gallery")
 @click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=1), help="test pairs for Table 1")
-@click.option("--criterion2", "criterion2_factor", default=None, help="factor criterion 2 also matches [illumination, else expression]")
+@click.option("--criterion2", "criterion2_factor", default=None, help="factor(s) criterion 2 also matches, any kept factor or several comma-separated (e.g. expression,session) [illumination, else expression]")
 @click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
 @click.option("--deep", is_flag=True, help="also the 2-step baseline on dlib's face descriptor "
               "(needs the deep extra; ~0.1 s per gallery image, cached)")

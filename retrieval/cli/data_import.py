@@ -1,4 +1,4 @@
-"""`rbg data import multipie|caspeal|manifest`: read a real face set into a FaceSet folder, atomically."""
+"""`rbg data import multipie|caspeal|kdef|manifest`: read a real face set into a FaceSet folder, atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 @click.group("import")
 def import_group() -> None:
-    """Read real faces into a FaceSet: Multi-PIE, CAS-PEAL-R1, or a manifest of your own."""
+    """Read real faces into a FaceSet: Multi-PIE, CAS-PEAL-R1, KDEF, or a manifest of your own."""
 
 
 @import_group.command("multipie")
@@ -46,6 +46,21 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
     _write(faceset, out)
 
 
+@import_group.command("kdef")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="FaceSet folder to write.")
+@click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
+@click.option("--train-identities", default=50, show_default=True,
+              help="The first N people (F01…F35, then M01…) are train.")
+def kdef(root: Path, out: Path, size: str, train_identities: int) -> None:
+    """KDEF as distributed under ROOT (AF01/AF01ANFL.JPG …): pose -90..+90, expression, session factors."""
+    from facedata.imageio import size_hw
+    from facedata.kdef import read_kdef
+
+    faceset = read_kdef(root, size=size_hw(size), train_identities=train_identities)
+    _write(faceset, out)
+
+
 @import_group.command("manifest")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="FaceSet folder to write.")
@@ -53,12 +68,28 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 @click.option("--name", default=None, help="FaceSet name (default: the manifest's folder name).")
 @click.option("--train-identities", type=int, default=None,
               help="The first N identities (by first appearance) are train; default 70%. A 'split' column wins.")
-def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None) -> None:
-    """Your own faces listed in FILE (CSV or Parquet: identity, path or images.npy, factor columns)."""
+@click.option("--factors", default=None, metavar="COLUMNS",
+              help="Comma-separated columns kept as factors [every column but identity, path, index, split, "
+                   "source]; e.g. 'pose,expression,session'. The others are ignored.")
+@click.option("--images", "images", type=click.Path(path_type=Path), default=None,
+              help="The images.npy to read pixels from (default: the one beside FILE; its 'index' column, "
+                   "if any, picks rows).")
+def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
+             factors: str | None, images: Path | None) -> None:
+    """Your own faces listed in FILE (CSV or Parquet).
+
+    Columns: identity (required); path (an image file) or an images.npy beside FILE (or --images),
+    with an optional 'index' column; split (train/test) and source (optional); every other column
+    (pose, expression, session, tilt …) is a factor unless --factors names the ones to keep. Kept
+    factors can be matched in training pairs (rbg train --pair-match) and by criterion 2
+    (rbg bench --criterion2).
+    """
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
 
-    faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities)
+    kept = [f.strip() for f in factors.split(",") if f.strip()] if factors is not None else None
+    faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
+                            factors=kept, images=images)
     _write(faceset, out)
 
 
@@ -83,5 +114,7 @@ def _write(faceset, out: Path) -> None:
         click.echo(f"  dropped: {extra['dropped_identities']} identities without any accessory image")
     if extra.get("missing_classes"):
         click.echo(f"  no images of: {', '.join(extra['missing_classes'])}")
+    if extra.get("skipped_blank"):
+        click.echo(f"  skipped: {len(extra['skipped_blank'])} blank placeholder images")
     if extra.get("ignored_columns"):
         click.echo(f"  ignored columns: {', '.join(extra['ignored_columns'])}")

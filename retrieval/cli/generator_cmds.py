@@ -21,6 +21,11 @@ def register(cli: click.Group) -> None:
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
               help="paper: §3's network; skip: stage 1 as a 4-scale encoder-decoder with skip connections (beyond the paper).")
 @click.option("--self-pairs", is_flag=True, help="Also train each face to itself at its own value (sharper pose normalization; beyond the paper).")
+@click.option("--mirror", is_flag=True, help="Also train on every pair flipped left-right, poses negated (yaw p ↔ −p, "
+              "left ↔ right): twice the data; beyond the paper.")
+@click.option("--pair-match", default=None, metavar="FACTORS",
+              help="Comma-separated factors both faces of a training pair share [every factor but the edited one]; "
+                   "e.g. 'expression,session' for KDEF, 'illumination' to let other kept factors differ.")
 @click.option("--stage", type=click.Choice(["1", "2", "both"]), default="both", show_default=True, help="Which network(s) to train; stage 2 refines a trained stage 1.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per stage.")
 @click.option("--optimizer", type=click.Choice(["adam", "paper"]), default="adam", show_default=True, help="paper: SGD, momentum 0.95, lr 1e-5 on the summed error (§3.4).")
@@ -37,7 +42,7 @@ def register(cli: click.Group) -> None:
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--init-new-vocabulary", is_flag=True, help="With --init: the data's vocabulary differs; re-initialize only the one-hot layer.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data: Path, task: str, arch: str, self_pairs: bool, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
+def train(data: Path, task: str, arch: str, self_pairs: bool, mirror: bool, pair_match: str | None, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
           schedule: str | None, batch_size: int, normalization: str, device: str, seed: int, max_pairs: int | None,
           val_pairs: int, threads: int | None, checkpoint_minutes: float, init: Path | None,
           init_new_vocabulary: bool, quiet: bool) -> None:
@@ -46,7 +51,9 @@ def train(data: Path, task: str, arch: str, self_pairs: bool, out: Path, stage: 
     from generator.train import TrainConfig, train as run_training
 
     config = TrainConfig(
-        task=task, arch=arch, self_pairs=self_pairs, stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
+        task=task, arch=arch, self_pairs=self_pairs, mirror=mirror,
+        pair_match=tuple(f.strip() for f in pair_match.split(",") if f.strip()) if pair_match is not None else None,
+        stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
         schedule=schedule, batch_size=batch_size, seed=seed, max_pairs=max_pairs, val_pairs=val_pairs,
         normalization=normalization.replace("-", "_"), device=device, threads=threads,
         checkpoint_minutes=checkpoint_minutes,
