@@ -9,6 +9,8 @@ Every method answers the same seeded queries over the same gallery (the whole te
   ours / our 2nd network              generate the target, search pose-normalized mid-layer features
   ours, pose-aware / …                the same search among gallery faces whose pose normalization kept
                                       the target pose: the generator's own pose evidence as the filter
+  ours, classifier pose / …           the same search among faces the 2-step pose classifier puts there
+  ours, true pose / …                 the same search among faces truly in the target pose (upper bound)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from retrieval.two_step import (
 )
 
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
+OURS_CLASSIFIER, OURS_TRUE = "ours, classifier pose", "ours, true pose"
 IMAGE, SECOND_NET, DEEP = "image", "our 2nd network", "Deep"
 
 
@@ -58,6 +61,8 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS, SECOND_NET): "the refiner's mid-layer activations for standardized inputs, L2-normalized",
     (OURS_POSE_AWARE, IMAGE): "as ours / image",
     (OURS_POSE_AWARE, SECOND_NET): "as ours / our 2nd network",
+    (OURS_CLASSIFIER, SECOND_NET): "as ours / our 2nd network",
+    (OURS_TRUE, SECOND_NET): "as ours / our 2nd network",
 }
 
 
@@ -76,6 +81,7 @@ class BenchConfig:
     grid_queries: int = 8  # rows of the Figure-7 grid
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
     deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
+    deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,12 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         generator, gallery, queries, pose_filter, k, layer=config.layer, batch_size=config.batch_size)
     timings["2-step 2nd network"] = time.perf_counter() - t
 
+    deep_detected = None
     if config.deep:
         t = time.perf_counter()
-        rankings[(TWO_STEP, DEEP)] = rank_by_deep_descriptor(gallery, queries, pose_filter, k, cache=cache)
+        deep_images = source_resolution_images(faces, gallery, config.deep_images) if config.deep_images else None
+        rankings[(TWO_STEP, DEEP)], deep_detected = rank_by_deep_descriptor(gallery, queries, pose_filter, k, cache=cache,
+                                                                            images=deep_images)
         timings["2-step deep"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -188,6 +197,10 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     rankings[(OURS_POSE_AWARE, IMAGE)] = two_step_rank(query_pixels, normalized.pixels, normalized.kept, queries.targets, k)
     rankings[(OURS_POSE_AWARE, SECOND_NET)] = two_step_rank(query_features, normalized.features, normalized.kept,
                                                             queries.targets, k)
+    rankings[(OURS_CLASSIFIER, SECOND_NET)] = two_step_rank(query_features, normalized.features, pose_filter.gallery_pred,
+                                                            queries.targets, k)
+    truth = true_pose_filter(gallery, queries).gallery_pred
+    rankings[(OURS_TRUE, SECOND_NET)] = two_step_rank(query_features, normalized.features, truth, queries.targets, k)
     timings["ours, pose-aware: search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
@@ -204,8 +217,11 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))),
         "pose_classifier_accuracy": pose_filter.accuracy,
         "pose_normalization_accuracy": kept_accuracy(normalized.kept, gallery.faces[edit].to_numpy()),
+        "deep": ({"images": config.deep_images or "the gallery's own crops", "faces_detected": deep_detected}
+                 if config.deep else None),
         "results": results,
         "change_groups": change_groups(rankings, queries, gallery, also),
+        "value_pairs": value_pairs(rankings, queries, gallery),
         "timings_seconds": timings,
         "provenance": provenance(seed=config.seed),
     }
@@ -252,6 +268,33 @@ def change_groups(rankings: dict, queries: QuerySet, gallery: FaceSet, also: tup
     return result
 
 
+def value_pairs(rankings: dict, queries: QuerySet, gallery: FaceSet, k: int = 1) -> dict:
+    """recall@k (criterion 1) per (source value → target value) of the edited factor, for every method."""
+    source = queries.faces(gallery)[queries.edit].to_numpy().astype(str)
+    labels = np.char.add(np.char.add(source, " → "), queries.targets.astype(str))
+    result = {}
+    for (method, features), ranked in rankings.items():
+        _, correct = score(ranked, queries, gallery, 1, (k,), also=None)
+        hits = correct[:, :k].any(axis=1)
+        result[f"{method} / {features}"] = {label: {"recall": float(hits[labels == label].mean()),
+                                                    "queries": int((labels == label).sum())}
+                                            for label in np.unique(labels)}
+    return result
+
+
+def source_resolution_images(faces: FaceSet, gallery: FaceSet, path: str) -> np.ndarray:
+    """The gallery's faces taken from another FaceSet of the same faces (same rows) at another resolution."""
+    source = FaceSet.open(path)
+    if len(source) != len(faces):
+        raise UserError(f"--deep-images {path}: {len(source)} faces, but --data holds {len(faces)} (the same faces, "
+                        "in the same order, are needed)")
+    for column in ("identity", *faces.factors):
+        same = column in source.faces.columns and (source.faces[column].to_numpy() == faces.faces[column].to_numpy()).all()
+        if not same:
+            raise UserError(f"--deep-images {path}: column '{column}' differs from --data's (not the same faces in the same order)")
+    return np.asarray(source._images[gallery.rows])
+
+
 def report_markdown(record: dict) -> str:
     """report.md: Tables 1–3 laid out as the paper's, our figures beside the paper's, plus what made them."""
     rows = {c: [{"method": r["method"], "features": r["features"],
@@ -289,6 +332,11 @@ def report_markdown(record: dict) -> str:
         f"- {edit} normalization's kept value = true value (a free {edit} estimate): "
         f"{100 * record['pose_normalization_accuracy']:.1f} %",
     ]
+    if record.get("deep"):
+        detected = record["deep"]["faces_detected"]
+        lines.append(f"- Deep row: dlib on {record['deep']['images']}; dlib's detector found a face in "
+                     f"{100 * detected:.1f} % of them (the others are taken whole)" if detected == detected else
+                     f"- Deep row: dlib on {record['deep']['images']}")
     if not with_paper:
         lines += ["", "The paper reports retrieval and Table 1 for the pose task on Multi-PIE only: no paper figures here."]
     lines += ["", "## How each row reads pixels", ""]
@@ -302,6 +350,15 @@ def report_markdown(record: dict) -> str:
         lines.append("|---|" + "---|" * len(groups))
         for m in methods:
             cells = [f"{100 * record['change_groups'][m][g]['recall']:.1f}%" if g in record["change_groups"][m] else "—" for g in groups]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if record.get("value_pairs"):
+        lines += ["", f"## recall@1 (criterion 1) per {edit} change, source → target", ""]
+        methods = list(record["value_pairs"])
+        labels = list(next(iter(record["value_pairs"].values())))
+        lines.append(f"| method | " + " | ".join(labels) + " |")
+        lines.append("|---|" + "---|" * len(labels))
+        for m in methods:
+            cells = [f"{100 * record['value_pairs'][m][c]['recall']:.1f}" if c in record["value_pairs"][m] else "—" for c in labels]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {v:.1f}" for k, v in record["timings_seconds"].items()]
     lines += ["", "## Made by", "", f"`{record['provenance']['command']}`", "",

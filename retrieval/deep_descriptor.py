@@ -1,4 +1,10 @@
-"""dlib's ResNet face descriptor (128-d) of small aligned face crops, cached on disk: the "Deep" 2-step baseline.
+"""dlib's ResNet face descriptor (128-d) of face crops, cached on disk: the "Deep" 2-step baseline.
+
+dlib's descriptor was trained on 150×150 chips that its own 5-point landmarks align. With `align`
+(the default) each crop goes through that same pipeline: HOG face detection (the crop upsampled
+until a face is at least ~80 px), the 5 landmarks, `get_face_chip`; a crop where no face is found
+(profiles, which the frontal HOG detector misses) is taken whole, resized to the chip. The benchmark
+feeds it the faces at their source resolution (`rbg bench --deep-images`), not the 32 px crops.
 
 Needs the optional `deep` extra (dlib-bin, face-recognition-models); without it every call that has
 to compute descriptors raises a UserError saying how to install it.
@@ -19,32 +25,62 @@ from facedata.atomic import atomic_file
 from facedata.errors import UserError
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+MIN_DETECT_SIDE = 160  # crops are upsampled to at least this side before HOG detection (its 80 px window)
 CHIP_SIZE = 150  # dlib's descriptor reads aligned 150×150 RGB chips
 DESCRIPTOR_DIM = 128
 INSTALL_HINT = "pip install -e '.[deep]'"
 
 
-def model_path() -> Path:
-    """The ResNet model file shipped in the face_recognition_models package; UserError if it is not installed."""
+def model_path(name: str = MODEL_FILE) -> Path:
+    """A model file shipped in the face_recognition_models package; UserError if it is not installed."""
     try:
         root = Path(str(importlib.resources.files("face_recognition_models")))
     except ImportError:  # the package imports pkg_resources, which newer setuptools no longer ship
         spec = importlib.util.find_spec("face_recognition_models")
         locations = list(spec.submodule_search_locations or []) if spec else []
         root = Path(locations[0]) if locations else None
-    path = root / "models" / MODEL_FILE if root else None
+    path = root / "models" / name if root else None
     if path is None or not path.is_file():
-        raise UserError(f"dlib's face model {MODEL_FILE} is not installed: {INSTALL_HINT} (the deep extra)")
+        raise UserError(f"dlib's face model {name} is not installed: {INSTALL_HINT} (the deep extra)")
     return path
 
 
-def load_model():
-    """dlib's face_recognition_model_v1 loaded from the installed model file; UserError without the deep extra."""
+def _dlib():
     try:
         import dlib
     except ImportError:
         raise UserError(f"the Deep baseline needs dlib, which is not installed: {INSTALL_HINT} (the deep extra)") from None
-    return dlib.face_recognition_model_v1(str(model_path()))
+    return dlib
+
+
+def load_model():
+    """dlib's face_recognition_model_v1 loaded from the installed model file; UserError without the deep extra."""
+    return _dlib().face_recognition_model_v1(str(model_path()))
+
+
+class ChipAligner:
+    """dlib's own chip pipeline: HOG detection, 5 landmarks, get_face_chip; the whole crop where no face is found."""
+
+    def __init__(self, size: int = CHIP_SIZE):
+        dlib = _dlib()
+        self.dlib, self.size = dlib, size
+        self.detector = dlib.get_frontal_face_detector()
+        self.landmarks = dlib.shape_predictor(str(model_path(LANDMARKS_FILE)))
+        self.detected = 0
+
+    def chip(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 crop → (size, size, 3) uint8 chip, aligned on the largest detected face if any."""
+        scale = max(1.0, MIN_DETECT_SIDE / min(image.shape))
+        big = image if scale == 1.0 else np.asarray(Image.fromarray(image).resize(
+            (round(image.shape[1] * scale), round(image.shape[0] * scale)), Image.Resampling.BICUBIC))
+        rgb = np.ascontiguousarray(np.repeat(big[:, :, None], 3, axis=2))
+        faces = self.detector(rgb, 1)
+        if len(faces) == 0:
+            return face_chips(image[None], self.size)[0]
+        self.detected += 1
+        largest = max(faces, key=lambda r: r.area())
+        return np.asarray(self.dlib.get_face_chip(rgb, self.landmarks(rgb, largest), size=self.size, padding=0.25))
 
 
 def face_chips(images: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
@@ -56,39 +92,41 @@ def face_chips(images: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
     return chips
 
 
-def compute_descriptors(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The model's descriptor of every crop, (n, 128) float32, computed in batches of aligned chips.
+def compute_descriptors(model, images: np.ndarray, batch_size: int = 64, align: bool = True) -> tuple[np.ndarray, float]:
+    """The model's descriptor of every crop, (n, 128) float32, and the share of crops where a face was detected.
 
-    The crops are already aligned faces, so they go to the chip overload of compute_face_descriptor
-    (no detection, no landmarks), which expects dlib's get_face_chip framing; ours is the crop's own.
+    With `align`, chips come from ChipAligner (dlib's framing); without, each crop is resized whole.
     """
     out = np.zeros((len(images), DESCRIPTOR_DIM), dtype=np.float32)
+    aligner = ChipAligner() if align else None
     with tqdm(total=len(images), desc="dlib face descriptors", unit="img") as bar:
         for start in range(0, len(images), batch_size):
-            chips = face_chips(images[start : start + batch_size])
+            part = images[start : start + batch_size]
+            chips = np.stack([aligner.chip(im) for im in part]) if aligner else face_chips(part)
             vectors = model.compute_face_descriptor(list(chips))
             out[start : start + len(chips)] = np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
             bar.update(len(chips))
-    return out
+    return out, (aligner.detected / max(len(images), 1) if aligner else 0.0)
 
 
-def cache_key(images: np.ndarray) -> str:
+def cache_key(images: np.ndarray, align: bool = True) -> str:
     """sha256 of the images' shape and bytes, with the model file's name: equal keys mean equal descriptors."""
-    digest = hashlib.sha256(f"{MODEL_FILE}|{images.shape}|{images.dtype}|".encode())
+    digest = hashlib.sha256(f"{MODEL_FILE}|{images.shape}|{images.dtype}|{'aligned' if align else 'whole'}|".encode())
     digest.update(np.ascontiguousarray(images).tobytes())
     return digest.hexdigest()
 
 
-def deep_descriptors(images: np.ndarray, cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
-    """dlib descriptors of face crops (n, H, W) uint8 → (n, 128) float32, read from `cache` when computed before."""
+def deep_descriptors(images: np.ndarray, cache: Path | None = None, batch_size: int = 64,
+                     align: bool = True) -> tuple[np.ndarray, float]:
+    """dlib descriptors of face crops (n, H, W) uint8 → ((n, 128) float32, detected share), cached in `cache`."""
     images = np.asarray(images)
     assert images.ndim == 3 and images.dtype == np.uint8, (images.shape, images.dtype)
-    path = Path(cache) / f"deep-{cache_key(images)[:24]}-{Path(MODEL_FILE).stem}.npz" if cache else None
+    path = Path(cache) / f"deep-{cache_key(images, align)[:24]}-{Path(MODEL_FILE).stem}.npz" if cache else None
     if path and path.is_file():
         with np.load(path, allow_pickle=False) as stored:
-            return stored["descriptors"]
-    descriptors = compute_descriptors(load_model(), images, batch_size)
+            return stored["descriptors"], float(stored["detected"]) if "detected" in stored else float("nan")
+    descriptors, detected = compute_descriptors(load_model(), images, batch_size, align)
     if path:
         with atomic_file(path) as tmp:
-            np.savez(tmp, descriptors=descriptors)
-    return descriptors
+            np.savez(tmp, descriptors=descriptors, detected=np.float64(detected))
+    return descriptors, detected

@@ -60,10 +60,15 @@ def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, p
 
 
 def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int,
-                            cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
-    """Baseline "Deep" (Table 2): survivors ranked by dlib's 128-d ResNet face descriptor; (q, k) rows.
+                            cache: Path | None = None, batch_size: int = 64,
+                            images: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Baseline "Deep" (Table 2): survivors ranked by dlib's 128-d ResNet face descriptor; ((q, k) rows, detected share).
 
-    Needs the `deep` extra; the gallery's descriptors are cached in `cache` (keyed by its images).
+    `images` are the gallery's faces at their source resolution, (g, H', W') uint8 row for row (default:
+    the gallery's own crops); dlib aligns them with its own landmarks. Needs the `deep` extra; the
+    descriptors are cached in `cache` (keyed by the images).
     """
-    vectors = deep_descriptors(gallery.images, cache=cache, batch_size=batch_size)
-    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)
+    images = gallery.images if images is None else images
+    assert len(images) == len(gallery), (len(images), len(gallery))
+    vectors, detected = deep_descriptors(images, cache=cache, batch_size=batch_size)
+    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k), detected

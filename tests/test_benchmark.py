@@ -30,7 +30,8 @@ def test_report_holds_every_method_under_both_criteria(bench):
     methods = {(r["method"], r["features"]) for r in record["results"]}
     assert methods == {("2-step retrieval", "image"), ("2-step retrieval", "our 2nd network"),
                        ("2-step, true pose", "image"), ("ours", "image"), ("ours", "our 2nd network"),
-                       ("ours, pose-aware", "image"), ("ours, pose-aware", "our 2nd network")}
+                       ("ours, pose-aware", "image"), ("ours, pose-aware", "our 2nd network"),
+                       ("ours, classifier pose", "our 2nd network"), ("ours, true pose", "our 2nd network")}
     for row in record["results"]:
         for criterion in (1, 2):
             recall = row[f"criterion{criterion}"]["recall"]
@@ -41,6 +42,8 @@ def test_report_holds_every_method_under_both_criteria(bench):
         assert all(c2[k] <= c1[k] for k in c1)  # criterion 2 asks more
     assert record["queries"] == 40 and record["data"]["gallery"] == 2 * 7 * 2
     assert record["criterion2_factor"] == "illumination"
+    pairs = record["value_pairs"]["ours / our 2nd network"]
+    assert sum(cell["queries"] for cell in pairs.values()) == 40 and all(" → " in label for label in pairs)
 
 
 def test_report_files_and_pose_layout(bench):
@@ -99,3 +102,25 @@ def test_true_pose_row_returns_only_faces_in_the_target_pose(bench):
     ranked = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), 4)  # 4 faces per pose
     poses = gallery.faces["pose"].to_numpy().astype(str)
     assert (ranked >= 0).all() and (poses[ranked] == queries.targets[:, None]).all()
+
+
+def test_criterion2_must_name_kept_factors_other_than_the_edited_one(bench, tmp_path):
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    for wrong in ("session", "pose", "illumination,tilt"):
+        with pytest.raises(UserError, match="--criterion2: '(session|pose|tilt)' is not a factor to keep besides pose"):
+            run_benchmark(model, faces, tmp_path / "r", BenchConfig(queries=5, criterion2_factor=wrong), cache=root / "cache")
+    assert not (tmp_path / "r").exists()
+
+
+def test_deep_images_must_hold_the_same_faces_in_the_same_order(bench, tmp_path):
+    from retrieval.benchmark import source_resolution_images
+
+    root, _ = bench
+    faces = FaceSet.open(root / "faces")
+    gallery = faces.split("test")
+    same = source_resolution_images(faces, gallery, str(root / "faces"))
+    assert (same == gallery.images).all()
+    shuffled = faces.take(list(range(len(faces)))[::-1]).write(tmp_path / "reversed")
+    with pytest.raises(UserError, match="column 'identity' differs"):
+        source_resolution_images(faces, gallery, str(shuffled))

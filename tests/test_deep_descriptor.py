@@ -66,19 +66,20 @@ def test_without_the_model_package_the_error_names_the_deep_extra(monkeypatch):
 def test_the_cache_is_reused_and_a_rerun_does_not_call_the_model(tmp_path, monkeypatch):
     fake = CountingModel()
     monkeypatch.setattr(deep_descriptor, "load_model", lambda: fake)
-    first = deep_descriptors(crops(), cache=tmp_path)
+    first, _ = deep_descriptors(crops(), cache=tmp_path, align=False)
     assert fake.chips == 6 and len(list(tmp_path.glob("deep-*.npz"))) == 1
-    np.testing.assert_array_equal(deep_descriptors(crops(), cache=tmp_path), first)
+    np.testing.assert_array_equal(deep_descriptors(crops(), cache=tmp_path, align=False)[0], first)
     assert fake.chips == 6
-    deep_descriptors(crops(seed=1), cache=tmp_path)  # other images: another key
+    deep_descriptors(crops(seed=1), cache=tmp_path, align=False)  # other images: another key
     assert fake.chips == 12 and len(list(tmp_path.glob("deep-*.npz"))) == 2
 
 
 def test_descriptors_are_128_wide_and_deterministic(model):
     images = crops()
-    first = compute_descriptors(model, images, batch_size=4)
+    first, detected = compute_descriptors(model, images, batch_size=4)
     assert first.shape == (6, 128) and first.dtype == np.float32 and np.all(np.isfinite(first))
-    np.testing.assert_array_equal(compute_descriptors(model, images), first)
+    assert 0.0 <= detected <= 1.0
+    np.testing.assert_array_equal(compute_descriptors(model, images)[0], first)
 
 
 def test_deep_ranking_keeps_only_rows_predicted_in_the_target_pose(model, tmp_path):
@@ -86,17 +87,17 @@ def test_deep_ranking_keeps_only_rows_predicted_in_the_target_pose(model, tmp_pa
     predicted = np.array(["0", "+15", "0", "+15", "0", "+15", "0"])
     queries = QuerySet(positions=np.array([0, 2, 1]), targets=np.array(["+15", "0", "-45"]), edit="pose")
     pose_filter = PoseFilter(classifier=None, gallery_pred=predicted, query_pred=predicted[queries.positions], accuracy=0.0)
-    rows = rank_by_deep_descriptor(gallery, queries, pose_filter, k=4, cache=tmp_path)
+    rows, _ = rank_by_deep_descriptor(gallery, queries, pose_filter, k=4, cache=tmp_path)
     assert rows.shape == (3, 4)
     assert set(rows[0, :3]) == {1, 3, 5} and rows[0, 3] == -1  # 3 survivors, then padding
     assert set(rows[1]) == {0, 2, 4, 6} and rows[1, 0] == 2  # the query image itself comes first
     assert np.all(rows[2] == -1)  # nothing predicted in -45
-    vectors = deep_descriptors(gallery.images, cache=tmp_path)  # same ranking, same ties, as two_step_rank
+    vectors, _ = deep_descriptors(gallery.images, cache=tmp_path)  # same ranking, same ties, as two_step_rank
     np.testing.assert_array_equal(rows, two_step_rank(vectors[queries.positions], vectors, predicted, queries.targets, 4))
 
 
 def test_bench_with_deep_adds_the_papers_deep_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64: pixel_vectors(images))
+    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64: (pixel_vectors(images), 0.5))
     faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
     config = BenchConfig(queries=40, generation_pairs=20, grid_queries=3, batch_size=64, deep=True)
     record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "report", config)

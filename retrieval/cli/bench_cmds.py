@@ -18,11 +18,14 @@ import click
 @click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
 @click.option("--deep", is_flag=True, help="also the 2-step baseline on dlib's face descriptor "
               "(needs the deep extra; ~0.1 s per gallery image, cached)")
+@click.option("--deep-images", default=None, type=click.Path(file_okay=False),
+              help="with --deep: a FaceSet of the same faces at their source resolution (e.g. imported without "
+                   "--size) for dlib, which aligns them itself [the --data crops]")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, deep, batch_size, device, cache) -> None:
+          gallery_identities, deep, deep_images, batch_size, device, cache) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
@@ -34,7 +37,7 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
-                         deep=deep)
+                         deep=deep or deep_images is not None, deep_images=deep_images)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     record = run_benchmark(generator, faces, out, config, cache=cache_dir)
     click.echo((Path(out) / "report.md").read_text())
