@@ -55,14 +55,16 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (TWO_STEP_TRUE, IMAGE): "as 2-step / image; the filter is the true pose label",
     (TWO_STEP, SECOND_NET): "the generator's input standardization (train-split pixel mean and std), features of "
                             "each image regenerated in its predicted pose, L2-normalized",
-    (TWO_STEP, DEEP): "dlib's 150-px face chip of each face (dlib's own normalization), 128-d descriptor",
+    (TWO_STEP, DEEP): "dlib's own 150-px chip: HOG detection and 5-landmark alignment on each face at the resolution "
+                      "given by --deep-images (else the 32-px crop), the whole face resized where none is detected; "
+                      "dlib's own normalization, 128-d descriptor",
     (OURS, IMAGE): "the stage-2 output on the 0-255 scale, clipped, L2-normalized; gallery: each face regenerated "
                    "in its kept pose",
     (OURS, SECOND_NET): "the refiner's mid-layer activations for standardized inputs, L2-normalized",
     (OURS_POSE_AWARE, IMAGE): "as ours / image",
     (OURS_POSE_AWARE, SECOND_NET): "as ours / our 2nd network",
-    (OURS_CLASSIFIER, SECOND_NET): "as ours / our 2nd network",
-    (OURS_TRUE, SECOND_NET): "as ours / our 2nd network",
+    (OURS_CLASSIFIER, SECOND_NET): "as ours / our 2nd network; the filter is the 2-step pose classifier",
+    (OURS_TRUE, SECOND_NET): "as ours / our 2nd network; the filter is the true pose label",
 }
 
 
