@@ -108,8 +108,8 @@ def _images_from_array(table: pd.DataFrame, path: Path, hw: tuple[int, int] | No
         raise DataError(f"{path}: no 'path' column and no images.npy beside it (one of the two gives the pixels)")
     try:
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{array_path}: unreadable array ({' '.join(str(exc).split())})") from None
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: a 0-byte file
+        raise DataError(f"{array_path}: unreadable array ({' '.join(str(exc).split()) or 'empty file'})") from None
     if array.dtype != np.uint8 or not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (3, 4))):
         raise DataError(f"{array_path}: expected uint8 (N, H, W) or (N, H, W, 3), got {array.dtype} {array.shape}")
     if "index" in table.columns:

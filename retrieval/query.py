@@ -10,7 +10,6 @@ marked correct or not (criterion 1: the query's identity in the target value).
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,17 +19,13 @@ import pandas as pd
 
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from facedata.imageio import load_gray, resize
+from facedata.imageio import ImageConversionWarning, load_face
 from index.faiss_index import GalleryIndex
 from retrieval.baselines import generate_and_search
 
 FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
-MIN_SIDE = 8  # a side shorter than this (or than the model's own) cannot hold a face worth searching for
 CSV_COLUMNS = ("path", "target", "k")
-
-
-class QueryImageWarning(UserWarning):
-    """A query image was converted to grayscale or resized to the model's size."""
+QueryImageWarning = ImageConversionWarning  # a query image was converted to grayscale or resized
 
 
 @dataclass(frozen=True)
@@ -98,22 +93,7 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
 
 
 def _file_image(spec: str, path: Path, size: tuple[int, int]) -> QueryImage:
-    from PIL import Image
-
-    image = load_gray(path)  # (h, w) uint8, or a DataError naming the file
-    least = min(MIN_SIDE, *size)
-    if min(image.shape) < least:
-        raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
-                        f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
-    with Image.open(path) as opened:
-        mode = opened.mode
-    if mode not in ("L", "1", "F") and not mode.startswith("I"):
-        warnings.warn(f"{spec}: {mode} image converted to grayscale", QueryImageWarning, stacklevel=3)
-    if image.shape != tuple(size):
-        warnings.warn(f"{spec}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
-                      QueryImageWarning, stacklevel=3)
-        image = resize(image, size)
-    return QueryImage(label=spec, image=image, truth={})
+    return QueryImage(label=spec, image=load_face(path, size, label=spec), truth={})
 
 
 # -- batch query files ---------------------------------------------------------------------------------

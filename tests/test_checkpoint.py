@@ -15,6 +15,7 @@ from generator.checkpoint import (
     check_vocabulary,
     data_fingerprint,
     load_checkpoint,
+    model_hash,
     optimizer_tensors,
     restore_optimizer,
     save_checkpoint,
@@ -57,7 +58,7 @@ def test_generator_load_accepts_a_run_folder_holding_checkpoint(saved, tmp_path)
     (tmp_path / "run").mkdir()
     (tmp_path / "ckpt-run").rename(tmp_path / "run" / "checkpoint")
     generator_ = Generator.load(tmp_path / "run", device="cpu")
-    assert generator_.checkpoint_hash == written.weights_sha256 and generator_.image_size == (16, 16)
+    assert generator_.checkpoint_hash == written.model_sha256 and generator_.image_size == (16, 16)
 
 
 def test_another_vocabulary_is_refused(saved):
@@ -83,6 +84,7 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     written = save_checkpoint(tmp_path / "ckpt", TwoStageGenerator(small.model_config), small)
     record = written.to_json()
     record["vocabulary"], record["architecture"]["num_values"] = ["a", "b", "c"], 3
+    record["model_sha256"] = model_hash(CheckpointInfo.from_json(record, Path("edited")))  # a consistent manifest
     (tmp_path / "ckpt" / "checkpoint.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"do not fit .*attribute_encoder.0.weight is \(512, 2\), expected \(512, 3\)"):
         load_checkpoint(tmp_path / "ckpt")
@@ -108,6 +110,7 @@ def test_corrupt_files_are_named(saved):
         load_checkpoint(path)
     record = json.loads((path / "checkpoint.json").read_text())
     record["weights_sha256"] = ""  # no hash to compare: the safetensors reader must catch it
+    record["model_sha256"] = model_hash(CheckpointInfo.from_json(record, Path("edited")))
     (path / "checkpoint.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"model.safetensors: corrupt safetensors file"):
         load_checkpoint(path)

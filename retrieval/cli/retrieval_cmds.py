@@ -25,7 +25,7 @@ def index_group() -> None:
 @click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True, help="Which rows form the gallery.")
 @click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
@@ -67,7 +67,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
 @click.option("--grid", type=click.Path(path_type=Path), default=None, help="With --batch: also draw the first queries' grid PNG.")
 @click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the grid's pictures [the one index.json records].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
           occluded: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
           gallery: Path | None, device: str, batch_size: int) -> None:
