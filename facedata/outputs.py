@@ -89,6 +89,7 @@ def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
     """
     lock_file = Path(lock_file)
     try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_file, "a+")
     except OSError as exc:
         raise OutputError(f"{lock_file}: cannot create the lock file ({exc.strerror})") from None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from retrieval.cli.outputs import check_out, force_option
+
 
 def register(cli: click.Group) -> None:
     """Add the generator's commands to the `rbg` group."""
@@ -70,16 +72,16 @@ def eval_group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, batch_size: int, device: str) -> None:
+@force_option("generation evaluation")
+def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, batch_size: int, device: str,
+                    force: bool) -> None:
     """Table 1 (per-pixel MSE of each stage on random test pairs) and the paper's figures."""
-    from facedata.errors import UserError
     from facedata.faceset import FaceSet
-    from generator.evaluate import evaluate_generation, table_markdown
+    from generator.evaluate import TABLE_FILE, evaluate_generation, table_markdown
     from generator.inference import Generator
 
-    if pairs < 1:
-        raise UserError(f"--pairs must be positive, got {pairs}")
-    record = evaluate_generation(Generator.load(model, device), FaceSet.open(data), out, pairs, seed, batch_size)
+    check_out(out, TABLE_FILE, force, model, data)
+    record = evaluate_generation(Generator.load(model, device), FaceSet.open(data), out, pairs, seed, batch_size, force=force)
     click.echo(table_markdown(record), nl=False)
     click.echo(f"written: {out}/table.md, table.json, figures")
 
