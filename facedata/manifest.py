@@ -39,7 +39,7 @@ _KNOWN_COLUMNS = ("identity", "path", "index", "split", "source", *FACTOR_COLUMN
 def read_table(path: Path) -> pd.DataFrame:
     """The manifest as a table of stripped strings ("" where a cell is empty)."""
     if not path.is_file():
-        raise DataError(f"{path}: no such manifest file")
+        raise DataError(f"{path}: {'not a regular file (a folder, FIFO or device)' if path.exists() else 'no such manifest file'}")
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
         raise DataError(f"{path}: a manifest is a .csv or .parquet file")
