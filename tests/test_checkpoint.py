@@ -1,6 +1,8 @@
 """Checkpoints: safetensors + JSON round-trip exactly; anything missing, corrupt or mismatched is refused."""
 
 import json
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,48 @@ def test_the_generator_package_never_unpickles():
         text = source.read_text()
         for banned in ("torch.load(", "torch.save(", "import pickle", "weights_only"):
             assert banned not in text, (source.name, banned)
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("vocabulary", lambda r: r.update(vocabulary=list(reversed(r["vocabulary"])))),
+    ("image size", lambda r: r["architecture"].update(image_size=[32, 32])),
+    ("normalization", lambda r: r["normalization"].update(std=r["normalization"]["std"] * 2)),
+    ("task", lambda r: r.update(task="accessory")),
+])
+def test_an_edited_manifest_is_refused_by_the_model_hash(saved, field, edit):
+    path, _, _ = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    edit(record)
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="differ from the model hash it records"):
+        load_checkpoint(path)
+
+
+def test_the_model_hash_changes_with_each_field_it_covers_and_not_with_the_metrics(saved):
+    _, _, written = saved
+    base = model_hash(written)
+    assert base == written.model_sha256
+    assert model_hash(replace(written, vocabulary=written.vocabulary[::-1])) != base
+    assert model_hash(replace(written, normalization={**written.normalization, "mean": 1.0})) != base
+    assert model_hash(replace(written, metrics={"val_stage2_mse": 1.0}, trained_epochs={"1": 9})) == base
+
+
+def test_a_checkpoint_written_before_the_model_hash_loads_with_a_warning(saved):
+    path, _, written = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    del record["model_sha256"]
+    record["format_version"] = 1
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="before the model hash"):
+        _, info, _ = load_checkpoint(path)
+    assert info.model_sha256 == written.model_sha256
+
+
+@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory"])
+def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
+    folder = Path(__file__).resolve().parents[1] / "pretrained" / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, info, _ = load_checkpoint(folder)
+    assert info.model_sha256 == model_hash(info) and len(info.model_sha256) == 64
+    assert sha256_file(folder / "model.safetensors") == info.weights_sha256
