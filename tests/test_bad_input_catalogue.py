@@ -76,6 +76,7 @@ CASES = [
     Case("data import manifest", "data import manifest {manifest} --out {man_dir}", "input", watch="{man_dir}"),
     Case("data import manifest", "data import manifest {manifest} --size 0x5 --out {new}", "size"),
     Case("data import manifest", "data import manifest {manifest} --out {afile}", "{afile}", watch="{afile}"),
+    Case("data import manifest", "data import manifest {man_fifo} --out {new}", "{fifo}: not a regular file"),
     Case("data import multipie", "data import multipie {root}/nowhere --out {new}", "nowhere"),
     Case("data import multipie", "data import multipie {faces} --out {afile}/mp", "{afile}", watch="{afile}"),
     Case("data import caspeal", "data import caspeal {root}/nowhere --out {new}", "nowhere"),
@@ -94,6 +95,8 @@ CASES = [
     Case("train", "train --data {faces} --out {foreign} --quiet", "{foreign}", watch="{foreign}"),
     Case("train", "train --data {faces} --task nonsense --out {new} --quiet", "nonsense"),
     Case("train", "train --data {faces} --init {root}/nowhere --out {new} --quiet", "nowhere"),
+    Case("train", "train --data {faces} --init {vocab_edit} --out {new} --quiet", "{vocab_edit}/checkpoint.json"),
+    Case("train", "train --data {faces} --out {faces} --quiet", "{faces}", watch="{faces}"),
     # -- eval generation --------------------------------------------------------------------------
     Case("eval generation", "eval generation --model {model} --data {faces} --out {foreign}", "{foreign}", watch="{foreign}"),
     Case("eval generation", "eval generation --model {model} --data {faces} --out {model}", "input", watch="{model}"),
@@ -157,6 +160,7 @@ CASES = [
     Case("bench", "bench --model {model} --data {faces} --out {new} --batch-size 0", "--batch-size"),
     Case("bench", "bench --model {model} --data {faces} --out {new} --queries 0", "--queries"),
     Case("bench", "bench --model {vocab_edit} --data {faces} --out {new}", "{vocab_edit}/checkpoint.json"),
+    Case("bench", "bench --model {model} --data {faces} --out {new} --cache {afile}", "{afile}", watch="{afile}"),
 ]
 
 
@@ -194,6 +198,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     pd.DataFrame({"identity": ["a", "a", "b", "b"], "pose": ["0", "+15", "0", "+15"]}).to_csv(root / "man" / "labels.csv", index=False)
     np.save(root / "man" / "images.npy", np.zeros((4, 16, 16), np.uint8))
     (root / "nocol.csv").write_text("person,pose\na,0\n")
+    (root / "fifo.csv").write_text(f"identity,path\na,{root / 'fifo'}\n")
     for name, cut in (("man_empty", 0), ("man_trunc", 140)):
         shutil.copytree(root / "man", root / name)
         data = (root / name / "images.npy").read_bytes()
@@ -213,7 +218,7 @@ def world(tmp_path_factory) -> dict[str, str]:
                                                   "size_edit", "norm_edit", "empty_npy", "trunc_npy", "man_empty", "man_trunc")}
     paths.update(root=str(root), new=str(root / "new-out"), afile=str(root / "afile.txt"), face=str(root / "face.png"),
                  dot=str(root / "dot.png"), notimage=str(root / "notimage.png"), dirpng=str(root / "dir.png"),
-                 manifest=str(root / "man" / "labels.csv"), man_dir=str(root / "man"), man_nocol=str(root / "nocol.csv"),
+                 manifest=str(root / "man" / "labels.csv"), man_dir=str(root / "man"), man_nocol=str(root / "nocol.csv"), man_fifo=str(root / "fifo.csv"),
                  **{name: str(root / f"{name}.csv") for name in ("q_ok", "q_target", "q_missing", "q_k0", "q_fields")})
     return paths
 

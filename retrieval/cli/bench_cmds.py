@@ -30,6 +30,7 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     from pathlib import Path
 
     from facedata.faceset import FaceSet
+    from facedata.outputs import check_output_file
     from generator.inference import Generator
     from retrieval.benchmark import BenchConfig, run_benchmark
 
@@ -40,6 +41,7 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
                          deep=deep)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
+    check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
     record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"report → {out}/report.md ({record['queries']:,} queries, gallery {record['data']['gallery']:,})")
