@@ -99,3 +99,18 @@ def test_true_pose_row_returns_only_faces_in_the_target_pose(bench):
     ranked = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), 4)  # 4 faces per pose
     poses = gallery.faces["pose"].to_numpy().astype(str)
     assert (ranked >= 0).all() and (poses[ranked] == queries.targets[:, None]).all()
+
+
+def test_a_damaged_gallery_cache_is_recomputed_and_replaced(bench):
+    from retrieval.benchmark import pose_normalized_gallery
+
+    root, _ = bench
+    generator = Generator.load(root / "model")
+    gallery = FaceSet.open(root / "faces").split("test")
+    cached = sorted((root / "cache").glob("gallery-*.npz"))
+    assert len(cached) == 1
+    good = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
+    cached[0].write_bytes(b"damaged")
+    again = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
+    assert (again.features == good.features).all() and cached[0].stat().st_size > 100
+    assert sorted(p.name for p in (root / "cache").iterdir()) == [cached[0].name]  # no temporary left
