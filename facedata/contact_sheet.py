@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from facedata.atomic import atomic_file
 from facedata.errors import DataError
 from facedata.faceset import FaceSet, pose_degrees
+from facedata.imageio import save_image
 
 BLOCK_ORDER = ("pose", "accessory", "occluded", "expression", "illumination")
 NEUTRAL_VALUES = ("none", "no", "neutral", "normal", "straight", "forward", "frontal", "front", "center", "open")
@@ -159,10 +159,7 @@ def contact_sheet(faceset: FaceSet, path: str | Path, rows: int = 6) -> Path:
                 face = Image.fromarray(faceset.image(int(position))).resize((cw, ch), Image.NEAREST)
                 sheet.paste(face, (4 + label_w + c * (cw + GAP), y))
         top += title_h + header_h + len(block.identities) * (ch + GAP) + 10
-    target = Path(path)
-    with atomic_file(target) as tmp:
-        sheet.save(tmp, format="PNG")
-    return target
+    return save_image(sheet, path)
 
 
 def fit_text(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:

@@ -161,8 +161,9 @@ class FaceSet:
         info = FaceSetInfo.from_json(record, root / INFO_FILE)
         try:
             images = np.load(root / IMAGES_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{root / IMAGES_FILE}: unreadable array ({exc})") from None
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: a 0-byte file
+            reason = " ".join(str(exc).split()) or "empty file"
+            raise DataError(f"{root / IMAGES_FILE}: unreadable array, empty or truncated ({reason})") from None
         if images.ndim != 3 or images.dtype != np.uint8:
             raise DataError(f"{root / IMAGES_FILE}: expected uint8 (N, H, W), got {images.dtype} {images.shape}")
         try:
@@ -295,8 +296,12 @@ class FaceSet:
         return FaceSet(self._images, faces, self.info, self.root)
 
     # -- writing --------------------------------------------------------------------------------
-    def write(self, path: str | Path, name: str | None = None, provenance: dict | None = None, extra: dict | None = None) -> Path:
-        """Write this view as a FaceSet folder, atomically (temporary folder, then rename)."""
+    def write(self, path: str | Path, name: str | None = None, provenance: dict | None = None, extra: dict | None = None,
+              force: bool = False) -> Path:
+        """Write this view as a FaceSet folder, atomically (temporary folder, then rename).
+
+        An existing folder at `path` is replaced only if it is a FaceSet (holds faceset.json), or with `force`.
+        """
         faces = self.faces.reset_index(drop=True)
         images = np.ascontiguousarray(self.images)
         info = FaceSetInfo(
@@ -308,7 +313,7 @@ class FaceSet:
             extra={**self.info.extra, **(extra or {})},
         )
         target = Path(path)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, manifest=INFO_FILE, force=force) as tmp:
             np.save(tmp / IMAGES_FILE, images, allow_pickle=False)
             faces.to_parquet(tmp / FACES_FILE, index=False)
             (tmp / INFO_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")

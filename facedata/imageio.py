@@ -20,10 +20,17 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from facedata.atomic import atomic_file
 from facedata.errors import DataError, UserError
 
 Size = int | tuple[int, int]
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".gif", ".webp")
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # what an image --out may end with
+MIN_SIDE = 8  # a side shorter than this (or than the model's own) cannot hold a face worth editing or searching for
+
+
+class ImageConversionWarning(UserWarning):
+    """An input image was converted to grayscale or resized to the model's size."""
 
 
 def size_hw(size: Size | str) -> tuple[int, int]:
@@ -45,18 +52,69 @@ def size_hw(size: Size | str) -> tuple[int, int]:
 
 def load_gray(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to grayscale: (H, W) uint8; a missing or corrupt file is a DataError naming it."""
-    path = Path(path)
+    return _decode(Path(path))[0]
+
+
+def _decode(path: Path) -> tuple[np.ndarray, str]:
+    """(H, W) uint8 luma and the file's PIL mode; only regular files are opened (a FIFO would block)."""
     if not path.is_file():
+        if path.exists():
+            raise DataError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
         raise DataError(f"{path}: no such image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. damaged EXIF: the pixels decode, or we raise below
             with Image.open(path) as image:
                 image.load()  # decode now, so that a truncated file fails here
-                return pil_to_gray(image)
+                return pil_to_gray(image), image.mode
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(f"{path}: unreadable or corrupt image ({reason})") from None
+
+
+def load_face(path: str | os.PathLike, size: tuple[int, int], label: str | None = None) -> np.ndarray:
+    """An image file as one (H, W) uint8 face of `size`: the loader of every command that reads a face file.
+
+    Refused (DataError naming `label`, default the path): anything but a regular, decodable image file,
+    and images with a side under MIN_SIDE (or the model's own side). Colour is converted to luma and
+    16-bit images are scaled to 0..255; each conversion and a resize (Lanczos) give one
+    ImageConversionWarning.
+    """
+    path = Path(path)
+    label = label or str(path)
+    image, mode = _decode(path)
+    least = min(MIN_SIDE, *size)
+    if min(image.shape) < least:
+        raise DataError(f"{label}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
+                        f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
+    if mode not in ("L", "1", "F") and not mode.startswith("I"):
+        warnings.warn(f"{label}: {mode} image converted to grayscale", ImageConversionWarning, stacklevel=2)
+    if image.shape != tuple(size):
+        warnings.warn(f"{label}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
+                      ImageConversionWarning, stacklevel=2)
+        image = resize(image, size)
+    return image
+
+
+def image_format(path: str | os.PathLike, option: str | None = "--out") -> str:
+    """The PIL format an image output's suffix asks for (PNG or JPEG); any other suffix is a UserError."""
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        named = f"{option} {path}" if option else str(path)
+        raise UserError(f"{named}: writes PNG or JPEG images; give a file name ending in .png, .jpg or .jpeg")
+    return fmt
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PIL image atomically in the format its suffix names (image_format); returns the path."""
+    path = Path(path)
+    fmt = image_format(path, option=None)
+    if fmt == "JPEG" and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    with atomic_file(path) as tmp:
+        image.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return path
 
 
 def pil_to_gray(image: Image.Image) -> np.ndarray:

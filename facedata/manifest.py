@@ -43,7 +43,7 @@ _STRUCTURAL_COLUMNS = ("identity", "path", "index", "split", "source")
 def read_table(path: Path) -> pd.DataFrame:
     """The manifest as a table of stripped strings ("" where a cell is empty)."""
     if not path.is_file():
-        raise DataError(f"{path}: no such manifest file")
+        raise DataError(f"{path}: {'not a regular file (a folder, FIFO or device)' if path.exists() else 'no such manifest file'}")
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
         raise DataError(f"{path}: a manifest is a .csv or .parquet file")
@@ -118,8 +118,8 @@ def _images_from_array(table: pd.DataFrame, path: Path, hw: tuple[int, int] | No
                             "or name the array file)")
     try:
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{array_path}: unreadable array ({' '.join(str(exc).split())})") from None
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: a 0-byte file
+        raise DataError(f"{array_path}: unreadable array ({' '.join(str(exc).split()) or 'empty file'})") from None
     if array.dtype != np.uint8 or not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (3, 4))):
         raise DataError(f"{array_path}: expected uint8 (N, H, W) or (N, H, W, 3), got {array.dtype} {array.shape}")
     if "index" in table.columns:

@@ -3,8 +3,9 @@
 A checkpoint folder holds
   model.safetensors   both stages' weights (the state dict of TwoStageGenerator)
   checkpoint.json     architecture, task, edited factor and its vocabulary, normalization, epochs
-                      trained per stage, training config, data fingerprint, metrics, provenance, and
-                      the sha256 of model.safetensors
+                      trained per stage, training config, data fingerprint, metrics, provenance, the
+                      sha256 of model.safetensors and the model hash (model_hash): the sha256 over that
+                      and every field that changes what the model computes, checked on load
 A training run's resume state is a second folder of the same kind with the optimizer's tensors
 (optimizer.safetensors) and the loop's position (state.json) added.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,8 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model hash covers the manifest fields that shape the outputs
+MODEL_FIELDS = ("architecture", "task", "edit_factor", "vocabulary", "normalization", "weights_sha256")
 
 
 class CheckpointError(UserError):
@@ -52,6 +55,7 @@ class CheckpointInfo:
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    model_sha256: str = ""  # model_hash(): what a Generator, an index or a report names the model by
 
     @property
     def model_config(self) -> ModelConfig:
@@ -82,6 +86,7 @@ class CheckpointInfo:
                 metrics=dict(record.get("metrics", {})),
                 provenance=dict(record.get("provenance", {})),
                 weights_sha256=str(record.get("weights_sha256", "")),
+                model_sha256=str(record.get("model_sha256", "")),
             )
             Normalization.from_json(info.normalization)
             config = info.model_config
@@ -96,6 +101,17 @@ class CheckpointInfo:
         if config.num_values != len(info.vocabulary):
             raise CheckpointError(f"{source}: one-hot width {config.num_values} ≠ vocabulary of {len(info.vocabulary)}")
         return info
+
+
+def model_hash(info: CheckpointInfo) -> str:
+    """sha256 of the weights' sha256 with the architecture (image size), task, vocabulary and normalization.
+
+    These are the manifest fields that change what the model computes, so an edited checkpoint.json
+    (another vocabulary order, image size or mean/std) no longer matches the hash it records. Hashed
+    in their JSON form, so the value is the same before and after writing the manifest.
+    """
+    record = json.loads(json.dumps({name: getattr(info, name) for name in MODEL_FIELDS}))
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -136,10 +152,11 @@ def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: Checkpoint
                     extra_json: dict[str, dict] | None = None) -> CheckpointInfo:
     """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written."""
     target = Path(path)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, manifest=META_FILE) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
         info = CheckpointInfo(**{**asdict(info), "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)})
+        info = CheckpointInfo(**{**asdict(info), "model_sha256": model_hash(info)})
         for name, extra in (extra_files or {}).items():
             save_file({k: v.detach().to("cpu").contiguous() for k, v in extra.items()}, str(tmp / name))
         for name, record in (extra_json or {}).items():
@@ -160,7 +177,16 @@ def read_info(path: str | Path) -> tuple[Path, CheckpointInfo]:
         raise CheckpointError(f"{meta}: unreadable JSON ({exc})") from None
     if not isinstance(record, dict):
         raise CheckpointError(f"{meta}: not a JSON object")
-    return folder, CheckpointInfo.from_json(record, meta)
+    info = CheckpointInfo.from_json(record, meta)
+    computed = model_hash(info)
+    if not info.model_sha256:  # format 1 recorded the weights' hash only
+        warnings.warn(f"{meta}: written before the model hash covered the vocabulary, image size and normalization; "
+                      "edits to it cannot be detected (saving the checkpoint again adds the hash)", UserWarning, stacklevel=2)
+        info = CheckpointInfo(**{**asdict(info), "model_sha256": computed})
+    elif info.model_sha256 != computed:
+        raise CheckpointError(f"{meta}: its fields differ from the model hash it records (an edited checkpoint.json: "
+                              "vocabulary, image size, normalization, task and weights hash are covered); restore the file")
+    return folder, info
 
 
 def read_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -16,13 +16,10 @@ import torch
 
 from facedata.errors import UserError
 from facedata.faceset import format_pose, pose_degrees
+from facedata.imageio import ImageConversionWarning, load_face
 from generator.checkpoint import CheckpointInfo, load_checkpoint
 from generator.model import TwoStageGenerator
 from generator.normalize import Normalization
-
-
-class ImageConversionWarning(UserWarning):
-    """Input images were converted to grayscale or resized to the model's size."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -72,15 +69,8 @@ def conform_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_image_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """An image file as (H, W) uint8 grayscale at `size` (converted/resized with a warning)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("L") if im.mode != "L" else im)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
-    return conform_images(array[None], size)[0]
+    """An image file as (H, W) uint8 grayscale at `size`: facedata.imageio.load_face, the one image loader."""
+    return load_face(path, size)
 
 
 @torch.inference_mode()
@@ -170,7 +160,7 @@ class Generator:
         untrained = [s for s in ("1", "2") if not info.trained_epochs.get(s)]
         if untrained:
             warnings.warn(f"{folder}: stage {' and '.join(untrained)} not trained yet", UserWarning, stacklevel=2)
-        return cls(model, info, info.weights_sha256, dev, folder)
+        return cls(model, info, info.model_sha256, dev, folder)
 
     def __repr__(self) -> str:
         return (f"Generator(task={self.task!r}, {self.edit_factor} over {list(self.vocabulary)}, "

@@ -4,11 +4,14 @@ An index folder holds `index.faiss` (the CPU index), `faces.parquet` (one row pe
 in index order, with its position `image_row` in the gallery's images.npy and the kept value
 `kept_<factor>`), and `index.json` (IndexInfo: model hash, feature layer, dimension, factory, count,
 build provenance). Vectors are L2-normalized float32 and compared by squared L2 distance (§4.1.2).
+The gallery and model folders index.json records are relative to the index folder (GalleryIndex.locate),
+so a query works from any working directory and after moving the folders together.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -21,6 +24,7 @@ import pandas as pd
 from facedata.atomic import atomic_dir
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
+from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_factory import (
     IndexConfig,
@@ -35,7 +39,7 @@ from index.pose_normalize import kept_accuracy
 INDEX_FILE = "index.faiss"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "index.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the full model hash; gallery and model paths relative to the index folder
 METRIC = "squared L2 between L2-normalized float32 vectors"
 
 
@@ -68,7 +72,8 @@ class IndexInfo:
     def from_json(cls, record: dict, source: Path) -> "IndexInfo":
         try:
             if int(record.get("format_version", 0)) != FORMAT_VERSION:
-                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads {FORMAT_VERSION}")
+                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads {FORMAT_VERSION}; "
+                                "rebuild it with rbg index build")
             accuracy = record.get("kept_accuracy")
             return cls(
                 dimension=int(record["dimension"]),
@@ -146,10 +151,13 @@ class GalleryIndex:
                          train_count=train_count, config=asdict(config), **info)
         return cls(index, faces, meta, config)
 
-    def save(self, out: str | Path) -> Path:
-        """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one."""
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one.
+
+        An existing folder at `out` is replaced only if it is an index (holds index.json), or with `force`.
+        """
         out = Path(out)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.faces.to_parquet(tmp / FACES_FILE, index=False)
             (tmp / INFO_FILE).write_text(json.dumps(self.info.to_json(), indent=2) + "\n")
@@ -196,6 +204,13 @@ class GalleryIndex:
         config = replace(IndexConfig(**{k: v for k, v in info.config.items() if k in known}), **search_overrides)
         return cls(index, faces, info, config, path=root)
 
+    def locate(self, recorded: str | None) -> Path | None:
+        """A folder index.json records (gallery, model), resolved against the index folder when relative."""
+        if not recorded:
+            return None
+        path = Path(recorded)
+        return path if path.is_absolute() or self.path is None else self.path / path
+
     def check_model(self, generator, layer: str | None = None) -> None:
         """Refuse a generator (or layer) other than the one that built this index."""
         where = self.path or "index"
@@ -234,18 +249,28 @@ class GalleryIndex:
 
 
 # -- building from a generator and a gallery --------------------------------------------------------
+def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
+    """`path` as index.json records it: relative to `folder` (the index), None when there is none."""
+    if path is None or str(path) == "":
+        return None
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+
+
 def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
-                progress: bool = True, **overrides) -> GalleryIndex:
+                progress: bool = True, force: bool = False, **overrides) -> GalleryIndex:
     """Pose-normalize the gallery, index its features and save the index folder at `out` (§4.1.2).
 
     Streaming and restartable: features are computed chunk by chunk into the cache folder
     `.<out>.build` beside `out` (index.features), which a rerun of the same build resumes from; the
     index is then trained on a bounded sample of the cache, filled chunk by chunk, written to a
     temporary folder and renamed onto `out`, and the cache is removed. An interrupted build leaves
-    `out` as it was (no index or the previous one), never a half index that loads.
+    `out` as it was (no index or the previous one), never a half index that loads. While it runs the
+    build holds a lock (`.<out>.build.lock`): a second build into the same `out` is refused, not mixed in.
+    An existing `out` is replaced only if it is an index, or with `force`; never the gallery's own folder.
     """
     config = replace(config or IndexConfig(), **overrides)
     out = Path(out)
+    check_output_folder(out, INFO_FILE, force=force, inputs=[gallery.root], option=None)
     if len(gallery) == 0:
         raise UserError(f"{gallery.info.name}: the gallery is empty: nothing to index")
     if tuple(gallery.image_size) != tuple(generator.image_size):
@@ -259,8 +284,15 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     vocabulary = tuple(generator.vocabulary)
     probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
     plan_training(new_index(config.factory, probe.shape[1]), config, len(gallery))  # fail before the long work
-    start = time.perf_counter()
     cache = out.with_name(f".{out.name}.build")
+    with exclusive_lock(cache.with_name(cache.name + ".lock"), what=str(out)):
+        return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force)
+
+
+def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: IndexConfig,
+                  vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool) -> GalleryIndex:
+    """The long part of build_index, run while holding the cache's lock."""
+    start = time.perf_counter()
     chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress)
     index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
@@ -279,12 +311,12 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
         layer=layer,
         kept_accuracy=kept_accuracy(kept_values, faces[edit]) if edit in faces.columns else None,
         train_count=train_count,
-        gallery={"name": gallery.info.name, "path": None if gallery.root is None else str(gallery.root),
+        gallery={"name": gallery.info.name, "path": relative_to_folder(gallery.root, out),
                  "fingerprint": gallery_fingerprint(gallery)},
         config=asdict(config),
-        provenance=provenance(seed=config.seed, model=str(getattr(generator, "path", "") or ""), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
+        provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
     )
     built = GalleryIndex(index, faces, info, config)
-    built.save(out)
+    built.save(out, force=force)
     shutil.rmtree(cache, ignore_errors=True)
     return built

@@ -1,10 +1,13 @@
 """Pose-normalized gallery features computed chunk by chunk into an on-disk cache that a rerun resumes.
 
-The cache is a folder of `chunk-000000.npy` (L2-normalized float32 vectors of gallery positions
-[i·chunk_size, (i+1)·chunk_size)) and `chunk-000000.kept.npy` (kept target codes), plus `build.json`,
-the fingerprint of what the chunks were computed from (model hash, layer, gallery, chunk size). Each
-chunk file is written atomically, the vectors last, so a chunk exists whole or not at all; a rerun
-with the same fingerprint skips the chunks present, any other fingerprint starts the cache afresh.
+The cache is a folder of `chunk-000000.<key>.npy` (L2-normalized float32 vectors of gallery positions
+[i·chunk_size, (i+1)·chunk_size)) and `chunk-000000.<key>.kept.npy` (kept target codes), plus
+`build.json`, the fingerprint of what the chunks were computed from (model hash, layer, gallery, chunk
+size); `<key>` is the start of that fingerprint's sha256, so every chunk names the model and config
+that made it. Each chunk file is written atomically, the vectors last, so a chunk exists whole or not
+at all; a rerun skips only the chunks carrying its own key, and any other fingerprint in build.json
+starts the cache afresh. Callers hold a lock on the cache (index.faiss_index.build_index) so that two
+builds never write into one.
 """
 
 from __future__ import annotations
@@ -21,11 +24,22 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
+from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index.pose_normalize import normalized_features
 
 STATE_FILE = "build.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+
+def chunk_key(state: dict) -> str:
+    """The first 16 hex digits of the sha256 of a cache fingerprint (model hash, layer, gallery, chunk size)."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def chunk_file(folder: Path, i: int, key: str, suffix: str = ".npy") -> Path:
+    """Where chunk i computed under fingerprint `key` lives: a chunk of another model or config has another name."""
+    return folder / f"chunk-{i:06d}.{key}{suffix}"
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -54,6 +68,7 @@ class FeatureChunks:
     count: int
     dimension: int
     chunk_size: int
+    key: str  # chunk_key of the fingerprint the chunks were computed from
 
     @property
     def num_chunks(self) -> int:
@@ -61,11 +76,11 @@ class FeatureChunks:
 
     def vectors(self, i: int) -> np.ndarray:
         """Chunk i's vectors, (b, d) float32, memory-mapped."""
-        return np.load(self.folder / f"chunk-{i:06d}.npy", mmap_mode="r")
+        return np.load(chunk_file(self.folder, i, self.key), mmap_mode="r")
 
     def kept(self) -> np.ndarray:
         """Every gallery image's kept target code, (count,) int64."""
-        return np.concatenate([np.load(self.folder / f"chunk-{i:06d}.kept.npy") for i in range(self.num_chunks)])
+        return np.concatenate([np.load(chunk_file(self.folder, i, self.key, ".kept.npy")) for i in range(self.num_chunks)])
 
     def iter_vectors(self) -> Iterator[np.ndarray]:
         """Chunks in gallery order, (b, d) float32 each, one in memory at a time."""
@@ -95,8 +110,9 @@ def compute_feature_chunks(
         "chunk_size": int(chunk_size),
     }
     _open_cache(folder, state)
+    key = chunk_key(state)
     num_chunks = -(-len(gallery) // chunk_size)
-    done = {i for i in range(num_chunks) if (folder / f"chunk-{i:06d}.npy").is_file()}
+    done = {i for i in range(num_chunks) if chunk_file(folder, i, key).is_file()}
     dimension = None
     bar = tqdm(total=len(gallery), desc="gallery features", unit="img", disable=not progress)
     for i, (images, _) in enumerate(gallery.iter_batches(chunk_size)):
@@ -104,16 +120,16 @@ def compute_feature_chunks(
             bar.update(len(images))
             continue
         features, kept = normalized_features(generator, images, layer=layer, batch_size=chunk_size)
-        with atomic_file(folder / f"chunk-{i:06d}.kept.npy") as tmp:
+        with atomic_file(chunk_file(folder, i, key, ".kept.npy")) as tmp:
             np.save(tmp, kept, allow_pickle=False)
-        with atomic_file(folder / f"chunk-{i:06d}.npy") as tmp:
+        with atomic_file(chunk_file(folder, i, key)) as tmp:
             np.save(tmp, l2_normalize(features), allow_pickle=False)
         dimension = features.shape[1]
         bar.update(len(images))
     bar.close()
     if dimension is None:  # every chunk came from the cache
-        dimension = int(np.load(folder / "chunk-000000.npy", mmap_mode="r").shape[1])
-    return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size))
+        dimension = int(np.load(chunk_file(folder, 0, key), mmap_mode="r").shape[1])
+    return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size), key=key)
 
 
 def _open_cache(folder: Path, state: dict) -> None:
@@ -125,6 +141,8 @@ def _open_cache(folder: Path, state: dict) -> None:
                 return
         except ValueError:
             pass
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: the build cache's place holds a regular file; remove it or write to another --out")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from facedata.atomic import atomic_dir
+from facedata.atomic import atomic_dir, atomic_file
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
 from facedata.provenance import provenance
@@ -117,8 +118,11 @@ def pose_normalized_gallery(generator, gallery: FaceSet, layer: str | None, batc
     key = f"{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}-{layer or generator.default_feature_layer}"
     path = cache / f"gallery-{key}.npz" if cache else None
     if path and path.is_file():
-        with np.load(path, allow_pickle=False) as stored:
-            return GalleryFeatures(stored["kept"], stored["pixels"], stored["features"])
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return GalleryFeatures(stored["kept"], stored["pixels"], stored["features"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged cache file is recomputed and replaced
     kept, pixels, features = [], [], []
     bar = tqdm(total=len(gallery), desc="pose-normalize gallery", unit="img")
     for images, _ in gallery.iter_batches(batch_size):
@@ -131,10 +135,8 @@ def pose_normalized_gallery(generator, gallery: FaceSet, layer: str | None, batc
     bar.close()
     result = GalleryFeatures(np.concatenate(kept), np.concatenate(pixels), np.concatenate(features))
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, kept=result.kept, pixels=result.pixels, features=result.features)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:  # a unique temporary name: two benches never write into one file
+            np.savez(tmp, kept=result.kept, pixels=result.pixels, features=result.features)
     return result
 
 
@@ -145,8 +147,11 @@ def search_ours(gallery_vectors: np.ndarray, query_vectors: np.ndarray, config: 
 
 
 def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfig = BenchConfig(),
-                  cache: Path | None = None) -> dict:
-    """Run every method on the same queries; write report.md, report.json and figures into `out` atomically."""
+                  cache: Path | None = None, force: bool = False) -> dict:
+    """Run every method on the same queries; write report.md, report.json and figures into `out` atomically.
+
+    An existing `out` is replaced only if it is a report (holds report.json), or with `force`.
+    """
     check_compatible(generator, faces)
     train, gallery = faces.split("train"), faces.split("test")
     if config.gallery_identities is not None:
@@ -228,7 +233,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "provenance": provenance(seed=config.seed),
     }
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, manifest="report.json", force=force) as tmp:
         from generator.evaluate import evaluate_generation
         from retrieval import report_figures
 

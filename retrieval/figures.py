@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from facedata.atomic import atomic_file
 from facedata.contact_sheet import fit_text
+from facedata.imageio import save_image
 from retrieval.query import QueryResult
 
 GREEN, RED, GREY, WHITE, INK = (0, 160, 60), (215, 30, 30), (190, 190, 190), (255, 255, 255), (0, 0, 0)
@@ -101,9 +101,5 @@ def draw_query_grid(result: QueryResult, retrieved: np.ndarray, style: GridStyle
 
 def write_query_grid(result: QueryResult, retrieved: np.ndarray, path: str | Path, style: GridStyle = GridStyle(),
                      title: str = "") -> Path:
-    """Write the query grid as a PNG, atomically; returns the path."""
-    target = Path(path)
-    picture = draw_query_grid(result, retrieved, style, title)
-    with atomic_file(target) as tmp:
-        picture.save(tmp, format="PNG")
-    return target
+    """Write the query grid as a PNG or JPEG (by its suffix), atomically; returns the path."""
+    return save_image(draw_query_grid(result, retrieved, style, title), path)

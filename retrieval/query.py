@@ -9,8 +9,8 @@ marked correct or not (criterion 1: the query's identity in the target value).
 
 from __future__ import annotations
 
+import csv
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,17 +20,13 @@ import pandas as pd
 
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from facedata.imageio import load_gray, resize
+from facedata.imageio import ImageConversionWarning, load_face
 from index.faiss_index import GalleryIndex
 from retrieval.baselines import generate_and_search
 
 FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
-MIN_SIDE = 8  # a side shorter than this (or than the model's own) cannot hold a face worth searching for
 CSV_COLUMNS = ("path", "target", "k")
-
-
-class QueryImageWarning(UserWarning):
-    """A query image was converted to grayscale or resized to the model's size."""
+QueryImageWarning = ImageConversionWarning  # a query image was converted to grayscale or resized
 
 
 @dataclass(frozen=True)
@@ -44,11 +40,12 @@ class QueryImage:
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """One line of a batch query CSV: an image spec, the target value, and k (None: the default)."""
+    """One line of a batch query CSV: an image spec, the target value, k (None: the default), its line number."""
 
     image: str
     target: str
     k: int | None = None
+    line: int | None = None  # 1-based line of the CSV file (the header is line 1)
 
 
 @dataclass(frozen=True)
@@ -98,57 +95,64 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
 
 
 def _file_image(spec: str, path: Path, size: tuple[int, int]) -> QueryImage:
-    from PIL import Image
-
-    image = load_gray(path)  # (h, w) uint8, or a DataError naming the file
-    least = min(MIN_SIDE, *size)
-    if min(image.shape) < least:
-        raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
-                        f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
-    with Image.open(path) as opened:
-        mode = opened.mode
-    if mode not in ("L", "1", "F") and not mode.startswith("I"):
-        warnings.warn(f"{spec}: {mode} image converted to grayscale", QueryImageWarning, stacklevel=3)
-    if image.shape != tuple(size):
-        warnings.warn(f"{spec}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
-                      QueryImageWarning, stacklevel=3)
-        image = resize(image, size)
-    return QueryImage(label=spec, image=image, truth={})
+    return QueryImage(label=spec, image=load_face(path, size, label=spec), truth={})
 
 
 # -- batch query files ---------------------------------------------------------------------------------
 def read_query_csv(path: str | Path) -> list[QuerySpec]:
-    """The queries of a CSV with columns path, target and optionally k (one query per line)."""
+    """The queries of a CSV with columns path, target and optionally k (one query per line).
+
+    Read with the csv module rather than pandas so that every query keeps the file line it came from
+    (blank lines and quoted line breaks included), and each error can name `FILE:LINE`.
+    """
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise DataError(f"{path}: not a regular file (a folder, FIFO or device); give the query CSV")
         raise DataError(f"{path}: no such query CSV")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            header = next(reader, None)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    missing = [c for c in ("path", "target") if c not in table.columns]
-    unknown = [c for c in table.columns if c not in CSV_COLUMNS]
+    columns = [c.strip().lower() for c in header or []]
+    missing = [c for c in ("path", "target") if c not in columns]
+    unknown = [c for c in columns if c not in CSV_COLUMNS]
     if missing or unknown:
         problem = f"no column {', '.join(map(repr, missing))}" if missing else f"unknown column {', '.join(map(repr, unknown))}"
         raise DataError(f"{path}: {problem} (columns: path, target[, k]; a header line is required)")
-    if table.empty:
+    if not rows:
         raise DataError(f"{path}: no queries (one line per query under the header path,target[,k])")
     specs = []
-    for i, record in enumerate(table.to_dict("records")):
-        line = i + 2  # the header is line 1
-        image, target, k = record["path"].strip(), record["target"].strip(), record.get("k", "").strip()
+    for line, row in rows:
+        if len(row) > len(columns):
+            raise DataError(f"{path}:{line}: {len(row)} fields, the header names {len(columns)} ({', '.join(columns)})")
+        record = dict(zip(columns, [cell.strip() for cell in row] + [""] * (len(columns) - len(row))))
+        image, target, k = record["path"], record["target"], record.get("k", "")
         if not image or not target:
             raise DataError(f"{path}:{line}: empty {'path' if not image else 'target'}")
-        if k and not k.isdigit():
+        if k and (not k.isdigit() or int(k) < 1):
             raise DataError(f"{path}:{line}: k must be a positive integer, got '{k}'")
-        specs.append(QuerySpec(image=image, target=target, k=int(k) if k else None))
+        specs.append(QuerySpec(image=image, target=target, k=int(k) if k else None, line=line))
     return specs
 
 
-def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None) -> list[QueryImage]:
-    """The images of batch queries, relative paths taken from `base` (the CSV's folder)."""
-    return [load_query_image(spec.image, size, base) for spec in specs]
+def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None,
+                     csv_path: Path | None = None) -> list[QueryImage]:
+    """The images of batch queries, relative paths taken from `base` (the CSV's folder); errors name the CSV line."""
+    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base)) for spec in specs]
+
+
+def _at_line(csv_path: Path | None, spec: QuerySpec, work):
+    """Run `work`; a user error it raises is re-raised naming the CSV file and the spec's line."""
+    try:
+        return work()
+    except UserError as exc:
+        if csv_path is None or spec.line is None:
+            raise
+        raise DataError(f"{csv_path}:{spec.line}: {exc}") from None
 
 
 # -- searching --------------------------------------------------------------------------------------
@@ -239,10 +243,11 @@ def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batc
     """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""
     csv_path = Path(csv_path)
     specs = read_query_csv(csv_path)
-    bad = [s for s in specs if s.k is not None and s.k < 1]
-    if bad:
-        raise DataError(f"{csv_path}: k must be ≥ 1, got {bad[0].k} for {bad[0].image}")
-    queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent)
+    for spec in specs:
+        _at_line(csv_path, spec, lambda spec=spec: canonical_targets(generator, [spec.target]))
+        if spec.k is not None and spec.k > len(index):
+            raise DataError(f"{csv_path}:{spec.line}: k={spec.k} is out of range: the gallery holds {len(index)} images")
+    queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent, csv_path=csv_path)
     ks = [s.k for s in specs]
     widest = max([k, *[s for s in ks if s is not None]])
     result = query_images(generator, index, queries, [s.target for s in specs], widest, batch_size)
@@ -256,8 +261,7 @@ def open_gallery(index: GalleryIndex, path: str | Path | None = None) -> FaceSet
     The check compares identities and, where present, the edited factor of every indexed row with the
     FaceSet's rows at `image_row`, so a moved copy of the same gallery is accepted and another one refused.
     """
-    recorded = index.info.gallery.get("path")
-    root = Path(path) if path is not None else (Path(recorded) if recorded else None)
+    root = Path(path) if path is not None else index.locate(index.info.gallery.get("path"))
     if root is None:
         raise UserError(f"{index.path or 'index'}: index.json records no gallery folder; give the gallery FaceSet (--gallery)")
     if path is None and not root.is_dir():

@@ -124,3 +124,18 @@ def test_deep_images_must_hold_the_same_faces_in_the_same_order(bench, tmp_path)
     shuffled = faces.take(list(range(len(faces)))[::-1]).write(tmp_path / "reversed")
     with pytest.raises(UserError, match="column 'identity' differs"):
         source_resolution_images(faces, gallery, str(shuffled))
+
+
+def test_a_damaged_gallery_cache_is_recomputed_and_replaced(bench):
+    from retrieval.benchmark import pose_normalized_gallery
+
+    root, _ = bench
+    generator = Generator.load(root / "model")
+    gallery = FaceSet.open(root / "faces").split("test")
+    cached = sorted((root / "cache").glob("gallery-*.npz"))
+    assert len(cached) == 1
+    good = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
+    cached[0].write_bytes(b"damaged")
+    again = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
+    assert (again.features == good.features).all() and cached[0].stat().st_size > 100
+    assert sorted(p.name for p in (root / "cache").iterdir()) == [cached[0].name]  # no temporary left

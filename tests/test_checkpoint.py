@@ -1,6 +1,8 @@
 """Checkpoints: safetensors + JSON round-trip exactly; anything missing, corrupt or mismatched is refused."""
 
 import json
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from generator.checkpoint import (
     check_vocabulary,
     data_fingerprint,
     load_checkpoint,
+    model_hash,
     optimizer_tensors,
     restore_optimizer,
     save_checkpoint,
@@ -57,7 +60,7 @@ def test_generator_load_accepts_a_run_folder_holding_checkpoint(saved, tmp_path)
     (tmp_path / "run").mkdir()
     (tmp_path / "ckpt-run").rename(tmp_path / "run" / "checkpoint")
     generator_ = Generator.load(tmp_path / "run", device="cpu")
-    assert generator_.checkpoint_hash == written.weights_sha256 and generator_.image_size == (16, 16)
+    assert generator_.checkpoint_hash == written.model_sha256 and generator_.image_size == (16, 16)
 
 
 def test_another_vocabulary_is_refused(saved):
@@ -83,6 +86,7 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     written = save_checkpoint(tmp_path / "ckpt", TwoStageGenerator(small.model_config), small)
     record = written.to_json()
     record["vocabulary"], record["architecture"]["num_values"] = ["a", "b", "c"], 3
+    record["model_sha256"] = model_hash(CheckpointInfo.from_json(record, Path("edited")))  # a consistent manifest
     (tmp_path / "ckpt" / "checkpoint.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"do not fit .*attribute_encoder.0.weight is \(512, 2\), expected \(512, 3\)"):
         load_checkpoint(tmp_path / "ckpt")
@@ -108,6 +112,7 @@ def test_corrupt_files_are_named(saved):
         load_checkpoint(path)
     record = json.loads((path / "checkpoint.json").read_text())
     record["weights_sha256"] = ""  # no hash to compare: the safetensors reader must catch it
+    record["model_sha256"] = model_hash(CheckpointInfo.from_json(record, Path("edited")))
     (path / "checkpoint.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=r"model.safetensors: corrupt safetensors file"):
         load_checkpoint(path)
@@ -142,3 +147,48 @@ def test_the_generator_package_never_unpickles():
         text = source.read_text()
         for banned in ("torch.load(", "torch.save(", "import pickle", "weights_only"):
             assert banned not in text, (source.name, banned)
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("vocabulary", lambda r: r.update(vocabulary=list(reversed(r["vocabulary"])))),
+    ("image size", lambda r: r["architecture"].update(image_size=[32, 32])),
+    ("normalization", lambda r: r["normalization"].update(std=r["normalization"]["std"] * 2)),
+    ("task", lambda r: r.update(task="accessory")),
+])
+def test_an_edited_manifest_is_refused_by_the_model_hash(saved, field, edit):
+    path, _, _ = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    edit(record)
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="differ from the model hash it records"):
+        load_checkpoint(path)
+
+
+def test_the_model_hash_changes_with_each_field_it_covers_and_not_with_the_metrics(saved):
+    _, _, written = saved
+    base = model_hash(written)
+    assert base == written.model_sha256
+    assert model_hash(replace(written, vocabulary=written.vocabulary[::-1])) != base
+    assert model_hash(replace(written, normalization={**written.normalization, "mean": 1.0})) != base
+    assert model_hash(replace(written, metrics={"val_stage2_mse": 1.0}, trained_epochs={"1": 9})) == base
+
+
+def test_a_checkpoint_written_before_the_model_hash_loads_with_a_warning(saved):
+    path, _, written = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    del record["model_sha256"]
+    record["format_version"] = 1
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="before the model hash"):
+        _, info, _ = load_checkpoint(path)
+    assert info.model_sha256 == written.model_sha256
+
+
+@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory"])
+def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
+    folder = Path(__file__).resolve().parents[1] / "pretrained" / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, info, _ = load_checkpoint(folder)
+    assert info.model_sha256 == model_hash(info) and len(info.model_sha256) == 64
+    assert sha256_file(folder / "model.safetensors") == info.weights_sha256

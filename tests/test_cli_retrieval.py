@@ -108,7 +108,7 @@ def test_batch_queries_write_a_results_csv_and_a_grid(setup, tmp_path):
     (["--accessory", "sunglasses"], ["edits pose only", "--accessory does not apply"]),
     (["--pose", "0", "-k", "29"], ["k=29 is out of range", "1 ≤ k ≤ 28"]),
     (["--pose", "0", "-k", "0"], ["k=0 is out of range"]),
-    (["--pose", "0", "--out", "grid.jpg"], ["grid.jpg", ".png"]),
+    (["--pose", "0", "--out", "grid.gif"], ["grid.gif", ".png"]),
 ])
 def test_bad_query_options_are_one_line_errors(setup, args, fragments):
     root, model, _ = setup

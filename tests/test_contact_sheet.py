@@ -18,6 +18,7 @@ from facedata.contact_sheet import (
 )
 from facedata.errors import DataError
 from facedata.faceset import FaceSet
+from facedata.outputs import OutputError
 
 
 def real_like(height: int = 20, width: int = 16, drop: tuple[str, str, str] | None = None) -> FaceSet:
@@ -92,7 +93,7 @@ def test_a_failed_write_leaves_no_sheet_and_no_temporary(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         contact_sheet(real_like(), tmp_path / "sheet.png")
     assert list(tmp_path.iterdir()) == []
 

@@ -18,6 +18,7 @@ from facedata.faceset import (
     format_pose,
     pose_degrees,
 )
+from facedata.outputs import OutputError
 
 
 def small(identities=("b", "a", "c"), poses=("+30", "-15", "0")) -> FaceSet:
@@ -106,9 +107,9 @@ def test_a_failed_write_leaves_nothing_new_and_keeps_the_old_folder(tmp_path, mo
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         small().filter(pose="0").write(tmp_path / "fs")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         small().write(tmp_path / "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert len(FaceSet.open(tmp_path / "fs")) == 18

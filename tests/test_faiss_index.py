@@ -14,6 +14,7 @@ from fakes import POSES, FakeGenerator, face, tiny_gallery
 import index.faiss_factory as faiss_factory
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
+from facedata.outputs import exclusive_lock
 from index.faiss_factory import IndexConfig, fit_pca
 from index.faiss_index import GalleryIndex, build_index, order_ties
 
@@ -159,7 +160,7 @@ def test_an_interrupted_build_leaves_the_previous_index_and_resumes_from_cached_
     with pytest.raises(KeyboardInterrupt):
         build_index(broken, gallery, out, batch_size=8, progress=False)
     assert len(GalleryIndex.load(out)) == 7  # the previous index is intact and loads
-    assert sorted(p.name for p in (tmp_path / ".idx.build").glob("chunk-*[0-9].npy")) == ["chunk-000000.npy", "chunk-000001.npy"]
+    assert cached_chunks(tmp_path / ".idx.build") == ["chunk-000000", "chunk-000001"]
     resumed = FakeGenerator()
     build_index(resumed, gallery, out, batch_size=8, progress=False)
     assert resumed.feature_calls == 1 + 4  # the probe, then only chunks 2–5
@@ -178,6 +179,60 @@ def test_a_cache_left_by_another_model_is_discarded_not_reused(tmp_path):
     build_index(other, gallery, tmp_path / "idx", batch_size=8, progress=False)
     assert other.feature_calls == 1 + 4  # the probe and all 4 chunks, computed afresh
     assert GalleryIndex.load(tmp_path / "idx").info.checkpoint_hash == "c" * 64
+
+
+def cached_chunks(cache) -> list[str]:
+    """The chunk numbers whose vectors a build cache holds (whatever model key they carry)."""
+    return sorted(p.name.split(".")[0] for p in cache.glob("chunk-*.npy") if not p.name.endswith(".kept.npy"))
+
+
+def test_chunks_of_another_model_are_never_reused_even_under_a_matching_build_json(tmp_path):
+    gallery = tiny_gallery(identities=2)  # 28 images → 4 chunks of 8
+    with pytest.raises(KeyboardInterrupt):
+        build_index(FakeGenerator(fail_after=3), gallery, tmp_path / "idx", batch_size=8, progress=False)
+    cache = tmp_path / ".idx.build"
+    assert cached_chunks(cache) == ["chunk-000000"]
+    state = json.loads((cache / "build.json").read_text())
+    (cache / "build.json").write_text(json.dumps({**state, "checkpoint_hash": "c" * 64}))  # as if another model had rewritten it
+    other = FakeGenerator(checkpoint_hash="c" * 64)
+    build_index(other, gallery, tmp_path / "idx", batch_size=8, progress=False)
+    assert other.feature_calls == 1 + 4  # chunk 0 carries the first model's key: computed again
+
+
+def test_a_second_build_into_the_same_out_is_refused_while_the_first_holds_the_lock(tmp_path):
+    gallery = tiny_gallery(identities=1)
+    with exclusive_lock(tmp_path / ".idx.build.lock", what="first build"):
+        with pytest.raises(UserError, match="another run is writing it now"):
+            build_index(FakeGenerator(), gallery, tmp_path / "idx", progress=False)
+    assert not (tmp_path / "idx").exists()
+    build_index(FakeGenerator(), gallery, tmp_path / "idx", progress=False)  # the lock is gone with its holder
+    assert not (tmp_path / ".idx.build.lock").exists()
+
+
+def test_an_index_is_never_written_over_its_gallery_or_a_folder_of_something_else(tmp_path):
+    gallery = tiny_gallery(identities=1)
+    gallery.write(tmp_path / "faces")
+    opened = FaceSet.open(tmp_path / "faces")
+    with pytest.raises(UserError, match="is the input"):
+        build_index(FakeGenerator(), opened, tmp_path / "faces", progress=False, force=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="without index.json"):
+        build_index(FakeGenerator(), opened, tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    build_index(FakeGenerator(), opened, tmp_path / "mine", progress=False, force=True)
+    assert GalleryIndex.load(tmp_path / "mine").info.count == len(opened)
+    build_index(FakeGenerator(), opened, tmp_path / "mine", progress=False)  # an index replaces an index
+
+
+def test_index_json_records_the_gallery_relative_to_the_index_folder(tmp_path, monkeypatch):
+    tiny_gallery(identities=1).write(tmp_path / "data" / "faces")
+    monkeypatch.chdir(tmp_path / "data")
+    built = build_index(FakeGenerator(), FaceSet.open("faces"), "runs/idx", progress=False)
+    assert built.info.gallery["path"] == "../../faces"
+    monkeypatch.chdir(tmp_path)
+    loaded = GalleryIndex.load("data/runs/idx")
+    assert loaded.locate(loaded.info.gallery["path"]).resolve() == (tmp_path / "data" / "faces").resolve()
 
 
 def test_a_trained_factory_builds_from_a_generator_gallery(tmp_path):

@@ -19,6 +19,9 @@ class RbgGroup(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise UserFacingError(str(exc)) from None
+        except OSError as exc:  # the machine, not a bug: no permission, a full disk, a file gone meanwhile
+            reason = exc.strerror or type(exc).__name__
+            raise UserFacingError(f"{exc.filename}: {reason}" if exc.filename else reason) from None
 
 
 @click.group(cls=RbgGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from retrieval.cli.outputs import check_out, force_option
+
 
 @click.command("bench")
 @click.option("--model", "model_path", required=True, type=click.Path(), help="checkpoint (or training run) folder")
@@ -24,21 +26,25 @@ import click
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
+@force_option("report")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, deep, deep_images, batch_size, device, cache) -> None:
+          gallery_identities, deep, deep_images, batch_size, device, cache, force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
     from facedata.faceset import FaceSet
+    from facedata.outputs import check_output_file
     from generator.inference import Generator
     from retrieval.benchmark import BenchConfig, run_benchmark
 
+    check_out(out, "report.json", force, data_path, model_path, cache)
     generator = Generator.load(model_path, device=device)
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
                          deep=deep or deep_images is not None, deep_images=deep_images)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
-    record = run_benchmark(generator, faces, out, config, cache=cache_dir)
+    check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
+    record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"report → {out}/report.md ({record['queries']:,} queries, gallery {record['data']['gallery']:,})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from retrieval.cli.data_import import import_group
+from retrieval.cli.outputs import check_out, force_option
 
 
 @click.group()
@@ -24,10 +25,14 @@ data.add_command(import_group)
 @click.option("--identity-spread", type=float, help="how far identities deviate from the mean face (0 = all alike)")
 @click.option("--seed", type=int, help="random seed of the identities")
 @click.option("--eye-bar", is_flag=True, help="also render every image with a black bar over the eyes (factor occluded)")
-def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar) -> None:
+@force_option("FaceSet")
+def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar, force) -> None:
     """Render SynthPIE faces from 3D heads into a FaceSet; prints the time and the factor counts."""
     from facedata.contact_sheet import summarize
+    from facedata.faceset import INFO_FILE
     from facedata.synth import render_faceset, synth_config
+
+    check_out(out, INFO_FILE, force)
 
     config = synth_config(
         preset,
@@ -40,20 +45,24 @@ def synth(preset, out, identities, train_identities, size, identity_spread, seed
     )
     click.echo(f"rendering {config.image_count} images ({config.identities} identities) at {config.image_size}×{config.image_size}", err=True)
     faceset = render_faceset(config)
-    faceset.write(out)
+    faceset.write(out, force=force)
     click.echo(f"rendered {len(faceset)} images in {faceset.info.extra['render_seconds']:.1f} s → {out}")
     click.echo(summarize(faceset))
 
 
 @data.command("show")
 @click.argument("faceset_dir", type=click.Path(file_okay=False))
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="contact sheet PNG to write")
-@click.option("--rows", default=6, show_default=True, type=int, help="identities shown per block")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="contact sheet to write (.png, .jpg or .jpeg)")
+@click.option("--rows", default=6, show_default=True, type=click.IntRange(min=1), help="identities shown per block")
 def show(faceset_dir, out, rows) -> None:
     """Print a FaceSet's factor summary and write a labelled PNG contact sheet."""
     from facedata.contact_sheet import contact_sheet, summarize
     from facedata.faceset import FaceSet
+    from facedata.imageio import image_format
+    from facedata.outputs import check_output_file
 
+    image_format(out)
+    check_output_file(out)
     faceset = FaceSet.open(faceset_dir)
     click.echo(summarize(faceset))
     click.echo(f"contact sheet → {contact_sheet(faceset, out, rows=rows)}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from retrieval.cli.outputs import check_out, force_option
+
 
 @click.group("import")
 def import_group() -> None:
@@ -20,14 +22,17 @@ def import_group() -> None:
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
 @click.option("--train-identities", default=100, show_default=True, help="The first N subjects (by id) are train.")
 @click.option("--recording", default="01", show_default=True, help="Session 1 recording to read.")
-def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_identities: int, recording: str) -> None:
+@force_option("FaceSet")
+def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_identities: int, recording: str,
+             force: bool) -> None:
     """Multi-PIE session 1 under ROOT: 7 cameras as yaw -45..+45, 20 illuminations (§4.1)."""
+    check_out(out, "faceset.json", force, root, landmarks)
     from facedata.imageio import size_hw
     from facedata.multipie import read_multipie
 
     faceset = read_multipie(root, size=size_hw(size), landmarks=landmarks,
                             train_identities=train_identities, recording=recording)
-    _write(faceset, out)
+    _write(faceset, out, force)
 
 
 @import_group.command("caspeal")
@@ -37,13 +42,15 @@ def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_ide
               "('<name> lx ly rx ry' per line); else an approximate fixed crop.")
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
 @click.option("--train-identities", default=350, show_default=True, help="The first N people (by id) are train.")
-def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, train_identities: int) -> None:
+@force_option("FaceSet")
+def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, train_identities: int, force: bool) -> None:
     """CAS-PEAL-R1 accessory images under ROOTS (FRONTAL/Accessory, plus FRONTAL/Normal for 'none')."""
+    check_out(out, "faceset.json", force, *roots, eyes)
     from facedata.caspeal import read_caspeal
     from facedata.imageio import size_hw
 
     faceset = read_caspeal(list(roots), size=size_hw(size), eyes=eyes, train_identities=train_identities)
-    _write(faceset, out)
+    _write(faceset, out, force)
 
 
 @import_group.command("kdef")
@@ -52,13 +59,15 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
 @click.option("--train-identities", default=50, show_default=True,
               help="The first N people (F01…F35, then M01…) are train.")
-def kdef(root: Path, out: Path, size: str, train_identities: int) -> None:
+@force_option("FaceSet")
+def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -> None:
     """KDEF as distributed under ROOT (AF01/AF01ANFL.JPG …): pose -90..+90, expression, session factors."""
+    check_out(out, "faceset.json", force, root)
     from facedata.imageio import size_hw
     from facedata.kdef import read_kdef
 
     faceset = read_kdef(root, size=size_hw(size), train_identities=train_identities)
-    _write(faceset, out)
+    _write(faceset, out, force)
 
 
 @import_group.command("manifest")
@@ -74,8 +83,9 @@ def kdef(root: Path, out: Path, size: str, train_identities: int) -> None:
 @click.option("--images", "images", type=click.Path(path_type=Path), default=None,
               help="The images.npy to read pixels from (default: the one beside FILE; its 'index' column, "
                    "if any, picks rows).")
+@force_option("FaceSet")
 def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
-             factors: str | None, images: Path | None) -> None:
+             factors: str | None, images: Path | None, force: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet).
 
     Columns: identity (required); path (an image file) or an images.npy beside FILE (or --images),
@@ -84,18 +94,19 @@ def manifest(file: Path, out: Path, size: str | None, name: str | None, train_id
     factors can be matched in training pairs (rbg train --pair-match) and by criterion 2
     (rbg bench --criterion2).
     """
+    check_out(out, "faceset.json", force, file, *([images] if images is not None else []))
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
 
     kept = [f.strip() for f in factors.split(",") if f.strip()] if factors is not None else None
     faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
                             factors=kept, images=images)
-    _write(faceset, out)
+    _write(faceset, out, force)
 
 
-def _write(faceset, out: Path) -> None:
+def _write(faceset, out: Path, force: bool = False) -> None:
     """Write the FaceSet atomically and print what it holds: counts per split and per factor value."""
-    faceset.write(out)
+    faceset.write(out, force=force)
     faces = faceset.faces
     splits = faces.groupby("split")["identity"].nunique()
     h, w = faceset.image_size

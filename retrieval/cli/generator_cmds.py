@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from retrieval.cli.outputs import check_out, force_option
+
 
 def register(cli: click.Group) -> None:
     """Add the generator's commands to the `rbg` group."""
@@ -27,18 +29,18 @@ def register(cli: click.Group) -> None:
               help="Comma-separated factors both faces of a training pair share [every factor but the edited one]; "
                    "e.g. 'expression,session' for KDEF, 'illumination' to let other kept factors differ.")
 @click.option("--stage", type=click.Choice(["1", "2", "both"]), default="both", show_default=True, help="Which network(s) to train; stage 2 refines a trained stage 1.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per stage.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs per stage.")
 @click.option("--optimizer", type=click.Choice(["adam", "paper"]), default="adam", show_default=True, help="paper: SGD, momentum 0.95, lr 1e-5 on the summed error (§3.4).")
 @click.option("--lr", type=float, default=None, help="Learning rate [adam: 1e-3; paper: 1e-5 per summed-error unit].")
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None, help="[adam: cosine; paper: constant]")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--normalization", type=click.Choice(["dataset", "per-image"]), default="dataset", show_default=True, help="dataset: train-split pixel mean/std; per-image: each source's own.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-pairs", type=int, default=None, help="Train on a fixed random subset of this many pairs.")
-@click.option("--val-pairs", type=int, default=1000, show_default=True, help="Test pairs scored after every epoch (0: none).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch [all cores].")
-@click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True, help="Also save the resume state this often within an epoch.")
+@click.option("--max-pairs", type=click.IntRange(min=1), default=None, help="Train on a fixed random subset of this many pairs.")
+@click.option("--val-pairs", type=click.IntRange(min=0), default=1000, show_default=True, help="Test pairs scored after every epoch (0: none).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [all cores].")
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Also save the resume state this often within an epoch.")
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--init-new-vocabulary", is_flag=True, help="With --init: the data's vocabulary differs; re-initialize only the one-hot layer.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -73,20 +75,20 @@ def eval_group() -> None:
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder; its test split is used.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for table.md, table.json and the figures.")
-@click.option("--pairs", type=int, default=10_000, show_default=True, help="Random test pairs (Table 1 uses 10,000).")
+@click.option("--pairs", type=click.IntRange(min=1), default=10_000, show_default=True, help="Random test pairs (Table 1 uses 10,000).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, batch_size: int, device: str) -> None:
+@force_option("generation evaluation")
+def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, batch_size: int, device: str,
+                    force: bool) -> None:
     """Table 1 (per-pixel MSE of each stage on random test pairs) and the paper's figures."""
-    from facedata.errors import UserError
     from facedata.faceset import FaceSet
-    from generator.evaluate import evaluate_generation, table_markdown
+    from generator.evaluate import TABLE_FILE, evaluate_generation, table_markdown
     from generator.inference import Generator
 
-    if pairs < 1:
-        raise UserError(f"--pairs must be positive, got {pairs}")
-    record = evaluate_generation(Generator.load(model, device), FaceSet.open(data), out, pairs, seed, batch_size)
+    check_out(out, TABLE_FILE, force, model, data)
+    record = evaluate_generation(Generator.load(model, device), FaceSet.open(data), out, pairs, seed, batch_size, force=force)
     click.echo(table_markdown(record), nl=False)
     click.echo(f"written: {out}/table.md, table.json, figures")
 
@@ -97,24 +99,27 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
 @click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion, e.g. no (for a completion model).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG of the stage-2 image.")
-@click.option("--both-stages", is_flag=True, help="Also write OUT's stem + '_stage1.png'.")
-@click.option("--scale", type=int, default=1, show_default=True, help="Upscale the PNG (nearest) by this factor.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The stage-2 image: .png, .jpg or .jpeg.")
+@click.option("--both-stages", is_flag=True, help="Also write OUT's stem + '_stage1' + its suffix.")
+@click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="Upscale the image (nearest) by this factor.")
 @click.option("--device", default="auto", show_default=True)
 def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None, out: Path,
              both_stages: bool, scale: int, device: str) -> None:
-    """Edit one face: IMAGE (any image file, converted to grayscale at the model's size) → OUT PNG."""
+    """Edit one face: IMAGE (any image file, converted to grayscale at the model's size) → OUT (PNG or JPEG)."""
     import warnings
 
     import numpy as np
     from PIL import Image
 
-    from facedata.atomic import atomic_file
     from facedata.errors import UserError
-    from generator.inference import Generator, load_image_file
+    from facedata.imageio import image_format, load_face, save_image
+    from facedata.outputs import check_output_file
+    from generator.inference import Generator
 
-    if scale < 1:
-        raise UserError(f"--scale must be ≥ 1, got {scale}")
+    outputs = [out, *([out.with_name(out.stem + "_stage1" + out.suffix)] if both_stages else [])]
+    for path in outputs:
+        image_format(path)
+        check_output_file(path)
     generator = Generator.load(model, device)
     given = {name: value for name, value in (("pose", pose), ("accessory", accessory), ("occluded", occluded)) if value is not None}
     factor = generator.edit_factor
@@ -124,16 +129,12 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         raise UserError(f"{model} edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = load_image_file(image, generator.image_size)
+        source = load_face(image, generator.image_size)
     for warning in caught:
-        click.echo(f"Warning: {image}: {warning.message}", err=True)
+        click.echo(f"Warning: {warning.message}", err=True)
     stage1, stage2 = generator.generate(source[None], given[factor])
-    outputs = [(out, stage2[0])]
-    if both_stages:
-        outputs.append((out.with_name(out.stem + "_stage1.png"), stage1[0]))
-    for path, pixels in outputs:
+    for path, pixels in zip(outputs, (stage2[0], stage1[0])):
         picture = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         picture = np.kron(picture, np.ones((scale, scale), np.uint8))
-        with atomic_file(path) as tmp:
-            Image.fromarray(picture).save(tmp, format="PNG")
+        save_image(Image.fromarray(picture), path)
         click.echo(f"written: {path}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from retrieval.cli.outputs import check_out, force_option
+
 
 def register(cli: click.Group) -> None:
     """Add the retrieval commands to the `rbg` group."""
@@ -25,16 +27,18 @@ def index_group() -> None:
 @click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True, help="Which rows form the gallery.")
 @click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@force_option("index")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
-                device: str, quiet: bool) -> None:
+                device: str, quiet: bool, force: bool) -> None:
     """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
     from facedata.faceset import FaceSet
     from generator.inference import Generator
-    from index.faiss_index import IndexConfig, build_index
+    from index.faiss_index import INFO_FILE, IndexConfig, build_index
 
+    check_out(out, INFO_FILE, force, data, model)
     generator = Generator.load(model, device)
     faces = FaceSet.open(data)
     gallery = faces if split == "all" else faces.split(split)
@@ -43,7 +47,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     if resumed:
         click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
     config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size)
-    built = build_index(generator, gallery, out, config, progress=not quiet)
+    built = build_index(generator, gallery, out, config, progress=not quiet, force=force)
     info = built.info
     seconds = float(info.provenance.get("build_seconds", 0.0))
     click.echo(f"index: {out}")
@@ -62,12 +66,12 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
 @click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion (for a completion model).")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Gallery faces per query.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="One IMAGE: the grid PNG. --batch: the results CSV.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="One IMAGE: the grid (.png or .jpg). --batch: the results CSV.")
 @click.option("--batch", "batch_csv", type=click.Path(path_type=Path), default=None, help="CSV of queries: columns path, target[, k].")
-@click.option("--grid", type=click.Path(path_type=Path), default=None, help="With --batch: also draw the first queries' grid PNG.")
+@click.option("--grid", type=click.Path(path_type=Path), default=None, help="With --batch: also draw the first queries' grid (.png or .jpg).")
 @click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the grid's pictures [the one index.json records].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
           occluded: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
           gallery: Path | None, device: str, batch_size: int) -> None:
@@ -84,6 +88,8 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     """
     from facedata.atomic import atomic_file
     from facedata.errors import UserError
+    from facedata.imageio import image_format
+    from facedata.outputs import check_output_file
     from retrieval.query import edit_target, load_query_image, query_csv, query_images
 
     if (image is None) == (batch_csv is None):
@@ -96,8 +102,11 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     elif grid is not None:
         raise UserError("--grid goes with --batch; for one IMAGE the grid is --out GRID.png")
     picture = grid if batch_csv is not None else out
-    if picture is not None and picture.suffix.lower() != ".png":
-        raise UserError(f"{picture}: the grid is a PNG; give a file name ending in .png")
+    if picture is not None:
+        image_format(picture, "--grid" if batch_csv is not None else "--out")
+        check_output_file(picture, "--grid" if batch_csv is not None else "--out")
+    if batch_csv is not None:
+        check_output_file(out)
 
     generator, index = _open(index_path, model, device)
     if batch_csv is not None:
@@ -136,8 +145,8 @@ def _open(index_path: Path, model: Path | None, device: str):
         generator = Generator.load(model, device)
         return generator, GalleryIndex.load(index_path, generator=generator)
     index = GalleryIndex.load(index_path)
-    recorded = index.info.provenance.get("model")
-    if not recorded:
+    recorded = index.locate(index.info.provenance.get("model"))
+    if recorded is None:
         sha = str(index.info.checkpoint_hash)[:12]
         raise UserError(f"{index_path}: index.json records no model path; give --model (the checkpoint with sha256 {sha}…)")
     generator = Generator.load(recorded, device)
