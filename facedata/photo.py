@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +141,17 @@ def align_rows(photos, labels: list[str], config: AlignConfig = AlignConfig(),
     if not crops:
         raise NoFaceError(f"no usable face in any of the {len(labels)} photos (first: {left_out[0]['reason']})")
     return np.stack(crops), kept, left_out
+
+
+def aligned_at(config: AlignConfig, hw: tuple[int, int] | None, where) -> AlignConfig:
+    """The config with its crop at output size `hw` (None: the crop's own); aligned crops are square."""
+    if hw is None:
+        return config
+    if hw[0] != hw[1]:
+        raise DataError(f"{where}: aligned faces are square; size {hw[0]}x{hw[1]} is not (give one number, e.g. 32)")
+    return replace(config, crop=replace(config.crop, size=hw[0]))
+
+
+def alignment_record(config: AlignConfig, left_out: list[dict]) -> dict:
+    """What a FaceSet's info records about its alignment: the line, the config, the rows left out."""
+    return {"alignment": config.describe(), "align_config": asdict(config), "unaligned": left_out}

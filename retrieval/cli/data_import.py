@@ -53,12 +53,21 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 @click.option("--name", default=None, help="FaceSet name (default: the manifest's folder name).")
 @click.option("--train-identities", type=int, default=None,
               help="The first N identities (by first appearance) are train; default 70%. A 'split' column wins.")
-def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None) -> None:
+@click.option("--align", is_flag=True, help="Images are photos: detect each face (dlib, the deep extra) and crop it "
+              "eye-aligned at --size (square, default 32).")
+@click.option("--face", type=int, default=1, show_default=True, help="With --align: the N-th largest face of each photo.")
+@click.option("--skip-no-face", is_flag=True, help="With --align: leave out rows without a usable face (listed in "
+              "faceset.json) instead of stopping.")
+def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
+             align: bool, face: int, skip_no_face: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet: identity, path or images.npy, factor columns)."""
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
+    from facedata.photo import AlignConfig
 
-    faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities)
+    aligned = AlignConfig(face=face, skip_no_face=skip_no_face) if align else None
+    faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
+                            align=aligned)
     _write(faceset, out)
 
 
@@ -83,5 +92,7 @@ def _write(faceset, out: Path) -> None:
         click.echo(f"  dropped: {extra['dropped_identities']} identities without any accessory image")
     if extra.get("missing_classes"):
         click.echo(f"  no images of: {', '.join(extra['missing_classes'])}")
+    if extra.get("unaligned"):
+        click.echo(f"  left out: {len(extra['unaligned'])} rows without a usable face (listed in faceset.json)")
     if extra.get("ignored_columns"):
         click.echo(f"  ignored columns: {', '.join(extra['ignored_columns'])}")
