@@ -71,18 +71,6 @@ def conform_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def load_image_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """An image file as (H, W) uint8 grayscale at `size` (converted/resized with a warning)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("L") if im.mode != "L" else im)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
-    return conform_images(array[None], size)[0]
-
-
 @torch.inference_mode()
 def run_model(model: TwoStageGenerator, normalization: Normalization, images: np.ndarray, codes: np.ndarray,
               layer: str = "pixels", batch_size: int = 256, device: torch.device | str = "cpu",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from retrieval.cli.face_options import face_options
+
 
 def register(cli: click.Group) -> None:
     """Add the generator's commands to the `rbg` group."""
@@ -94,9 +96,10 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @click.option("--both-stages", is_flag=True, help="Also write OUT's stem + '_stage1.png'.")
 @click.option("--scale", type=int, default=1, show_default=True, help="Upscale the PNG (nearest) by this factor.")
 @click.option("--device", default="auto", show_default=True)
+@face_options
 def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None, out: Path,
-             both_stages: bool, scale: int, device: str) -> None:
-    """Edit one face: IMAGE (any image file, converted to grayscale at the model's size) → OUT PNG."""
+             both_stages: bool, scale: int, device: str, align: bool | None, face: int) -> None:
+    """Edit one face: IMAGE (a photo, its face found and eye-aligned, see --align; or FACESET:ROW) → OUT PNG."""
     import warnings
 
     import numpy as np
@@ -104,7 +107,8 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
 
     from facedata.atomic import atomic_file
     from facedata.errors import UserError
-    from generator.inference import Generator, load_image_file
+    from generator.inference import Generator
+    from retrieval.query import load_query_image
 
     if scale < 1:
         raise UserError(f"--scale must be ≥ 1, got {scale}")
@@ -117,9 +121,9 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         raise UserError(f"{model} edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = load_image_file(image, generator.image_size)
+        source = load_query_image(str(image), tuple(generator.image_size), align=align, face=face).image
     for warning in caught:
-        click.echo(f"Warning: {image}: {warning.message}", err=True)
+        click.echo(f"Warning: {warning.message}", err=True)
     stage1, stage2 = generator.generate(source[None], given[factor])
     outputs = [(out, stage2[0])]
     if both_stages:
