@@ -148,7 +148,7 @@ def aligned_at(config: AlignConfig, hw: tuple[int, int] | None, where) -> AlignC
     if hw is None:
         return config
     if hw[0] != hw[1]:
-        raise DataError(f"{where}: aligned faces are square; size {hw[0]}x{hw[1]} is not (give one number, e.g. 32)")
+        raise DataError(f"{where}: aligned faces are square; size {hw[0]}x{hw[1]} is not (align to a square size, e.g. 32)")
     return replace(config, crop=replace(config.crop, size=hw[0]))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from fakes import save_untrained
 from PIL import Image
 
 from facedata.align import FaceCrop, align_face, crop_transform
@@ -23,6 +24,7 @@ from facedata.faceset import FaceSet
 from facedata.manifest import read_manifest
 from facedata.photo import AlignConfig, NoFaceError, choose_face, load_face, read_photo
 from retrieval.cli import cli
+from test_cli_retrieval import rbg, refused, setup  # noqa: F401 (setup is a fixture)
 
 CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 dlib = pytest.importorskip("dlib", reason="photo alignment needs the deep extra (dlib-bin)")
@@ -278,11 +280,11 @@ def test_align_with_a_non_square_size_is_refused(cmu, tmp_path):
     result = CliRunner().invoke(cli, ["data", "import", "manifest", str(manifest), "--align", "--size", "32x40",
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "aligned faces are square; size 32x40" in result.output
+    result = CliRunner().invoke(cli, ["data", "import", "manifest", str(manifest), "--face", "2", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--face and --skip-no-face go with --align" in result.output
 
 
 def test_generate_aligns_a_photo_and_refuses_one_without_a_face(astronaut, tmp_path):
-    from fakes import save_untrained
-
     model = save_untrained(tmp_path / "model")
     photo = save(astronaut, tmp_path / "astronaut.jpg")
     result = CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15", "--out", str(tmp_path / "o.png")])
@@ -292,3 +294,14 @@ def test_generate_aligns_a_photo_and_refuses_one_without_a_face(astronaut, tmp_p
     result = CliRunner().invoke(cli, ["generate", "--model", str(model), str(noise), "--pose", "+15", "--out", str(tmp_path / "n.png")])
     assert result.exit_code == 2 and result.output.startswith("Error:") and "noise.png: no face found" in result.output
     assert not (tmp_path / "n.png").exists()
+
+
+def test_query_aligns_a_photo_and_refuses_noise(setup, astronaut, tmp_path):
+    root, model, _ = setup
+    photo = save(astronaut, tmp_path / "astronaut.jpg")
+    result = rbg("query", "--index", root / "index", "--model", model, photo, "--pose", "+30", "-k", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "top 2 of 28 gallery faces" in result.output and "resized" not in result.output
+    noise = save(np.random.default_rng(3).integers(0, 256, (120, 160), dtype=np.uint8), tmp_path / "noise.png")
+    result = rbg("query", "--index", root / "index", "--model", model, noise, "--pose", "+30", "--device", "cpu")
+    assert refused(result, "noise.png: no face found"), result.output

@@ -61,10 +61,13 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
              align: bool, face: int, skip_no_face: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet: identity, path or images.npy, factor columns)."""
+    from facedata.errors import UserError
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
     from facedata.photo import AlignConfig
 
+    if not align and (face != 1 or skip_no_face):
+        raise UserError("--face and --skip-no-face go with --align")
     aligned = AlignConfig(face=face, skip_no_face=skip_no_face) if align else None
     faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
                             align=aligned)
