@@ -10,6 +10,7 @@ right and y down, (0, 0) at the top-left corner of the image.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facedata.atomic import atomic_file
 from facedata.errors import DataError, UserError
@@ -52,24 +53,29 @@ def size_hw(size: Size | str) -> tuple[int, int]:
 
 def load_gray(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to grayscale: (H, W) uint8; a missing or corrupt file is a DataError naming it."""
-    return _decode(Path(path))[0]
+    return decode_image(Path(path))[0]
 
 
-def _decode(path: Path) -> tuple[np.ndarray, str]:
-    """(H, W) uint8 luma and the file's PIL mode; only regular files are opened (a FIFO would block)."""
-    if not path.is_file():
-        if path.exists():
-            raise DataError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
-        raise DataError(f"{path}: no such image file")
+def decode_image(source: Path | bytes, label: str | None = None) -> tuple[np.ndarray, str]:
+    """(H, W) uint8 luma, upright by its EXIF orientation, and the PIL mode of an image file or its bytes.
+
+    Only regular files are opened (a FIFO would block); every failure is a DataError naming `label`.
+    """
+    label = label or ("image bytes" if isinstance(source, bytes) else str(source))
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        if Path(source).exists():
+            raise DataError(f"{label}: not a regular file (a folder, FIFO or device); give an image file")
+        raise DataError(f"{label}: no such image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. damaged EXIF: the pixels decode, or we raise below
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 image.load()  # decode now, so that a truncated file fails here
-                return pil_to_gray(image), image.mode
+                return pil_to_gray(ImageOps.exif_transpose(image)), image.mode
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: unreadable or corrupt image ({reason})") from None
+        raise DataError(f"{label}: unreadable or corrupt image ({reason})") from None
+
 
 
 def load_face(path: str | os.PathLike, size: tuple[int, int], label: str | None = None) -> np.ndarray:
@@ -82,16 +88,21 @@ def load_face(path: str | os.PathLike, size: tuple[int, int], label: str | None 
     """
     path = Path(path)
     label = label or str(path)
-    image, mode = _decode(path)
+    image, mode = decode_image(path, label)
+    return conform_face(image, mode, size, label)
+
+
+def conform_face(image: np.ndarray, mode: str, size: tuple[int, int], label: str) -> np.ndarray:
+    """A decoded, unaligned face at the model's `size`: too small refused, conversions and resizes warned."""
     least = min(MIN_SIDE, *size)
     if min(image.shape) < least:
         raise DataError(f"{label}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
                         f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
     if mode not in ("L", "1", "F") and not mode.startswith("I"):
-        warnings.warn(f"{label}: {mode} image converted to grayscale", ImageConversionWarning, stacklevel=2)
+        warnings.warn(f"{label}: {mode} image converted to grayscale", ImageConversionWarning, stacklevel=3)
     if image.shape != tuple(size):
         warnings.warn(f"{label}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
-                      ImageConversionWarning, stacklevel=2)
+                      ImageConversionWarning, stacklevel=3)
         image = resize(image, size)
     return image
 

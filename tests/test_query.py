@@ -120,10 +120,10 @@ def test_a_faceset_row_out_of_range_is_refused_with_the_valid_rows(built):
         load_query_image(f"{root / 'gallery'}:999", SIZE)
 
 
-def test_a_colour_image_of_another_size_is_converted_with_a_warning(tmp_path):
+def test_without_alignment_a_colour_image_of_another_size_is_converted_with_a_warning(tmp_path):
     Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "red.png")
     with pytest.warns(QueryImageWarning) as caught:
-        image = load_query_image(str(tmp_path / "red.png"), SIZE)
+        image = load_query_image(str(tmp_path / "red.png"), SIZE, align=False)
     assert image.image.shape == SIZE and image.image.dtype == np.uint8
     messages = " ".join(str(w.message) for w in caught)
     assert "RGB image converted to grayscale" in messages and "20×40 image resized to the model's 6×16" in messages

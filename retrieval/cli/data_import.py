@@ -83,24 +83,35 @@ def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -
 @click.option("--images", "images", type=click.Path(path_type=Path), default=None,
               help="The images.npy to read pixels from (default: the one beside FILE; its 'index' column, "
                    "if any, picks rows).")
+@click.option("--align", is_flag=True, help="Images are photos: detect each face (dlib, the deep extra) and crop it "
+              "eye-aligned at --size (square, default 32).")
+@click.option("--face", type=int, default=1, show_default=True, help="With --align: the N-th largest face of each photo.")
+@click.option("--skip-no-face", is_flag=True, help="With --align: leave out rows without a usable face (listed in "
+              "faceset.json) instead of stopping.")
 @force_option("FaceSet")
 def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
-             factors: str | None, images: Path | None, force: bool) -> None:
+             factors: str | None, images: Path | None, align: bool, face: int, skip_no_face: bool, force: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet).
 
     Columns: identity (required); path (an image file) or an images.npy beside FILE (or --images),
     with an optional 'index' column; split (train/test) and source (optional); every other column
     (pose, expression, session, tilt …) is a factor unless --factors names the ones to keep. Kept
     factors can be matched in training pairs (rbg train --pair-match) and by criterion 2
-    (rbg bench --criterion2).
+    (rbg bench --criterion2). With --align the images are photos whose faces are detected and
+    eye-aligned.
     """
     check_out(out, "faceset.json", force, file, *([images] if images is not None else []))
+    from facedata.errors import UserError
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
+    from facedata.photo import AlignConfig
 
+    if not align and (face != 1 or skip_no_face):
+        raise UserError("--face and --skip-no-face go with --align")
+    aligned = AlignConfig(face=face, skip_no_face=skip_no_face) if align else None
     kept = [f.strip() for f in factors.split(",") if f.strip()] if factors is not None else None
     faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
-                            factors=kept, images=images)
+                            factors=kept, images=images, align=aligned)
     _write(faceset, out, force)
 
 
@@ -127,5 +138,7 @@ def _write(faceset, out: Path, force: bool = False) -> None:
         click.echo(f"  no images of: {', '.join(extra['missing_classes'])}")
     if extra.get("skipped_blank"):
         click.echo(f"  skipped: {len(extra['skipped_blank'])} blank placeholder images")
+    if extra.get("unaligned"):
+        click.echo(f"  left out: {len(extra['unaligned'])} rows without a usable face (listed in faceset.json)")
     if extra.get("ignored_columns"):
         click.echo(f"  ignored columns: {', '.join(extra['ignored_columns'])}")

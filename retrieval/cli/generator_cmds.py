@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from retrieval.cli.outputs import check_out, force_option
+from retrieval.cli.face_options import face_options
 
 
 def register(cli: click.Group) -> None:
@@ -103,18 +104,20 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @click.option("--both-stages", is_flag=True, help="Also write OUT's stem + '_stage1' + its suffix.")
 @click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="Upscale the image (nearest) by this factor.")
 @click.option("--device", default="auto", show_default=True)
+@face_options
 def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None, out: Path,
-             both_stages: bool, scale: int, device: str) -> None:
-    """Edit one face: IMAGE (any image file, converted to grayscale at the model's size) → OUT (PNG or JPEG)."""
+             both_stages: bool, scale: int, device: str, align: bool | None, face: int) -> None:
+    """Edit one face: IMAGE (a photo, its face found and eye-aligned, see --align; or FACESET:ROW) → OUT (PNG or JPEG)."""
     import warnings
 
     import numpy as np
     from PIL import Image
 
     from facedata.errors import UserError
-    from facedata.imageio import image_format, load_face, save_image
+    from facedata.imageio import image_format, save_image
     from facedata.outputs import check_output_file
     from generator.inference import Generator
+    from retrieval.query import load_query_image
 
     outputs = [out, *([out.with_name(out.stem + "_stage1" + out.suffix)] if both_stages else [])]
     for path in outputs:
@@ -129,7 +132,7 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         raise UserError(f"{model} edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = load_face(image, generator.image_size)
+        source = load_query_image(str(image), tuple(generator.image_size), align=align, face=face).image
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
     stage1, stage2 = generator.generate(source[None], given[factor])

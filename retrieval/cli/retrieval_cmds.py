@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from retrieval.cli.outputs import check_out, force_option
+from retrieval.cli.face_options import face_options
 
 
 def register(cli: click.Group) -> None:
@@ -72,13 +73,13 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
 @click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the grid's pictures [the one index.json records].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@face_options
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
           occluded: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
-          gallery: Path | None, device: str, batch_size: int) -> None:
+          gallery: Path | None, device: str, batch_size: int, align: bool | None, face: int) -> None:
     """Find the person of IMAGE in the target pose (or accessory): generate, extract, search.
 
-    IMAGE is an image file (PNG, JPG, …; converted to grayscale and resized to the model's size with a
-    warning) or FACESET:ROW, row ROW (0-based) of a FaceSet folder, whose known identity lets the grid
+    IMAGE is an image file (PNG, JPG, …; a photo's face is detected and eye-aligned, see --align) or FACESET:ROW, row ROW (0-based) of a FaceSet folder, whose known identity lets the grid
     frame each found face green (right person in the target value) or red.
 
     \b
@@ -110,7 +111,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
 
     generator, index = _open(index_path, model, device)
     if batch_csv is not None:
-        result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size))
+        result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size, align, face))
         with atomic_file(out) as tmp:
             result.table.to_csv(tmp, index=False)
         click.echo(f"{len(result)} queries, {len(result.table)} results: {out}")
@@ -120,7 +121,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
             click.echo(f"  right person in the target value at rank 1: {share:.1f} % of the {len(known)} queries of known identity")
     else:
         target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded)
-        source = _with_warnings(lambda: load_query_image(image, tuple(generator.image_size)))
+        source = _with_warnings(lambda: load_query_image(image, tuple(generator.image_size), align=align, face=face))
         result = query_images(generator, index, [source], target, k, batch_size)
         edit = generator.edit_factor
         truth = f" ({source.truth.get('identity')}, {edit} {source.truth.get(edit, '?')})" if source.truth else ""
