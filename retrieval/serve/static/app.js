@@ -59,7 +59,7 @@ function hitItem(hit) {
   const image = new Image();
   image.src = hit.image;
   image.alt = `gallery face ${hit.gallery_row}`;
-  const mark = { correct: "✓ same person", wrong: "✗ other", unknown: "? identity unknown" }[verdict];
+  const mark = { correct: "✓ same person", wrong: "✗ other", unknown: "? not known" }[verdict];
   const caption = document.createElement("div");
   const line = (...parts) => {
     const div = document.createElement("div");
