@@ -52,23 +52,25 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a request body over `limit` bytes, or one of unknown length, before reading it."""
+    """ASGI middleware: refuse a request body too big for an upload of `upload_limit` bytes, or of unknown
+    length, before reading any of it."""
 
-    def __init__(self, app, limit: int):
+    FORM_ROOM = 64 * 1024  # the multipart headers and the form's other fields
+
+    def __init__(self, app, upload_limit: int):
         self.app = app
-        self.limit = limit
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length")
+            length = dict(scope["headers"]).get(b"content-length")
             refusal = None
             if length is None:
                 refusal = error(411, "the request needs a Content-Length header (uploads are limited in size)")
             elif not length.isdigit():
                 refusal = error(400, f"bad Content-Length header {length.decode(errors='replace')!r}")
-            elif int(length) > self.limit:
-                refusal = error(413, f"request body of {int(length):,} bytes is over the limit of {self.limit:,}")
+            elif int(length) > self.upload_limit + self.FORM_ROOM:
+                refusal = error(413, f"request of {int(length):,} bytes: uploads are limited to {self.upload_limit:,} bytes")
             if refusal is not None:
                 return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
@@ -130,7 +132,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
                   description="Generate a face in a target pose or accessory, then find that person in the gallery.")
     app.state.batcher = batcher
     app.state.engine = engine
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes + 64 * 1024)  # room for the form's other fields
+    app.add_middleware(BodyLimit, upload_limit=config.max_upload_bytes)
 
     @app.exception_handler(HTTPException)
     async def http_refusal(request, exc: HTTPException):
@@ -213,7 +215,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         else:
             data = await image.read(config.max_upload_bytes + 1)
             if len(data) > config.max_upload_bytes:
-                raise ImageTooLarge(f"upload '{image.filename}': over the limit of {config.max_upload_bytes:,} bytes")
+                raise ImageTooLarge(f"upload '{image.filename}': uploads are limited to {config.max_upload_bytes:,} bytes")
             name = image.filename or "upload"
             args = (data, name, size, config.max_pixels)
             face, notes = await run_in_threadpool(upload_face, *args) if len(data) > THREADED_DECODE_BYTES else upload_face(*args)
