@@ -17,7 +17,7 @@ from facedata.faceset import FaceSet
 from generator.inference import Generator
 from index.faiss_index import build_index
 from retrieval.cli import cli
-from retrieval.query import open_gallery
+from retrieval.query import open_gallery, result_table
 from retrieval.serve.app import ServeConfig, create_app
 from retrieval.serve.batcher import QueryBatcher
 from retrieval.serve.engine import Query, QueryEngine, generate_with_features
@@ -220,8 +220,23 @@ def test_a_batch_answers_each_query_as_it_would_be_answered_alone(served):
     for query, batched in zip(queries, together):
         (alone,) = engine.answer([query])
         assert np.array_equal(alone.generated, batched.generated)
-        assert alone.table.drop(columns="query").equals(batched.table.drop(columns="query"))
-        assert len(batched.table) == query.k
+        assert alone.hits == batched.hits and len(batched.hits) == query.k
+
+
+def test_hit_records_say_what_the_query_result_table_says(served):
+    _, engine = served
+    truth = {"identity": "id01"}
+    query = Query(face(1, 2), target="+45", k=6, label="x", truth=truth)
+    (answer,) = engine.answer([query])
+    features = engine.generator.features(query.image[None], [query.target], layer=engine.index.layer)
+    distances, rows = engine.index.search(features, query.k)
+    table = result_table(engine.index.faces, distances, rows, ["x"], ["+45"], [truth], "pose")
+    assert [h["gallery_row"] for h in answer.hits] == table["gallery_row"].tolist()
+    assert [h["identity"] for h in answer.hits] == table["identity"].tolist()
+    assert [h["factors"]["illumination"] for h in answer.hits] == table["illumination"].tolist()
+    assert [h["kept"] for h in answer.hits] == table["kept_pose"].tolist()
+    assert [h["correct"] for h in answer.hits] == [bool(c) for c in table["correct"]]
+    np.testing.assert_allclose([h["distance"] for h in answer.hits], table["distance"], rtol=1e-6)
 
 
 def test_requests_waiting_during_a_batch_share_the_next_one():

@@ -21,7 +21,7 @@ def register(cli: click.Group) -> None:
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted upload.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True, help="Largest accepted image, in pixels.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True, help="Concurrent queries answered by one generator call.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads [torch's default].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch and FAISS threads [their default]; 1 is best on a busy machine.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
           max_pixels: int, max_batch: int, threads: int | None, device: str) -> None:
@@ -39,7 +39,10 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     from retrieval.serve.engine import QueryEngine
 
     if threads is not None:
+        import faiss
+
         torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
     generator, index = _open(index_path, model, device)
     engine = QueryEngine(generator, index, open_gallery(index, gallery))
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),

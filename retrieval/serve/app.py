@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -25,9 +24,8 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 
 from facedata.errors import UserError
-from facedata.faceset import FACTOR_COLUMNS
 from retrieval.serve.batcher import QueryBatcher
-from retrieval.serve.engine import Answer, Query, QueryEngine
+from retrieval.serve.engine import Query, QueryEngine
 from retrieval.serve.photo import ImageTooLarge, NotAnImage, upload_face
 
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -85,28 +83,6 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def hits(answer: Answer, edit: str) -> list[dict]:
-    """The results table as JSON records: rank, distance, gallery row, identity, factors, correct, picture URL."""
-    table = answer.table
-    factors = [c for c in FACTOR_COLUMNS if c in table.columns]
-    kept = f"kept_{edit}"
-    records = []
-    for record in table.to_dict("records"):
-        correct = record["correct"]
-        records.append({
-            "rank": int(record["rank"]),
-            "distance": float(record["distance"]),
-            "gallery_row": int(record["gallery_row"]),
-            "identity": record.get("identity"),
-            "factors": {c: record[c] for c in factors},
-            "kept": record.get(kept),
-            "source": record.get("source"),
-            "correct": None if pd.isna(correct) else bool(correct),
-            "image": f"/gallery/{int(record['gallery_row'])}.png",
-        })
-    return records
 
 
 def page_files() -> dict[str, bytes]:
@@ -227,7 +203,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "k": k,
             "query": {"label": work.label, "truth": work.truth, "image": png_data_url(work.image), "notes": notes},
             "generated": png_data_url(answer.generated),
-            "results": hits(answer, edit),
+            "results": [{**hit, "image": f"/gallery/{hit['gallery_row']}.png"} for hit in answer.hits],
             "timing_ms": {"wait": round(wait_ms, 3), "generate": round(answer.generate_ms, 3),
                           "search": round(answer.search_ms, 3), "batch_size": batch_size},
         }

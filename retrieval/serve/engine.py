@@ -13,7 +13,7 @@ import pandas as pd
 from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from index.faiss_index import GalleryIndex
-from retrieval.query import canonical_targets, result_table
+from retrieval.query import canonical_targets
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,10 @@ class Query:
 
 @dataclass(frozen=True)
 class Answer:
-    """What one query found: the generated face and its results table (retrieval.query.result_table)."""
+    """What one query found: the generated face and one record per hit, best first."""
 
     generated: np.ndarray  # (H, W) uint8 stage-2 face in the target value
-    table: pd.DataFrame
+    hits: list[dict]  # rank, distance, gallery_row, identity, factors, kept, source, correct
     generate_ms: float  # of the whole batch this query ran in
     search_ms: float
 
@@ -80,6 +80,12 @@ class QueryEngine:
         self._image_rows = (faces["image_row"] if "image_row" in faces.columns
                             else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
         self._truth_columns = [c for c in ("identity", *FACTOR_COLUMNS, "source") if c in faces.columns]
+        self._factors = [c for c in FACTOR_COLUMNS if c in faces.columns]
+        kept = f"kept_{generator.edit_factor}"
+        self._text = {c: faces[c].astype(str).to_numpy() for c in ("identity", *self._factors, kept, "source")
+                      if c in faces.columns}  # per row, read per hit without pandas
+        self._text.setdefault(kept, np.full(len(faces), None, dtype=object))
+        self._kept = kept
 
     def __len__(self) -> int:
         return len(self.index)
@@ -125,9 +131,24 @@ class QueryEngine:
         middle = time.perf_counter()
         distances, rows = self.index.search(features, widest)
         end = time.perf_counter()
-        answers = []
-        for i, q in enumerate(queries):
-            table = result_table(self.index.faces, distances[i : i + 1, : q.k], rows[i : i + 1, : q.k], [q.label],
-                                 [q.target], [q.truth], self.edit_factor)
-            answers.append(Answer(generated[i], table, 1000 * (middle - start), 1000 * (end - middle)))
-        return answers
+        return [Answer(generated[i], self.hits(distances[i, : q.k], rows[i, : q.k], q),
+                       1000 * (middle - start), 1000 * (end - middle)) for i, q in enumerate(queries)]
+
+    def hits(self, distances: np.ndarray, rows: np.ndarray, query: Query) -> list[dict]:
+        """One query's found rows (k,) as records; `correct` is criterion 1 as in retrieval.query.result_table
+        (the query's identity in the target value), None when the query's identity is unknown."""
+        text, edit = self._text, self.edit_factor
+        known = query.truth.get("identity")
+        records = []
+        for rank, (distance, row) in enumerate(zip(distances.tolist(), rows.tolist()), start=1):
+            if row < 0:
+                continue  # an approximate index found fewer than k
+            identity = text["identity"][row] if "identity" in text else None
+            factors = {c: text[c][row] for c in self._factors}
+            correct = None
+            if known is not None and identity is not None and edit in factors:
+                correct = bool(identity == known and factors[edit] == query.target)
+            records.append({"rank": rank, "distance": float(distance), "gallery_row": int(row), "identity": identity,
+                            "factors": factors, "kept": text[self._kept][row],
+                            "source": text["source"][row] if "source" in text else None, "correct": correct})
+        return records
