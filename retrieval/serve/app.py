@@ -197,7 +197,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             face, notes = await run_in_threadpool(upload_face, *args) if len(data) > THREADED_DECODE_BYTES else upload_face(*args)
             work = Query(image=face, target=canonical, k=k, label=name)
         answer, wait_ms, batch_size = await asyncio.wrap_future(batcher.submit(work))
-        return {
+        return JSONResponse({
             "edit_factor": edit,
             "target": canonical,
             "k": k,
@@ -206,7 +206,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "results": [{**hit, "image": f"/gallery/{hit['gallery_row']}.png"} for hit in answer.hits],
             "timing_ms": {"wait": round(wait_ms, 3), "generate": round(answer.generate_ms, 3),
                           "search": round(answer.search_ms, 3), "batch_size": batch_size},
-        }
+        })  # plain JSON types already: no jsonable_encoder walk
 
     app.state.config = asdict(config)
     return app
