@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/serve.json"))
     parser.add_argument("--screenshot", type=Path, default=None, help="also save the query page as this PNG")
-    parser.add_argument("--screenshot-row", type=int, default=1510)
+    parser.add_argument("--screenshot-row", type=int, default=286)
     parser.add_argument("--screenshot-target", default="+30")
     args = parser.parse_args(argv)
     config = ServeBenchConfig(index=args.index, clients=tuple(args.clients), requests=args.requests, seconds=args.seconds,
