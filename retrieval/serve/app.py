@@ -189,10 +189,10 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             except UserError as exc:
                 raise HTTPException(404, str(exc)) from None
         else:
+            name = image.filename or "upload"
             data = await image.read(config.max_upload_bytes + 1)
             if len(data) > config.max_upload_bytes:
-                raise ImageTooLarge(f"upload '{image.filename}': uploads are limited to {config.max_upload_bytes:,} bytes")
-            name = image.filename or "upload"
+                raise ImageTooLarge(f"upload '{name}': uploads are limited to {config.max_upload_bytes:,} bytes")
             args = (data, name, size, config.max_pixels)
             face, notes = await run_in_threadpool(upload_face, *args) if len(data) > THREADED_DECODE_BYTES else upload_face(*args)
             work = Query(image=face, target=canonical, k=k, label=name)
