@@ -157,7 +157,8 @@ def summarize(clients: int, records: list[dict], wall: float) -> dict:
         "clients": clients, "requests": len(records), "failed": len(records) - len(ok), "seconds": round(wall, 2),
         "qps": round(len(ok) / wall, 1) if wall > 0 else None,
         "p50_ms": pct(latency, 50), "p95_ms": pct(latency, 95), "p99_ms": pct(latency, 99),
-        "generate_search_p50_ms": pct(work, 50), "wait_p50_ms": pct([r["wait"] for r in ok], 50),
+        "generate_search_p50_ms": pct(work, 50), "generate_p50_ms": pct([r["generate"] for r in ok], 50),
+        "search_p50_ms": pct([r["search"] for r in ok], 50), "wait_p50_ms": pct([r["wait"] for r in ok], 50),
         "overhead_p50_ms": pct(overhead, 50),
         "mean_batch": round(float(np.mean([r["batch_size"] for r in ok])), 2) if ok else None,
     }
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         server.wait(30)
     print_table(rows)
     write_json(args.out, {"config": asdict(config), "levels": rows, "screenshot": shot, "cpu_count": os.cpu_count(),
+                          "load_average": os.getloadavg(),
                           "provenance": provenance(seed=config.seed)})
     print(f"written: {args.out}")
 
