@@ -288,3 +288,15 @@ def test_rbg_serve_refuses_a_missing_index_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "none")])
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 2 and len(errors) == 1 and "no such index folder" in errors[0]
+
+
+def test_rbg_serve_refuses_a_port_already_taken_before_loading_anything(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path / "none"), "--port", str(port)])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and f"--port {port}: cannot listen there" in errors[0]

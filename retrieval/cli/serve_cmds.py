@@ -21,7 +21,7 @@ def register(cli: click.Group) -> None:
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted upload.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True, help="Largest accepted image, in pixels.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True, help="Concurrent queries answered by one generator call.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch and FAISS threads [their default]; 1 is best on a busy machine.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch and FAISS threads [their default].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
           max_pixels: int, max_batch: int, threads: int | None, device: str) -> None:
@@ -38,6 +38,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     from retrieval.serve.app import ServeConfig, create_app
     from retrieval.serve.engine import QueryEngine
 
+    _check_listen(host, port)  # before the model loads: a busy port fails at once, in one line
     if threads is not None:
         import faiss
 
@@ -52,3 +53,18 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
                f"{index.layer} features, FAISS {index.info.factory}", err=True)
     click.echo(f"page: http://{host}:{port}/   API schema: http://{host}:{port}/docs", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse an address this process cannot listen on (port taken, no such interface) as a UserError."""
+    import socket
+
+    from facedata.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
