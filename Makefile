@@ -10,7 +10,7 @@ MODEL ?= pretrained/synthpie-pose
 # so the 15 test identities (100-114, 2,100 images) are unseen by it.
 DEMO_SYNTH ?= --preset paper --identities 115 --train-identities 100
 
-.PHONY: env demo test clean
+.PHONY: env demo serve test clean
 
 $(BIN)/rbg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ demo: env
 	$(BIN)/rbg query --index $(DEMO_DIR)/index $(DEMO_DIR)/faces:14000 --pose +30 -k 5 --out $(DEMO_DIR)/query.png
 	$(BIN)/rbg bench --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/report --queries 1000 --generation-pairs 1000
 	@echo "demo done: $(DEMO_DIR)/report/report.md, $(DEMO_DIR)/contact_sheet.png, $(DEMO_DIR)/query.png"
+
+# The query page and HTTP API over the demo index (built first if missing): http://127.0.0.1:8000/
+serve: env
+	test -f $(DEMO_DIR)/index/index.json || { $(BIN)/rbg data synth $(DEMO_SYNTH) --out $(DEMO_DIR)/faces && \
+		$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index; }
+	$(BIN)/rbg serve --index $(DEMO_DIR)/index --threads 2
 
 test: env
 	$(BIN)/python -m pytest -q

@@ -105,13 +105,22 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
 
 def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1) -> QueryImage:
     image, mode = decode_image(path, spec)  # (h, w) uint8 upright, or a DataError naming the file
+    return QueryImage(label=spec, image=photo_face(spec, image, mode, size, align, face), truth={})
+
+
+def photo_face(spec: str, image: np.ndarray, mode: str, size: tuple[int, int], align: bool | None = None,
+               face: int = 1) -> np.ndarray:
+    """A decoded photo (H', W') uint8 as the model's (H, W) face: eye-aligned (see load_query_image) or resized.
+
+    The one path from pixels to a query face, for `rbg query`, `rbg generate` and the server alike.
+    """
     if wants_alignment(align, image.shape, size):
         least = min(MIN_SIDE, *size)
         if min(image.shape) < least:
             raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
                             f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
-        return QueryImage(label=spec, image=_aligned(spec, image, size, face), truth={})
-    return QueryImage(label=spec, image=conform_face(image, mode, size, spec), truth={})
+        return _aligned(spec, image, size, face)
+    return conform_face(image, mode, size, spec)
 
 
 def _aligned(spec: str, image: np.ndarray, size: tuple[int, int], face: int) -> np.ndarray:

@@ -36,6 +36,7 @@ def _register() -> None:
     cli.add_command(data.data)
     __import__("retrieval.cli.generator_cmds", fromlist=["register"]).register(cli)
     __import__("retrieval.cli.retrieval_cmds", fromlist=["register"]).register(cli)
+    __import__("retrieval.cli.serve_cmds", fromlist=["register"]).register(cli)
     from retrieval.cli.bench_cmds import bench
 
     cli.add_command(bench)

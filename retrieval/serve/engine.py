@@ -1,0 +1,154 @@
+"""The server's query work: a loaded generator, its gallery index and the gallery's pixels, answering
+batches of (face, target, k) with the generated faces and the k nearest gallery rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from facedata.errors import UserError
+from facedata.faceset import FACTOR_COLUMNS, FaceSet
+from index.faiss_index import GalleryIndex
+from retrieval.query import canonical_targets
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request's work: a (H, W) uint8 face, its canonical target value, k, and what is known of it."""
+
+    image: np.ndarray  # (H, W) uint8 at the model's size
+    target: str
+    k: int
+    label: str = "upload"
+    truth: dict = field(default_factory=dict)  # identity and factors when the face is a gallery row
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one query found: the generated face and one record per hit, best first."""
+
+    generated: np.ndarray  # (H, W) uint8 stage-2 face in the target value
+    hits: list[dict]  # rank, distance, gallery_row, identity, factors, kept, source, correct
+    generate_ms: float  # of the whole batch this query ran in
+    search_ms: float
+
+
+def generate_with_features(generator, images: np.ndarray, targets, layer: str,
+                           batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Stage-2 faces (n, H, W) uint8 and the features of `layer` (n, d) float32 of the same sources and targets.
+
+    For the default layer, stage2.mid (the refiner's middle maps, which are exactly the input of stage
+    2's decoder), one forward pass gives both: a hook reads the decoder's input. The generated image
+    (stage2.pixels) is its own feature; any other layer costs a second pass.
+    """
+    assert images.ndim == 3 and images.dtype == np.uint8, (images.shape, images.dtype)
+    decoder = getattr(getattr(getattr(generator, "model", None), "stage2", None), "decoder", None)
+    captured: list[np.ndarray] = []
+    handle = None
+    if layer == "stage2.mid" and decoder is not None:
+        handle = decoder.register_forward_pre_hook(
+            lambda module, inputs: captured.append(inputs[0].float().cpu().numpy().reshape(len(inputs[0]), -1)))
+    try:
+        _, stage2 = generator.generate(images, targets, batch_size=batch_size)
+    finally:
+        if handle is not None:
+            handle.remove()
+    generated = np.clip(np.rint(np.asarray(stage2)), 0, 255).astype(np.uint8)
+    if captured:
+        features = np.concatenate(captured)
+    elif layer == "stage2.pixels":
+        features = np.clip(np.asarray(stage2, np.float32), 0, 255).reshape(len(images), -1)
+    else:
+        features = generator.features(images, targets, layer=layer, batch_size=batch_size)
+    return generated, np.asarray(features, dtype=np.float32)
+
+
+class QueryEngine:
+    """The generator, its index and the gallery, loaded once and checked against each other."""
+
+    def __init__(self, generator, index: GalleryIndex, gallery: FaceSet, batch_size: int = 64):
+        index.check_model(generator)
+        self.generator = generator
+        self.index = index
+        self.gallery = gallery
+        self.batch_size = batch_size
+        faces = index.faces
+        self._image_rows = (faces["image_row"] if "image_row" in faces.columns
+                            else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
+        self._truth_columns = [c for c in ("identity", *FACTOR_COLUMNS, "source") if c in faces.columns]
+        self._factors = [c for c in FACTOR_COLUMNS if c in faces.columns]
+        kept = f"kept_{generator.edit_factor}"
+        self._text = {c: faces[c].astype(str).to_numpy() for c in ("identity", *self._factors, kept, "source")
+                      if c in faces.columns}  # per row, read per hit without pandas
+        self._text.setdefault(kept, np.full(len(faces), None, dtype=object))
+        self._kept = kept
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def edit_factor(self) -> str:
+        return self.generator.edit_factor
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return tuple(self.generator.vocabulary)
+
+    def target(self, value: str) -> str:
+        """A target value in the vocabulary's spelling ("30" → "+30"); unknown ones are a UserError listing the valid."""
+        return canonical_targets(self.generator, [value])[0]
+
+    def check_k(self, k: int) -> int:
+        """k itself if 1 ≤ k ≤ gallery size, else a UserError saying the valid range."""
+        if not 1 <= int(k) <= len(self):
+            raise UserError(f"k={k} is out of range: the gallery holds {len(self)} images (use 1 ≤ k ≤ {len(self)})")
+        return int(k)
+
+    def gallery_image(self, row: int) -> np.ndarray:
+        """The pixels of index row `row`, (H, W) uint8; a row outside the index is a UserError."""
+        if not 0 <= int(row) < len(self):
+            raise UserError(f"gallery row {row} does not exist (rows 0..{len(self) - 1})")
+        return self.gallery.image(int(self._image_rows[int(row)]))
+
+    def gallery_query(self, row: int, target: str, k: int) -> Query:
+        """A query taken from the gallery itself: its identity and factors are known, so hits can be marked."""
+        image = self.gallery_image(row)
+        record = self.index.faces.iloc[int(row)]
+        truth = {c: str(record[c]) for c in self._truth_columns}
+        return Query(image=image, target=target, k=k, label=f"gallery:{int(row)}", truth=truth)
+
+    def answer(self, queries: list[Query]) -> list[Answer]:
+        """Run a batch: one generator call and one search (at the batch's largest k), each cut to its own k."""
+        images = np.stack([q.image for q in queries])  # (n, H, W) uint8
+        targets = [q.target for q in queries]
+        widest = max(q.k for q in queries)
+        start = time.perf_counter()
+        generated, features = generate_with_features(self.generator, images, targets, self.index.layer, self.batch_size)
+        middle = time.perf_counter()
+        distances, rows = self.index.search(features, widest)
+        end = time.perf_counter()
+        return [Answer(generated[i], self.hits(distances[i, : q.k], rows[i, : q.k], q),
+                       1000 * (middle - start), 1000 * (end - middle)) for i, q in enumerate(queries)]
+
+    def hits(self, distances: np.ndarray, rows: np.ndarray, query: Query) -> list[dict]:
+        """One query's found rows (k,) as records; `correct` is criterion 1 as in retrieval.query.result_table
+        (the query's identity in the target value), None when the query's identity is unknown."""
+        text, edit = self._text, self.edit_factor
+        known = query.truth.get("identity")
+        records = []
+        for rank, (distance, row) in enumerate(zip(distances.tolist(), rows.tolist()), start=1):
+            if row < 0:
+                continue  # an approximate index found fewer than k
+            identity = text["identity"][row] if "identity" in text else None
+            factors = {c: text[c][row] for c in self._factors}
+            correct = None
+            if known is not None and identity is not None and edit in factors:
+                correct = bool(identity == known and factors[edit] == query.target)
+            records.append({"rank": rank, "distance": float(distance), "gallery_row": int(row), "identity": identity,
+                            "factors": factors, "kept": text[self._kept][row],
+                            "source": text["source"][row] if "source" in text else None, "correct": correct})
+        return records

@@ -1,0 +1,62 @@
+"""Uploaded photos in, query faces out: the one place the server turns bytes into a (H, W) uint8 face.
+
+It reads pixels the way `rbg query` reads an image file (facedata.imageio: EXIF orientation, any mode
+to grayscale) and makes the face the same way (retrieval.query.photo_face: dlib detection and the one
+eye-aligned crop, or a resize for images already of the model's size). `upload_face` is the single
+entry point the app calls.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from facedata.errors import DataError
+from facedata.imageio import decode_image
+from retrieval.query import photo_face
+
+
+class NotAnImage(DataError):
+    """The upload is not an image the decoder reads."""
+
+
+class ImageTooLarge(DataError):
+    """The upload decodes to more pixels than the server accepts."""
+
+
+def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, align: bool | None = None,
+                face_number: int = 1) -> tuple[np.ndarray, list[str]]:
+    """The uploaded image as a (H, W) uint8 face of `size`, and notes on what was converted.
+
+    It takes the path of `rbg query` (retrieval.query.photo_face): a photo not already of the model's
+    size has its face detected and eye-aligned (the largest, or the `face_number`-th by size).
+
+    The pixel count is checked from the header before anything is decoded, so a small file that
+    would decompress to a huge image is refused without the memory it would take.
+    """
+    if not data:
+        raise NotAnImage(f"upload '{name}': empty file (send a face photo: PNG, JPEG, …)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged EXIF and the like: the pixels decode, or we raise below
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageTooLarge(f"upload '{name}': {width}×{height} = {width * height:,} pixels, "
+                                        f"over the limit of {max_pixels:,}")
+    except UnidentifiedImageError:
+        raise NotAnImage(f"upload '{name}': not an image (no known image format; send PNG, JPEG, …)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise NotAnImage(f"upload '{name}': unreadable or corrupt image ({reason[:160]})") from None
+    try:
+        gray, mode = decode_image(data, f"upload '{name}'")  # upright by EXIF, any mode to luma
+    except DataError as exc:  # a header that opens but pixels that do not decode
+        raise NotAnImage(str(exc)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        face = photo_face(f"upload '{name}'", gray, mode, size, align, face_number)
+    return face, [str(w.message).removeprefix(f"upload '{name}': ") for w in caught]
