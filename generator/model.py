@@ -17,6 +17,7 @@ from torch import nn
 ARCHITECTURE = "ghodrati2016-two-stage"
 ARCHITECTURE_VERSION = 1
 ARCHES = ("paper", "skip")  # stage 1 as §3.1 states it, or the U-Net-like variant below
+REFINERS = ("paper", "residual")  # stage 2 as §3.2 states it, or adding its output to stage 1's
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelConfig:
     attribute_maps: int = 7  # §3.1: FC(1792) reshaped to 7 maps of 16×16
     attribute_hidden: int = 512  # §3.1: FC(512)
     arch: str = "paper"  # "skip": stage 1 with a deeper encoder and skip connections (Stage1Skip)
+    refiner: str = "paper"  # "residual": stage 2 outputs a correction added to stage 1's image
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -35,6 +37,8 @@ class ModelConfig:
             raise ValueError(f"num_values must be ≥ 1, got {self.num_values}")
         if self.arch not in ARCHES:
             raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
+        if self.refiner not in REFINERS:
+            raise ValueError(f"refiner must be one of {', '.join(REFINERS)}, got {self.refiner!r}")
         step = 8 if self.arch == "skip" else 2
         if h < step or w < step or h % step or w % step:
             rule = "even and ≥ 2" if step == 2 else f"a multiple of {step} (arch {self.arch})"
@@ -55,6 +59,7 @@ class ModelConfig:
             "attribute_maps": self.attribute_maps,
             "attribute_hidden": self.attribute_hidden,
             "arch": self.arch,
+            **({"refiner": self.refiner} if self.refiner != "paper" else {}),  # older checkpoints: the paper's
         }
 
     @classmethod
@@ -65,6 +70,7 @@ class ModelConfig:
             attribute_maps=int(record.get("attribute_maps", 7)),
             attribute_hidden=int(record.get("attribute_hidden", 512)),
             arch=str(record.get("arch", "paper")),
+            refiner=str(record.get("refiner", "paper")),
         )
 
 
@@ -182,7 +188,12 @@ class Stage1Skip(nn.Module):
 
 
 class Stage2(nn.Module):
-    """§3.2: the refiner; (source, coarse image) → refined image."""
+    """§3.2: the refiner; (source, coarse image) → refined image.
+
+    With refiner "residual" (beyond the paper) the decoder's output is a correction added to the
+    coarse image, its last layer starting at zero: the refiner begins as the identity on stage 1's
+    output and can only be trained away from it where that lowers the error (§3.3's "locally refines").
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -201,7 +212,8 @@ class Stage2(nn.Module):
 
     def forward(self, sources: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """(n,1,H,W) standardized sources and coarse images → (n,1,H,W) standardized refined images."""
-        return self.decoder(self.middle_maps(sources, coarse))
+        out = self.decoder(self.middle_maps(sources, coarse))
+        return out + coarse if self.config.refiner == "residual" else out
 
 
 class TwoStageGenerator(nn.Module):
@@ -213,11 +225,20 @@ class TwoStageGenerator(nn.Module):
         self.stage1 = Stage1Skip(config) if config.arch == "skip" else Stage1(config)
         self.stage2 = Stage2(config)
         he_init(self)
+        if config.refiner == "residual":
+            zero_last_layer(self.stage2)
 
     def forward(self, sources: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n,1,H,W) standardized sources, (n,) int64 codes → (coarse, refined), each (n,1,H,W)."""
         coarse = self.stage1(sources, codes)
         return coarse, self.stage2(sources, coarse)
+
+
+def zero_last_layer(stage: "Stage2") -> None:
+    """The residual refiner's start: its correction is zero, so stage 2 returns stage 1's image."""
+    last = stage.decoder[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
 
 
 def he_init(module: nn.Module) -> None:

@@ -31,13 +31,13 @@ from generator.checkpoint import (
 )
 from generator.evaluate import pair_errors
 from generator.inference import resolve_device, run_model
-from generator.model import ARCHES, ModelConfig, TwoStageGenerator
+from generator.model import ARCHES, REFINERS, ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization, fit_normalization
 from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "arch", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+RUN_DEFINING = ("task", "arch", "refiner", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class TrainConfig:
 
     task: str = "pose"
     arch: str = "paper"  # generator.model.ARCHES: the paper's stage 1, or the skip-connection variant
+    refiner: str = "paper"  # generator.model.REFINERS: the paper's stage 2, or one adding a correction to stage 1
     self_pairs: bool = False  # also teach (face, its own value) → the face itself: sharper pose normalization
     mirror: bool = False  # also train on every pair mirrored left-right, with the poses negated
     pair_match: tuple[str, ...] | None = None  # factors a pair shares (None: every factor but the edited one)
@@ -77,6 +78,8 @@ class TrainConfig:
         get_task(self.task)
         if self.arch not in ARCHES:
             raise UserError(f"unknown arch '{self.arch}' (valid: {', '.join(ARCHES)})")
+        if self.refiner not in REFINERS:
+            raise UserError(f"unknown refiner '{self.refiner}' (valid: {', '.join(REFINERS)})")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer '{self.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
         if not self.stages or any(s not in (1, 2) for s in self.stages):
@@ -243,8 +246,12 @@ def check_resumable(info: CheckpointInfo, config: TrainConfig, fingerprint: dict
 
 
 def init_weights(model: TwoStageGenerator, init: Path, factor: str, vocabulary: tuple[str, ...],
-                 new_vocabulary: bool) -> str:
-    """Copy a checkpoint's weights for fine-tuning; with `new_vocabulary`, all but the one-hot layer."""
+                 new_vocabulary: bool) -> tuple[str, dict]:
+    """Copy a checkpoint's weights for fine-tuning; with `new_vocabulary`, all but the one-hot layer.
+
+    A checkpoint with another refiner gives its stage 1 only (stage 2 keeps its fresh start). Returns
+    the checkpoint's weight hash and its trained epochs per stage.
+    """
     source, info, folder = load_checkpoint(init)
     if tuple(info.image_size) != tuple(model.config.image_size):
         raise CheckpointError(f"{folder}: image size {info.image_size} ≠ the data's {model.config.image_size}")
@@ -256,9 +263,11 @@ def init_weights(model: TwoStageGenerator, init: Path, factor: str, vocabulary: 
         except CheckpointError as exc:
             raise CheckpointError(f"{exc} (add --init-new-vocabulary to keep all but the one-hot layer)") from None
     onehot = ("stage1.attribute_encoder.0.weight", "stage1.attribute_encoder.0.bias")
-    tensors = {k: v for k, v in source.state_dict().items() if not (new_vocabulary and k in onehot)}
+    other_refiner = info.model_config.refiner != model.config.refiner
+    tensors = {k: v for k, v in source.state_dict().items()
+               if not (new_vocabulary and k in onehot) and not (other_refiner and k.startswith("stage2."))}
     model.load_state_dict({**model.state_dict(), **tensors})
-    return info.weights_sha256
+    return info.weights_sha256, dict(info.trained_epochs)
 
 
 def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path | None = None,
@@ -295,13 +304,16 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
         norm = fit_normalization((b for b, _ in train_faces.iter_batches(4096)), config.normalization)
         torch.manual_seed(config.seed)
         try:
-            model_config = ModelConfig(num_values=len(vocabulary), image_size=faces.image_size, arch=config.arch)
+            model_config = ModelConfig(num_values=len(vocabulary), image_size=faces.image_size, arch=config.arch,
+                                       refiner=config.refiner)
         except ValueError as exc:
             raise UserError(f"{faces.info.name}: {exc}") from None
         model = TwoStageGenerator(model_config)
         loop, optim_tensors = {"trained_epochs": {"1": 0, "2": 0}, "current": None, "history": []}, {}
         if init is not None:
-            loop["init"] = init_weights(model, Path(init), task.edit_factor, vocabulary, init_new_vocabulary)
+            loop["init"], init_epochs = init_weights(model, Path(init), task.edit_factor, vocabulary, init_new_vocabulary)
+            if config.stages == (2,) and not init_new_vocabulary:  # refine the given checkpoint's trained stage 1
+                loop["trained_epochs"]["1"] = int(init_epochs.get("1", 0))
         elif init_new_vocabulary:
             raise UserError("--init-new-vocabulary needs --init CHECKPOINT")
     # channels_last: ≈ 7% faster training and ≈ 1.4× faster inference on CPU (benchmarks/bench_generator.py)

@@ -128,3 +128,13 @@ def test_skip_arch_output_depends_on_the_target_code():
     x = torch.randn(1, 1, 16, 16)
     with torch.no_grad():
         assert not torch.allclose(model.stage1(x, torch.tensor([0])), model.stage1(x, torch.tensor([3])))
+
+
+def test_residual_refiner_starts_as_the_identity_on_stage_one_and_is_recorded():
+    config = ModelConfig(num_values=3, image_size=(8, 8), refiner="residual")
+    model = TwoStageGenerator(config)
+    x, codes = torch.randn(2, 1, 8, 8), torch.tensor([0, 2])
+    coarse, refined = model(x, codes)
+    assert torch.equal(coarse, refined)
+    assert ModelConfig.from_json(config.to_json()).refiner == "residual"
+    assert "refiner" not in ModelConfig(num_values=3).to_json()  # the paper's: older manifests stay as they were

@@ -237,3 +237,16 @@ def test_pair_match_is_recorded_and_changes_which_pairs_train(faces, tmp_path):
     assert info.training["pair_match"] == []
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train_pairs"] > len(task_pairs(get_task("pose"), faces.split("train")))
+
+
+def test_a_residual_refiner_trains_on_a_given_checkpoints_stage_one(faces, tmp_path):
+    from generator.checkpoint import load_checkpoint
+
+    train(faces, TrainConfig(epochs=1, stages=(1,), val_pairs=4, threads=1), tmp_path / "base", progress=False)
+    train(faces, TrainConfig(epochs=1, stages=(2,), refiner="residual", val_pairs=4, threads=1), tmp_path / "res",
+          init=tmp_path / "base", progress=False)
+    base, _, _ = load_checkpoint(tmp_path / "base")
+    refined, info, _ = load_checkpoint(tmp_path / "res")
+    assert info.model_config.refiner == "residual" and info.trained_epochs == {"1": 1, "2": 1}
+    for name, tensor in base.stage1.state_dict().items():
+        assert torch.equal(tensor, refined.stage1.state_dict()[name]), name

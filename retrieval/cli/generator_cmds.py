@@ -23,6 +23,9 @@ def register(cli: click.Group) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; re-running the same command resumes it.")
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
               help="paper: §3's network; skip: stage 1 as a 4-scale encoder-decoder with skip connections (beyond the paper).")
+@click.option("--refiner", type=click.Choice(["paper", "residual"]), default="paper", show_default=True,
+              help="paper: §3.2's stage 2; residual: stage 2 adds a correction to stage 1's image, starting at "
+                   "zero (beyond the paper). With --init and --stage 2: a new refiner on the checkpoint's stage 1.")
 @click.option("--self-pairs", is_flag=True, help="Also train each face to itself at its own value (sharper pose normalization; beyond the paper).")
 @click.option("--mirror", is_flag=True, help="Also train on every pair flipped left-right, poses negated (yaw p ↔ −p, "
               "left ↔ right): twice the data; beyond the paper.")
@@ -45,7 +48,7 @@ def register(cli: click.Group) -> None:
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--init-new-vocabulary", is_flag=True, help="With --init: the data's vocabulary differs; re-initialize only the one-hot layer.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data: Path, task: str, arch: str, self_pairs: bool, mirror: bool, pair_match: str | None, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
+def train(data: Path, task: str, arch: str, refiner: str, self_pairs: bool, mirror: bool, pair_match: str | None, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
           schedule: str | None, batch_size: int, normalization: str, device: str, seed: int, max_pairs: int | None,
           val_pairs: int, threads: int | None, checkpoint_minutes: float, init: Path | None,
           init_new_vocabulary: bool, quiet: bool) -> None:
@@ -54,7 +57,7 @@ def train(data: Path, task: str, arch: str, self_pairs: bool, mirror: bool, pair
     from generator.train import TrainConfig, train as run_training
 
     config = TrainConfig(
-        task=task, arch=arch, self_pairs=self_pairs, mirror=mirror,
+        task=task, arch=arch, refiner=refiner, self_pairs=self_pairs, mirror=mirror,
         pair_match=tuple(f.strip() for f in pair_match.split(",") if f.strip()) if pair_match is not None else None,
         stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
         schedule=schedule, batch_size=batch_size, seed=seed, max_pairs=max_pairs, val_pairs=val_pairs,
