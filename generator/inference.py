@@ -121,7 +121,7 @@ class Generator:
       stage2.mid128  the 3rd conv of that block (128 ch), 32,768-d
       stage2.pixels  the generated image (0–255, clipped), H·W-d
       stage1.pixels  stage 1's image (0–255, clipped), H·W-d
-      stage1.fusion  stage 1's fused maps before its decoder, 64×16×16-d
+      stage1.fusion  stage 1's fused maps before its decoder, 64×16×16-d (arch skip: its 192×4×4 bottleneck)
     The default is "stage2.mid": the paper takes "feature maps extracted from the middle layer of the
     second stage network" (§4.1.2); in an encoder-decoder the middle is the bottleneck between pool and
     unpool, whose last map is this one; and at half the width of the 128-channel maps it halves the
@@ -213,8 +213,9 @@ class Generator:
         """Width d of a feature layer's vectors."""
         layer = layer or self.default_feature_layer
         h, w = self.image_size
+        fusion = 64 * h * w // 4 if self.model.config.arch == "paper" else 192 * h * w // 64  # Stage1Skip's bottleneck
         return {"stage2.mid": 64 * h * w // 4, "stage2.mid128": 128 * h * w // 4, "stage2.pixels": h * w,
-                "stage1.pixels": h * w, "stage1.fusion": 64 * h * w // 4}[layer]
+                "stage1.pixels": h * w, "stage1.fusion": fusion}[layer]
 
     @torch.inference_mode()
     def attribute_maps(self, targets: Sequence | None = None) -> np.ndarray:

@@ -170,6 +170,11 @@ class Stage1Skip(nn.Module):
         onehot = F.one_hot(codes, self.config.num_values).to(self.attribute_encoder[0].weight.dtype)
         return self.attribute_encoder(onehot).view(len(codes), self.config.attribute_maps, *self.config.map_size)
 
+    def fused(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(n,1,H,W) standardized sources, (n,) codes → (n, 192, H/8, W/8): the bottleneck, where image and code meet."""
+        e2 = self.enc2(self.enc1(self.enc0(images)))
+        return self.bottleneck(torch.cat([self.pool(e2), self.attribute_maps(codes)], dim=1))
+
     def forward(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(n,1,H,W) standardized sources, (n,) codes → (n,1,H,W) standardized coarse images."""
         onehot = F.one_hot(codes, self.config.num_values).to(images.dtype)[:, :, None, None]

@@ -138,3 +138,8 @@ def test_residual_refiner_starts_as_the_identity_on_stage_one_and_is_recorded():
     assert torch.equal(coarse, refined)
     assert ModelConfig.from_json(config.to_json()).refiner == "residual"
     assert "refiner" not in ModelConfig(num_values=3).to_json()  # the paper's: older manifests stay as they were
+
+
+def test_skip_arch_exposes_its_bottleneck_as_the_fused_maps():
+    model = TwoStageGenerator(ModelConfig(num_values=3, image_size=(16, 16), arch="skip"))
+    assert model.stage1.fused(torch.randn(2, 1, 16, 16), torch.tensor([0, 1])).shape == (2, 192, 2, 2)
