@@ -11,6 +11,8 @@ Every method answers the same seeded queries over the same gallery (the whole te
                                       the target pose: the generator's own pose evidence as the filter
   ours, classifier pose / …           the same search among faces the 2-step pose classifier puts there
   ours, true pose / …                 the same search among faces truly in the target pose (upper bound)
+  ours, all poses / our 2nd network   query and gallery compared in every generated pose, among faces whose
+                                      pose normalization kept the target (retrieval/multi_view.py; --all-values)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
+from retrieval.multi_view import all_value_distances, rank_among
 from retrieval.two_step import (
     fit_pose_filter,
     rank_by_deep_descriptor,
@@ -46,7 +49,7 @@ from retrieval.two_step import (
 )
 
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
-OURS_CLASSIFIER, OURS_TRUE = "ours, classifier pose", "ours, true pose"
+OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
 IMAGE, SECOND_NET, DEEP = "image", "our 2nd network", "Deep"
 
 
@@ -66,6 +69,8 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS_POSE_AWARE, SECOND_NET): "as ours / our 2nd network",
     (OURS_CLASSIFIER, SECOND_NET): "as ours / our 2nd network; the filter is the 2-step pose classifier",
     (OURS_TRUE, SECOND_NET): "as ours / our 2nd network; the filter is the true pose label",
+    (OURS_ALL_VALUES, SECOND_NET): "as ours / our 2nd network, for query and gallery face generated in every value, "
+                                   "each view L2-normalized, squared distances averaged; the filter is the kept pose",
 }
 
 
@@ -85,6 +90,7 @@ class BenchConfig:
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
     deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
     deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
+    all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,14 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     truth = true_pose_filter(gallery, queries).gallery_pred
     rankings[(OURS_TRUE, SECOND_NET)] = two_step_rank(query_features, normalized.features, truth, queries.targets, k)
     timings["ours, pose-aware: search"] = time.perf_counter() - t
+    if config.all_values:
+        t = time.perf_counter()
+        unique, inverse = np.unique(queries.positions, return_inverse=True)  # queries are gallery faces
+        views = all_value_distances(generator, gallery.images, unique, config.layer, config.batch_size)
+        rankings[(OURS_ALL_VALUES, SECOND_NET)] = np.concatenate([
+            rank_among(views[inverse[start : start + 2048]], normalized.kept, queries.targets[start : start + 2048], k)
+            for start in range(0, len(queries), 2048)])
+        timings["ours, all poses: features + search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
     record = {

@@ -139,3 +139,14 @@ def test_a_damaged_gallery_cache_is_recomputed_and_replaced(bench):
     again = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
     assert (again.features == good.features).all() and cached[0].stat().st_size > 100
     assert sorted(p.name for p in (root / "cache").iterdir()) == [cached[0].name]  # no temporary left
+
+
+def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench, tmp_path):
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    config = BenchConfig(queries=20, generation_pairs=10, grid_queries=2, batch_size=64, all_values=True)
+    record = run_benchmark(model, faces, tmp_path / "r", config, cache=root / "cache")
+    rows = {(r["method"], r["features"]): r for r in record["results"]}
+    assert ("ours, all poses", "our 2nd network") in rows
+    assert "ours, all poses: features + search" in record["timings_seconds"]
+    assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()

@@ -23,12 +23,15 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--deep-images", default=None, type=click.Path(file_okay=False),
               help="with --deep: a FaceSet of the same faces at their source resolution (e.g. imported without "
                    "--size) for dlib, which aligns them itself [the --data crops]")
+@click.option("--all-values", is_flag=True,
+              help="also 'ours, all poses': query and gallery compared in every generated value (V more feature "
+                   "passes per gallery face; beyond the paper)")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 @force_option("report")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, deep, deep_images, batch_size, device, cache, force) -> None:
+          gallery_identities, deep, deep_images, all_values, batch_size, device, cache, force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
@@ -42,7 +45,8 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
-                         deep=deep or deep_images is not None, deep_images=deep_images)
+                         deep=deep or deep_images is not None, deep_images=deep_images,
+                         all_values=all_values)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
     record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force)
