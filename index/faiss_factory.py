@@ -34,6 +34,7 @@ class IndexConfig:
     ef_search: int = 64  # HNSW search depth
     seed: int = 0  # picks the training sample
     gpu: bool = True  # search on all GPUs when faiss-gpu is installed and a GPU is present
+    views: str = "kept"  # "kept": each face in its kept value (§4.1.2); "all": every value side by side
 
 
 def new_index(factory: str, dimension: int) -> faiss.Index:

@@ -248,6 +248,40 @@ class GalleryIndex:
         return order_ties(distances, rows)
 
 
+    @property
+    def views(self) -> str:
+        """"kept" (each face in its kept value) or "all" (every value side by side, index.features)."""
+        return str(self.info.config.get("views", "kept"))
+
+    def search_among(self, vectors: np.ndarray, k: int, targets) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest gallery rows whose kept value is each query's target: distances, rows (q, k).
+
+        For an index of all views, whose vectors carry no target. The search widens (4× at a time, up
+        to the whole gallery) until k rows of the target are found or none are left.
+        """
+        targets = np.asarray(targets).astype(str)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        assert targets.shape == (len(vectors),), (targets.shape, vectors.shape)
+        kept = self.faces[f"kept_{self.info.edit_factor}"].to_numpy().astype(str)
+        n, k = self.info.count, int(k)
+        self.search(vectors[:0], k)  # refuses a bad k or an empty gallery
+        distances = np.full((len(vectors), k), np.inf, dtype=np.float32)
+        rows = np.full((len(vectors), k), -1, dtype=np.int64)
+        pending, width = np.arange(len(vectors)), min(n, 4 * k * max(1, len(self.info.vocabulary)))
+        while len(pending):
+            found_d, found_r = self.search(vectors[pending], width)
+            still = []
+            for j, i in enumerate(pending):
+                ok = (found_r[j] >= 0) & (kept[np.maximum(found_r[j], 0)] == targets[i])
+                take = np.flatnonzero(ok)[:k]
+                if len(take) < k and width < n:
+                    still.append(i)
+                    continue
+                rows[i, : len(take)], distances[i, : len(take)] = found_r[j, take], found_d[j, take]
+            pending, width = np.asarray(still, dtype=np.int64), min(n, 4 * width)
+        return distances, rows
+
+
 # -- building from a generator and a gallery --------------------------------------------------------
 def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
     """`path` as index.json records it: relative to `folder` (the index), None when there is none."""
@@ -282,8 +316,11 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
         raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(generator.FEATURE_LAYERS)})")
     config = replace(config, layer=layer)
     vocabulary = tuple(generator.vocabulary)
+    if config.views not in ("kept", "all"):
+        raise UserError(f"unknown views '{config.views}' (valid: kept, all)")
     probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
-    plan_training(new_index(config.factory, probe.shape[1]), config, len(gallery))  # fail before the long work
+    dimension = probe.shape[1] * (len(vocabulary) if config.views == "all" else 1)
+    plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
     cache = out.with_name(f".{out.name}.build")
     with exclusive_lock(cache.with_name(cache.name + ".lock"), what=str(out)):
         return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force)
@@ -293,7 +330,7 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
                   vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool) -> GalleryIndex:
     """The long part of build_index, run while holding the cache's lock."""
     start = time.perf_counter()
-    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress)
+    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress, config.views)
     index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
     edit = generator.edit_factor

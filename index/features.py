@@ -26,7 +26,9 @@ from tqdm import tqdm
 from facedata.atomic import atomic_file
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from index.pose_normalize import normalized_features
+from index.pose_normalize import normalize_batch, normalized_features
+
+VIEWS = ("kept", "all")
 
 STATE_FILE = "build.json"
 CACHE_VERSION = 2
@@ -48,6 +50,19 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     assert vectors.ndim == 2, vectors.shape
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.maximum(norms, np.finfo(np.float32).tiny))
+
+
+def all_value_features(generator, images: np.ndarray, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+    """Each face generated in every value, its V views' L2-normalized features side by side, over √V: (n, V·d).
+
+    Beyond the paper (retrieval/multi_view.py): the squared L2 between two such unit vectors is the
+    mean of the V per-view squared distances, so one FAISS search compares two faces in every pose.
+    The vector does not depend on a query's target; the target is enforced by the gallery's kept value.
+    """
+    vocabulary = list(generator.vocabulary)
+    views = [l2_normalize(generator.features(images, [value] * len(images), layer=layer, batch_size=batch_size))
+             for value in vocabulary]
+    return np.ascontiguousarray(np.concatenate(views, axis=1) / np.float32(np.sqrt(len(vocabulary))))
 
 
 def gallery_fingerprint(gallery: FaceSet) -> str:
@@ -98,8 +113,14 @@ class FeatureChunks:
 
 def compute_feature_chunks(
     generator, gallery: FaceSet, folder: Path, layer: str, chunk_size: int, progress: bool = True,
+    views: str = "kept",
 ) -> FeatureChunks:
-    """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left."""
+    """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left.
+
+    `views` "kept": each face's features generated in its kept value; "all": all_value_features.
+    """
+    if views not in VIEWS:
+        raise UserError(f"unknown views '{views}' (valid: {', '.join(VIEWS)})")
     folder = Path(folder)
     state = {
         "cache_version": CACHE_VERSION,
@@ -108,6 +129,7 @@ def compute_feature_chunks(
         "gallery": gallery_fingerprint(gallery),
         "count": len(gallery),
         "chunk_size": int(chunk_size),
+        **({"views": views} if views != "kept" else {}),  # caches of kept views keep their key
     }
     _open_cache(folder, state)
     key = chunk_key(state)
@@ -119,7 +141,11 @@ def compute_feature_chunks(
         if i in done:
             bar.update(len(images))
             continue
-        features, kept = normalized_features(generator, images, layer=layer, batch_size=chunk_size)
+        if views == "all":
+            kept = normalize_batch(generator, images, chunk_size).kept
+            features = all_value_features(generator, images, layer=layer, batch_size=chunk_size)
+        else:
+            features, kept = normalized_features(generator, images, layer=layer, batch_size=chunk_size)
         with atomic_file(chunk_file(folder, i, key, ".kept.npy")) as tmp:
             np.save(tmp, kept, allow_pickle=False)
         with atomic_file(chunk_file(folder, i, key)) as tmp:

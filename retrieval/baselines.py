@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 
 from facedata.errors import UserError
 from index.faiss_index import GalleryIndex
-from index.features import l2_normalize
+from index.features import all_value_features, l2_normalize
 
 CLASSIFIER_MODELS = ("logreg", "mlp")
 
@@ -169,5 +169,8 @@ def generate_and_search(generator, index: GalleryIndex, images: np.ndarray, targ
     another model is refused.
     """
     index.check_model(generator)
+    if index.views == "all":  # every value side by side: the target picks gallery rows, not the vector
+        canonical = np.asarray(generator.vocabulary)[generator.target_codes(targets, len(images))]
+        return index.search_among(all_value_features(generator, images, index.layer, batch_size), k, canonical)
     vectors = generator.features(images, targets, layer=index.layer, batch_size=batch_size)
     return index.search(vectors, k)

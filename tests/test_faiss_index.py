@@ -258,3 +258,54 @@ def test_an_unknown_feature_layer_is_refused_with_the_valid_ones(tmp_path):
 
 def test_face_helper_marks_the_pose():
     assert np.argmax(face(0, 3)[0]) == 3
+
+
+def test_an_index_of_all_views_ranks_among_faces_kept_in_the_target(tmp_path):
+    from fakes import save_untrained
+    from test_training import tiny_faceset
+
+    from facedata.faceset import FaceSet
+    from generator.inference import Generator
+    from index.faiss_index import GalleryIndex, IndexConfig, build_index
+    from index.features import all_value_features
+    from retrieval.baselines import generate_and_search
+    from retrieval.multi_view import all_value_distances
+
+    faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model"))
+    gallery = faces.split("test")
+    built = build_index(generator, gallery, tmp_path / "index", IndexConfig(views="all", batch_size=16), progress=False)
+    index = GalleryIndex.load(tmp_path / "index", generator)
+    assert index.views == "all" and index.info.dimension == len(generator.vocabulary) * generator.feature_dim()
+    vectors = all_value_features(generator, gallery.images[:3])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    targets = ["+15", "-45", "0"]
+    distances, rows = generate_and_search(generator, index, gallery.images[:3], targets, k=4)
+    kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy()
+    for i, target in enumerate(targets):
+        found = rows[i][rows[i] >= 0]
+        assert (kept[found] == target).all()
+        expected = all_value_distances(generator, gallery.images, np.array([i]))[0]
+        among = np.flatnonzero(kept == target)
+        best = among[np.argsort(expected[among], kind="stable")][: len(found)]
+        assert set(found.tolist()) == set(best.tolist())
+
+
+def test_the_server_engine_searches_an_index_of_all_views_among_the_target(tmp_path):
+    from fakes import save_untrained
+    from test_training import tiny_faceset
+
+    from facedata.faceset import FaceSet
+    from generator.inference import Generator
+    from index.faiss_index import GalleryIndex, IndexConfig, build_index
+    from retrieval.serve.engine import Query, QueryEngine
+
+    faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model"))
+    gallery = faces.split("test")
+    build_index(generator, gallery, tmp_path / "index", IndexConfig(views="all", batch_size=16), progress=False)
+    engine = QueryEngine(generator, GalleryIndex.load(tmp_path / "index", generator), faces)
+    kept = engine.index.faces[f"kept_{generator.edit_factor}"].to_numpy()
+    target = str(kept[0])
+    [answer] = engine.answer([Query(image=gallery.image(0), target=target, k=3, label="q")])
+    assert answer.hits and all(hit["kept"] == target for hit in answer.hits)

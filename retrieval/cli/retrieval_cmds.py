@@ -29,11 +29,15 @@ def index_group() -> None:
 @click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
+@click.option("--views", type=click.Choice(["kept", "all"]), default="kept", show_default=True,
+              help="kept: each face's features in its kept value (the paper); all: in every value side by side, "
+                   "V× the dimension, queries ranked among faces kept in the target (beyond the paper; "
+                   "best on KDEF, see the README).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @force_option("index")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
-                device: str, quiet: bool, force: bool) -> None:
+                views: str, device: str, quiet: bool, force: bool) -> None:
     """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
     from facedata.faceset import FaceSet
     from generator.inference import Generator
@@ -47,7 +51,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     resumed = cache.is_dir()
     if resumed:
         click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
-    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size)
+    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views)
     built = build_index(generator, gallery, out, config, progress=not quiet, force=force)
     info = built.info
     seconds = float(info.provenance.get("build_seconds", 0.0))

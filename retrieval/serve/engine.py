@@ -13,6 +13,7 @@ import pandas as pd
 from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from index.faiss_index import GalleryIndex
+from index.features import all_value_features
 from retrieval.query import canonical_targets
 
 
@@ -128,8 +129,11 @@ class QueryEngine:
         widest = max(q.k for q in queries)
         start = time.perf_counter()
         generated, features = generate_with_features(self.generator, images, targets, self.index.layer, self.batch_size)
+        if self.index.views == "all":  # an index of every value: compare the query in every value too
+            features = all_value_features(self.generator, images, self.index.layer, self.batch_size)
         middle = time.perf_counter()
-        distances, rows = self.index.search(features, widest)
+        distances, rows = (self.index.search_among(features, widest, canonical_targets(self.generator, targets))
+                           if self.index.views == "all" else self.index.search(features, widest))
         end = time.perf_counter()
         return [Answer(generated[i], self.hits(distances[i, : q.k], rows[i, : q.k], q),
                        1000 * (middle - start), 1000 * (end - middle)) for i, q in enumerate(queries)]
