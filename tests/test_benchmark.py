@@ -150,3 +150,21 @@ def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench
     assert ("ours, all poses", "our 2nd network") in rows
     assert "ours, all poses: features + search" in record["timings_seconds"]
     assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench, tmp_path, monkeypatch):
+    from retrieval import baselines
+
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    seen = []
+    original = baselines.PoseClassifier.fit
+
+    def recording_fit(self, images, labels):
+        seen.append(images.copy())
+        return original(self, images, labels)
+
+    monkeypatch.setattr(baselines.PoseClassifier, "fit", recording_fit)
+    run_benchmark(model, faces, tmp_path / "r", BenchConfig(queries=10, generation_pairs=10, grid_queries=2), cache=root / "cache")
+    train_images = faces.split("train").images
+    assert len(seen) == 1 and seen[0].shape == train_images.shape and (seen[0] == train_images).all()
