@@ -60,8 +60,8 @@ class DetectedFace:
 
 
 @functools.lru_cache(maxsize=1)
-def _models():
-    """dlib's detector and 5-point landmark predictor, loaded once per process."""
+def dlib_face_models():
+    """dlib, its HOG frontal detector and its 5-point landmark predictor, loaded once per process."""
     dlib = import_dlib("face detection and alignment")
     return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
 
@@ -69,7 +69,7 @@ def _models():
 def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[DetectedFace]:
     """Every face dlib finds in (H, W) uint8, largest box first (ties: left to right)."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
-    dlib, detector, predictor = _models()
+    dlib, detector, predictor = dlib_face_models()
     h, w = image.shape
     scale = config.work_scale((h, w))
     work_hw = (max(1, round(h * scale)), max(1, round(w * scale)))

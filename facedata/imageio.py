@@ -92,12 +92,17 @@ def load_face(path: str | os.PathLike, size: tuple[int, int], label: str | None 
     return conform_face(image, mode, size, label)
 
 
-def conform_face(image: np.ndarray, mode: str, size: tuple[int, int], label: str) -> np.ndarray:
-    """A decoded, unaligned face at the model's `size`: too small refused, conversions and resizes warned."""
+def check_face_size(image: np.ndarray, size: tuple[int, int], label: str) -> None:
+    """Refuse a decoded image with a side under MIN_SIDE (or the model's own side): a DataError naming `label`."""
     least = min(MIN_SIDE, *size)
     if min(image.shape) < least:
         raise DataError(f"{label}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
                         f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
+
+
+def conform_face(image: np.ndarray, mode: str, size: tuple[int, int], label: str) -> np.ndarray:
+    """A decoded, unaligned face at the model's `size`: too small refused, conversions and resizes warned."""
+    check_face_size(image, size, label)
     if mode not in ("L", "1", "F") and not mode.startswith("I"):
         warnings.warn(f"{label}: {mode} image converted to grayscale", ImageConversionWarning, stacklevel=3)
     if image.shape != tuple(size):

@@ -22,7 +22,7 @@ import numpy as np
 from facedata.align import FaceCrop, align_face
 from facedata.detect import DetectConfig, DetectedFace, detect_faces
 from facedata.errors import DataError
-from facedata.imageio import conform_face, decode_image, resize
+from facedata.imageio import ImageConversionWarning, check_face_size, conform_face, decode_image
 
 Photo = str | os.PathLike | bytes
 
@@ -77,14 +77,30 @@ def load_face(photo: Photo, size: int = 32, align: bool = True, face: int = 1, c
     the whole picture resized (for photos that are already face crops)."""
     label = label or ("image bytes" if isinstance(photo, bytes) else str(photo))
     image, mode = decode_image(photo if isinstance(photo, bytes) else Path(photo), label)
-    if not align:
-        return conform_face(image, mode, (size, size), label)
-    return align_photo(image, label, replace(crop, size=size), face, detect).image
+    return photo_face(label, image, mode, (size, size), align, face, replace(crop, size=size), detect)
 
 
 def wants_alignment(align: bool | None, image_hw: tuple[int, int], size: tuple[int, int]) -> bool:
     """Whether a photo is detected and aligned: as asked, else (None) unless it already has the model's size."""
     return bool(align) if align is not None else tuple(image_hw) != tuple(size)
+
+
+def photo_face(label: str, image: np.ndarray, mode: str, size: tuple[int, int], align: bool | None = None,
+               face: int = 1, crop: FaceCrop | None = None, detect: DetectConfig = DetectConfig()) -> np.ndarray:
+    """A decoded photo (H', W') uint8 as the model's (H, W) face: eye-aligned (see wants_alignment) or resized.
+
+    The one path from pixels to a face, for `rbg query`, `rbg generate`, load_face and the server alike;
+    a photo with several faces gives an ImageConversionWarning naming the one used.
+    """
+    if not wants_alignment(align, image.shape, size):
+        return conform_face(image, mode, size, label)
+    check_face_size(image, size, label)
+    crop = crop or aligned_at(AlignConfig(), size, label).crop
+    aligned = align_photo(image, label, crop, face, detect)
+    if aligned.found > 1:
+        warnings.warn(f"{label}: {aligned.found} faces found; used face {face} by size (1 = largest; --face N picks another)",
+                      ImageConversionWarning, stacklevel=3)
+    return aligned.image
 
 
 @dataclass(frozen=True)

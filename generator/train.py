@@ -23,7 +23,7 @@ import torch
 
 from facedata.atomic import atomic_file, write_json
 from facedata.errors import UserError
-from facedata.faceset import FaceSet
+from facedata.faceset import FaceSet, format_pose, pose_degrees
 from facedata.provenance import provenance
 from generator.checkpoint import (
     CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
@@ -157,8 +157,6 @@ MIRRORED_NAMES = {"left": "right", "right": "left"}  # named values that swap un
 
 def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
     """Code of each value's mirror image, (V,) int64: yaw p ↔ −p, left ↔ right, others unchanged."""
-    from facedata.faceset import format_pose, pose_degrees
-
     if factor != "pose":
         raise UserError(f"--mirror flips poses; the task edits '{factor}'")
     lookup = {v: i for i, v in enumerate(vocabulary)}

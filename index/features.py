@@ -52,6 +52,13 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, np.finfo(np.float32).tiny))
 
 
+def value_views(generator, images: np.ndarray, layer: str | None = None,
+                batch_size: int = 256) -> Iterator[np.ndarray]:
+    """Each face generated in each value of the vocabulary in turn: one (n, d) L2-normalized view per value."""
+    for value in generator.vocabulary:
+        yield l2_normalize(generator.features(images, [value] * len(images), layer=layer, batch_size=batch_size))
+
+
 def all_value_features(generator, images: np.ndarray, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
     """Each face generated in every value, its V views' L2-normalized features side by side, over √V: (n, V·d).
 
@@ -59,10 +66,8 @@ def all_value_features(generator, images: np.ndarray, layer: str | None = None, 
     mean of the V per-view squared distances, so one FAISS search compares two faces in every pose.
     The vector does not depend on a query's target; the target is enforced by the gallery's kept value.
     """
-    vocabulary = list(generator.vocabulary)
-    views = [l2_normalize(generator.features(images, [value] * len(images), layer=layer, batch_size=batch_size))
-             for value in vocabulary]
-    return np.ascontiguousarray(np.concatenate(views, axis=1) / np.float32(np.sqrt(len(vocabulary))))
+    views = list(value_views(generator, images, layer, batch_size))
+    return np.ascontiguousarray(np.concatenate(views, axis=1) / np.float32(np.sqrt(len(views))))
 
 
 def gallery_fingerprint(gallery: FaceSet) -> str:

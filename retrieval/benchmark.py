@@ -296,10 +296,8 @@ def value_pairs(rankings: dict, queries: QuerySet, gallery: FaceSet, k: int = 1)
     result = {}
     for (method, features), ranked in rankings.items():
         _, correct = score(ranked, queries, gallery, 1, (k,), also=None)
-        hits = correct[:, :k].any(axis=1)
-        result[f"{method} / {features}"] = {label: {"recall": float(hits[labels == label].mean()),
-                                                    "queries": int((labels == label).sum())}
-                                            for label in np.unique(labels)}
+        result[f"{method} / {features}"] = {str(label): {"recall": float(r), "queries": n}
+                                            for label, (r, n) in recall_by_group(correct, labels, k).items()}
     return result
 
 
@@ -313,7 +311,7 @@ def source_resolution_images(faces: FaceSet, gallery: FaceSet, path: str) -> np.
         same = column in source.faces.columns and (source.faces[column].to_numpy() == faces.faces[column].to_numpy()).all()
         if not same:
             raise UserError(f"--deep-images {path}: column '{column}' differs from --data's (not the same faces in the same order)")
-    return np.asarray(source._images[gallery.rows])
+    return source.take(gallery.rows).images  # a whole FaceSet: its positions are the rows of images.npy
 
 
 def report_markdown(record: dict) -> str:
@@ -376,7 +374,7 @@ def report_markdown(record: dict) -> str:
         lines += ["", f"## recall@1 (criterion 1) per {edit} change, source → target", ""]
         methods = list(record["value_pairs"])
         labels = list(next(iter(record["value_pairs"].values())))
-        lines.append(f"| method | " + " | ".join(labels) + " |")
+        lines.append("| method | " + " | ".join(labels) + " |")
         lines.append("|---|" + "---|" * len(labels))
         for m in methods:
             cells = [f"{100 * record['value_pairs'][m][c]['recall']:.1f}" if c in record["value_pairs"][m] else "—" for c in labels]

@@ -20,10 +20,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
+from facedata.detect import dlib_face_models
 from facedata.dlib_models import import_dlib, model_file
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 MIN_DETECT_SIDE = 160  # crops are upsampled to at least this side before HOG detection (its 80 px window)
 CHIP_SIZE = 150  # dlib's descriptor reads aligned 150×150 RGB chips
 DESCRIPTOR_DIM = 128
@@ -47,10 +47,9 @@ class ChipAligner:
     """dlib's own chip pipeline: HOG detection, 5 landmarks, get_face_chip; the whole crop where no face is found."""
 
     def __init__(self, size: int = CHIP_SIZE):
-        dlib = _dlib()
-        self.dlib, self.size = dlib, size
-        self.detector = dlib.get_frontal_face_detector()
-        self.landmarks = dlib.shape_predictor(str(model_path(LANDMARKS_FILE)))
+        _dlib()  # the Deep baseline's own message when dlib is missing
+        self.dlib, self.detector, self.landmarks = dlib_face_models()
+        self.size = size
         self.detected = 0
 
     def chip(self, image: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from index.features import l2_normalize
+from index.features import value_views
 
 
 def all_value_distances(generator, images: np.ndarray, query_rows: np.ndarray, layer: str | None = None,
@@ -28,14 +28,13 @@ def all_value_distances(generator, images: np.ndarray, query_rows: np.ndarray, l
     images = np.asarray(images)
     query_rows = np.asarray(query_rows, dtype=np.int64)
     assert images.ndim == 3 and query_rows.ndim == 1, (images.shape, query_rows.shape)
-    vocabulary = list(generator.vocabulary)
     distances = np.zeros((len(query_rows), len(images)), dtype=np.float32)
-    for value in tqdm(vocabulary, desc="all-value features", unit="value"):
-        views = l2_normalize(generator.features(images, [value] * len(images), layer=layer, batch_size=batch_size))
+    views = value_views(generator, images, layer, batch_size)  # one view in memory at a time
+    for view in tqdm(views, total=len(generator.vocabulary), desc="all-value features", unit="value"):
         for start in range(0, len(query_rows), 1024):
-            part = views[query_rows[start : start + 1024]]
-            distances[start : start + len(part)] += 2.0 - 2.0 * (part @ views.T)
-    return distances / len(vocabulary)
+            part = view[query_rows[start : start + 1024]]
+            distances[start : start + len(part)] += 2.0 - 2.0 * (part @ view.T)
+    return distances / len(generator.vocabulary)
 
 
 def rank_among(distances: np.ndarray, gallery_values: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:

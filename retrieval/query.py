@@ -11,7 +11,6 @@ marked correct or not (criterion 1: the query's identity in the target value).
 from __future__ import annotations
 
 import csv
-import warnings
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ import pandas as pd
 
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from facedata.imageio import MIN_SIDE, ImageConversionWarning, conform_face, decode_image
-from facedata.photo import AlignConfig, align_photo, aligned_at, wants_alignment
+from facedata.imageio import ImageConversionWarning, decode_image
+from facedata.photo import photo_face
 from index.faiss_index import GalleryIndex
 from retrieval.baselines import generate_and_search
 
@@ -106,30 +105,6 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
 def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1) -> QueryImage:
     image, mode = decode_image(path, spec)  # (h, w) uint8 upright, or a DataError naming the file
     return QueryImage(label=spec, image=photo_face(spec, image, mode, size, align, face), truth={})
-
-
-def photo_face(spec: str, image: np.ndarray, mode: str, size: tuple[int, int], align: bool | None = None,
-               face: int = 1) -> np.ndarray:
-    """A decoded photo (H', W') uint8 as the model's (H, W) face: eye-aligned (see load_query_image) or resized.
-
-    The one path from pixels to a query face, for `rbg query`, `rbg generate` and the server alike.
-    """
-    if wants_alignment(align, image.shape, size):
-        least = min(MIN_SIDE, *size)
-        if min(image.shape) < least:
-            raise DataError(f"{spec}: a {image.shape[0]}×{image.shape[1]} image is too small to hold a face "
-                            f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
-        return _aligned(spec, image, size, face)
-    return conform_face(image, mode, size, spec)
-
-
-def _aligned(spec: str, image: np.ndarray, size: tuple[int, int], face: int) -> np.ndarray:
-    """The eye-aligned face of a decoded photo at the model's size, with a warning when it holds several."""
-    aligned = align_photo(image, spec, aligned_at(AlignConfig(), size, spec).crop, face)
-    if aligned.found > 1:
-        warnings.warn(f"{spec}: {aligned.found} faces found; used face {face} by size (1 = largest; --face N picks another)",
-                      QueryImageWarning, stacklevel=4)
-    return aligned.image
 
 
 # -- batch query files ---------------------------------------------------------------------------------

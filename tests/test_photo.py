@@ -176,12 +176,12 @@ def test_without_dlib_alignment_names_the_deep_extra(monkeypatch, tmp_path):
     from facedata import detect
 
     monkeypatch.setitem(sys.modules, "dlib", None)
-    detect._models.cache_clear()
+    detect.dlib_face_models.cache_clear()
     try:
         with pytest.raises(UserError, match=r"needs dlib, which is not installed: pip install -e '\.\[deep\]'"):
             load_face(save(np.zeros((40, 40), np.uint8), tmp_path / "f.png"), 32)
     finally:
-        detect._models.cache_clear()
+        detect.dlib_face_models.cache_clear()
 
 
 # -- photo files: EXIF, 16-bit, CMYK, bytes --------------------------------------------------------

@@ -1,7 +1,7 @@
 """Uploaded photos in, query faces out: the one place the server turns bytes into a (H, W) uint8 face.
 
 It reads pixels the way `rbg query` reads an image file (facedata.imageio: EXIF orientation, any mode
-to grayscale) and makes the face the same way (retrieval.query.photo_face: dlib detection and the one
+to grayscale) and makes the face the same way (facedata.photo.photo_face: dlib detection and the one
 eye-aligned crop, or a resize for images already of the model's size). `upload_face` is the single
 entry point the app calls.
 """
@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from facedata.errors import DataError
 from facedata.imageio import decode_image
-from retrieval.query import photo_face
+from facedata.photo import photo_face
 
 
 class NotAnImage(DataError):
@@ -31,7 +31,7 @@ def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, 
                 face_number: int = 1) -> tuple[np.ndarray, list[str]]:
     """The uploaded image as a (H, W) uint8 face of `size`, and notes on what was converted.
 
-    It takes the path of `rbg query` (retrieval.query.photo_face): a photo not already of the model's
+    It takes the path of `rbg query` (facedata.photo.photo_face): a photo not already of the model's
     size has its face detected and eye-aligned (the largest, or the `face_number`-th by size).
 
     The pixel count is checked from the header before anything is decoded, so a small file that
