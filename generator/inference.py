@@ -71,11 +71,12 @@ def conform_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 @torch.inference_mode()
 def run_model(model: TwoStageGenerator, normalization: Normalization, images: np.ndarray, codes: np.ndarray,
               layer: str = "pixels", batch_size: int = 256, device: torch.device | str = "cpu",
-              channels_last: bool = False) -> tuple[np.ndarray, ...]:
+              channels_last: bool = False, generate: bool = True) -> tuple[np.ndarray, ...]:
     """Run both stages over (n, H, W) uint8 sources and (n,) codes in batches.
 
     layer="pixels" → (stage1, stage2), each (n, H, W) float32 on the 0–255 scale, unclipped;
     a feature layer name of Generator.FEATURE_LAYERS → a 1-tuple of (n, d) float32.
+    generate=False skips stage 1: the source itself stands in for its output (Generator.source_features).
     """
     assert images.ndim == 3 and images.dtype == np.uint8 and codes.shape == (len(images),), (images.shape, codes.shape)
     device = torch.device(device)
@@ -86,7 +87,7 @@ def run_model(model: TwoStageGenerator, normalization: Normalization, images: np
         raw = raw.unsqueeze(1).float().contiguous(memory_format=memory)  # (b,1,H,W) 0–255
         code = torch.from_numpy(np.ascontiguousarray(codes[start : start + batch_size])).to(device)
         stats = normalization.stats(raw)
-        parts = _forward(model, normalization, normalization.apply(raw, stats), code, stats, layer)
+        parts = _forward(model, normalization, normalization.apply(raw, stats), code, stats, layer, generate)
         outputs.append([p.float().cpu().numpy() for p in parts])
     if not outputs:
         empty = np.zeros((0, *images.shape[1:]), np.float32)
@@ -95,12 +96,12 @@ def run_model(model: TwoStageGenerator, normalization: Normalization, images: np
 
 
 def _forward(model: TwoStageGenerator, norm: Normalization, x: torch.Tensor, codes: torch.Tensor,
-             stats: tuple[torch.Tensor, torch.Tensor], layer: str) -> tuple[torch.Tensor, ...]:
-    """One batch through as much of the network as `layer` needs."""
+             stats: tuple[torch.Tensor, torch.Tensor], layer: str, generate: bool = True) -> tuple[torch.Tensor, ...]:
+    """One batch through as much of the network as `layer` needs (without stage 1 when not `generate`)."""
     n = len(x)
     if layer == "stage1.fusion":
         return (model.stage1.fused(x, codes).reshape(n, -1),)
-    coarse = model.stage1(x, codes)
+    coarse = model.stage1(x, codes) if generate else x
     if layer == "stage1.pixels":
         return (norm.invert(coarse, stats).clamp(0, 255).reshape(n, -1),)
     if layer in ("stage2.mid", "stage2.mid128"):
@@ -207,6 +208,22 @@ class Generator:
         images = conform_images(images, self.image_size)
         codes = self.target_codes(targets, len(images))
         (features,) = run_model(self.model, self.normalization, images, codes, layer, batch_size, self.device, self.channels_last)
+        return features.reshape(len(images), self.feature_dim(layer))
+
+    def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+        """Features of the images as they are, with no generation: (n, d) float32 of `layer`.
+
+        Stage 1 is skipped and the refiner reads each source as its own coarse image: half a network
+        pass instead of the 8 generations of pose normalization (`--normalize none`). `targets` (an
+        estimate of each image's own value) only enter stage1.fusion, the one layer inside stage 1.
+        """
+        layer = layer or self.default_feature_layer
+        if layer not in self.FEATURE_LAYERS:
+            raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(self.FEATURE_LAYERS)})")
+        images = conform_images(images, self.image_size)
+        codes = self.target_codes(targets, len(images))
+        (features,) = run_model(self.model, self.normalization, images, codes, layer, batch_size, self.device,
+                                self.channels_last, generate=False)
         return features.reshape(len(images), self.feature_dim(layer))
 
     def feature_dim(self, layer: str | None = None) -> int:

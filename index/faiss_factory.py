@@ -35,6 +35,7 @@ class IndexConfig:
     seed: int = 0  # picks the training sample
     gpu: bool = True  # search on all GPUs when faiss-gpu is installed and a GPU is present
     views: str = "kept"  # "kept": each face in its kept value (§4.1.2); "all": every value side by side
+    normalize: str = "full"  # how the kept value is found: "full" (§4.1.2), "classifier", "none" (index.pose_normalize)
 
 
 def new_index(factory: str, dimension: int) -> faiss.Index:

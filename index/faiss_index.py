@@ -34,7 +34,8 @@ from index.faiss_factory import (
     set_search_parameters,
 )
 from index.features import compute_feature_chunks, gallery_fingerprint, l2_normalize
-from index.pose_normalize import kept_accuracy
+from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
+from index.pose_normalize import check_normalize, kept_accuracy
 
 INDEX_FILE = "index.faiss"
 FACES_FILE = "faces.parquet"
@@ -57,6 +58,7 @@ class IndexInfo:
     layer: str | None = None
     kept_accuracy: float | None = None  # share of gallery images whose kept value is their true one
     train_count: int = 0
+    pose_classifier: dict = field(default_factory=dict)  # what fitted the index's pose classifier, if it has one
     gallery: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
@@ -86,6 +88,7 @@ class IndexInfo:
                 layer=record.get("layer"),
                 kept_accuracy=None if accuracy is None else float(accuracy),
                 train_count=int(record.get("train_count", 0)),
+                pose_classifier=dict(record.get("pose_classifier") or {}),
                 gallery=dict(record.get("gallery", {})),
                 config=dict(record.get("config", {})),
                 provenance=dict(record.get("provenance", {})),
@@ -112,13 +115,15 @@ def order_ties(distances: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
 class GalleryIndex:
     """A searchable gallery: the FAISS index, its gallery rows and what built it."""
 
-    def __init__(self, index: faiss.Index, faces: pd.DataFrame, info: IndexInfo, config: IndexConfig = IndexConfig(), path: Path | None = None):
+    def __init__(self, index: faiss.Index, faces: pd.DataFrame, info: IndexInfo, config: IndexConfig = IndexConfig(),
+                 path: Path | None = None, pose_classifier: PoseClassifier | None = None):
         assert index.ntotal == info.count == len(faces) and index.d == info.dimension, (index.ntotal, info.count, len(faces), index.d)
         self.index = index  # the CPU index: the one saved
         self.faces = faces
         self.info = info
         self.config = config
         self.path = path
+        self.pose_classifier = pose_classifier  # the kept values' classifier of a cheap normalization
         set_search_parameters(index, config)
         self._searcher: faiss.Index | None = None
 
@@ -160,6 +165,8 @@ class GalleryIndex:
         with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.faces.to_parquet(tmp / FACES_FILE, index=False)
+            if self.pose_classifier is not None:
+                self.pose_classifier.save(tmp / CLASSIFIER_FILE)
             (tmp / INFO_FILE).write_text(json.dumps(self.info.to_json(), indent=2) + "\n")
         self.path = out
         return out
@@ -202,7 +209,12 @@ class GalleryIndex:
             raise UserError(f"{root / FACES_FILE}: {len(faces)} rows, {INFO_FILE} says {info.count}")
         known = {f for f in IndexConfig.__dataclass_fields__}
         config = replace(IndexConfig(**{k: v for k, v in info.config.items() if k in known}), **search_overrides)
-        return cls(index, faces, info, config, path=root)
+        classifier = None
+        if config.normalize != "full":
+            if not (root / CLASSIFIER_FILE).is_file():
+                raise UserError(f"{root / CLASSIFIER_FILE}: missing (the index's '{config.normalize}' normalization needs it)")
+            classifier = PoseClassifier.load(root / CLASSIFIER_FILE)
+        return cls(index, faces, info, config, path=root, pose_classifier=classifier)
 
     def locate(self, recorded: str | None) -> Path | None:
         """A folder index.json records (gallery, model), resolved against the index folder when relative."""
@@ -291,7 +303,8 @@ def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
 
 
 def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
-                progress: bool = True, force: bool = False, **overrides) -> GalleryIndex:
+                progress: bool = True, force: bool = False, classifier: PoseClassifier | None = None,
+                classifier_info: dict | None = None, **overrides) -> GalleryIndex:
     """Pose-normalize the gallery, index its features and save the index folder at `out` (§4.1.2).
 
     Streaming and restartable: features are computed chunk by chunk into the cache folder
@@ -301,8 +314,12 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     `out` as it was (no index or the previous one), never a half index that loads. While it runs the
     build holds a lock (`.<out>.build.lock`): a second build into the same `out` is refused, not mixed in.
     An existing `out` is replaced only if it is an index, or with `force`; never the gallery's own folder.
+    With config.normalize "classifier" or "none", `classifier` gives each face's kept value (saved in the
+    index folder; `classifier_info` says what it was fitted on).
     """
     config = replace(config or IndexConfig(), **overrides)
+    check_normalize(config.normalize, classifier)
+    classifier = classifier if config.normalize != "full" else None
     out = Path(out)
     check_output_folder(out, INFO_FILE, force=force, inputs=[gallery.root], option=None)
     if len(gallery) == 0:
@@ -323,14 +340,17 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
     cache = out.with_name(f".{out.name}.build")
     with exclusive_lock(cache.with_name(cache.name + ".lock"), what=str(out)):
-        return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force)
+        return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
+                             classifier, classifier_info or {})
 
 
 def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: IndexConfig,
-                  vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool) -> GalleryIndex:
+                  vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool,
+                  classifier: PoseClassifier | None, classifier_info: dict) -> GalleryIndex:
     """The long part of build_index, run while holding the cache's lock."""
     start = time.perf_counter()
-    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress, config.views)
+    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress, config.views,
+                                    config.normalize, classifier)
     index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
     edit = generator.edit_factor
@@ -348,12 +368,13 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         layer=layer,
         kept_accuracy=kept_accuracy(kept_values, faces[edit]) if edit in faces.columns else None,
         train_count=train_count,
+        pose_classifier=({**classifier_info, **classifier.to_json()} if classifier is not None else {}),
         gallery={"name": gallery.info.name, "path": relative_to_folder(gallery.root, out),
                  "fingerprint": gallery_fingerprint(gallery)},
         config=asdict(config),
         provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
     )
-    built = GalleryIndex(index, faces, info, config)
+    built = GalleryIndex(index, faces, info, config, pose_classifier=classifier)
     built.save(out, force=force)
     shutil.rmtree(cache, ignore_errors=True)
     return built

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from facedata.atomic import atomic_file
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from index.pose_normalize import normalize_batch, normalized_features
+from index.pose_normalize import check_normalize, classified_kept, normalize_batch, normalize_features
 
 VIEWS = ("kept", "all")
 
@@ -98,6 +98,10 @@ class FeatureChunks:
         """Chunk i's vectors, (b, d) float32, memory-mapped."""
         return np.load(chunk_file(self.folder, i, self.key), mmap_mode="r")
 
+    def pixels(self, i: int) -> np.ndarray:
+        """Chunk i's indexed images, (b, H·W) float32 0–255, memory-mapped (caches computed with pixels)."""
+        return np.load(chunk_file(self.folder, i, self.key, ".pixels.npy"), mmap_mode="r")
+
     def kept(self) -> np.ndarray:
         """Every gallery image's kept target code, (count,) int64."""
         return np.concatenate([np.load(chunk_file(self.folder, i, self.key, ".kept.npy")) for i in range(self.num_chunks)])
@@ -118,14 +122,20 @@ class FeatureChunks:
 
 def compute_feature_chunks(
     generator, gallery: FaceSet, folder: Path, layer: str, chunk_size: int, progress: bool = True,
-    views: str = "kept",
+    views: str = "kept", normalize: str = "full", classifier=None, pixels: bool = False,
 ) -> FeatureChunks:
     """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left.
 
     `views` "kept": each face's features generated in its kept value; "all": all_value_features.
+    `normalize` (index.pose_normalize.NORMALIZE_MODES) chooses how the kept value is found, with
+    `classifier` (index.pose_classifier) for the cheap modes; `pixels` also keeps the indexed image
+    of each face (`.pixels.npy` chunks), which the benchmark's pixel rows search.
     """
     if views not in VIEWS:
         raise UserError(f"unknown views '{views}' (valid: {', '.join(VIEWS)})")
+    check_normalize(normalize, classifier)
+    if views == "all" and pixels:
+        raise UserError("views 'all' keeps no indexed images (pixels) per face")
     folder = Path(folder)
     state = {
         "cache_version": CACHE_VERSION,
@@ -135,6 +145,8 @@ def compute_feature_chunks(
         "count": len(gallery),
         "chunk_size": int(chunk_size),
         **({"views": views} if views != "kept" else {}),  # caches of kept views keep their key
+        **({"normalize": normalize, "classifier": classifier.fingerprint} if normalize != "full" else {}),
+        **({"pixels": True} if pixels else {}),
     }
     _open_cache(folder, state)
     key = chunk_key(state)
@@ -147,10 +159,15 @@ def compute_feature_chunks(
             bar.update(len(images))
             continue
         if views == "all":
-            kept = normalize_batch(generator, images, chunk_size).kept
+            kept = (normalize_batch(generator, images, chunk_size).kept if normalize == "full"
+                    else classified_kept(generator, classifier, images))
             features = all_value_features(generator, images, layer=layer, batch_size=chunk_size)
         else:
-            features, kept = normalized_features(generator, images, layer=layer, batch_size=chunk_size)
+            batch = normalize_features(generator, images, layer, normalize, classifier, chunk_size, pixels)
+            features, kept = batch.features, batch.kept
+            if pixels:
+                with atomic_file(chunk_file(folder, i, key, ".pixels.npy")) as tmp:
+                    np.save(tmp, batch.pixels, allow_pickle=False)
         with atomic_file(chunk_file(folder, i, key, ".kept.npy")) as tmp:
             np.save(tmp, kept, allow_pickle=False)
         with atomic_file(chunk_file(folder, i, key)) as tmp:

@@ -1,5 +1,10 @@
 """Pose normalization of gallery images (§4.1.2): regenerate each image in every target value, keep the
-closest, and index the features of that generated image so gallery and queries share one distribution."""
+closest, and index the features of that generated image so gallery and queries share one distribution.
+
+Beyond the paper, two cheaper modes (NORMALIZE_MODES) take the kept value from a pose classifier on
+the pixels instead of 7 generations: "classifier" then generates the face once, in that value;
+"none" generates nothing and reads the refiner's features of the image itself.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facedata.errors import UserError
+
+NORMALIZE_MODES = ("full", "classifier", "none")
 
 
 @dataclass(frozen=True)
@@ -72,17 +79,61 @@ def pose_normalize(generator, images: np.ndarray, batch_size: int = 256, progres
     return PoseNormalized(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("kept", "distances", "kept_images")))
 
 
-def normalized_features(generator, images: np.ndarray, layer: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Features of one batch of images, each regenerated in its kept value: ((n, d) float32, kept codes (n,) int64)."""
-    normalized = normalize_batch(generator, images, batch_size)
-    kept_values = normalized.kept_values(generator.vocabulary)
-    features = np.asarray(generator.features(images, list(kept_values), layer=layer, batch_size=batch_size), dtype=np.float32)
-    assert features.ndim == 2 and features.shape[0] == len(images), features.shape
-    return features, normalized.kept
-
-
 def kept_accuracy(kept_values: Sequence[str], true_values: Sequence[str]) -> float:
     """Share of images whose kept value is their true one: how good the free pose estimate is."""
     kept_values, true_values = np.asarray(kept_values).astype(str), np.asarray(true_values).astype(str)
     assert kept_values.shape == true_values.shape and kept_values.ndim == 1, (kept_values.shape, true_values.shape)
     return float(np.mean(kept_values == true_values)) if len(kept_values) else float("nan")
+
+
+def check_normalize(mode: str, classifier) -> None:
+    """A known mode, and a pose classifier for the modes that read the kept value from one."""
+    if mode not in NORMALIZE_MODES:
+        raise UserError(f"unknown normalization '{mode}' (valid: {', '.join(NORMALIZE_MODES)})")
+    if mode != "full" and classifier is None:
+        raise UserError(f"normalization '{mode}' takes each face's pose from a pose classifier, and none was given")
+
+
+def classified_kept(generator, classifier, images: np.ndarray) -> np.ndarray:
+    """The classifier's value for each image as a code of the generator's vocabulary, (n,) int64."""
+    unknown = sorted(set(classifier.classes) - set(generator.vocabulary))
+    if unknown:
+        raise UserError(f"the pose classifier predicts {unknown}, which the model's vocabulary "
+                        f"{list(generator.vocabulary)} lacks")
+    return generator.target_codes(list(classifier.predict(images)), len(images)) if len(images) else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class NormalizedBatch:
+    """One batch of gallery images under a normalization mode: what is indexed and what is kept."""
+
+    features: np.ndarray  # (n, d) float32, not yet L2-normalized
+    kept: np.ndarray  # (n,) int64 kept value codes
+    pixels: np.ndarray | None  # (n, H·W) float32, 0–255 clipped: the image indexed for pixel search (if asked)
+
+
+def normalize_features(generator, images: np.ndarray, layer: str | None = None, mode: str = "full", classifier=None,
+                       batch_size: int = 256, pixels: bool = False) -> NormalizedBatch:
+    """Features of one batch of gallery images under `mode` (NORMALIZE_MODES), with their kept values.
+
+    full: V generations choose the kept value (§4.1.2), then the features of the face generated in it;
+    classifier: the classifier's value, then one generation in it; none: the classifier's value and the
+    features of the image itself (Generator.source_features), no generation.
+    """
+    check_normalize(mode, classifier)
+    images = check_images(generator, images)
+    if mode == "full":
+        normalized = normalize_batch(generator, images, batch_size)
+        kept, kept_images = normalized.kept, normalized.kept_images
+    else:
+        kept, kept_images = classified_kept(generator, classifier, images), None
+    values = list(np.asarray(generator.vocabulary, dtype=object)[kept]) if len(kept) else []
+    if mode == "none":
+        features = generator.source_features(images, values, layer=layer, batch_size=batch_size)
+        kept_images = images.astype(np.float32)
+    else:
+        features = generator.features(images, values, layer=layer, batch_size=batch_size)
+    if pixels and kept_images is None:
+        kept_images = generator.generate(images, values, batch_size=batch_size)[1]
+    flat = np.clip(kept_images, 0, 255).reshape(len(images), -1).astype(np.float32) if pixels else None
+    return NormalizedBatch(np.asarray(features, dtype=np.float32), kept, flat)

@@ -8,92 +8,12 @@ search the pose-normalized gallery index with its features (generate_and_search)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
 
 from facedata.errors import UserError
 from index.faiss_index import GalleryIndex
 from index.features import all_value_features, l2_normalize
-
-CLASSIFIER_MODELS = ("logreg", "mlp")
-
-
-@dataclass(frozen=True)
-class PoseClassifierConfig:
-    """Step 1's pose classifier: per-image standardized pixels → PCA → logistic regression (or an MLP)."""
-
-    model: str = "logreg"  # "logreg" or "mlp"
-    pca_components: int | None = 64  # None: the classifier sees all pixels
-    C: float = 1.0  # inverse L2 strength of the logistic regression
-    hidden: int = 256  # MLP hidden units
-    max_iter: int = 1000
-    seed: int = 0
-
-
-def standardized_pixels(images: np.ndarray) -> np.ndarray:
-    """Each image as a zero-mean, unit-variance pixel vector, (n, H·W) float32: light's overall level drops out."""
-    images = np.asarray(images)
-    assert images.ndim == 3, images.shape
-    x = images.reshape(len(images), -1).astype(np.float32)
-    x -= x.mean(axis=1, keepdims=True)
-    x /= np.maximum(x.std(axis=1, keepdims=True), 1e-6)
-    return x
-
-
-class PoseClassifier:
-    """Step 1 of the 2-step baseline: predicts an image's value of the edited factor (its pose).
-
-    The paper's classifier reads VGG-Face fc6 features and reaches 73.3 % on Multi-PIE test faces; ours
-    reads the pixels (no pretrained face network here), trained on the train identities' images.
-    """
-
-    def __init__(self, config: PoseClassifierConfig = PoseClassifierConfig()):
-        if config.model not in CLASSIFIER_MODELS:
-            raise UserError(f"unknown pose classifier '{config.model}' (valid: {', '.join(CLASSIFIER_MODELS)})")
-        self.config = config
-        self._pipeline = None
-
-    def fit(self, images: np.ndarray, labels) -> "PoseClassifier":
-        """Train on images (n, H, W) uint8 and their labels (n,) str."""
-        labels = np.asarray(labels).astype(str)
-        assert images.ndim == 3 and labels.shape == (len(images),), (images.shape, labels.shape)
-        if len(np.unique(labels)) < 2:
-            raise UserError(f"a pose classifier needs ≥ 2 classes to learn, got {sorted(set(labels))}")
-        c = self.config
-        if c.model == "logreg":
-            head = LogisticRegression(C=c.C, max_iter=c.max_iter, random_state=c.seed)
-        else:
-            head = MLPClassifier(hidden_layer_sizes=(c.hidden,), max_iter=c.max_iter, early_stopping=True, random_state=c.seed)
-        steps = [head]
-        x = standardized_pixels(images)
-        if c.pca_components is not None:
-            steps.insert(0, PCA(n_components=min(c.pca_components, *x.shape), random_state=c.seed))
-        self._pipeline = make_pipeline(*steps).fit(x, labels)
-        return self
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        assert self._pipeline is not None, "fit the classifier first"
-        return tuple(self._pipeline.classes_)
-
-    def predict(self, images: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Predicted labels, (n,) str, computed in batches."""
-        assert self._pipeline is not None, "fit the classifier first"
-        parts = [self._pipeline.predict(standardized_pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-        return np.concatenate(parts).astype(str) if parts else np.zeros(0, dtype=str)
-
-    def accuracy(self, images: np.ndarray, labels) -> float:
-        """Share of images whose predicted label is the given one."""
-        labels = np.asarray(labels).astype(str)
-        return float(np.mean(self.predict(images) == labels)) if len(labels) else float("nan")
-
-    def to_json(self) -> dict:
-        return {"config": asdict(self.config), "classes": list(self.classes) if self._pipeline is not None else []}
+from index.pose_classifier import PoseClassifier, PoseClassifierConfig, standardized_pixels  # noqa: F401 (step 1)
 
 
 def pixel_vectors(images: np.ndarray) -> np.ndarray:

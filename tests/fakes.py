@@ -59,7 +59,17 @@ class FakeGenerator:
         layer = layer or self.default_feature_layer
         assert layer in self.FEATURE_LAYERS, layer
         _, stage2 = self.generate(images, targets, batch_size)
-        flat = stage2.reshape(len(images), -1)
+        return self._read(stage2, layer)
+
+    def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+        """The features of the images themselves, nothing generated (the targets are only checked)."""
+        self.target_codes(targets, len(images))
+        self.source_calls = getattr(self, "source_calls", 0) + 1
+        return self._read(np.asarray(images, dtype=np.float32), layer or self.default_feature_layer)
+
+    @staticmethod
+    def _read(stage2: np.ndarray, layer: str) -> np.ndarray:
+        flat = stage2.reshape(len(stage2), -1)
         return flat if layer == "pixels" else np.concatenate([flat, flat**2 / 255.0], axis=1)
 
 

@@ -162,3 +162,37 @@ def test_query_needs_exactly_one_of_image_and_batch(setup, tmp_path):
     assert refused(rbg("query", "--index", root / "index", "--model", model, "--pose", "0"), "not both or neither")
     (tmp_path / "q.csv").write_text("path,target\nx.png,0\n")
     assert refused(rbg("query", "--index", root / "index", "--model", model, "--batch", tmp_path / "q.csv"), "--out RESULTS.csv")
+
+
+@pytest.mark.parametrize("mode", ["classifier", "none"])
+def test_a_cheap_normalization_saves_its_pose_classifier_and_queries_as_usual(setup, mode):
+    root, model, _ = setup
+    out = root / f"index-{mode}"
+    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", out, "--normalize", mode,
+                 "--batch-size", 10, "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"normalization {mode}" in result.output
+    index = GalleryIndex.load(out)
+    assert index.config.normalize == mode and index.pose_classifier is not None
+    assert index.info.pose_classifier["fitted_on"] == "tiny" and index.info.pose_classifier["faces"] == 28
+    found = rbg("query", "--index", out, f"{root / 'faces'}:0", "--pose", "+15", "-k", 3, "--device", "cpu")
+    assert found.exit_code == 0, found.output
+
+
+def test_a_cheap_normalization_without_labelled_train_faces_is_refused(setup, tmp_path):
+    root, model, _ = setup
+    from facedata.faceset import FaceSet
+
+    test_only = FaceSet.open(root / "faces").split("test")
+    test_only.write(tmp_path / "test-only")
+    result = rbg("index", "build", "--model", model, "--data", tmp_path / "test-only", "--out", tmp_path / "i",
+                 "--normalize", "classifier", "--device", "cpu", "--quiet")
+    assert refused(result, "no train split with pose labels")
+    assert refused(rbg("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "j",
+                       "--classifier-data", root / "faces"), "--classifier-data goes with --normalize")
+    built = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "k",
+                "--normalize", "classifier", "--device", "cpu", "--quiet")
+    assert built.exit_code == 0, built.output
+    (tmp_path / "k" / "pose_classifier.safetensors").unlink()
+    assert refused(rbg("query", "--index", tmp_path / "k", f"{root / 'faces'}:0", "--pose", "+15"),
+                   "pose_classifier.safetensors: missing")

@@ -10,9 +10,10 @@ from facedata.errors import UserError
 from index.pose_normalize import (
     kept_accuracy,
     normalize_batch,
-    normalized_features,
+    normalize_features,
     pose_normalize,
 )
+from index.pose_classifier import PoseClassifier, PoseClassifierConfig
 
 
 def test_pose_normalization_keeps_each_images_true_pose_when_generation_is_faithful():
@@ -46,7 +47,8 @@ def test_batched_normalization_equals_one_pass():
 def test_indexed_features_are_those_of_the_image_regenerated_in_its_kept_pose():
     generator = FakeGenerator()
     gallery = tiny_gallery(identities=2, lights=1)
-    features, kept = normalized_features(generator, gallery.images, layer="pixels")
+    batch = normalize_features(generator, gallery.images, layer="pixels")
+    features, kept = batch.features, batch.kept
     expected = generator.features(gallery.images, [POSES[k] for k in kept], layer="pixels")
     np.testing.assert_array_equal(features, expected)
     np.testing.assert_array_equal(features, gallery.images.reshape(len(gallery), -1).astype(np.float32))
@@ -59,3 +61,36 @@ def test_kept_accuracy_is_the_share_of_true_poses_recovered():
 def test_images_of_another_size_are_refused_with_the_expected_size():
     with pytest.raises(UserError, match="6×16"):
         pose_normalize(FakeGenerator(), np.zeros((2, 8, 8), np.uint8))
+
+
+def _classifier(gallery):
+    return PoseClassifier(PoseClassifierConfig(pca_components=8)).fit(gallery.images, gallery.faces["pose"])
+
+
+def test_classifier_normalization_generates_each_face_once_in_the_classified_pose():
+    gallery = tiny_gallery(identities=3, lights=1)
+    classifier = _classifier(gallery)
+    generator = FakeGenerator()
+    batch = normalize_features(generator, gallery.images, "pixels", "classifier", classifier)
+    assert generator.generated == len(gallery)  # one generation per face, not 7
+    np.testing.assert_array_equal(np.asarray(POSES)[batch.kept], classifier.predict(gallery.images))
+    with_pixels = normalize_features(generator, gallery.images, "pixels", "classifier", classifier, pixels=True)
+    np.testing.assert_array_equal(with_pixels.features, with_pixels.pixels)  # layer "pixels" is the generated image
+
+
+def test_no_normalization_reads_the_image_itself_and_generates_nothing():
+    gallery = tiny_gallery(identities=3, lights=1)
+    generator = FakeGenerator()
+    batch = normalize_features(generator, gallery.images, "mid", "none", _classifier(gallery), pixels=True)
+    assert generator.generated == 0
+    flat = gallery.images.reshape(len(gallery), -1).astype(np.float32)
+    np.testing.assert_array_equal(batch.pixels, flat)
+    np.testing.assert_array_equal(batch.features[:, : flat.shape[1]], flat)
+
+
+def test_the_cheap_modes_need_a_classifier_and_a_known_mode():
+    images = tiny_gallery(identities=1, lights=1).images
+    with pytest.raises(UserError, match="pose classifier"):
+        normalize_features(FakeGenerator(), images, mode="classifier")
+    with pytest.raises(UserError, match="valid: full, classifier, none"):
+        normalize_features(FakeGenerator(), images, mode="fast")

@@ -33,30 +33,47 @@ def index_group() -> None:
               help="kept: each face's features in its kept value (the paper); all: in every value side by side, "
                    "V× the dimension, queries ranked among faces kept in the target (beyond the paper; "
                    "best on KDEF, see the README).")
+@click.option("--normalize", type=click.Choice(["full", "classifier", "none"]), default="full", show_default=True,
+              help="How each face's pose is found. full: the paper's 7 generations, the closest kept; classifier: "
+                   "a pixel pose classifier's pose, 1 generation in it; none: the classifier's pose and the features "
+                   "of the image itself, no generation (see the README for speed and recall).")
+@click.option("--classifier-data", type=click.Path(path_type=Path), default=None,
+              help="With --normalize classifier|none: a FaceSet whose train split, with pose labels, fits the pose "
+                   "classifier [--data's train split].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @force_option("index")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
-                views: str, device: str, quiet: bool, force: bool) -> None:
+                views: str, normalize: str, classifier_data: Path | None, device: str, quiet: bool, force: bool) -> None:
     """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
     from facedata.faceset import FaceSet
     from generator.inference import Generator
+    from facedata.errors import UserError
     from index.faiss_index import INFO_FILE, IndexConfig, build_index
+    from index.pose_classifier import fit_on_train_split
 
     check_out(out, INFO_FILE, force, data, model)
+    if classifier_data is not None and normalize == "full":
+        raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
     generator = Generator.load(model, device)
     faces = FaceSet.open(data)
     gallery = faces if split == "all" else faces.split(split)
+    classifier, classifier_info = None, None
+    if normalize != "full":
+        labelled = FaceSet.open(classifier_data) if classifier_data is not None else faces
+        classifier, classifier_info = fit_on_train_split(labelled, generator.edit_factor)
     cache = out.with_name(f".{out.name}.build")
     resumed = cache.is_dir()
     if resumed:
         click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
-    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views)
-    built = build_index(generator, gallery, out, config, progress=not quiet, force=force)
+    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views, normalize=normalize)
+    built = build_index(generator, gallery, out, config, progress=not quiet, force=force, classifier=classifier,
+                        classifier_info=classifier_info)
     info = built.info
     seconds = float(info.provenance.get("build_seconds", 0.0))
     click.echo(f"index: {out}")
-    click.echo(f"  {info.count} {split} images of {gallery.info.name} × {info.dimension}-d features of {info.layer}, factory {info.factory}")
+    click.echo(f"  {info.count} {split} images of {gallery.info.name} × {info.dimension}-d features of {info.layer}, "
+               f"factory {info.factory}, normalization {normalize}")
     if info.kept_accuracy is not None:
         click.echo(f"  kept-{info.edit_factor} accuracy (a free {info.edit_factor} estimate): {100 * info.kept_accuracy:.1f} %")
     rate = f", {info.count / seconds:.1f} images/s" if seconds > 0 else ""
