@@ -151,7 +151,8 @@ def compute_feature_chunks(
     _open_cache(folder, state)
     key = chunk_key(state)
     num_chunks = -(-len(gallery) // chunk_size)
-    done = {i for i in range(num_chunks) if chunk_file(folder, i, key).is_file()}
+    suffixes = (".npy", ".kept.npy") + ((".pixels.npy",) if pixels else ())
+    done = {i for i in range(num_chunks) if all(_readable(chunk_file(folder, i, key, suffix)) for suffix in suffixes)}
     dimension = None
     bar = tqdm(total=len(gallery), desc="gallery features", unit="img", disable=not progress)
     for i, (images, _) in enumerate(gallery.iter_batches(chunk_size)):
@@ -178,6 +179,15 @@ def compute_feature_chunks(
     if dimension is None:  # every chunk came from the cache
         dimension = int(np.load(chunk_file(folder, 0, key), mmap_mode="r").shape[1])
     return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size), key=key)
+
+
+def _readable(path: Path) -> bool:
+    """A chunk file that exists and whose array opens whole (a damaged one is computed again)."""
+    try:
+        np.load(path, mmap_mode="r")
+        return True
+    except (OSError, ValueError, EOFError):
+        return False
 
 
 def _open_cache(folder: Path, state: dict) -> None:

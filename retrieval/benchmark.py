@@ -18,21 +18,24 @@ Every method answers the same seeded queries over the same gallery (the whole te
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from facedata.atomic import atomic_dir, atomic_file
+import faiss
+
+from facedata.atomic import atomic_dir
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
+from facedata.outputs import exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
-from index.features import gallery_fingerprint
-from index.pose_normalize import kept_accuracy, normalize_batch
+from index.features import compute_feature_chunks, gallery_fingerprint
+from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
                                second_criterion_factor)
 from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
@@ -83,7 +86,7 @@ class BenchConfig:
     ks: tuple[int, ...] = PAPER_KS
     layer: str | None = None  # the generator's feature layer for "our 2nd network" (None: its default)
     factory: str = "Flat"
-    generation_pairs: int = 10_000  # Table 1
+    generation_pairs: int = 10_000  # Table 1 (0: not computed)
     criterion2_factor: str | None = None  # one factor or "a,b" (all must match); None: illumination, else expression
     batch_size: int = 256
     grid_queries: int = 8  # rows of the Figure-7 grid
@@ -91,6 +94,7 @@ class BenchConfig:
     deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
     deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
     all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
+    normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,8 @@ class GalleryFeatures:
     """The pose-normalized gallery: kept value per image and the two kinds of vectors indexed for ours."""
 
     kept: np.ndarray  # (g,) str kept value of the edited factor
-    pixels: np.ndarray  # (g, H·W) float32 stage-2 image generated in the kept value
-    features: np.ndarray  # (g, d) float32 mid-layer features of that generation
+    pixels: np.ndarray  # (g, H·W) float32 stage-2 image generated in the kept value (0–255, clipped)
+    features: np.ndarray  # (g, d) float32 mid-layer features of that generation, L2-normalized
 
 
 def check_compatible(generator, faces: FaceSet) -> None:
@@ -114,36 +118,62 @@ def check_compatible(generator, faces: FaceSet) -> None:
         raise UserError(f"{faces.info.name}: images are {faces.image_size}, the model expects {generator.image_size}")
 
 
-def pose_normalized_gallery(generator, gallery: FaceSet, layer: str | None, batch_size: int,
-                            cache: Path | None = None) -> GalleryFeatures:
-    """§4.1.2: regenerate every gallery image in all target values, keep the closest, read its vectors.
+def gallery_features(generator, gallery: FaceSet, layer: str | None, batch_size: int, cache: Path | None,
+                     normalize: str = "full", classifier=None, progress: bool = True) -> GalleryFeatures:
+    """§4.1.2: the pose-normalized gallery's kept values, images and features, through index.features.
 
-    The result is cached in `cache` (keyed by model and gallery) because it is the benchmark's most
-    expensive step: V + 1 network passes per gallery image.
+    The benchmark's most expensive step (V + 1 network passes per image under full normalization), so
+    it is computed chunk by chunk into `cache` (a folder per model and gallery, locked while in use)
+    and a rerun resumes; the same code builds `rbg index build`'s indexes.
     """
-    key = f"{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}-{layer or generator.default_feature_layer}"
-    path = cache / f"gallery-{key}.npz" if cache else None
-    if path and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                return GalleryFeatures(stored["kept"], stored["pixels"], stored["features"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # a damaged cache file is recomputed and replaced
-    kept, pixels, features = [], [], []
-    bar = tqdm(total=len(gallery), desc="pose-normalize gallery", unit="img")
-    for images, _ in gallery.iter_batches(batch_size):
-        normalized = normalize_batch(generator, images, batch_size)
-        values = normalized.kept_values(generator.vocabulary)
-        kept.append(values)
-        pixels.append(np.clip(normalized.kept_images, 0, 255).reshape(len(images), -1))
-        features.append(generator.features(images, list(values), layer=layer, batch_size=batch_size))
-        bar.update(len(images))
-    bar.close()
-    result = GalleryFeatures(np.concatenate(kept), np.concatenate(pixels), np.concatenate(features))
-    if path:
-        with atomic_file(path) as tmp:  # a unique temporary name: two benches never write into one file
-            np.savez(tmp, kept=result.kept, pixels=result.pixels, features=result.features)
-    return result
+    layer = layer or generator.default_feature_layer
+    folder = None
+    if cache is not None:
+        folder = Path(cache) / f"gallery-{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}"
+    with tempfile.TemporaryDirectory(prefix="rbg-bench-") as scratch:
+        target = folder or Path(scratch) / "features"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(target.with_name(target.name + ".lock"), what=str(target)):
+            chunks = compute_feature_chunks(generator, gallery, target, layer, batch_size, progress,
+                                            normalize=normalize, classifier=classifier, pixels=True)
+            kept = np.asarray(generator.vocabulary, dtype=object)[chunks.kept()].astype(str)
+            pixels = np.concatenate([np.asarray(chunks.pixels(i)) for i in range(chunks.num_chunks)])
+            features = np.concatenate(list(chunks.iter_vectors()))
+    return GalleryFeatures(kept, pixels, features)
+
+
+def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, batch_size: int) -> GalleryFeatures:
+    """The gallery's features read back from a built index of it (`rbg bench --index`), kept images regenerated.
+
+    The index must hold the bench's gallery (same fingerprint), one view per face, by this model, in a
+    factory whose vectors read back exactly (Flat); the pixel rows need the kept images, generated once
+    per face in its kept value (the image itself under normalization "none").
+    """
+    where = index.path or "--index"
+    index.check_model(generator)
+    if index.info.gallery.get("fingerprint") != gallery_fingerprint(gallery):
+        raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}', not the test split of this "
+                        "--data (build it with rbg index build --data DATA --split test)")
+    if index.views != "kept":
+        raise UserError(f"{where}: an index of all views; the bench reads an index of kept views (--views kept)")
+    try:
+        vectors = index.index.reconstruct_n(0, index.info.count)
+    except RuntimeError:
+        raise UserError(f"{where}: factory '{index.info.factory}' cannot give its vectors back; the bench reads a "
+                        "Flat index (rbg index build --factory Flat)") from None
+    if not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
+        raise UserError(f"{where}: factory '{index.info.factory}' stores approximate vectors; the bench reads a "
+                        "Flat index (rbg index build --factory Flat)")
+    kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy().astype(str)
+    if index.config.normalize == "none":
+        pixels = gallery.images.reshape(len(gallery), -1).astype(np.float32)
+    else:
+        parts = []
+        for start in tqdm(range(0, len(gallery), batch_size), desc="kept images", unit="batch"):
+            chosen = slice(start, start + batch_size)
+            parts.append(generator.generate(gallery.images[chosen], list(kept[chosen]), batch_size=batch_size)[1])
+        pixels = np.clip(np.concatenate(parts), 0, 255).reshape(len(gallery), -1)
+    return GalleryFeatures(kept, pixels, np.asarray(vectors, dtype=np.float32))
 
 
 def search_ours(gallery_vectors: np.ndarray, query_vectors: np.ndarray, config: BenchConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,12 +183,18 @@ def search_ours(gallery_vectors: np.ndarray, query_vectors: np.ndarray, config: 
 
 
 def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfig = BenchConfig(),
-                  cache: Path | None = None, force: bool = False) -> dict:
+                  cache: Path | None = None, force: bool = False, index: GalleryIndex | None = None) -> dict:
     """Run every method on the same queries; write report.md, report.json and figures into `out` atomically.
 
-    An existing `out` is replaced only if it is a report (holds report.json), or with `force`.
+    An existing `out` is replaced only if it is a report (holds report.json), or with `force`. With
+    `index` (a Flat index of the test gallery built by this model) ours reads the gallery from it and
+    takes its layer and normalization, instead of pose-normalizing the gallery again.
     """
     check_compatible(generator, faces)
+    if index is not None:
+        config = replace(config, layer=index.layer, normalize=index.config.normalize)
+    if config.normalize not in NORMALIZE_MODES:
+        raise UserError(f"unknown normalization '{config.normalize}' (valid: {', '.join(NORMALIZE_MODES)})")
     train, gallery = faces.split("train"), faces.split("test")
     if config.gallery_identities is not None:
         keep = gallery.identities()[: config.gallery_identities]
@@ -196,7 +232,11 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         timings["2-step deep"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    normalized = pose_normalized_gallery(generator, gallery, config.layer, config.batch_size, cache)
+    if index is not None:
+        normalized = indexed_gallery_features(generator, index, gallery, config.batch_size)
+    else:  # the cheap normalizations take the kept pose from the 2-step's classifier (train identities only)
+        normalized = gallery_features(generator, gallery, config.layer, config.batch_size, cache, config.normalize,
+                                      pose_filter.classifier)
     timings["pose-normalize gallery"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -232,6 +272,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                   "vocabulary": list(generator.vocabulary), "checkpoint_sha256": generator.checkpoint_hash,
                   "feature_layer": config.layer or generator.default_feature_layer},
         "config": asdict(config),
+        "gallery_index": str(index.path) if index is not None else None,
         "queries": len(queries),
         "criterion2_factor": criterion2_label(also),
         "criterion2_factors": list(also),
@@ -251,8 +292,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         from generator.evaluate import evaluate_generation
         from retrieval import report_figures
 
-        record["generation"] = evaluate_generation(generator, faces, tmp / "generation", config.generation_pairs,
-                                                   config.seed, config.batch_size)
+        record["generation"] = (evaluate_generation(generator, faces, tmp / "generation", config.generation_pairs,
+                                                    config.seed, config.batch_size) if config.generation_pairs else {})
         report_figures.recall_bars(results, tmp / "recall.png")
         if record["change_groups"]:
             report_figures.change_curve(record["change_groups"], edit, tmp / "figure6_change.png")
@@ -329,7 +370,9 @@ def report_markdown(record: dict) -> str:
         "",
         f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} test images "
         f"({data['test_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
-        f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`.",
+        f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`, gallery normalization "
+        f"`{record['config'].get('normalize', 'full')}`" + (f" (read from the index `{record['gallery_index']}`)"
+                                                            if record.get("gallery_index") else "") + ".",
         "",
         "## Table 1 — mean per-pixel generation error (MSE, 0–255 scale)",
         "",
@@ -382,7 +425,7 @@ def report_markdown(record: dict) -> str:
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {v:.1f}" for k, v in record["timings_seconds"].items()]
     lines += ["", "## Made by", "", f"`{record['provenance']['command']}`", "",
               "Pictures: `recall.png`, " + ("`figure6_change.png`, " if record.get("change_groups") else "")
-              + "`figure7_retrievals.png`, `generation/`.", ""]
+              + "`figure7_retrievals.png`" + (", `generation/`." if record.get("generation") else "."), ""]
     return "\n".join(lines)
 
 

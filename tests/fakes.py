@@ -34,6 +34,7 @@ class FakeGenerator:
         self.vocabulary = POSES
         self.image_size = SIZE
         self.checkpoint_hash = checkpoint_hash
+        self.path = None
         self.fail_after = fail_after  # raise KeyboardInterrupt on this features() call (an interrupted build)
         self.generated = 0
         self.feature_calls = 0

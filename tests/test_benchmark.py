@@ -126,19 +126,62 @@ def test_deep_images_must_hold_the_same_faces_in_the_same_order(bench, tmp_path)
         source_resolution_images(faces, gallery, str(shuffled))
 
 
-def test_a_damaged_gallery_cache_is_recomputed_and_replaced(bench):
-    from retrieval.benchmark import pose_normalized_gallery
+def test_a_damaged_gallery_cache_chunk_is_recomputed_and_replaced(bench):
+    from retrieval.benchmark import gallery_features
 
     root, _ = bench
     generator = Generator.load(root / "model")
     gallery = FaceSet.open(root / "faces").split("test")
-    cached = sorted((root / "cache").glob("gallery-*.npz"))
-    assert len(cached) == 1
-    good = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
-    cached[0].write_bytes(b"damaged")
-    again = pose_normalized_gallery(generator, gallery, None, 64, root / "cache")
-    assert (again.features == good.features).all() and cached[0].stat().st_size > 100
-    assert sorted(p.name for p in (root / "cache").iterdir()) == [cached[0].name]  # no temporary left
+    folders = [p for p in (root / "cache").iterdir() if p.is_dir()]
+    assert len(folders) == 1 and folders[0].name.startswith("gallery-")
+    good = gallery_features(generator, gallery, None, 64, root / "cache", progress=False)
+    chunk = sorted(folders[0].glob("chunk-*[0-9a-f].npy"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:100])  # truncated
+    again = gallery_features(generator, gallery, None, 64, root / "cache", progress=False)
+    assert (again.features == good.features).all() and (again.pixels == good.pixels).all()
+    assert not [p for p in folders[0].iterdir() if ".tmp" in p.name]  # no temporary left
+
+
+def test_the_bench_with_an_exact_generator_finds_every_face(tmp_path):
+    """The known answer: with generation exact, ours finds the right person in the target pose every time."""
+    from fakes import FakeGenerator, tiny_gallery
+
+    faces = tiny_gallery(identities=6, lights=2, train_identities=3)
+    for mode in ("full", "classifier", "none"):
+        config = BenchConfig(queries=60, generation_pairs=0, grid_queries=2, ks=(1, 5), normalize=mode)
+        record = run_benchmark(FakeGenerator(), faces, tmp_path / mode, config, cache=tmp_path / "cache")
+        rows = {(r["method"], r["features"]): r for r in record["results"]}
+        for features in ("image", "our 2nd network"):
+            assert rows[("ours", features)]["criterion1"]["recall"]["1"] == 1.0, (mode, features)
+            assert rows[("ours", features)]["criterion2"]["recall"]["1"] == 1.0, (mode, features)
+        assert record["config"]["normalize"] == mode and record["pose_normalization_accuracy"] == 1.0
+
+
+def test_the_bench_reads_the_gallery_from_a_built_index(bench, tmp_path):
+    from index.faiss_index import build_index
+
+    root, record = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    index = build_index(model, faces.split("test"), tmp_path / "index", batch_size=64, progress=False)
+    again = run_benchmark(model, faces, tmp_path / "r", QUICK, index=index)
+    ours = {(r["method"], r["features"]): r for r in again["results"]}
+    before = {(r["method"], r["features"]): r for r in record["results"]}
+    for row in (("ours", "our 2nd network"), ("ours", "image"), ("ours, pose-aware", "our 2nd network")):
+        assert ours[row]["criterion1"]["recall"] == pytest.approx(before[row]["criterion1"]["recall"]), row
+    assert again["gallery_index"] == str(tmp_path / "index")
+
+
+def test_the_bench_refuses_an_index_of_another_gallery_or_an_approximate_factory(bench, tmp_path):
+    from index.faiss_index import build_index
+
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    other = build_index(model, faces.split("train"), tmp_path / "train-index", batch_size=64, progress=False)
+    with pytest.raises(UserError, match="not the test split"):
+        run_benchmark(model, faces, tmp_path / "r", QUICK, index=other)
+    pca = build_index(model, faces.split("test"), tmp_path / "pca", factory="PCA8,Flat", batch_size=64, progress=False)
+    with pytest.raises(UserError, match="Flat index"):
+        run_benchmark(model, faces, tmp_path / "r", QUICK, index=pca)
 
 
 def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench, tmp_path):

@@ -15,7 +15,7 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--layer", default=None, help="feature layer for 'our 2nd network' [the model's default: stage2.mid]")
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string for the pose-normalized gallery")
-@click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=1), help="test pairs for Table 1")
+@click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=0), help="test pairs for Table 1 (0: skip it)")
 @click.option("--criterion2", "criterion2_factor", default=None, help="factor(s) criterion 2 also matches, any kept factor or several comma-separated (e.g. expression,session) [illumination, else expression]")
 @click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
 @click.option("--deep", is_flag=True, help="also the 2-step baseline on dlib's face descriptor "
@@ -26,29 +26,42 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--all-values", is_flag=True,
               help="also 'ours, all poses': query and gallery compared in every generated value (V more feature "
                    "passes per gallery face; beyond the paper)")
+@click.option("--normalize", type=click.Choice(["full", "classifier", "none"]), default="full", show_default=True,
+              help="how ours pose-normalizes the gallery: full (the paper's 7 generations), classifier (one "
+                   "generation in the 2-step pose classifier's pose), none (features of the image itself)")
+@click.option("--index", "index_path", default=None, type=click.Path(file_okay=False),
+              help="a Flat index of the test gallery built by this model (rbg index build --split test): ours reads "
+                   "the gallery from it, with its layer and normalization, instead of normalizing it again")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 @force_option("report")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, deep, deep_images, all_values, batch_size, device, cache, force) -> None:
+          gallery_identities, deep, deep_images, all_values, normalize, index_path, batch_size, device, cache,
+          force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
     from facedata.faceset import FaceSet
     from facedata.outputs import check_output_file
+    from facedata.errors import UserError
     from generator.inference import Generator
+    from index.faiss_index import GalleryIndex
     from retrieval.benchmark import BenchConfig, run_benchmark
 
-    check_out(out, "report.json", force, data_path, model_path, cache)
+    check_out(out, "report.json", force, data_path, model_path, cache, index_path)
+    if index_path is not None and (layer is not None or normalize != "full" or gallery_identities is not None):
+        raise UserError("--index brings its own gallery, layer and normalization: drop --layer, --normalize and "
+                        "--gallery-identities")
     generator = Generator.load(model_path, device=device)
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
                          deep=deep or deep_images is not None, deep_images=deep_images,
-                         all_values=all_values)
+                         all_values=all_values, normalize=normalize)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
-    record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force)
+    index = GalleryIndex.load(index_path, gpu=False) if index_path is not None else None
+    record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force, index=index)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"report → {out}/report.md ({record['queries']:,} queries, gallery {record['data']['gallery']:,})")
