@@ -10,7 +10,7 @@ itself, no generation):
   all modes timed in one run on the same first `--speed-faces` test faces, in turns, so load on the
   machine hits them alike; ratios are to "full";
 - recall: an index of the whole test gallery per mode (`rbg index build`'s build_index, Flat), searched
-  as `rbg query` does (retrieval.baselines.generate_and_search) by the paper's seeded queries, scored with
+  as `rbg query` does (features of each query generated in its target) by the paper's seeded queries, scored with
   retrieval.protocol.score: criterion 1 and 2, R@1/5/20, and the share of faces whose kept pose is true.
 Indexes are kept in `--index-dir` (one folder per mode) and reused by a rerun when they hold the same
 gallery, model and mode.
@@ -32,10 +32,9 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.faiss_factory import IndexConfig
 from index.faiss_index import GalleryIndex, build_index
-from index.features import gallery_fingerprint
+from index.features import all_value_features, gallery_fingerprint
 from index.pose_classifier import fit_on_train_split
 from index.pose_normalize import NORMALIZE_MODES, normalize_features
-from retrieval.baselines import generate_and_search
 from retrieval.metrics import PAPER_KS, criterion2_factors, second_criterion_factor
 from retrieval.protocol import sample_queries, score
 
@@ -71,16 +70,20 @@ def mode_index(generator, gallery: FaceSet, folder: Path, mode: str, views: str,
     return index, time.perf_counter() - start
 
 
-def recall_rows(generator, index: GalleryIndex, gallery: FaceSet, queries, also, batch: int) -> dict:
-    """recall@K of ours and ours pose-aware (ranked among faces kept in the target) for one index."""
+def query_vectors(generator, gallery: FaceSet, queries, views: str, batch: int) -> np.ndarray:
+    """The queries' features generated in their targets, as `rbg query` computes them (the same for every mode)."""
     images = gallery.images[queries.positions]
+    if views == "all":
+        return all_value_features(generator, images, generator.default_feature_layer, batch)
+    return generator.features(images, list(queries.targets), batch_size=batch)
+
+
+def recall_rows(index: GalleryIndex, vectors: np.ndarray, gallery: FaceSet, queries, also) -> dict:
+    """recall@K of ours (plain search, as `rbg query` on a kept-views index) and ours pose-aware
+    (ranked among faces kept in the target, as on an all-views index) for one index."""
     k = max(PAPER_KS)
-    _, plain = generate_and_search(generator, index, images, list(queries.targets), k, batch)
-    features = generator.features(images, list(queries.targets), layer=index.layer, batch_size=batch)
-    if index.views == "all":
-        aware = plain  # an all-views index always ranks among the faces kept in the target
-    else:
-        _, aware = index.search_among(features, k, queries.targets)
+    aware = index.search_among(vectors, k, queries.targets)[1]
+    plain = aware if index.views == "all" else index.search(vectors, k)[1]
     rows = {}
     for name, ranked in (("ours", plain), ("ours, pose-aware", aware)):
         rows[name] = {f"criterion{c}": {str(k): 100 * v for k, v in score(ranked, queries, gallery, c, PAPER_KS, also=also)[0].recall.items()}
@@ -124,6 +127,7 @@ def main(argv=None) -> int:
         also = criterion2_factors(args.criterion2) or (second_criterion_factor(list(gallery.faces.columns), generator.edit_factor),)
         queries = sample_queries(gallery, generator.edit_factor, args.queries, seed=args.seed)
         index_dir = Path(args.index_dir) if args.index_dir else Path(args.out).resolve().parent / f".{Path(args.out).stem}-indexes"
+        vectors = query_vectors(generator, gallery, queries, args.views, args.batch_size)
         results = {}
         for mode in modes:
             index, seconds = mode_index(generator, gallery, index_dir / mode, mode, args.views, classifier, info, args.batch_size)
@@ -133,7 +137,7 @@ def main(argv=None) -> int:
                 "speedup_vs_full": rates[mode] / rates["full"] if "full" in rates else None,
                 "whole_gallery_build_seconds": seconds,
                 "kept_true_pose": 100 * float(np.mean(kept == truth)),
-                "recall": recall_rows(generator, index, gallery, queries, also, args.batch_size),
+                "recall": recall_rows(index, vectors, gallery, queries, also),
             }
     except UserError as exc:
         print(f"Error: {exc}", file=sys.stderr)
