@@ -31,8 +31,8 @@ from PIL import Image
 
 from facedata.atomic import write_json
 from facedata.provenance import provenance
-from index.faiss_index import GalleryIndex
-from retrieval.query import open_gallery
+from index.faiss_index import GalleryIndex, gallery_codes, image_rows
+from retrieval.query import open_galleries
 
 BOUNDARY = "rbg-bench-boundary"
 BROWSER = Path("/usr/bin/chromium")
@@ -66,14 +66,15 @@ def multipart(fields: dict[str, str], png: bytes) -> bytes:
 def query_bodies(index_path: str, count: int, k: int, seed: int) -> list[bytes]:
     """POST /query bodies: PNGs of random gallery faces, each with a random target of the index's vocabulary."""
     index = GalleryIndex.load(index_path)
-    gallery = open_gallery(index)
+    galleries = open_galleries(index)
+    codes, positions = gallery_codes(index.faces), image_rows(index.faces)
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(index), count)
     targets = rng.choice(np.asarray(index.info.vocabulary), count)
     bodies = []
     for row, target in zip(rows, targets):
         buffer = io.BytesIO()
-        Image.fromarray(gallery.image(int(index.faces["image_row"].iloc[int(row)]))).save(buffer, format="PNG")
+        Image.fromarray(galleries[codes[row]].image(int(positions[row]))).save(buffer, format="PNG")
         bodies.append(multipart({"target": str(target), "k": str(k)}, buffer.getvalue()))
     return bodies
 

@@ -4,6 +4,9 @@ An index folder holds `index.faiss` (the CPU index), `faces.parquet` (one row pe
 in index order, with its position `image_row` in the gallery's images.npy and the kept value
 `kept_<factor>`), and `index.json` (IndexInfo: model hash, feature layer, dimension, factory, count,
 build provenance). Vectors are L2-normalized float32 and compared by squared L2 distance (§4.1.2).
+An index grown by `rbg index add` (index.append) holds faces of several galleries: index.json lists
+them (IndexInfo.galleries: the build's, then one per addition) and faces.parquet's `gallery` column
+says which one each row's `image_row` refers to; an index without that column is all gallery 0.
 The gallery and model folders index.json records are relative to the index folder (GalleryIndex.locate),
 so a query works from any working directory and after moving the folders together.
 """
@@ -42,6 +45,7 @@ FACES_FILE = "faces.parquet"
 INFO_FILE = "index.json"
 FORMAT_VERSION = 2  # 2: the full model hash; gallery and model paths relative to the index folder
 METRIC = "squared L2 between L2-normalized float32 vectors"
+GALLERY_COLUMN = "gallery"  # faces.parquet: the position in IndexInfo.galleries of each row's gallery
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class IndexInfo:
     gallery: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    additions: tuple[dict, ...] = ()  # one per `rbg index add`: gallery, count, kept_accuracy, provenance
+
+    @property
+    def galleries(self) -> tuple[dict, ...]:
+        """Every gallery the rows come from, by `gallery` code: the build's (0), then each addition's."""
+        return (self.gallery, *(dict(addition["gallery"]) for addition in self.additions))
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -92,6 +102,7 @@ class IndexInfo:
                 gallery=dict(record.get("gallery", {})),
                 config=dict(record.get("config", {})),
                 provenance=dict(record.get("provenance", {})),
+                additions=tuple(dict(addition, gallery=dict(addition["gallery"])) for addition in record.get("additions", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: not a valid index.json ({exc!r} missing or malformed)") from None
@@ -109,6 +120,19 @@ def order_ties(distances: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     key = np.where(missing, np.iinfo(np.int64).max, rows)
     order = np.lexsort((key, dist), axis=1)
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(rows.astype(np.int64), order, axis=1)
+
+
+def image_rows(faces: pd.DataFrame) -> np.ndarray:
+    """Each indexed face's row in its gallery's images.npy, (n,) int64 (a table without `image_row`: its order)."""
+    return (faces["image_row"] if "image_row" in faces.columns else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
+
+
+def gallery_codes(faces: pd.DataFrame) -> np.ndarray:
+    """Which of IndexInfo.galleries each indexed face comes from, (n,) int64; 0 where there is no `gallery` code."""
+    column = faces.get(GALLERY_COLUMN)
+    if column is None or not pd.api.types.is_integer_dtype(column):
+        return np.zeros(len(faces), np.int64)
+    return column.to_numpy(np.int64)
 
 
 # -- the saved gallery index ----------------------------------------------------------------------
@@ -156,13 +180,17 @@ class GalleryIndex:
                          train_count=train_count, config=asdict(config), **info)
         return cls(index, faces, meta, config)
 
-    def save(self, out: str | Path, force: bool = False) -> Path:
+    def save(self, out: str | Path, force: bool = False, keep: Path | None = None) -> Path:
         """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one.
 
         An existing folder at `out` is replaced only if it is an index (holds index.json), or with `force`.
+        `keep`: a folder (the index's previous version) whose other files are carried into the new one.
         """
         out = Path(out)
         with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
+            for entry in sorted(keep.iterdir()) if keep is not None else ():
+                if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE):
+                    (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             self.faces.to_parquet(tmp / FACES_FILE, index=False)
             if self.pose_classifier is not None:
@@ -207,6 +235,10 @@ class GalleryIndex:
             raise UserError(f"{root / FACES_FILE}: unreadable parquet ({exc})") from None
         if len(faces) != info.count:
             raise UserError(f"{root / FACES_FILE}: {len(faces)} rows, {INFO_FILE} says {info.count}")
+        codes = gallery_codes(faces)
+        if info.additions and (GALLERY_COLUMN not in faces.columns or not np.all((codes >= 0) & (codes < len(info.galleries)))):
+            raise UserError(f"{root / FACES_FILE}: its '{GALLERY_COLUMN}' column does not index the {len(info.galleries)} "
+                            f"galleries {INFO_FILE} lists (from another version of the index)")
         known = {f for f in IndexConfig.__dataclass_fields__}
         config = replace(IndexConfig(**{k: v for k, v in info.config.items() if k in known}), **search_overrides)
         classifier = None
@@ -302,6 +334,24 @@ def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
 
 
+def gallery_record(gallery: FaceSet, folder: Path) -> dict:
+    """How index.json names a gallery: its name, folder relative to the index folder, and fingerprint."""
+    return {"name": gallery.info.name, "path": relative_to_folder(gallery.root, folder), "fingerprint": gallery_fingerprint(gallery)}
+
+
+def indexed_faces(gallery: FaceSet, kept_values: np.ndarray, edit: str) -> pd.DataFrame:
+    """faces.parquet's rows for a gallery: its faces table, each row's `image_row` and its kept value."""
+    faces = gallery.faces.reset_index(drop=True)
+    faces.insert(0, "image_row", gallery.rows)
+    faces[f"kept_{edit}"] = kept_values
+    return faces
+
+
+def build_lock(out: Path) -> Path:
+    """The lock a writer of index folder `out` holds (a build, or an addition): `.<out>.build.lock` beside it."""
+    return out.with_name(f".{out.name}.build.lock")
+
+
 def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
                 progress: bool = True, force: bool = False, classifier: PoseClassifier | None = None,
                 classifier_info: dict | None = None, **overrides) -> GalleryIndex:
@@ -339,7 +389,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     dimension = probe.shape[1] * (len(vocabulary) if config.views == "all" else 1)
     plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
     cache = out.with_name(f".{out.name}.build")
-    with exclusive_lock(cache.with_name(cache.name + ".lock"), what=str(out)):
+    with exclusive_lock(build_lock(out), what=str(out)):
         return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
                              classifier, classifier_info or {})
 
@@ -354,9 +404,7 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
     index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
     edit = generator.edit_factor
-    faces = gallery.faces.reset_index(drop=True)
-    faces.insert(0, "image_row", gallery.rows)
-    faces[f"kept_{edit}"] = kept_values
+    faces = indexed_faces(gallery, kept_values, edit)
     info = IndexInfo(
         dimension=chunks.dimension,
         factory=config.factory,
@@ -369,8 +417,7 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         kept_accuracy=kept_accuracy(kept_values, faces[edit]) if edit in faces.columns else None,
         train_count=train_count,
         pose_classifier=({**classifier_info, **classifier.to_json()} if classifier is not None else {}),
-        gallery={"name": gallery.info.name, "path": relative_to_folder(gallery.root, out),
-                 "fingerprint": gallery_fingerprint(gallery)},
+        gallery=gallery_record(gallery, out),
         config=asdict(config),
         provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
     )

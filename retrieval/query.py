@@ -23,7 +23,7 @@ from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
 from facedata.photo import photo_face
-from index.faiss_index import GalleryIndex
+from index.faiss_index import GalleryIndex, gallery_codes, image_rows
 from retrieval.baselines import generate_and_search
 
 FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
@@ -209,9 +209,10 @@ def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], 
 def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, labels: Sequence[str],
                  targets: Sequence[str], truth: Sequence[dict], edit: str) -> pd.DataFrame:
     """One row per found item: query, label, target, query_identity, rank, distance, gallery_row,
-    image_row, identity, the gallery's factor columns, kept_<edit>, source, correct.
+    gallery, image_row, identity, the gallery's factor columns, kept_<edit>, source, correct.
 
-    `rows` (q, k) index `faces` (-1: nothing found at that place, left out). `correct` holds
+    `rows` (q, k) index `faces` (-1: nothing found at that place, left out); `gallery` is the position
+    in IndexInfo.galleries of the gallery whose images.npy row `image_row` is the face. `correct` holds
     criterion 1 (the query's identity in the target value) where the query's identity is known, else NA.
     """
     assert distances.shape == rows.shape == (len(labels), rows.shape[1]), (distances.shape, rows.shape, len(labels))
@@ -226,7 +227,8 @@ def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, l
         "rank": (rank + 1).astype(np.int64),
         "distance": distances[query, rank].astype(np.float32),
         "gallery_row": found.astype(np.int64),
-        "image_row": (gallery["image_row"] if "image_row" in gallery.columns else pd.Series(found)).to_numpy(np.int64),
+        "gallery": gallery_codes(faces)[found],
+        "image_row": image_rows(faces)[found],
     })
     for column in ("identity", *FACTOR_COLUMNS, f"kept_{edit}", "source"):
         if column in gallery.columns:
@@ -267,35 +269,60 @@ def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batc
 
 
 # -- the gallery's pixels -----------------------------------------------------------------------------
-def open_gallery(index: GalleryIndex, path: str | Path | None = None) -> FaceSet:
-    """The FaceSet the index was built from (the path index.json records, or `path`), checked against it.
+def open_galleries(index: GalleryIndex, path: str | Path | None = None) -> tuple[FaceSet, ...]:
+    """Every FaceSet the index's faces come from, in IndexInfo.galleries order, each checked against its rows.
 
-    The check compares identities and, where present, the edited factor of every indexed row with the
-    FaceSet's rows at `image_row`, so a moved copy of the same gallery is accepted and another one refused.
+    `path` stands for the build's gallery (0) when it has moved; the galleries of `rbg index add` are
+    opened where index.json records them.
     """
-    root = Path(path) if path is not None else index.locate(index.info.gallery.get("path"))
+    return tuple(open_gallery(index, path if code == 0 else None, code) for code in range(len(index.info.galleries)))
+
+
+def open_gallery(index: GalleryIndex, path: str | Path | None = None, code: int = 0) -> FaceSet:
+    """The FaceSet of the index's gallery `code` (the path index.json records, or `path`), checked against it.
+
+    The check compares identities and, where present, the edited factor of the gallery's indexed rows
+    with the FaceSet's rows at `image_row`, so a moved copy of the same gallery is accepted and another one refused.
+    """
+    record = index.info.galleries[code]
+    added = f"gallery {code} ('{record.get('name')}', added by rbg index add)"
+    root = Path(path) if path is not None else index.locate(record.get("path"))
     if root is None:
+        if code:
+            raise UserError(f"{index.path or 'index'}: index.json records no folder for {added}: its pictures cannot be shown")
         raise UserError(f"{index.path or 'index'}: index.json records no gallery folder; give the gallery FaceSet (--gallery)")
     if path is None and not root.is_dir():
+        if code:
+            raise UserError(f"{root}: the folder of {added} is gone; put it back there to show its pictures")
         raise UserError(f"{root}: the gallery this index was built from is gone; give its new place (--gallery)")
     gallery = FaceSet.open(root)
-    faces = index.faces
-    positions = (faces["image_row"] if "image_row" in faces.columns else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
+    mine = gallery_codes(index.faces) == code
+    faces, positions = index.faces[mine], image_rows(index.faces)[mine]
+    option = "" if code else " (--gallery)"
     if len(positions) and positions.max() >= len(gallery):
-        raise UserError(f"{root}: holds {len(gallery)} images, the index refers to row {positions.max()}: not its gallery (--gallery)")
+        raise UserError(f"{root}: holds {len(gallery)} images, the index refers to row {positions.max()}: not its gallery{option}")
     rows = gallery.faces.iloc[positions]
     for column in ("identity", index.info.edit_factor):
         if column and column in faces.columns and column in rows.columns:
             if not np.array_equal(rows[column].astype(str).to_numpy(), faces[column].astype(str).to_numpy()):
-                raise UserError(f"{root}: its {column} values differ from the index's rows: not the gallery it was built from (--gallery)")
+                raise UserError(f"{root}: its {column} values differ from the index's rows: not the gallery it was built from{option}")
     return gallery
 
 
-def retrieved_images(result: QueryResult, gallery: FaceSet) -> np.ndarray:
-    """The found faces' pixels, (q, k, H, W) uint8, zeros where nothing was found."""
-    h, w = gallery.image_size
+def as_galleries(galleries: FaceSet | Sequence[FaceSet]) -> tuple[FaceSet, ...]:
+    """One FaceSet (an index of one gallery) or the sequence open_galleries gives, as a tuple."""
+    return (galleries,) if isinstance(galleries, FaceSet) else tuple(galleries)
+
+
+def retrieved_images(result: QueryResult, galleries: FaceSet | Sequence[FaceSet]) -> np.ndarray:
+    """The found faces' pixels, (q, k, H, W) uint8, zeros where nothing was found; each from its own gallery."""
+    galleries = as_galleries(galleries)
+    h, w = galleries[0].image_size
     pixels = np.zeros((len(result), result.k, h, w), np.uint8)
     table = result.table
-    for q, r, row in zip(table["query"], table["rank"], table["image_row"]):
-        pixels[q, r - 1] = gallery.image(int(row))
+    codes = table["gallery"].to_numpy(np.int64) if "gallery" in table.columns else np.zeros(len(table), np.int64)
+    if len(codes) and codes.max() >= len(galleries):
+        raise ValueError(f"results from gallery {codes.max()}, only {len(galleries)} given (use open_galleries)")
+    for q, r, code, row in zip(table["query"], table["rank"], codes, table["image_row"]):
+        pixels[q, r - 1] = galleries[int(code)].image(int(row))
     return pixels

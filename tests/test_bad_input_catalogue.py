@@ -132,6 +132,16 @@ CASES = [
     Case("index build", "index build --model {model} --data {faces} --factory Bogus --out {new} --quiet", "Bogus"),
     Case("index build", "index build --model {size_edit} --data {faces} --out {new} --quiet", "{size_edit}/checkpoint.json"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --quiet", "{new}", lock="{root}/.new-out.build.lock"),
+    # -- index add --------------------------------------------------------------------------------
+    Case("index add", "index add --index {root}/nowhere --data {faces} --model {model} --quiet", "nowhere", watch="{index}"),
+    Case("index add", "index add --index {index_other} --data {faces} --model {model} --split train --quiet", "{index_other}: built with model", watch="{index_other}"),
+    Case("index add", "index add --index {index} --data {faces32} --model {model} --quiet", "{faces32}: images are 32×32", watch="{index}"),
+    Case("index add", "index add --index {index} --data {odd_vocab} --model {model} --quiet", "{odd_vocab}: pose values", watch="{index}"),
+    Case("index add", "index add --index {index} --data {test_only} --split train --model {model} --quiet", "split=train", watch="{index}"),
+    Case("index add", "index add --index {index} --data {faces} --model {model} --quiet", "is in it already (gallery 0", watch="{index}"),
+    Case("index add", "index add --index {index} --data {faces} --split train --model {model} --batch-size 0 --quiet", "--batch-size", watch="{index}"),
+    Case("index add", "index add --index {index} --data {root}/nowhere --model {model} --quiet", "nowhere", watch="{index}"),
+    Case("index add", "index add --index {index} --data {faces} --split train --model {model} --quiet", "{index}", watch="{index}", lock="{root}/.index.build.lock"),
     # -- query --------------------------------------------------------------------------------------
     Case("query", "query --index {index} {dot} --pose +15", "{dot}", watch="{index}"),
     Case("query", "query --index {index} {fifo} --pose +15", "{fifo}", watch="{index}"),
@@ -181,6 +191,14 @@ def world(tmp_path_factory) -> dict[str, str]:
     faces.write(root / "faces")
     model = save_untrained(root / "model")
     build_index(Generator.load(model, "cpu"), FaceSet.open(root / "faces").split("test"), root / "index", progress=False)
+    shutil.copytree(root / "index", root / "index_other")  # as if built by another model
+    record = json.loads((root / "index_other" / "index.json").read_text())
+    (root / "index_other" / "index.json").write_text(json.dumps({**record, "checkpoint_hash": "f" * 64}))
+    tiny_faceset(identities=2, size=32).write(root / "faces32")
+    faces.split("test").write(root / "test_only")
+    renamed = dict(zip(faces.vocabulary("pose"), ("-90", "-60", "-30", "0", "+30", "+60", "+90")))
+    FaceSet.from_arrays(faces.images, faces.faces.assign(pose=faces.faces["pose"].map(renamed)), name="odd",
+                        factors={"pose": tuple(renamed.values())}).write(root / "odd_vocab")
     (root / "foreign").mkdir()
     (root / "foreign" / "notes.txt").write_text("a folder of the user's: never to be replaced\n")
     (root / "afile.txt").write_text("a regular file\n")
@@ -214,7 +232,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "q_missing.csv").write_text("path,target\nno-such-face.png,+15\n")
     (root / "q_k0.csv").write_text(f"path,target,k\n\n{row},+15,0\n")
     (root / "q_fields.csv").write_text(f"path,target\n{row},+15,3,extra\n")
-    paths = {name: str(root / name) for name in ("faces", "model", "index", "foreign", "dot", "fifo", "vocab_edit",
+    paths = {name: str(root / name) for name in ("faces", "model", "index", "index_other", "faces32", "test_only", "odd_vocab", "foreign", "dot", "fifo", "vocab_edit",
                                                   "size_edit", "norm_edit", "empty_npy", "trunc_npy", "man_empty", "man_trunc")}
     paths.update(root=str(root), new=str(root / "new-out"), afile=str(root / "afile.txt"), face=str(root / "face.png"),
                  dot=str(root / "dot.png"), notimage=str(root / "notimage.png"), dirpng=str(root / "dir.png"),
@@ -295,5 +313,5 @@ def test_bad_input_is_one_error_line_naming_it_and_changes_nothing(world, case):
 def test_the_catalogue_covers_every_command_with_at_least_60_cases():
     counts = Counter(case.command for case in CASES)
     commands = {"data synth", "data show", "data import manifest", "data import multipie", "data import caspeal", "train",
-                "eval generation", "generate", "index build", "query", "bench"}
+                "eval generation", "generate", "index build", "index add", "query", "bench"}
     assert set(counts) == commands and sum(counts.values()) >= 60, counts

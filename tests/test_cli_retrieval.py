@@ -196,3 +196,21 @@ def test_a_cheap_normalization_without_labelled_train_faces_is_refused(setup, tm
     (tmp_path / "k" / "pose_classifier.safetensors").unlink()
     assert refused(rbg("query", "--index", tmp_path / "k", f"{root / 'faces'}:0", "--pose", "+15"),
                    "pose_classifier.safetensors: missing")
+
+
+def test_index_add_appends_a_split_and_queries_show_its_faces(setup, tmp_path):
+    root, model, _ = setup
+    grown = copy_index(root, "grown")
+    result = rbg("index", "add", "--index", grown, "--data", root / "faces", "--split", "train", "--model", model,
+                 "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "added 28 train images of tiny (gallery 1): 56 faces in all, factory Flat" in result.output
+    assert "kept-pose accuracy of the added faces" in result.output and "time:" in result.output
+    (tmp_path / "queries.csv").write_text(f"path,target\n{root / 'faces'}:3,+15\n")  # row 3: id00, a train face
+    result = rbg("query", "--index", grown, "--model", model, "--batch", tmp_path / "queries.csv", "-k", 1,
+                 "--out", tmp_path / "results.csv", "--grid", tmp_path / "grid.png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert table[["gallery", "image_row", "identity"]].values.tolist() == [[1, 3, "id00"]]  # itself, in the added rows
+    again = rbg("index", "add", "--index", grown, "--data", root / "faces", "--split", "train", "--model", model, "--quiet")
+    assert refused(again, "is in it already (gallery 1"), again.output

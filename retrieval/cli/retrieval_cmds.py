@@ -80,6 +80,41 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     click.echo(f"  time: {seconds:.1f} s{rate}{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
 
 
+@index_group.command("add")
+@click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder to add to (rewritten whole when done).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder of the faces to add.")
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True, help="Which rows to add.")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Checkpoint that built the index [the one index.json records].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per chunk [the index's].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def index_add(index_path: Path, data: Path, split: str, model: Path | None, batch_size: int | None, device: str,
+              quiet: bool) -> None:
+    """Add a gallery's faces to a built index, pose-normalized as its own; trained factories keep their training.
+
+    \b
+    rbg index add --index runs/index --data runs/new-faces --split all
+    """
+    from facedata.faceset import FaceSet
+    from index.append import add_cache, add_to_index
+
+    generator, _ = _open(index_path, model, device)
+    faces = FaceSet.open(data)
+    gallery = faces if split == "all" else faces.split(split)
+    resumed = add_cache(index_path).is_dir()
+    grown = add_to_index(generator, index_path, gallery, progress=not quiet, batch_size=batch_size)
+    info, addition = grown.info, grown.info.additions[-1]
+    seconds = float(addition["provenance"].get("add_seconds", 0.0))
+    click.echo(f"index: {index_path}")
+    click.echo(f"  added {addition['count']} {split} images of {gallery.info.name} (gallery {len(info.galleries) - 1}): "
+               f"{info.count} faces in all, factory {info.factory}"
+               + (f" (trained at build on {info.train_count}, not retrained)" if info.train_count else ""))
+    if addition.get("kept_accuracy") is not None:
+        click.echo(f"  kept-{info.edit_factor} accuracy of the added faces: {100 * addition['kept_accuracy']:.1f} %")
+    rate = f", {addition['count'] / seconds:.1f} images/s" if seconds > 0 else ""
+    click.echo(f"  time: {seconds:.1f} s{rate}{' (after an interrupted add: cached features were not recomputed)' if resumed else ''}")
+
+
 @click.command()
 @click.argument("image", required=False)
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
@@ -91,7 +126,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="One IMAGE: the grid (.png or .jpg). --batch: the results CSV.")
 @click.option("--batch", "batch_csv", type=click.Path(path_type=Path), default=None, help="CSV of queries: columns path, target[, k].")
 @click.option("--grid", type=click.Path(path_type=Path), default=None, help="With --batch: also draw the first queries' grid (.png or .jpg).")
-@click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the grid's pictures [the one index.json records].")
+@click.option("--gallery", type=click.Path(path_type=Path), default=None, help="The build's gallery FaceSet for the grid's pictures, if moved [the one index.json records].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @face_options
@@ -150,9 +185,9 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
         click.echo(_printable(result.table, generator.edit_factor))
     if picture is not None:
         from retrieval.figures import write_query_grid
-        from retrieval.query import open_gallery, retrieved_images
+        from retrieval.query import open_galleries, retrieved_images
 
-        pixels = retrieved_images(result, open_gallery(index, gallery))
+        pixels = retrieved_images(result, open_galleries(index, gallery))
         title = f"{index_path} · model {generator.checkpoint_hash[:12]} · {index.info.layer} · {index.info.factory}"
         click.echo(f"grid: {write_query_grid(result, pixels, picture, title=title)}")
 

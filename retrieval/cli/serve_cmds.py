@@ -15,7 +15,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Checkpoint that built the index [the one index.json records].")
-@click.option("--gallery", type=click.Path(path_type=Path), default=None, help="Gallery FaceSet for the pictures [the one index.json records].")
+@click.option("--gallery", type=click.Path(path_type=Path), default=None, help="The build's gallery FaceSet for the pictures, if moved [the one index.json records].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the API (it has no authentication).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Largest accepted upload.")
@@ -34,7 +34,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     import uvicorn
 
     from retrieval.cli.retrieval_cmds import _open
-    from retrieval.query import open_gallery
+    from retrieval.query import open_galleries
     from retrieval.serve.app import ServeConfig, create_app
     from retrieval.serve.engine import QueryEngine
 
@@ -45,7 +45,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
     generator, index = _open(index_path, model, device)
-    engine = QueryEngine(generator, index, open_gallery(index, gallery))
+    engine = QueryEngine(generator, index, open_galleries(index, gallery))
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                          max_pixels=max_pixels, max_batch=max_batch)
     app = create_app(engine, config)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from index.faiss_index import GalleryIndex
+from index.faiss_index import GalleryIndex, gallery_codes, image_rows
 from index.features import all_value_features
-from retrieval.query import canonical_targets
+from retrieval.query import as_galleries, canonical_targets
 
 
 @dataclass(frozen=True)
@@ -69,17 +69,24 @@ def generate_with_features(generator, images: np.ndarray, targets, layer: str,
 
 
 class QueryEngine:
-    """The generator, its index and the gallery, loaded once and checked against each other."""
+    """The generator, its index and its galleries, loaded once and checked against each other.
 
-    def __init__(self, generator, index: GalleryIndex, gallery: FaceSet, batch_size: int = 64):
+    `gallery`: the FaceSet of an index of one gallery, or every gallery's (retrieval.query.open_galleries).
+    """
+
+    def __init__(self, generator, index: GalleryIndex, gallery: FaceSet | Sequence[FaceSet], batch_size: int = 64):
         index.check_model(generator)
         self.generator = generator
         self.index = index
-        self.gallery = gallery
+        self.galleries = as_galleries(gallery)
+        self.gallery = self.galleries[0]  # the build's
         self.batch_size = batch_size
         faces = index.faces
-        self._image_rows = (faces["image_row"] if "image_row" in faces.columns
-                            else pd.Series(np.arange(len(faces)))).to_numpy(np.int64)
+        self._image_rows = image_rows(faces)
+        self._gallery_codes = gallery_codes(faces)
+        if len(faces) and self._gallery_codes.max() >= len(self.galleries):
+            raise ValueError(f"the index's faces come from {self._gallery_codes.max() + 1} galleries, "
+                             f"{len(self.galleries)} given (use open_galleries)")
         self._truth_columns = [c for c in ("identity", *FACTOR_COLUMNS, "source") if c in faces.columns]
         self._factors = [c for c in FACTOR_COLUMNS if c in faces.columns]
         kept = f"kept_{generator.edit_factor}"
@@ -113,7 +120,7 @@ class QueryEngine:
         """The pixels of index row `row`, (H, W) uint8; a row outside the index is a UserError."""
         if not 0 <= int(row) < len(self):
             raise UserError(f"gallery row {row} does not exist (rows 0..{len(self) - 1})")
-        return self.gallery.image(int(self._image_rows[int(row)]))
+        return self.galleries[int(self._gallery_codes[int(row)])].image(int(self._image_rows[int(row)]))
 
     def gallery_query(self, row: int, target: str, k: int) -> Query:
         """A query taken from the gallery itself: its identity and factors are known, so hits can be marked."""
