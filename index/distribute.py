@@ -123,8 +123,11 @@ class RayDistributor:
     def describe(self) -> dict:
         return {"engine": "ray", "workers": self.workers, **({"address": self.address} if self.address else {})}
 
+    def start(self) -> None:
+        """Start (or join) the cluster now; map does it on first use, so a fully cached build never starts it."""
+        self._connect()
+
     def _connect(self):
-        """Ray, started or joined on first use (a build whose features are all cached never starts it)."""
         if self._ray is not None:
             return self._ray
         try:
