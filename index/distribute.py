@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 from facedata.errors import UserError
@@ -18,13 +19,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ENGINES = ("local", "ray")
-# Set before Ray starts: bind the local cluster to this machine's loopback address only, write no
-# token file, send no usage statistics.
-RAY_ENVIRONMENT = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
+# Set before Ray is imported (it reads them then): no usage statistics; and for a local cluster, the
+# loopback address as this node's (not the host's other one) and no token file.
+RAY_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0"}
+LOCAL_RAY_ENVIRONMENT = {**RAY_ENVIRONMENT, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+CONNECT_SECONDS = 10  # a cluster address that does not answer this fast is refused (Ray itself retries for minutes)
 INSTALL_HINT = "pip install 'retrieval-by-generation[ray]'"
 
 
@@ -106,7 +105,7 @@ class RayDistributor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.threads_per_worker = int(threads_per_worker)
         self._ray = None
-        self._started = False
+        self._initialized = False  # this distributor called ray.init (and so calls ray.shutdown)
         self._hosts: list = []
 
     def __enter__(self) -> "RayDistributor":
@@ -116,9 +115,9 @@ class RayDistributor:
         if self._ray is not None:
             for host in self._hosts:
                 self._ray.kill(host)
-        if self._started:
-            self._ray.shutdown()
-        self._ray, self._started, self._hosts = None, False, []
+        if self._initialized:
+            self._ray.shutdown()  # stops a local cluster; only disconnects from a joined one
+        self._ray, self._initialized, self._hosts = None, False, []
 
     def describe(self) -> dict:
         return {"engine": "ray", "workers": self.workers, **({"address": self.address} if self.address else {})}
@@ -130,28 +129,30 @@ class RayDistributor:
     def _connect(self):
         if self._ray is not None:
             return self._ray
+        for name, value in (RAY_ENVIRONMENT if self.address else LOCAL_RAY_ENVIRONMENT).items():
+            os.environ.setdefault(name, value)
         try:
             import ray
         except ImportError:
             raise UserError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}") from None
         if not ray.is_initialized():
-            for name, value in RAY_ENVIRONMENT.items():
-                os.environ.setdefault(name, value)
+            if self.address:
+                check_reachable(self.address)
             quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
             try:
                 if self.address:
                     ray.init(address=self.address, **quiet)
                 else:
-                    ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+                    ray.init(address="local", num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"--address {self.address}" if self.address else "a local Ray cluster"
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(f"{where}: Ray did not start ({first[:200]})") from None
-            self._started = True
+            self._initialized = True
+        self._ray = ray
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if cpus < self.workers:
             raise UserError(f"--workers {self.workers}: the Ray cluster has {cpus} CPUs; give at most --workers {cpus}")
-        self._ray = ray
         return ray
 
     def map(self, make_worker, tasks):
@@ -174,6 +175,19 @@ class RayDistributor:
             if isinstance(exc.cause, UserError):
                 raise exc.cause from None  # one line for the user, not a remote traceback
             raise
+
+
+def check_reachable(address: str) -> None:
+    """Refuse a HOST:PORT cluster address nothing answers at ("auto" and "local" are Ray's to resolve)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: not HOST:PORT (e.g. 10.0.0.5:6379) nor auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
 def open_distributor(engine: str, workers: int, address: str | None = None) -> LocalDistributor | RayDistributor | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import warnings
@@ -18,7 +19,7 @@ from test_training import tiny_faceset
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from generator.inference import Generator
-from index.distribute import LocalDistributor, RayDistributor
+from index.distribute import LocalDistributor, RayDistributor, check_reachable
 from index.faiss_factory import IndexConfig, new_index, trained_index
 from index.faiss_index import GalleryIndex, IndexInfo, build_index
 from index.features import compute_feature_chunks
@@ -54,7 +55,8 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray cluster of 2 CPUs for the module (starting one costs seconds)."""
-    pytest.importorskip("ray")
+    if importlib.util.find_spec("ray") is None:  # not imported here: the distributor sets Ray's environment first
+        pytest.skip("ray is not installed")
     session = RayDistributor(2)
     session.start()
     yield
@@ -235,3 +237,10 @@ def test_the_ray_engine_without_ray_installed_is_a_one_line_error_naming_the_ext
                  "--device", "cpu", "--quiet", "--workers", 2, "--engine", "ray")
     assert one_error_line(result, "needs Ray", "retrieval-by-generation[ray]")
     assert not (tmp_path / "idx").exists()
+
+
+def test_a_cluster_address_nothing_answers_at_is_refused_at_once():
+    with pytest.raises(UserError, match="--address 127.0.0.1:1: no Ray cluster answers there"):
+        check_reachable("127.0.0.1:1")
+    with pytest.raises(UserError, match="not HOST:PORT"):
+        check_reachable("headnode")
