@@ -12,32 +12,21 @@ import faiss
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from fakes import save_untrained
+from test_cli_retrieval import rbg, refused
 from test_training import tiny_faceset
 
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from generator.inference import Generator
 from index.distribute import LocalDistributor, RayDistributor, check_reachable
-from index.faiss_factory import IndexConfig, new_index, trained_index
+from index.faiss_factory import IndexConfig, trained_index
 from index.faiss_index import GalleryIndex, IndexInfo, build_index
 from index.features import compute_feature_chunks
 from index.ondisk_lists import LISTS_FILE, merge_shards
 from index.sharded import compute_chunks, missing_chunks
-from retrieval.cli import cli
 
 CHUNK = 16  # 84 gallery images → 6 chunks
-
-
-def rbg(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments: str) -> bool:
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    return (result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.output
-            and all(f in errors[0] for f in fragments))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +89,7 @@ def assert_same_index(sharded: GalleryIndex, single: GalleryIndex) -> None:
 def test_an_ivf_build_on_two_ray_workers_equals_the_one_process_build(setup, ray_session, tmp_path):
     root, generator, gallery = setup
     config = IndexConfig(factory="IVF2,PQ4x4", batch_size=CHUNK, nprobe=2)
-    single = build_index(generator, gallery, tmp_path / "single", config, progress=False)
+    build_index(generator, gallery, tmp_path / "single", config, progress=False)
     with RayDistributor(2) as distributor:
         build_index(generator, gallery, tmp_path / "ray", config, progress=False, distributor=distributor)
     sharded = GalleryIndex.load(tmp_path / "ray")
@@ -132,7 +121,7 @@ def test_more_workers_than_the_ray_cluster_has_cpus_is_a_one_line_error(setup, r
     root, _, _ = setup
     result = rbg("index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
                  "--device", "cpu", "--quiet", "--workers", 3, "--engine", "ray")
-    assert one_error_line(result, "--workers 3", "2 CPUs")
+    assert refused(result, "--workers 3", "2 CPUs")
 
 
 # -- without Ray -----------------------------------------------------------------------------------
@@ -225,8 +214,8 @@ def test_an_index_whose_lists_file_is_missing_is_a_user_error_naming_it(tmp_path
 def test_the_local_engine_takes_one_worker_and_no_address(setup, tmp_path):
     root, _, _ = setup
     common = ["index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx", "--quiet"]
-    assert one_error_line(rbg(*common, "--workers", 2), "--workers 2 needs --engine ray")
-    assert one_error_line(rbg(*common, "--address", "auto"), "--address", "--engine ray")
+    assert refused(rbg(*common, "--workers", 2), "--workers 2 needs --engine ray")
+    assert refused(rbg(*common, "--address", "auto"), "--address", "--engine ray")
     assert not (tmp_path / "idx").exists()
 
 
@@ -235,7 +224,7 @@ def test_the_ray_engine_without_ray_installed_is_a_one_line_error_naming_the_ext
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     result = rbg("index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
                  "--device", "cpu", "--quiet", "--workers", 2, "--engine", "ray")
-    assert one_error_line(result, "needs Ray", "retrieval-by-generation[ray]")
+    assert refused(result, "needs Ray", "retrieval-by-generation[ray]")
     assert not (tmp_path / "idx").exists()
 
 
