@@ -37,6 +37,7 @@ from index.faiss_index import (
     relative_to_folder,
 )
 from index.features import compute_feature_chunks, gallery_fingerprint
+from index.ondisk_lists import ondisk_lists
 from index.pose_normalize import kept_accuracy
 
 
@@ -69,6 +70,9 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
 def check_addition(index: GalleryIndex, generator, gallery: FaceSet) -> None:
     """Refuse a gallery that cannot join this index: a UserError naming the gallery and what differs."""
     where = gallery.root or gallery.info.name
+    if ondisk_lists(index.index) is not None:
+        raise UserError(f"{index.path}: its IVF lists are on disk (a sharded build) and open read-only; "
+                        "build the grown gallery anew (rbg index build --workers N --engine ray)")
     if tuple(generator.vocabulary) != tuple(index.info.vocabulary):
         raise UserError(f"{index.path}: built over the vocabulary {', '.join(index.info.vocabulary)}, the model has "
                         f"{', '.join(generator.vocabulary)}")

@@ -137,6 +137,21 @@ def plan_training(index: faiss.Index, config: IndexConfig, count: int) -> int:
     return train_count
 
 
+def trained_index(config: IndexConfig, dimension: int, count: int,
+                  take: Callable[[np.ndarray], np.ndarray]) -> tuple[faiss.Index, int]:
+    """An empty index for the config, trained on its seeded sample of the `count` vectors, and the sample's size.
+
+    The sample: training_sample_size() positions drawn at random (seeded by config.seed), read through
+    `take`; every build of the same vectors and config trains the same index.
+    """
+    index = new_index(config.factory, dimension)
+    train_count = plan_training(index, config, count)
+    if train_count:
+        positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))
+        train_index(index, take(positions))
+    return index, train_count
+
+
 def fill_index(
     config: IndexConfig, dimension: int, count: int,
     take: Callable[[np.ndarray], np.ndarray], chunks: Callable[[], Iterator[np.ndarray]], progress: bool = False,
@@ -147,11 +162,7 @@ def fill_index(
     training_sample_size() vectors, drawn at random positions (seeded) through `take`; then the
     vectors are added one chunk at a time from `chunks()`.
     """
-    index = new_index(config.factory, dimension)
-    train_count = plan_training(index, config, count)
-    if train_count:
-        positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))
-        train_index(index, take(positions))
+    index, train_count = trained_index(config, dimension, count, take)
     bar = tqdm(total=count, desc=f"add to {config.factory}", unit="vec", disable=not progress)
     for chunk in chunks():
         index.add(np.ascontiguousarray(chunk, dtype=np.float32))

@@ -29,6 +29,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
+from index import sharded
 from index.faiss_factory import (
     IndexConfig,
     fill_index,
@@ -37,6 +38,7 @@ from index.faiss_factory import (
     set_search_parameters,
 )
 from index.features import compute_feature_chunks, gallery_fingerprint, l2_normalize
+from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
 
@@ -185,17 +187,22 @@ class GalleryIndex:
 
         An existing folder at `out` is replaced only if it is an index (holds index.json), or with `force`.
         `keep`: a folder (the index's previous version) whose other files are carried into the new one.
+        On-disk inverted lists (a sharded IVF build, index.sharded) go into the folder as LISTS_FILE,
+        and the index then searches that copy.
         """
         out = Path(out)
         with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
             for entry in sorted(keep.iterdir()) if keep is not None else ():
-                if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE):
+                if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE):
                     (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
-            faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            write_index_file(self.index, tmp / INDEX_FILE)
             self.faces.to_parquet(tmp / FACES_FILE, index=False)
             if self.pose_classifier is not None:
                 self.pose_classifier.save(tmp / CLASSIFIER_FILE)
             (tmp / INFO_FILE).write_text(json.dumps(self.info.to_json(), indent=2) + "\n")
+        if ondisk_lists(self.index) is not None:
+            self.index, self._searcher = read_index_file(out / INDEX_FILE), None
+            set_search_parameters(self.index, self.config)
         self.path = out
         return out
 
@@ -220,9 +227,11 @@ class GalleryIndex:
         if layer is not None and layer != info.layer:
             raise UserError(f"{root}: built with features of layer '{info.layer}', not '{layer}'; rebuild it with --layer {layer}")
         try:
-            index = faiss.read_index(str(root / INDEX_FILE))
+            index = read_index_file(root / INDEX_FILE)
         except (RuntimeError, MemoryError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if LISTS_FILE in first and not (root / LISTS_FILE).is_file():
+                raise UserError(f"{root / LISTS_FILE}: missing (this index keeps its inverted lists there, beside {INDEX_FILE})") from None
             raise UserError(f"{root / INDEX_FILE}: unreadable FAISS index, truncated or corrupt ({first[:160]})") from None
         if index.ntotal != info.count or index.d != info.dimension:
             raise UserError(
@@ -354,7 +363,7 @@ def build_lock(out: Path) -> Path:
 
 def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
                 progress: bool = True, force: bool = False, classifier: PoseClassifier | None = None,
-                classifier_info: dict | None = None, **overrides) -> GalleryIndex:
+                classifier_info: dict | None = None, distributor=None, **overrides) -> GalleryIndex:
     """Pose-normalize the gallery, index its features and save the index folder at `out` (§4.1.2).
 
     Streaming and restartable: features are computed chunk by chunk into the cache folder
@@ -366,6 +375,8 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     An existing `out` is replaced only if it is an index, or with `force`; never the gallery's own folder.
     With config.normalize "classifier" or "none", `classifier` gives each face's kept value (saved in the
     index folder; `classifier_info` says what it was fitted on).
+    With a `distributor` (index.distribute) the chunks and an IVF index's lists are computed in shards
+    on its workers (index.sharded); the index equals the one-process build's.
     """
     config = replace(config or IndexConfig(), **overrides)
     check_normalize(config.normalize, classifier)
@@ -391,17 +402,24 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     cache = out.with_name(f".{out.name}.build")
     with exclusive_lock(build_lock(out), what=str(out)):
         return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
-                             classifier, classifier_info or {})
+                             classifier, classifier_info or {}, distributor)
 
 
 def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: IndexConfig,
                   vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool,
-                  classifier: PoseClassifier | None, classifier_info: dict) -> GalleryIndex:
+                  classifier: PoseClassifier | None, classifier_info: dict, distributor=None) -> GalleryIndex:
     """The long part of build_index, run while holding the cache's lock."""
     start = time.perf_counter()
-    chunks = compute_feature_chunks(generator, gallery, cache, layer, config.batch_size, progress, config.views,
-                                    config.normalize, classifier)
-    index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
+    feature_options = dict(layer=layer, chunk_size=config.batch_size, views=config.views,  # the workers' too
+                           normalize=config.normalize, classifier=classifier)
+    if distributor is not None:
+        key = sharded.compute_chunks(distributor, generator, gallery, cache, feature_options, progress)
+    chunks = compute_feature_chunks(generator, gallery, cache, progress=progress, **feature_options)
+    if distributor is None:
+        index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
+    else:
+        assert chunks.key == key, "the workers computed the chunks under other options than this build's"
+        index, train_count = sharded.fill_index(distributor, config, chunks, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
     edit = generator.edit_factor
     faces = indexed_faces(gallery, kept_values, edit)
@@ -419,7 +437,8 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         pose_classifier=({**classifier_info, **classifier.to_json()} if classifier is not None else {}),
         gallery=gallery_record(gallery, out),
         config=asdict(config),
-        provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2)),
+        provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2),
+                              **({"distributed": distributor.describe()} if distributor is not None else {})),
     )
     built = GalleryIndex(index, faces, info, config, pose_classifier=classifier)
     built.save(out, force=force)

@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,7 @@ class FeatureChunks:
 def compute_feature_chunks(
     generator, gallery: FaceSet, folder: Path, layer: str, chunk_size: int, progress: bool = True,
     views: str = "kept", normalize: str = "full", classifier=None, pixels: bool = False,
+    only: Iterable[int] | None = None,
 ) -> FeatureChunks:
     """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left.
 
@@ -130,6 +131,8 @@ def compute_feature_chunks(
     `normalize` (index.pose_normalize.NORMALIZE_MODES) chooses how the kept value is found, with
     `classifier` (index.pose_classifier) for the cheap modes; `pixels` also keeps the indexed image
     of each face (`.pixels.npy` chunks), which the benchmark's pixel rows search.
+    `only`: compute just these chunk ids (a shard of a distributed build, index.sharded); the cache is
+    then left incomplete, and `dimension` is 0 while no chunk exists yet.
     """
     if views not in VIEWS:
         raise UserError(f"unknown views '{views}' (valid: {', '.join(VIEWS)})")
@@ -155,10 +158,13 @@ def compute_feature_chunks(
     done = {i for i in range(num_chunks) if all(_readable(chunk_file(folder, i, key, suffix)) for suffix in suffixes)}
     dimension = None
     bar = tqdm(total=len(gallery), desc="gallery features", unit="img", disable=not progress)
-    for i, (images, _) in enumerate(gallery.iter_batches(chunk_size)):
-        if i in done:
-            bar.update(len(images))
+    wanted = set(range(num_chunks)) if only is None else set(only)
+    for i in range(num_chunks):
+        positions = range(i * chunk_size, min((i + 1) * chunk_size, len(gallery)))
+        if i in done or i not in wanted:
+            bar.update(len(positions))
             continue
+        images = gallery.take(positions).images
         if views == "all":
             kept = (normalize_batch(generator, images, chunk_size).kept if normalize == "full"
                     else classified_kept(generator, classifier, images))
@@ -176,8 +182,9 @@ def compute_feature_chunks(
         dimension = features.shape[1]
         bar.update(len(images))
     bar.close()
-    if dimension is None:  # every chunk came from the cache
-        dimension = int(np.load(chunk_file(folder, 0, key), mmap_mode="r").shape[1])
+    if dimension is None:  # every chunk came from the cache (or, with `only`, none was computed)
+        present = sorted(done)
+        dimension = int(np.load(chunk_file(folder, present[0], key), mmap_mode="r").shape[1]) if present else 0
     return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size), key=key)
 
 

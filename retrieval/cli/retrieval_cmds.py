@@ -41,17 +41,27 @@ def index_group() -> None:
               help="With --normalize classifier|none: a FaceSet whose train split, with pose labels, fits the pose "
                    "classifier [--data's train split].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes computing the gallery's chunks (and an IVF index's shards); 1: this process alone.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: --workers Ray workers of one CPU each (the same index, see the README).")
+@click.option("--address", default=None, help="With --engine ray: join this Ray cluster (e.g. auto, HOST:6379) [RAY_ADDRESS, else a local one].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @force_option("index")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
-                views: str, normalize: str, classifier_data: Path | None, device: str, quiet: bool, force: bool) -> None:
+                views: str, normalize: str, classifier_data: Path | None, device: str, workers: int, engine: str,
+                address: str | None, quiet: bool, force: bool) -> None:
     """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
+    from contextlib import nullcontext
+
     from facedata.faceset import FaceSet
     from generator.inference import Generator
     from facedata.errors import UserError
+    from index.distribute import open_distributor
     from index.faiss_index import INFO_FILE, IndexConfig, build_index
     from index.pose_classifier import fit_on_train_split
 
+    distributor = open_distributor(engine, workers, address)
     check_out(out, INFO_FILE, force, data, model)
     if classifier_data is not None and normalize == "full":
         raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
@@ -67,8 +77,9 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     if resumed:
         click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
     config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views, normalize=normalize)
-    built = build_index(generator, gallery, out, config, progress=not quiet, force=force, classifier=classifier,
-                        classifier_info=classifier_info)
+    with distributor or nullcontext():
+        built = build_index(generator, gallery, out, config, progress=not quiet, force=force, classifier=classifier,
+                            classifier_info=classifier_info, distributor=distributor)
     info = built.info
     seconds = float(info.provenance.get("build_seconds", 0.0))
     click.echo(f"index: {out}")
@@ -77,7 +88,8 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     if info.kept_accuracy is not None:
         click.echo(f"  kept-{info.edit_factor} accuracy (a free {info.edit_factor} estimate): {100 * info.kept_accuracy:.1f} %")
     rate = f", {info.count / seconds:.1f} images/s" if seconds > 0 else ""
-    click.echo(f"  time: {seconds:.1f} s{rate}{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
+    shards = f" on {workers} {engine} workers" if distributor is not None else ""
+    click.echo(f"  time: {seconds:.1f} s{rate}{shards}{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
 
 
 @index_group.command("add")

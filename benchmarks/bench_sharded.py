@@ -1,0 +1,153 @@
+"""Speed of the sharded gallery build: one process (torch on every core) against N Ray workers of one core.
+
+    .venv/bin/python benchmarks/bench_sharded.py --model pretrained/synthpie-pose --data runs/paper \\
+        --gallery-limit 2000 --workers 2 --out runs/bench/sharded.json
+
+Both builds index the same gallery (the first --gallery-limit faces of --split) with the same factory
+and chunk size, one after the other in this run (--repeats alternates them and keeps the medians).
+A build's time is its whole wall time: for Ray that includes starting the local cluster, its worker
+processes and each worker's model load. The two indexes are checked to give the same search results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facedata.atomic import write_json
+from facedata.faceset import FaceSet
+from facedata.provenance import provenance
+from generator.inference import Generator
+from index.distribute import RayDistributor
+from index.faiss_index import GalleryIndex, IndexConfig, build_index
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to build and how often."""
+
+    model: str = "pretrained/synthpie-pose"
+    data: str = "runs/paper"
+    split: str = "test"
+    gallery_limit: int = 2000  # first faces of the split; 0 = all
+    workers: int = 2
+    factory: str = "Flat"
+    batch_size: int = 256
+    repeats: int = 1
+    queries: int = 50  # search results compared between the two indexes
+
+
+def open_gallery(config: BenchConfig) -> FaceSet:
+    faces = FaceSet.open(config.data)
+    gallery = faces if config.split == "all" else faces.split(config.split)
+    limit = config.gallery_limit or len(gallery)
+    return gallery.take(range(min(limit, len(gallery))))
+
+
+def timed_build(generator, gallery: FaceSet, out: Path, index_config: IndexConfig, workers: int) -> float:
+    """Seconds of one build into `out`: one process when workers == 1, else a fresh local Ray cluster."""
+    start = time.perf_counter()
+    if workers == 1:
+        build_index(generator, gallery, out, index_config, progress=False, force=True)
+    else:
+        with RayDistributor(workers) as distributor:
+            build_index(generator, gallery, out, index_config, progress=False, force=True, distributor=distributor)
+    return time.perf_counter() - start
+
+
+def same_results(a: GalleryIndex, b: GalleryIndex, n: int) -> bool:
+    """Whether both indexes return the same rows and distances for n random queries."""
+    probe = np.random.default_rng(0).standard_normal((n, a.info.dimension)).astype(np.float32)
+    k = min(10, len(a))
+    (da, ra), (db, rb) = a.search(probe, k), b.search(probe, k)
+    return bool(np.array_equal(ra, rb) and np.array_equal(da, db))
+
+
+def run(config: BenchConfig, work: Path) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        generator = Generator.load(config.model, "cpu")
+    gallery = open_gallery(config)
+    index_config = IndexConfig(factory=config.factory, batch_size=config.batch_size)
+    plans = {"one process": 1, f"ray ×{config.workers}": config.workers}
+    seconds: dict[str, list[float]] = {name: [] for name in plans}
+    load_before = os.getloadavg()
+    for repeat in range(config.repeats):
+        order = list(plans) if repeat % 2 == 0 else list(reversed(plans))
+        for name in order:
+            seconds[name].append(timed_build(generator, gallery, work / name.replace(" ", "-"), index_config, plans[name]))
+            print(f"  {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
+    load_after = os.getloadavg()
+    built = {name: GalleryIndex.load(work / name.replace(" ", "-")) for name in plans}
+    base = statistics.median(seconds["one process"])
+    rows = []
+    for name, workers in plans.items():
+        median = statistics.median(seconds[name])
+        rows.append({"build": name, "workers": workers, "torch_threads": torch.get_num_threads() if workers == 1 else 1,
+                     "seconds": round(median, 2), "all_seconds": [round(s, 2) for s in seconds[name]],
+                     "faces_per_s": round(len(gallery) / median, 2), "ratio": round(base / median, 3)})
+    try:
+        import ray
+        ray_version = ray.__version__
+    except ImportError:
+        ray_version = None
+    return {
+        "config": asdict(config),
+        "faces": len(gallery),
+        "rows": rows,
+        "same_results": same_results(*built.values(), config.queries),
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
+        "machine": {"cpus": os.cpu_count()},
+        "provenance": provenance(seed=index_config.seed, ray=ray_version),
+    }
+
+
+def print_table(record: dict) -> None:
+    print(f"{record['faces']} faces of {record['config']['data']}, factory {record['config']['factory']}, "
+          f"load average {record['load_average']['before'][0]:.2f} → {record['load_average']['after'][0]:.2f} "
+          f"on {record['machine']['cpus']} CPUs")
+    print(f"{'build':<14}{'workers':>8}{'threads':>8}{'seconds':>9}{'faces/s':>9}{'ratio':>7}")
+    for r in record["rows"]:
+        print(f"{r['build']:<14}{r['workers']:>8}{r['torch_threads']:>8}{r['seconds']:>9.1f}{r['faces_per_s']:>9.1f}{r['ratio']:>7.2f}")
+    print(f"same search results: {'yes' if record['same_results'] else 'NO'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = BenchConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--data", default=defaults.data)
+    parser.add_argument("--split", default=defaults.split, choices=["test", "train", "all"])
+    parser.add_argument("--gallery-limit", type=int, default=defaults.gallery_limit, help="first faces of the split (0: all)")
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--factory", default=defaults.factory)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the two indexes are built [a temporary folder]")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/sharded.json"))
+    args = parser.parse_args(argv)
+    if args.workers < 2 or args.repeats < 1:
+        sys.exit("Error: --workers must be ≥ 2 and --repeats ≥ 1")
+    config = BenchConfig(model=args.model, data=args.data, split=args.split, gallery_limit=args.gallery_limit,
+                         workers=args.workers, factory=args.factory, batch_size=args.batch_size, repeats=args.repeats)
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-sharded-") as work:
+        record = run(config, Path(work))
+    print_table(record)
+    write_json(args.out, record)
+    print(f"written: {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
