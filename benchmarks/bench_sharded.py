@@ -54,11 +54,18 @@ def open_gallery(config: BenchConfig) -> FaceSet:
     return gallery.take(range(min(limit, len(gallery))))
 
 
-def timed_build(generator, gallery: FaceSet, out: Path, index_config: IndexConfig, workers: int) -> float:
-    """Seconds of one build into `out`: one process when workers == 1, else a fresh local Ray cluster."""
+def timed_build(generator, gallery: FaceSet, out: Path, index_config: IndexConfig, workers: int,
+                threads: int | None = None) -> float:
+    """Seconds of one build into `out`: one process when workers == 1 (torch on `threads`, default all), else
+    a fresh local Ray cluster."""
     start = time.perf_counter()
     if workers == 1:
-        build_index(generator, gallery, out, index_config, progress=False, force=True)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            build_index(generator, gallery, out, index_config, progress=False, force=True)
+        finally:
+            torch.set_num_threads(before)
     else:
         with RayDistributor(workers) as distributor:
             build_index(generator, gallery, out, index_config, progress=False, force=True, distributor=distributor)
@@ -79,23 +86,26 @@ def run(config: BenchConfig, work: Path) -> dict:
         generator = Generator.load(config.model, "cpu")
     gallery = open_gallery(config)
     index_config = IndexConfig(factory=config.factory, batch_size=config.batch_size)
-    plans = {"one process": 1, f"ray ×{config.workers}": config.workers}
+    plans = {"one process": (1, None), "one process, 1 thread": (1, 1), f"ray ×{config.workers}": (config.workers, 1)}
     seconds: dict[str, list[float]] = {name: [] for name in plans}
     load_before = os.getloadavg()
     for repeat in range(config.repeats):
         order = list(plans) if repeat % 2 == 0 else list(reversed(plans))
         for name in order:
-            seconds[name].append(timed_build(generator, gallery, work / name.replace(" ", "-"), index_config, plans[name]))
+            seconds[name].append(timed_build(generator, gallery, work / name.replace(" ", "-").replace(",", ""),
+                                             index_config, *plans[name]))
             print(f"  {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
     load_after = os.getloadavg()
-    built = {name: GalleryIndex.load(work / name.replace(" ", "-")) for name in plans}
+    built = {name: GalleryIndex.load(work / name.replace(" ", "-").replace(",", "")) for name in plans}
     base = statistics.median(seconds["one process"])
+    one_thread = statistics.median(seconds["one process, 1 thread"])
     rows = []
-    for name, workers in plans.items():
+    for name, (workers, threads) in plans.items():
         median = statistics.median(seconds[name])
-        rows.append({"build": name, "workers": workers, "torch_threads": torch.get_num_threads() if workers == 1 else 1,
+        rows.append({"build": name, "workers": workers, "torch_threads": threads or torch.get_num_threads(),
                      "seconds": round(median, 2), "all_seconds": [round(s, 2) for s in seconds[name]],
-                     "faces_per_s": round(len(gallery) / median, 2), "ratio": round(base / median, 3)})
+                     "faces_per_s": round(len(gallery) / median, 2), "ratio": round(base / median, 3),
+                     "ratio_to_one_thread": round(one_thread / median, 3)})
     try:
         import ray
         ray_version = ray.__version__
@@ -105,7 +115,7 @@ def run(config: BenchConfig, work: Path) -> dict:
         "config": asdict(config),
         "faces": len(gallery),
         "rows": rows,
-        "same_results": same_results(*built.values(), config.queries),
+        "same_results": all(same_results(built["one process"], other, config.queries) for other in built.values()),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
         "machine": {"cpus": os.cpu_count()},
         "provenance": provenance(seed=index_config.seed, ray=ray_version),
@@ -116,10 +126,21 @@ def print_table(record: dict) -> None:
     print(f"{record['faces']} faces of {record['config']['data']}, factory {record['config']['factory']}, "
           f"load average {record['load_average']['before'][0]:.2f} → {record['load_average']['after'][0]:.2f} "
           f"on {record['machine']['cpus']} CPUs")
-    print(f"{'build':<14}{'workers':>8}{'threads':>8}{'seconds':>9}{'faces/s':>9}{'ratio':>7}")
-    for r in record["rows"]:
-        print(f"{r['build']:<14}{r['workers']:>8}{r['torch_threads']:>8}{r['seconds']:>9.1f}{r['faces_per_s']:>9.1f}{r['ratio']:>7.2f}")
+    print(markdown(record))
     print(f"same search results: {'yes' if record['same_results'] else 'NO'}")
+
+
+def markdown(record: dict) -> str:
+    """The run as a Markdown table (the README's results layout "sharded")."""
+    lines = [f"{record['faces']:,} faces, factory {record['config']['factory']}, {record['config']['repeats']} repeat(s) "
+             f"(medians), load average {record['load_average']['before'][0]:.2f} → {record['load_average']['after'][0]:.2f} "
+             f"on {record['machine']['cpus']} CPUs; same search results: {'yes' if record['same_results'] else 'NO'}", "",
+             "| build | workers | torch threads each | seconds | faces/s | × one process | × one thread |",
+             "|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        lines.append(f"| {r['build']} | {r['workers']} | {r['torch_threads']} | {r['seconds']:.1f} | {r['faces_per_s']:.1f} "
+                     f"| {r['ratio']:.2f} | {r['ratio_to_one_thread']:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

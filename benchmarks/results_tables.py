@@ -77,11 +77,20 @@ def normalize_modes(record: dict) -> str:
     return markdown(record) + _made_by(record)
 
 
+def sharded_build(record: dict) -> str:
+    """benchmarks/bench_sharded.py: one process against N Ray workers on the same gallery."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_sharded import markdown
+
+    return markdown(record) + _made_by(record)
+
+
 LAYOUTS: dict[str, Callable[[dict], str]] = {
     "bench": bench_both,
     "bench-table2": bench_paper(1),
     "bench-table3": bench_paper(2),
     "normalize": normalize_modes,
+    "sharded": sharded_build,
 }
 
 
