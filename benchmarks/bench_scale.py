@@ -1,0 +1,532 @@
+"""Search among 10^6 gallery faces: each PCA factory's build time, memory, latency and recall next to exact search.
+
+    nice .venv/bin/python benchmarks/bench_scale.py --index runs/paper-index-flat --out docs/results/scale_1m.json
+
+The ground truth is a real gallery read back from a Flat index (`rbg index build --factory Flat`):
+its vectors (index.reconstruct_n), its faces (faces.parquet) and its FaceSet and model (index.json).
+It is embedded at seeded random rows among synthetic distractors (distractors.py: a mix of two real
+faces of different identities in one kept value, plus noise), up to --total rows, made block by block
+and never all in memory. Distractors are wrong answers. Queries follow retrieval.protocol.sample_queries
+and are scored under criterion 1 (right identity in the target value).
+
+One PCA (index.faiss_factory.train_index: our SVD) is fitted on the first rows of the stream and every
+vector is projected once, to a file; each factory is then the same PCA in front of its own index,
+trained and filled from that file in its own process, so its peak RSS is its own. Exact search is done
+twice: over all rows in the PCA space (every query) and at full width while streaming (the first
+--exact-queries queries). nprobe / efSearch are swept; the smallest setting whose R@1 is within
+--recall-slack points of exact PCA search is reported (the most accurate one when none is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing
+import os
+import platform
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_retrieval import median_seconds, reset_peak_rss, rss_bytes, search_all, seconds_of  # noqa: E402
+from distractors import DistractorConfig, StreamLayout, SyntheticGallery  # noqa: E402
+
+from facedata.atomic import write_json  # noqa: E402
+from facedata.errors import UserError  # noqa: E402
+from facedata.faceset import FaceSet  # noqa: E402
+from facedata.provenance import provenance  # noqa: E402
+from index.faiss_factory import IndexConfig, fill_index, new_index, plan_training, set_search_parameters, train_index, training_sample_size  # noqa: E402
+from index.faiss_index import GalleryIndex, IndexInfo  # noqa: E402
+from index.features import l2_normalize  # noqa: E402
+from retrieval.baselines import generate_and_search  # noqa: E402
+from retrieval.metrics import PAPER_KS, criterion_keys, evaluate_ranking  # noqa: E402
+from retrieval.protocol import sample_queries  # noqa: E402
+
+DEFAULT_FACTORIES = ("PCA256,Flat", "PCA256,IVF4096,PQ64", "PCA256,HNSW32")
+TARGETS = {"index_bytes_max": 4_000_000_000, "latency_ms_max": 15.0, "recall_gap_max": 1.0}
+
+
+@dataclass(frozen=True)
+class ScaleBenchConfig:
+    """What to measure, at which size."""
+
+    total: int = 1_000_000  # gallery rows: the real faces plus distractors
+    queries: int = 1000
+    exact_queries: int = 300  # the first queries also searched exhaustively at full width
+    factories: tuple[str, ...] = DEFAULT_FACTORIES  # all start with the same PCA<n>
+    k: int = max(PAPER_KS)
+    pca_train: int = 20_000  # PCA sample rows, capped by pca_train_memory
+    pca_train_memory: int = 1 << 30
+    quantizer_train: int = 160_000  # IVF / PQ training rows (IVF4096 needs 39 × 4096)
+    nprobe: tuple[int, ...] = (16, 32, 64, 128, 256)
+    ef_search: tuple[int, ...] = (32, 64, 128, 256, 512)
+    recall_slack: float = 1.0  # R@1 points below exact PCA search a setting may give
+    latency_runs: int = 50
+    batch: int = 256
+    read_block: int = 65_536  # projected rows per read
+    isolate: bool = True  # each factory in its own process (its own peak RSS)
+    distractors: DistractorConfig = field(default_factory=DistractorConfig)
+    seed: int = 0
+    device: str = "cpu"
+
+
+# -- the ground truth ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GroundTruth:
+    """The real gallery: its vectors (n, d), its FaceSet view (row i = vector i), what built it."""
+
+    vectors: np.ndarray
+    gallery: FaceSet
+    kept: np.ndarray  # (n,) str kept value of each face
+    info: IndexInfo
+    model: Path | None
+    path: Path
+
+
+def load_ground_truth(path: Path) -> GroundTruth:
+    """The vectors, faces, gallery and model of a Flat index folder; a UserError for anything else."""
+    from retrieval.query import open_gallery
+
+    index = GalleryIndex.load(path)
+    info = index.info
+    if info.factory != "Flat" or index.views != "kept":
+        raise UserError(f"{path}: a {info.factory} index of {index.views} views; the benchmark reads back the exact "
+                        "vectors of a Flat index of kept views (rbg index build --factory Flat)")
+    vectors = index.index.reconstruct_n(0, info.count)
+    gallery = open_gallery(index).take(index.faces["image_row"].to_numpy())
+    kept = index.faces[f"kept_{info.edit_factor}"].to_numpy().astype(str)
+    return GroundTruth(vectors, gallery, kept, info, index.locate(info.provenance.get("model")), Path(path))
+
+
+# -- the parts of a factory string ---------------------------------------------------------------------
+def split_pca(factory: str) -> tuple[int, str]:
+    """"PCA256,HNSW32" → (256, "HNSW32"); a UserError for a factory without a leading PCA."""
+    match = re.fullmatch(r"PCA(\d+),(.+)", factory.strip())
+    if not match:
+        raise UserError(f"factory '{factory}': must start with PCA<n>, (e.g. 'PCA256,HNSW32'): "
+                        "the full-width vectors of a large gallery do not fit in memory")
+    return int(match.group(1)), match.group(2)
+
+
+def check_factories(config: ScaleBenchConfig, dimension: int) -> int:
+    """The one PCA width all factories share, after refusing any that cannot be built at this size."""
+    widths = {split_pca(f)[0] for f in config.factories}
+    if len(widths) != 1:
+        raise UserError(f"factories {list(config.factories)}: all must start with the same PCA<n> (one PCA is fitted)")
+    (width,) = widths
+    if width > dimension:
+        raise UserError(f"PCA{width}: the vectors have {dimension} dimensions")
+    for factory in config.factories:
+        inner = split_pca(factory)[1]
+        plan_training(new_index(inner, width), quantizer_config(config, inner), config.total)
+    return width
+
+
+def quantizer_config(config: ScaleBenchConfig, inner: str, setting: int | None = None) -> IndexConfig:
+    """How the index behind the PCA is trained and searched (at nprobe = efSearch = setting when given)."""
+    depth = {} if setting is None else {"nprobe": setting, "ef_search": setting}
+    return IndexConfig(factory=inner, train_size=config.quantizer_train, train_memory=1 << 40, seed=config.seed,
+                       batch_size=config.read_block, gpu=False, **depth)
+
+
+def search_settings(index: faiss.Index, config: ScaleBenchConfig) -> tuple[str | None, tuple[int, ...]]:
+    """What to sweep for this index: ("nprobe", …) for IVF, ("efSearch", …) for HNSW, (None, (0,)) otherwise."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        return "nprobe", tuple(p for p in config.nprobe if p <= ivf.nlist) or (ivf.nlist,)
+    if hasattr(faiss.downcast_index(inner), "hnsw"):
+        return "efSearch", config.ef_search
+    return None, (0,)
+
+
+# -- exact search, streamed ------------------------------------------------------------------------------
+def merge_top(distances: np.ndarray, rows: np.ndarray, more_d: np.ndarray, more_r: np.ndarray, k: int):
+    """The k smallest of two candidate lists per query (q, ·), by distance then row."""
+    d = np.concatenate([distances, more_d], axis=1)
+    r = np.concatenate([rows, more_r], axis=1)
+    order = np.lexsort((r, d), axis=1)[:, :k]
+    return np.take_along_axis(d, order, axis=1), np.take_along_axis(r, order, axis=1)
+
+
+def empty_top(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((q, k), np.inf, np.float32), np.full((q, k), -1, np.int64)
+
+
+def block_top(queries: np.ndarray, block: np.ndarray, start: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact squared-L2 top k of each query (q, d) among a block (m, d) whose first row is `start`."""
+    distances, rows = faiss.knn(np.ascontiguousarray(queries), np.ascontiguousarray(block), min(k, len(block)))
+    return distances, rows + start
+
+
+# -- the projected gallery on disk -----------------------------------------------------------------------
+def iter_rows(path: Path, dimension: int, block: int):
+    """The (n, dimension) float32 rows of a raw file, `block` at a time, read (not mapped) to keep RSS honest."""
+    with open(path, "rb") as f:
+        while True:
+            chunk = np.fromfile(f, dtype=np.float32, count=block * dimension)
+            if not len(chunk):
+                return
+            yield chunk.reshape(-1, dimension)
+
+
+def read_rows(path: Path, dimension: int, positions: np.ndarray, block: int) -> np.ndarray:
+    """Rows at sorted `positions` of a raw float32 file, picked while streaming it."""
+    out, start = [], 0
+    for chunk in iter_rows(path, dimension, block):
+        inside = positions[(positions >= start) & (positions < start + len(chunk))]
+        out.append(chunk[inside - start])
+        start += len(chunk)
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Workpack:
+    """What every factory is measured on, as files in the run folder (a factory's process reads them)."""
+
+    folder: Path
+    total: int
+    width: int  # PCA output width
+    model: Path | None
+    checkpoint_hash: str
+    edit_factor: str
+    vocabulary: tuple[str, ...]
+    layer: str
+    exact_r1: float  # exact PCA-space R@1 (%), the recall a setting is held to
+
+    def file(self, name: str) -> Path:
+        return self.folder / name
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.file(f"{name}.npy"), allow_pickle=False)
+
+
+def recall_percent(ranked: np.ndarray, layout: StreamLayout, q_keys: np.ndarray, g_keys: np.ndarray) -> dict[str, float]:
+    """recall@1/5/20 (%) under criterion 1 of ranked gallery rows (q, k); distractor rows are never correct."""
+    report = evaluate_ranking(layout.real_rows(ranked), q_keys, g_keys, PAPER_KS)
+    return {str(k): round(v, 2) for k, v in report.percent().items()}
+
+
+def ranking_figures(ranked: np.ndarray, pack: Workpack, exact: np.ndarray, subset: int) -> dict:
+    """Recall on all queries and on the full-width subset, top-1 agreement with exact PCA search, distractor top-1s."""
+    layout, q_keys, g_keys = StreamLayout(pack.array("real_at")), pack.array("q_keys"), pack.array("g_keys")
+    return {
+        "recall_c1": recall_percent(ranked, layout, q_keys, g_keys),
+        "recall_c1_subset": recall_percent(ranked[:subset], layout, q_keys[:subset], g_keys),
+        "top1_as_exact_pca": round(100.0 * float(np.mean(ranked[:, 0] == exact[:, 0])), 2),
+        "top1_distractor": round(100.0 * float(np.mean(layout.real_rows(ranked[:, :1]) < 0)), 2),
+    }
+
+
+def pick_setting(sweep: list[dict], floor: float) -> dict:
+    """The first (cheapest) setting whose R@1 reaches `floor`, else the one with the best R@1."""
+    for row in sweep:
+        if row["recall_c1"]["1"] >= floor:
+            return row
+    return max(sweep, key=lambda r: r["recall_c1"]["1"])
+
+
+# -- one factory --------------------------------------------------------------------------------------------
+def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, generator=None, progress: bool = True) -> dict:
+    """Train, fill, save, reload and search one factory: its build time, memory, latency and recall."""
+    reset_peak_rss()
+    rss_start = rss_bytes("VmRSS")
+    pca = faiss.read_VectorTransform(str(pack.file("pca.faiss")))
+    inner_factory = split_pca(factory)[1]
+    projected = pack.file("projected.f32")
+    build_s, (inner, train_count) = seconds_of(lambda: fill_index(
+        quantizer_config(config, inner_factory), pack.width, pack.total,
+        lambda positions: read_rows(projected, pack.width, positions, config.read_block),
+        lambda: iter_rows(projected, pack.width, config.read_block), progress))
+    index = faiss.IndexPreTransform(pca, inner)
+    saved = pack.file(f"index-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.faiss")
+    faiss.write_index(index, str(saved))
+    faces = pd.DataFrame({"real_row": pack.array("real_at")})
+    info = IndexInfo(dimension=index.d, factory=factory, count=pack.total, checkpoint_hash=pack.checkpoint_hash,
+                     edit_factor=pack.edit_factor, vocabulary=pack.vocabulary, layer=pack.layer, train_count=train_count)
+    vectors, exact = pack.array("query_vectors"), pack.array("exact_pca_rows")
+    subset = len(pack.array("exact_full_rows"))
+    q = len(vectors)
+
+    def measure(gallery: GalleryIndex) -> tuple[dict, np.ndarray]:
+        search_s, ranked = seconds_of(lambda: search_all(gallery, vectors, config.k, config.batch))
+        one_s = median_seconds(lambda i: gallery.search(vectors[i % q][None], config.k), config.latency_runs)
+        return {"search_qps": round(q / search_s, 1), "search_ms": round(1e3 * one_s, 3),
+                **ranking_figures(ranked, pack, exact, subset)}, ranked
+
+    name, values = search_settings(index, config)
+    gallery = GalleryIndex(index, faces, info, quantizer_config(config, inner_factory))
+    sweep, rankings = [], {}
+    for value in tqdm(values, desc=f"sweep {factory}", disable=not progress or name is None):
+        if name is not None:
+            set_search_parameters(index, quantizer_config(config, inner_factory, value))
+        row, rankings[value] = measure(gallery)
+        sweep.append({"setting": value, **row})
+    chosen = pick_setting(sweep, pack.exact_r1 - config.recall_slack)
+    peak, growth = rss_bytes(), rss_bytes() - rss_start
+    del gallery, index, inner, pca
+    gc.collect()
+
+    rss_before_load = rss_bytes("VmRSS")
+    loaded = faiss.read_index(str(saved))  # a plain read: IO_FLAG_MMAP + search segfaults in faiss-cpu 1.15
+    loaded_rss = rss_bytes("VmRSS") - rss_before_load
+    reloaded = GalleryIndex(loaded, faces, info, quantizer_config(config, inner_factory, chosen["setting"] or None))
+    reload_same = bool(np.array_equal(search_all(reloaded, vectors, config.k, config.batch), rankings[chosen["setting"]]))
+    if generator is None:
+        from generator.inference import Generator
+
+        generator = Generator.load(pack.model, config.device)
+    images, targets = pack.array("query_images"), list(pack.array("query_targets"))
+    latency_s = median_seconds(lambda i: generate_and_search(generator, reloaded, images[i % q][None], [targets[i % q]], config.k),
+                               config.latency_runs)
+    b = min(config.batch, q)
+    batch_s = median_seconds(lambda i: generate_and_search(generator, reloaded, images[:b], targets[:b], config.k, b), 2)
+    return {
+        "factory": factory, "setting_name": name, "setting": chosen["setting"] if name else None,
+        "train_count": train_count, "own_train_add_s": round(build_s, 2),
+        "index_bytes": saved.stat().st_size, "loaded_rss_bytes": loaded_rss,
+        "peak_rss_bytes": peak, "rss_growth_bytes": growth,
+        "latency_ms": round(1e3 * latency_s, 2), "batch_qps": round(b / batch_s, 1), "batch": b,
+        "reload_same_results": reload_same,
+        **{k: v for k, v in chosen.items() if k != "setting"},
+        "sweep": sweep if name else [],
+    }
+
+
+def _factory_process(factory: str, pack: Workpack, config: ScaleBenchConfig, result: Path) -> None:
+    """measure_factory in a process of its own; the row (or why it was skipped) written to `result`."""
+    try:
+        row = measure_factory(factory, pack, config)
+    except UserError as exc:
+        row = {"factory": factory, "skipped": str(exc)}
+    write_json(result, row)
+
+
+def measure_isolated(factory: str, pack: Workpack, config: ScaleBenchConfig) -> dict:
+    """One factory measured in a fresh process, so its peak RSS is its alone."""
+    result = pack.file(f"row-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.json")
+    process = multiprocessing.get_context("spawn").Process(target=_factory_process, args=(factory, pack, config, result))
+    process.start()
+    process.join()
+    if process.exitcode != 0 or not result.is_file():
+        return {"factory": factory, "failed": f"its process exited with code {process.exitcode}"}
+    import json
+
+    return json.loads(result.read_text())
+
+
+# -- the whole run ----------------------------------------------------------------------------------------
+def distractor_closeness(synthetic: SyntheticGallery, sample: int = 1024) -> dict:
+    """How near distractors come to real faces, next to how near real faces of other identities come to each other."""
+    real, identities = synthetic.real, synthetic.identities
+    block = synthetic.block(0)
+    distractors = block[synthetic.layout.real_at[: len(block)] < 0][:sample]
+    near_real = faiss.knn(distractors, real, 1)[0][:, 0]
+    probe = np.random.default_rng([synthetic.seed, 2]).choice(len(real), size=min(sample, len(real)), replace=False)
+    d, r = faiss.knn(real[probe], real, min(len(real), 200))
+    other = np.where(identities[np.maximum(r, 0)] != identities[probe][:, None], d, np.inf).min(axis=1)
+    return {"sample": int(len(distractors)),
+            "distractor_to_nearest_real_median": round(float(np.median(near_real)), 4),
+            "distractor_to_nearest_real_min": round(float(near_real.min()), 4),
+            "real_to_nearest_other_identity_median": round(float(np.median(other[np.isfinite(other)])), 4),
+            "metric": "squared L2 between unit vectors"}
+
+
+def prepare(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Path, progress: bool = True) -> tuple[Workpack, dict]:
+    """Queries, the PCA, the projected gallery and both exact searches, written to `folder`; and their figures."""
+    d = truth.vectors.shape[1]
+    width = check_factories(config, d)
+    edit, layer = truth.info.edit_factor, truth.info.layer
+    queries = sample_queries(truth.gallery, edit, config.queries, config.seed)
+    images = truth.gallery.images[queries.positions]
+    features_s, vectors = seconds_of(lambda: l2_normalize(generator.features(images, list(queries.targets), layer=layer,
+                                                                              batch_size=config.batch)))
+    q_keys, g_keys = criterion_keys(queries.faces(truth.gallery), queries.targets, truth.gallery.faces.reset_index(drop=True), edit, 1)
+    layout = StreamLayout.place(len(truth.vectors), config.total, config.seed)
+    synthetic = SyntheticGallery(l2_normalize(truth.vectors), truth.gallery.faces["identity"].to_numpy().astype(str),
+                                 truth.kept, layout, config.seed, config.distractors)
+    fig = {}
+
+    pca_config = IndexConfig(train_size=config.pca_train, train_memory=config.pca_train_memory)
+    train_count = training_sample_size(pca_config, d, config.total)
+    pca_index = new_index(f"PCA{width},Flat", d)
+    fig["pca_sample_s"], sample = seconds_of(lambda: synthetic.head(train_count))
+    fig["pca_fit_s"], _ = seconds_of(lambda: train_index(pca_index, sample))
+    del sample
+    pca = faiss.downcast_VectorTransform(pca_index.chain.at(0))
+    faiss.write_VectorTransform(pca, str(folder / "pca.faiss"))
+
+    subset = vectors[: config.exact_queries]
+    full_top = empty_top(len(subset), config.k)
+    timing = {"generate_s": 0.0, "project_s": 0.0, "exact_full_s": 0.0}
+    with open(folder / "projected.f32", "wb") as out:
+        blocks = synthetic.iter_blocks()
+        for _ in tqdm(range(synthetic.blocks), desc="distractors → PCA", unit="block", disable=not progress):
+            seconds, (start, block) = seconds_of(lambda: next(blocks))
+            timing["generate_s"] += seconds
+            seconds, projected = seconds_of(lambda: pca.apply(block))
+            timing["project_s"] += seconds
+            projected.astype(np.float32).tofile(out)
+            if len(subset):
+                seconds, full_top = seconds_of(lambda: merge_top(*full_top, *block_top(subset, block, start, config.k), config.k))
+                timing["exact_full_s"] += seconds
+    fig.update({k: round(v, 2) for k, v in timing.items()})
+
+    q_pca = pca.apply(vectors)
+    pca_top = empty_top(len(vectors), config.k)
+    start, exact_s = 0, 0.0
+    for block in iter_rows(folder / "projected.f32", width, config.read_block):
+        seconds, pca_top = seconds_of(lambda: merge_top(*pca_top, *block_top(q_pca, block, start, config.k), config.k))
+        exact_s, start = exact_s + seconds, start + len(block)
+    fig["exact_pca_s"] = round(exact_s, 2)
+    real_top = faiss.knn(vectors, synthetic.real, min(config.k, len(synthetic.real)))[1]
+    layout_recall = lambda rows, keys: recall_percent(rows, layout, keys, g_keys)  # noqa: E731
+    real_only = evaluate_ranking(real_top, q_keys, g_keys, PAPER_KS).percent()
+    exact = {
+        "pca": {"queries": len(vectors), "rows": config.total, "width": width, "seconds": fig["exact_pca_s"],
+                "recall_c1": layout_recall(pca_top[1], q_keys),
+                "recall_c1_subset": layout_recall(pca_top[1][: len(subset)], q_keys[: len(subset)]),
+                "top1_distractor": round(100.0 * float(np.mean(layout.real_rows(pca_top[1][:, :1]) < 0)), 2)},
+        "full": {"queries": len(subset), "rows": config.total, "width": d, "seconds": fig["exact_full_s"],
+                 "recall_c1": layout_recall(full_top[1], q_keys[: len(subset)]),
+                 "top1_distractor": round(100.0 * float(np.mean(layout.real_rows(full_top[1][:, :1]) < 0)), 2)},
+        "real_only": {"queries": len(vectors), "rows": len(synthetic.real), "width": d,
+                      "recall_c1": {str(k): round(v, 2) for k, v in real_only.items()}},
+    }
+    for name, array in {"real_at": layout.real_at, "q_keys": q_keys, "g_keys": g_keys, "query_vectors": vectors,
+                        "query_images": images, "query_targets": np.asarray(queries.targets).astype(str),
+                        "exact_pca_rows": pca_top[1], "exact_full_rows": full_top[1]}.items():
+        np.save(folder / f"{name}.npy", array, allow_pickle=False)
+    pack = Workpack(folder, config.total, width, truth.model, truth.info.checkpoint_hash, edit, tuple(truth.info.vocabulary),
+                    layer, exact["pca"]["recall_c1"]["1"])
+    figures = {"stages": {"query_features_s": round(features_s, 2), **fig}, "exact": exact,
+               "distractors": {"count": layout.distractor_count(), **asdict(config.distractors), **distractor_closeness(synthetic)},
+               "pca_train_count": train_count}
+    return pack, figures
+
+
+def targets_met(row: dict, exact: dict, slack: float) -> dict:
+    """Each target against what the factory measured: index ≤ 4 GB, one query ≤ 15 ms, R@1 within 1 point of exact."""
+    return {
+        "index_bytes": row["index_bytes"] <= TARGETS["index_bytes_max"] and row["loaded_rss_bytes"] <= TARGETS["index_bytes_max"],
+        "latency_ms": row["latency_ms"] <= TARGETS["latency_ms_max"],
+        "recall_vs_exact_pca": exact["pca"]["recall_c1"]["1"] - row["recall_c1"]["1"] <= slack,
+        "recall_vs_exact_full": (exact["full"]["recall_c1"]["1"] - row["recall_c1_subset"]["1"] <= slack) if exact["full"]["queries"] else None,
+    }
+
+
+def run(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Path, progress: bool = True) -> dict:
+    """Every measurement for one ground truth at config.total rows; the JSON record (no vectors)."""
+    load_start = os.getloadavg()
+    pack, figures = prepare(truth, generator, config, folder, progress)
+    shared_s = figures["stages"]["pca_fit_s"] + figures["stages"]["project_s"]
+    rows = []
+    for factory in config.factories:
+        if progress:
+            print(f"factory {factory} …", file=sys.stderr)
+        row = measure_isolated(factory, pack, config) if config.isolate else measure_factory(factory, pack, config, generator, progress)
+        if "own_train_add_s" in row:
+            row["train_add_s"] = round(row["own_train_add_s"] + shared_s, 2)
+            row["targets_met"] = targets_met(row, figures["exact"], config.recall_slack)
+        rows.append(row)
+        gc.collect()
+    return {
+        "config": asdict(config),
+        "ground_truth": {"index": str(truth.path), "gallery": truth.info.gallery.get("name"), "count": len(truth.vectors),
+                         "dimension": int(truth.vectors.shape[1]), "layer": truth.info.layer,
+                         "model_sha256": truth.info.checkpoint_hash},
+        "gallery": {"rows": config.total, "real": len(truth.vectors), "synthetic_distractors": pack.total - len(truth.vectors)},
+        **figures,
+        "shared_build_s": round(shared_s, 2),
+        "targets": TARGETS,
+        "factories": rows,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(),
+                    "load_average_start": [round(x, 2) for x in load_start],
+                    "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "provenance": provenance(seed=config.seed, faiss=faiss.__version__),
+    }
+
+
+def print_table(record: dict) -> None:
+    g, e = record["gallery"], record["exact"]
+    print(f"gallery: {g['real']:,} real faces + {g['synthetic_distractors']:,} synthetic distractors = {g['rows']:,} rows; "
+          f"{record['ground_truth']['dimension']:,}-d {record['ground_truth']['layer']}; "
+          f"{e['pca']['queries']} queries (criterion 1); shared PCA fit + projection {record['shared_build_s']:.0f} s")
+    print()
+    print("| search | setting | train+add s | index MB | loaded RSS MB | peak RSS MB | 1 search ms | one query e2e ms "
+          "| search q/s | batch q/s | R@1 | R@5 | R@20 | top-1 = exact PCA % | reload ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, key in (("exact, PCA space", "pca"), ("exact, full width", "full"), ("exact, real faces only", "real_only")):
+        r = e[key]["recall_c1"]
+        print(f"| {name} ({e[key]['queries']} q × {e[key]['rows']:,} × {e[key]['width']}-d) | | | | | | | | | | "
+              f"{r['1']:.1f} | {r['5']:.1f} | {r['20']:.1f} | | |")
+    for r in record["factories"]:
+        if "own_train_add_s" not in r:
+            print(f"| {r['factory']} | {r.get('skipped') or r.get('failed')} |" + " |" * 13)
+            continue
+        setting = f"{r['setting_name']}={r['setting']}" if r["setting_name"] else ""
+        rec = r["recall_c1"]
+        print(f"| {r['factory']} | {setting} | {r['train_add_s']:.0f} ({r['own_train_add_s']:.0f} own) | {r['index_bytes'] / 1e6:,.0f} "
+              f"| {r['loaded_rss_bytes'] / 1e6:,.0f} | {r['peak_rss_bytes'] / 1e6:,.0f} | {r['search_ms']:.3f} | {r['latency_ms']:.2f} "
+              f"| {r['search_qps']:,.0f} | {r['batch_qps']:,.0f} | {rec['1']:.1f} | {rec['5']:.1f} | {rec['20']:.1f} "
+              f"| {r['top1_as_exact_pca']:.1f} | {'yes' if r['reload_same_results'] else 'NO'} |")
+    print()
+    for r in record["factories"]:
+        if "targets_met" in r:
+            met = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in r["targets_met"].items() if v is not None)
+            print(f"{r['factory']}: {met}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=Path("runs/paper-index-flat"), help="Flat index folder: the real ground truth")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/scale_1m.json"))
+    parser.add_argument("--total", type=int, default=ScaleBenchConfig.total, help="gallery rows, real faces included")
+    parser.add_argument("--queries", type=int, default=ScaleBenchConfig.queries)
+    parser.add_argument("--exact-queries", type=int, default=ScaleBenchConfig.exact_queries,
+                        help="queries also searched exhaustively at full width")
+    parser.add_argument("--factories", default=";".join(DEFAULT_FACTORIES), help="';'-separated factory strings, all PCA<n>,…")
+    parser.add_argument("--latency-runs", type=int, default=ScaleBenchConfig.latency_runs)
+    parser.add_argument("--seed", type=int, default=ScaleBenchConfig.seed)
+    parser.add_argument("--device", default=ScaleBenchConfig.device)
+    parser.add_argument("--in-process", action="store_true", help="measure every factory in this process (faster; peak RSS shared)")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the run's temporary files [the system's temp folder]")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    config = ScaleBenchConfig(total=args.total, queries=args.queries, exact_queries=args.exact_queries,
+                              factories=tuple(f.strip() for f in args.factories.split(";") if f.strip()),
+                              latency_runs=args.latency_runs, seed=args.seed, device=args.device, isolate=not args.in_process)
+    try:
+        for name, value in (("--total", config.total), ("--queries", config.queries), ("--latency-runs", config.latency_runs)):
+            if value < 1:
+                raise UserError(f"{name} must be ≥ 1, got {value}")
+        if not 0 <= config.exact_queries <= config.queries:
+            raise UserError(f"--exact-queries must be in [0, --queries={config.queries}], got {config.exact_queries}")
+        truth = load_ground_truth(args.index)
+        check_factories(config, truth.info.dimension)
+        if truth.model is None:
+            raise UserError(f"{args.index}: index.json records no model")
+        from generator.inference import Generator
+
+        generator = Generator.load(truth.model, config.device)
+        if args.work:
+            args.work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bench_scale-", dir=args.work) as work:
+            record = run(truth, generator, config, Path(work), progress=not args.quiet)
+    except UserError as exc:
+        sys.exit(f"Error: {exc}")
+    print_table(record)
+    write_json(args.out, record)
+    print(f"written: {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
