@@ -103,6 +103,21 @@ def index_bytes(index: faiss.Index) -> int:
         return Path(tmp.name).stat().st_size
 
 
+def in_work_folder(work: Path | None, prefix: str, measure):
+    """measure(folder) in a temporary folder under `work` (created if missing; None: the system's temp folder), removed after."""
+    if work:
+        work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=work) as folder:
+        return measure(Path(folder))
+
+
+def publish(record: dict, out: Path, print_table) -> None:
+    """Print a benchmark's table and write its JSON record (atomically) to `out`."""
+    print_table(record)
+    write_json(out, record)
+    print(f"written: {out}", file=sys.stderr)
+
+
 # -- what is measured ---------------------------------------------------------------------------------
 def factory_params(count: int, dimension: int) -> dict[str, int]:
     """Sizes for the factory templates on a gallery of `count` vectors of `dimension`:
@@ -269,15 +284,10 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         generator, faceset = Generator.load(args.model, config.device), FaceSet.open(args.data)
-        if args.work:
-            args.work.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="bench_retrieval-", dir=args.work) as work:
-            record = run(generator, faceset, config, Path(work), progress=not args.quiet)
+        record = in_work_folder(args.work, "bench_retrieval-", lambda work: run(generator, faceset, config, work, progress=not args.quiet))
     except UserError as exc:
         sys.exit(f"Error: {exc}")
-    print_table(record)
-    write_json(args.out, record)
-    print(f"written: {args.out}", file=sys.stderr)
+    publish(record, args.out, print_table)
 
 
 if __name__ == "__main__":
