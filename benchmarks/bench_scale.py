@@ -60,7 +60,7 @@ TARGETS = {"index_bytes_max": 4_000_000_000, "latency_ms_max": 15.0, "recall_gap
 class GroundTruth:
     """The real gallery: its vectors (n, d), its FaceSet view (row i = vector i), what built it."""
 
-    vectors: np.ndarray
+    vectors: np.ndarray  # (n, d) float32 unit rows
     gallery: FaceSet
     kept: np.ndarray  # (n,) str kept value of each face
     info: IndexInfo
@@ -77,7 +77,7 @@ def load_ground_truth(path: Path) -> GroundTruth:
     if info.factory != "Flat" or index.views != "kept":
         raise UserError(f"{path}: a {info.factory} index of {index.views} views; the benchmark reads back the exact "
                         "vectors of a Flat index of kept views (rbg index build --factory Flat)")
-    vectors = index.index.reconstruct_n(0, info.count)
+    vectors = l2_normalize(index.index.reconstruct_n(0, info.count))  # unit rows already; normalized again for safety
     gallery = open_gallery(index).take(index.faces["image_row"].to_numpy())
     kept = index.faces[f"kept_{info.edit_factor}"].to_numpy().astype(str)
     return GroundTruth(vectors, gallery, kept, info, index.locate(info.provenance.get("model")), Path(path))
@@ -121,7 +121,7 @@ def prepare(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Pat
                                                                               batch_size=config.batch)))
     q_keys, g_keys = criterion_keys(queries.faces(truth.gallery), queries.targets, truth.gallery.faces.reset_index(drop=True), edit, 1)
     layout = StreamLayout.place(len(truth.vectors), config.total, config.seed)
-    synthetic = SyntheticGallery(l2_normalize(truth.vectors), truth.gallery.faces["identity"].to_numpy().astype(str),
+    synthetic = SyntheticGallery(truth.vectors, truth.gallery.faces["identity"].to_numpy().astype(str),
                                  truth.kept, layout, config.seed, config.distractors)
     fig = {}
 
@@ -244,6 +244,10 @@ def print_table(record: dict) -> None:
               f"| {r['search_qps']:,.0f} | {r['batch_qps']:,.0f} | {rec['1']:.1f} | {rec['5']:.1f} | {rec['20']:.1f} "
               f"| {r['top1_as_exact_pca']:.1f} | {'yes' if r['reload_same_results'] else 'NO'} |")
     print()
+    for r in record["factories"]:
+        if r.get("sweep"):
+            steps = ", ".join(f"{s['setting']}: R@1 {s['recall_c1']['1']:.1f}, {s['search_ms']:.2f} ms" for s in r["sweep"])
+            print(f"{r['factory']} {r['setting_name']} sweep: {steps}")
     for r in record["factories"]:
         if "targets_met" in r:
             met = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in r["targets_met"].items() if v is not None)
