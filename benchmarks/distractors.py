@@ -24,7 +24,7 @@ class DistractorConfig:
 
     mix_low: float = 0.3  # weight of the first face, drawn uniformly in [mix_low, mix_high]
     mix_high: float = 0.7
-    noise: float = 0.1  # L2 norm of the Gaussian noise added to the (unit-scale) mix, before re-normalizing
+    noise: float = 0.02  # L2 norm of the Gaussian noise added to the (unit-scale) mix, before re-normalizing
     block: int = 2048  # stream rows per block: with the seed, it fixes every distractor
 
 
