@@ -221,43 +221,47 @@ def run(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Path, p
     }
 
 
-def print_table(record: dict) -> None:
-    g, e = record["gallery"], record["exact"]
-    print(f"gallery: {g['real']:,} real faces + {g['synthetic_distractors']:,} synthetic distractors = {g['rows']:,} rows; "
-          f"{record['ground_truth']['dimension']:,}-d {record['ground_truth']['layer']}; "
-          f"{e['pca']['queries']} queries (criterion 1); shared PCA fit + projection {record['shared_build_s']:.0f} s")
-    print()
+def markdown(record: dict) -> str:
+    """The result as Markdown: a line on the gallery, one table row per search, each sweep and each target met or missed."""
+    g, e, cfg = record["gallery"], record["exact"], record["config"]
     subset = e["full"]["queries"]
-    print("| search | setting | train+add s | index MB | loaded RSS MB | peak RSS MB | 1 search ms | one query e2e ms "
-          f"| e2e ms, 2 threads | search q/s | e2e batch q/s | R@1 | R@5 | R@20 | R@1, first {subset} q | top-1 = exact PCA % | reload ok |")
-    print("|---" * 17 + "|")
+    lines = [f"{g['real']:,} real faces among {g['synthetic_distractors']:,} synthetic distractors ({g['rows']:,} rows), "
+             f"{record['ground_truth']['dimension']:,}-d {record['ground_truth']['layer']} features; {e['pca']['queries']:,} queries, "
+             f"recall@K in % under criterion 1; shared PCA fit + projection {record['shared_build_s']:.0f} s, in every train+add",
+             "",
+             "| search | setting | train+add s | index MB | loaded RSS MB | peak RSS MB | 1 search ms | one query e2e ms "
+             f"| e2e ms, 2 threads | search q/s | e2e batch q/s | R@1 | R@5 | R@20 | R@1, first {subset} q | top-1 = exact % | reload |",
+             "|---" * 17 + "|"]
     exact_subset = {"pca": e["pca"]["recall_c1_subset"]["1"], "full": e["full"]["recall_c1"]["1"]}
     for name, key in (("exact, PCA space", "pca"), ("exact, full width", "full"), ("exact, real faces only", "real_only")):
-        r = e[key]["recall_c1"]
+        r, x = e[key]["recall_c1"], e[key]
         cut = f"{exact_subset[key]:.1f}" if key in exact_subset else ""
-        print(f"| {name} ({e[key]['queries']} q × {e[key]['rows']:,} × {e[key]['width']}-d) |" + " |" * 10
-              + f" {r['1']:.1f} | {r['5']:.1f} | {r['20']:.1f} | {cut} | | |")
+        lines.append(f"| {name} ({x['queries']:,} q × {x['rows']:,} × {x['width']:,}-d) |" + " |" * 10
+                     + f" {r['1']:.1f} | {r['5']:.1f} | {r['20']:.1f} | {cut} | | |")
     for r in record["factories"]:
         if "own_train_add_s" not in r:
-            print(f"| {r['factory']} | {r.get('skipped') or r.get('failed')} |" + " |" * 15)
+            lines.append(f"| {r['factory']} | {r.get('skipped') or r.get('failed')} |" + " |" * 15)
             continue
-        setting = f"{r['setting_name']}={r['setting']}" if r["setting_name"] else ""
+        setting = f"{r['setting_name']} {r['setting']}" if r["setting_name"] else ""
+        if r["setting_name"] == "efSearch":
+            setting += f", efConstruction {cfg.get('ef_construction', 40)}"
         rec = r["recall_c1"]
-        print(f"| {r['factory']} | {setting} | {r['train_add_s']:.0f} ({r['own_train_add_s']:.0f} own) | {r['index_bytes'] / 1e6:,.0f} "
-              f"| {r['loaded_rss_bytes'] / 1e6:,.0f} | {r['peak_rss_bytes'] / 1e6:,.0f} | {r['search_ms']:.3f} | {r['latency_ms']:.2f} "
-              f"| {r['latency_ms_all_threads']:.2f} | {r['search_qps']:,.0f} | {r['batch_qps']:,.0f} "
-              f"| {rec['1']:.1f} | {rec['5']:.1f} | {rec['20']:.1f} | {r['recall_c1_subset']['1']:.1f} "
-              f"| {r['top1_as_exact_pca']:.1f} | {'yes' if r['reload_same_results'] else 'NO'} |")
-    print("single-query times on 1 thread (FAISS and torch), throughput on all; train+add includes the shared PCA fit and projection")
-    print()
+        lines.append(f"| {r['factory']} | {setting} | {r['train_add_s']:.0f} ({r['own_train_add_s']:.0f} own) | {r['index_bytes'] / 1e6:,.0f} "
+                     f"| {r['loaded_rss_bytes'] / 1e6:,.0f} | {r['peak_rss_bytes'] / 1e6:,.0f} | {r['search_ms']:.2f} | {r['latency_ms']:.2f} "
+                     f"| {r['latency_ms_all_threads']:.1f} | {r['search_qps']:,.0f} | {r['batch_qps']:,.0f} "
+                     f"| {rec['1']:.1f} | {rec['5']:.1f} | {rec['20']:.1f} | {r['recall_c1_subset']['1']:.1f} "
+                     f"| {r['top1_as_exact_pca']:.1f} | {'same' if r['reload_same_results'] else 'DIFFERS'} |")
+    lines += ["", "Single-query times on one thread (FAISS and torch), throughput on both; top-1 = exact: the share of queries "
+              "whose first result is exact PCA search's; reload: results after a save and plain read_index.", ""]
     for r in record["factories"]:
         if r.get("sweep"):
-            steps = ", ".join(f"{s['setting']}: R@1 {s['recall_c1']['1']:.1f}, {s['search_ms']:.2f} ms" for s in r["sweep"])
-            print(f"{r['factory']} {r['setting_name']} sweep: {steps}")
+            steps = "; ".join(f"{s['setting']}: R@1 {s['recall_c1']['1']:.1f}, {s['search_ms']:.2f} ms" for s in r["sweep"])
+            lines.append(f"- {r['factory']}, {r['setting_name']}: {steps}")
     for r in record["factories"]:
         if "targets_met" in r:
             met = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in r["targets_met"].items() if v is not None)
-            print(f"{r['factory']}: {met}")
+            lines.append(f"- {r['factory']} targets (index ≤ 4 GB, one query ≤ 15 ms, R@1 within 1 point of exact): {met}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="queries also searched exhaustively at full width")
     parser.add_argument("--factories", default=";".join(DEFAULT_FACTORIES), help="';'-separated factory strings, all PCA<n>,…")
     parser.add_argument("--latency-runs", type=int, default=ScaleBenchConfig.latency_runs)
+    parser.add_argument("--ef-construction", type=int, default=ScaleBenchConfig.ef_construction,
+                        help="HNSW build depth (FAISS's default 40)")
     parser.add_argument("--recall-slack", type=float, default=ScaleBenchConfig.recall_slack,
                         help="R@1 points below exact PCA search that the chosen nprobe / efSearch may give")
     parser.add_argument("--seed", type=int, default=ScaleBenchConfig.seed)
@@ -280,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = ScaleBenchConfig(total=args.total, queries=args.queries, exact_queries=args.exact_queries,
                               factories=tuple(f.strip() for f in args.factories.split(";") if f.strip()),
-                              latency_runs=args.latency_runs, recall_slack=args.recall_slack, seed=args.seed, device=args.device, isolate=not args.in_process)
+                              latency_runs=args.latency_runs, recall_slack=args.recall_slack, ef_construction=args.ef_construction, seed=args.seed, device=args.device, isolate=not args.in_process)
     try:
         for name, value in (("--total", config.total), ("--queries", config.queries), ("--latency-runs", config.latency_runs)):
             if value < 1:
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         record = in_work_folder(args.work, "bench_scale-", lambda work: run(truth, generator, config, work, progress=not args.quiet))
     except UserError as exc:
         sys.exit(f"Error: {exc}")
-    publish(record, args.out, print_table)
+    publish(record, args.out, lambda r: print(markdown(r)))
 
 
 if __name__ == "__main__":

@@ -85,12 +85,21 @@ def sharded_build(record: dict) -> str:
     return markdown(record) + _made_by(record)
 
 
+def scale(record: dict) -> str:
+    """benchmarks/bench_scale.py: each factory over a large gallery next to exact search."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_scale import markdown
+
+    return markdown(record) + _made_by(record)
+
+
 LAYOUTS: dict[str, Callable[[dict], str]] = {
     "bench": bench_both,
     "bench-table2": bench_paper(1),
     "bench-table3": bench_paper(2),
     "normalize": normalize_modes,
     "sharded": sharded_build,
+    "scale": scale,
 }
 
 

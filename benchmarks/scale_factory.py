@@ -47,6 +47,7 @@ class ScaleBenchConfig:
     quantizer_train: int = 160_000  # IVF / PQ training rows (IVF4096 needs 39 × 4096)
     nprobe: tuple[int, ...] = (16, 32, 64, 128, 256)
     ef_search: tuple[int, ...] = (32, 64, 128, 256, 512)
+    ef_construction: int = 40  # HNSW build depth (FAISS's default)
     recall_slack: float = 1.0  # R@1 points below exact PCA search a setting may give
     latency_runs: int = 50
     batch: int = 256
@@ -85,7 +86,7 @@ def quantizer_config(config: ScaleBenchConfig, inner: str, setting: int | None =
     """How the index behind the PCA is trained and searched (at nprobe = efSearch = setting when given)."""
     depth = {} if setting is None else {"nprobe": setting, "ef_search": setting}
     return IndexConfig(factory=inner, train_size=config.quantizer_train, train_memory=1 << 40, seed=config.seed,
-                       batch_size=config.read_block, gpu=False, **depth)
+                       batch_size=config.read_block, ef_construction=config.ef_construction, gpu=False, **depth)
 
 
 def search_settings(index: faiss.Index, config: ScaleBenchConfig) -> tuple[str | None, tuple[int, ...]]:

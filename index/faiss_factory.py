@@ -32,6 +32,7 @@ class IndexConfig:
     train_memory: int = 1 << 30  # bytes the training sample may take (caps train_size for large d)
     nprobe: int = 16  # IVF lists visited per query
     ef_search: int = 64  # HNSW search depth
+    ef_construction: int = 40  # HNSW build depth (FAISS's default); deeper builds a better-connected graph, slower
     seed: int = 0  # picks the training sample
     gpu: bool = True  # search on all GPUs when faiss-gpu is installed and a GPU is present
     views: str = "kept"  # "kept": each face in its kept value (§4.1.2); "all": every value side by side
@@ -139,12 +140,16 @@ def plan_training(index: faiss.Index, config: IndexConfig, count: int) -> int:
 
 def trained_index(config: IndexConfig, dimension: int, count: int,
                   take: Callable[[np.ndarray], np.ndarray]) -> tuple[faiss.Index, int]:
-    """An empty index for the config, trained on its seeded sample of the `count` vectors, and the sample's size.
+    """An empty index for the config (an HNSW one built at config.ef_construction), trained on its seeded
+    sample of the `count` vectors, and the sample's size.
 
     The sample: training_sample_size() positions drawn at random (seeded by config.seed), read through
     `take`; every build of the same vectors and config trains the same index.
     """
     index = new_index(config.factory, dimension)
+    hnsw = getattr(faiss.downcast_index(index.index if isinstance(index, faiss.IndexPreTransform) else index), "hnsw", None)
+    if hnsw is not None:
+        hnsw.efConstruction = int(config.ef_construction)  # before any vector goes in
     train_count = plan_training(index, config, count)
     if train_count:
         positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))

@@ -120,3 +120,12 @@ def test_an_index_that_is_not_flat_is_refused(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["--index", str(tmp_path / "hnsw"), "--out", str(tmp_path / "x.json")])
     assert "Error:" in str(exit_info.value) and "Flat" in str(exit_info.value)
+
+
+def test_an_hnsw_index_is_built_at_the_configured_depth():
+    from index.faiss_factory import IndexConfig, fill_index
+
+    vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    index, _ = fill_index(IndexConfig(factory="PCA4,HNSW8", ef_construction=77), 8, 50,
+                          lambda positions: vectors[positions], lambda: iter([vectors]))
+    assert faiss.downcast_index(index.index).hnsw.efConstruction == 77 and index.ntotal == 50
