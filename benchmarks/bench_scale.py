@@ -40,6 +40,7 @@ from scale_factory import (
     check_factories,
     measure_factory,
     measure_isolated,
+    measurement_jobs,
     recall_percent,
 )
 from tqdm import tqdm
@@ -195,10 +196,11 @@ def run(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Path, p
     pack, figures = prepare(truth, generator, config, folder, progress)
     shared_s = figures["stages"]["pca_fit_s"] + figures["stages"]["project_s"]
     rows = []
-    for factory in config.factories:
+    for factory, depth in measurement_jobs(config, pack.width):
         if progress:
-            print(f"factory {factory} …", file=sys.stderr)
-        row = measure_isolated(factory, pack, config) if config.isolate else measure_factory(factory, pack, config, generator, progress)
+            print(f"factory {factory}{'' if depth is None else f' (efConstruction {depth})'} …", file=sys.stderr)
+        row = (measure_isolated(factory, pack, config, depth) if config.isolate
+               else measure_factory(factory, pack, config, generator, progress, depth))
         if "own_train_add_s" in row:
             row["train_add_s"] = round(row["own_train_add_s"] + shared_s, 2)
             row["targets_met"] = targets_met(row, figures["exact"], config.recall_slack)
@@ -221,9 +223,14 @@ def run(truth: GroundTruth, generator, config: ScaleBenchConfig, folder: Path, p
     }
 
 
+def row_label(row: dict) -> str:
+    """A factory, with its HNSW build depth when it has one."""
+    return row["factory"] + ("" if row.get("ef_construction") is None else f" (efConstruction {row['ef_construction']})")
+
+
 def markdown(record: dict) -> str:
     """The result as Markdown: a line on the gallery, one table row per search, each sweep and each target met or missed."""
-    g, e, cfg = record["gallery"], record["exact"], record["config"]
+    g, e = record["gallery"], record["exact"]
     subset = e["full"]["queries"]
     lines = [f"{g['real']:,} real faces among {g['synthetic_distractors']:,} synthetic distractors ({g['rows']:,} rows), "
              f"{record['ground_truth']['dimension']:,}-d {record['ground_truth']['layer']} features; {e['pca']['queries']:,} queries, "
@@ -244,7 +251,7 @@ def markdown(record: dict) -> str:
             continue
         setting = f"{r['setting_name']} {r['setting']}" if r["setting_name"] else ""
         if r["setting_name"] == "efSearch":
-            setting += f", efConstruction {cfg.get('ef_construction', 40)}"
+            setting += f", efConstruction {r.get('ef_construction') or 40}"
         rec = r["recall_c1"]
         lines.append(f"| {r['factory']} | {setting} | {r['train_add_s']:.0f} ({r['own_train_add_s']:.0f} own) | {r['index_bytes'] / 1e6:,.0f} "
                      f"| {r['loaded_rss_bytes'] / 1e6:,.0f} | {r['peak_rss_bytes'] / 1e6:,.0f} | {r['search_ms']:.2f} | {r['latency_ms']:.2f} "
@@ -256,11 +263,11 @@ def markdown(record: dict) -> str:
     for r in record["factories"]:
         if r.get("sweep"):
             steps = "; ".join(f"{s['setting']}: R@1 {s['recall_c1']['1']:.1f}, {s['search_ms']:.2f} ms" for s in r["sweep"])
-            lines.append(f"- {r['factory']}, {r['setting_name']}: {steps}")
+            lines.append(f"- {row_label(r)}, {r['setting_name']}: {steps}")
     for r in record["factories"]:
         if "targets_met" in r:
             met = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in r["targets_met"].items() if v is not None)
-            lines.append(f"- {r['factory']} targets (index ≤ 4 GB, one query ≤ 15 ms, R@1 within 1 point of exact): {met}")
+            lines.append(f"- {row_label(r)} targets (index ≤ 4 GB, one query ≤ 15 ms, R@1 within 1 point of exact): {met}")
     return "\n".join(lines)
 
 
@@ -274,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="queries also searched exhaustively at full width")
     parser.add_argument("--factories", default=";".join(DEFAULT_FACTORIES), help="';'-separated factory strings, all PCA<n>,…")
     parser.add_argument("--latency-runs", type=int, default=ScaleBenchConfig.latency_runs)
-    parser.add_argument("--ef-construction", type=int, default=ScaleBenchConfig.ef_construction,
-                        help="HNSW build depth (FAISS's default 40)")
+    parser.add_argument("--ef-construction", default=",".join(map(str, ScaleBenchConfig.ef_construction)),
+                        help="HNSW build depths, comma-separated: each HNSW factory is measured at each (FAISS's default 40)")
     parser.add_argument("--recall-slack", type=float, default=ScaleBenchConfig.recall_slack,
                         help="R@1 points below exact PCA search that the chosen nprobe / efSearch may give")
     parser.add_argument("--seed", type=int, default=ScaleBenchConfig.seed)
@@ -284,9 +291,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=None, help="folder for the run's temporary files [the system's temp folder]")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        ef_construction = tuple(int(v) for v in args.ef_construction.split(","))
+    except ValueError:
+        sys.exit(f"Error: --ef-construction {args.ef_construction!r}: comma-separated whole numbers, e.g. 40,200")
     config = ScaleBenchConfig(total=args.total, queries=args.queries, exact_queries=args.exact_queries,
                               factories=tuple(f.strip() for f in args.factories.split(";") if f.strip()),
-                              latency_runs=args.latency_runs, recall_slack=args.recall_slack, ef_construction=args.ef_construction, seed=args.seed, device=args.device, isolate=not args.in_process)
+                              latency_runs=args.latency_runs, recall_slack=args.recall_slack, ef_construction=ef_construction, seed=args.seed, device=args.device, isolate=not args.in_process)
     try:
         for name, value in (("--total", config.total), ("--queries", config.queries), ("--latency-runs", config.latency_runs)):
             if value < 1:

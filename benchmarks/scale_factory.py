@@ -47,7 +47,7 @@ class ScaleBenchConfig:
     quantizer_train: int = 160_000  # IVF / PQ training rows (IVF4096 needs 39 × 4096)
     nprobe: tuple[int, ...] = (16, 32, 64, 128, 256)
     ef_search: tuple[int, ...] = (32, 64, 128, 256, 512)
-    ef_construction: int = 40  # HNSW build depth (FAISS's default)
+    ef_construction: tuple[int, ...] = (40,)  # HNSW build depths, each measured (FAISS's default 40)
     recall_slack: float = 1.0  # R@1 points below exact PCA search a setting may give
     latency_runs: int = 50
     batch: int = 256
@@ -82,11 +82,21 @@ def check_factories(config: ScaleBenchConfig, dimension: int) -> int:
     return width
 
 
-def quantizer_config(config: ScaleBenchConfig, inner: str, setting: int | None = None) -> IndexConfig:
-    """How the index behind the PCA is trained and searched (at nprobe = efSearch = setting when given)."""
+def quantizer_config(config: ScaleBenchConfig, inner: str, setting: int | None = None, ef_construction: int | None = None) -> IndexConfig:
+    """How the index behind the PCA is trained, built (HNSW at ef_construction) and searched (nprobe = efSearch = setting)."""
     depth = {} if setting is None else {"nprobe": setting, "ef_search": setting}
+    build = {} if ef_construction is None else {"ef_construction": ef_construction}
     return IndexConfig(factory=inner, train_size=config.quantizer_train, train_memory=1 << 40, seed=config.seed,
-                       batch_size=config.read_block, ef_construction=config.ef_construction, gpu=False, **depth)
+                       batch_size=config.read_block, gpu=False, **depth, **build)
+
+
+def measurement_jobs(config: ScaleBenchConfig, width: int) -> list[tuple[str, int | None]]:
+    """(factory, efConstruction) pairs to measure: each HNSW factory at every config.ef_construction, others once (None)."""
+    jobs = []
+    for factory in config.factories:
+        hnsw = search_settings(new_index(split_pca(factory)[1], width), config)[0] == "efSearch"
+        jobs += [(factory, depth) for depth in config.ef_construction] if hnsw else [(factory, None)]
+    return jobs
 
 
 def search_settings(index: faiss.Index, config: ScaleBenchConfig) -> tuple[str | None, tuple[int, ...]]:
@@ -164,7 +174,8 @@ def one_thread():
 
 
 # -- one factory --------------------------------------------------------------------------------------------
-def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, generator=None, progress: bool = True) -> dict:
+def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, generator=None, progress: bool = True,
+                    ef_construction: int | None = None) -> dict:
     """Train, fill, save, reload and search one factory: its build time, memory, latency and recall."""
     reset_peak_rss()
     rss_start = rss_bytes("VmRSS")
@@ -172,11 +183,11 @@ def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, gene
     inner_factory = split_pca(factory)[1]
     projected = pack.file("projected.f32")
     build_s, (inner, train_count) = seconds_of(lambda: fill_index(
-        quantizer_config(config, inner_factory), pack.width, pack.total,
+        quantizer_config(config, inner_factory, ef_construction=ef_construction), pack.width, pack.total,
         lambda positions: read_rows(projected, pack.width, positions, config.read_block),
         lambda: iter_rows(projected, pack.width, config.read_block), progress))
     index = faiss.IndexPreTransform(pca, inner)
-    saved = pack.file(f"index-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.faiss")
+    saved = pack.file(f"index-{job_name(factory, ef_construction)}.faiss")
     faiss.write_index(index, str(saved))
     faces = pd.DataFrame({"real_row": pack.array("real_at")})
     info = IndexInfo(dimension=index.d, factory=factory, count=pack.total, checkpoint_hash=pack.checkpoint_hash,
@@ -222,7 +233,7 @@ def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, gene
     b = min(config.batch, q)
     batch_s = median_seconds(lambda i: generate_and_search(generator, reloaded, images[:b], targets[:b], config.k, b), 2)
     return {
-        "factory": factory, "setting_name": name, "setting": chosen["setting"] if name else None,
+        "factory": factory, "ef_construction": ef_construction, "setting_name": name, "setting": chosen["setting"] if name else None,
         "train_count": train_count, "own_train_add_s": round(build_s, 2),
         "index_bytes": saved.stat().st_size, "loaded_rss_bytes": loaded_rss,
         "peak_rss_bytes": peak, "rss_growth_bytes": growth,
@@ -234,21 +245,26 @@ def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, gene
     }
 
 
-def _factory_process(factory: str, pack: Workpack, config: ScaleBenchConfig, result: Path) -> None:
+def job_name(factory: str, ef_construction: int | None) -> str:
+    """A file-name-safe name of one measurement: "PCA256_HNSW32_efc200"."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", factory) + ("" if ef_construction is None else f"_efc{ef_construction}")
+
+
+def _factory_process(factory: str, ef_construction: int | None, pack: Workpack, config: ScaleBenchConfig, result: Path) -> None:
     """measure_factory in a process of its own; the row (or why it was skipped) written to `result`."""
     try:
-        row = measure_factory(factory, pack, config)
+        row = measure_factory(factory, pack, config, ef_construction=ef_construction)
     except UserError as exc:
-        row = {"factory": factory, "skipped": str(exc)}
+        row = {"factory": factory, "ef_construction": ef_construction, "skipped": str(exc)}
     write_json(result, row)
 
 
-def measure_isolated(factory: str, pack: Workpack, config: ScaleBenchConfig) -> dict:
+def measure_isolated(factory: str, pack: Workpack, config: ScaleBenchConfig, ef_construction: int | None = None) -> dict:
     """One factory measured in a fresh process, so its peak RSS is its alone."""
-    result = pack.file(f"row-{re.sub(r'[^A-Za-z0-9]+', '_', factory)}.json")
-    process = multiprocessing.get_context("spawn").Process(target=_factory_process, args=(factory, pack, config, result))
+    result = pack.file(f"row-{job_name(factory, ef_construction)}.json")
+    process = multiprocessing.get_context("spawn").Process(target=_factory_process, args=(factory, ef_construction, pack, config, result))
     process.start()
     process.join()
     if process.exitcode != 0 or not result.is_file():
-        return {"factory": factory, "failed": f"its process exited with code {process.exitcode}"}
+        return {"factory": factory, "ef_construction": ef_construction, "failed": f"its process exited with code {process.exitcode}"}
     return json.loads(result.read_text())

@@ -14,6 +14,7 @@ from bench_scale import (  # noqa: E402
     ScaleBenchConfig,
     load_ground_truth,
     main,
+    markdown,
     measure_factory,
     prepare,
     recall_percent,
@@ -23,7 +24,7 @@ from distractors import DistractorConfig, StreamLayout, SyntheticGallery  # noqa
 
 SMALL = ScaleBenchConfig(total=600, queries=24, exact_queries=10, factories=("PCA16,Flat", "PCA16,IVF4,PQ4", "PCA16,HNSW8"),
                          pca_train=300, quantizer_train=400, nprobe=(1, 2, 4), ef_search=(8, 16), latency_runs=2, batch=8,
-                         read_block=128, isolate=False, distractors=DistractorConfig(block=64))
+                         ef_construction=(8, 40), read_block=128, isolate=False, distractors=DistractorConfig(block=64))
 
 
 def synthetic(total=500, seed=3, block=64):
@@ -97,15 +98,16 @@ def test_a_saved_and_reloaded_index_finds_what_it_found_before(truth, tmp_path):
 def test_the_smoke_run_measures_every_factory_next_to_exact_search(truth, tmp_path):
     record = run(truth, FakeGenerator(), SMALL, tmp_path, progress=False)
     assert record["gallery"] == {"rows": 600, "real": 42, "synthetic_distractors": 558}
-    rows = {r["factory"]: r for r in record["factories"]}
-    assert list(rows) == list(SMALL.factories)
-    flat = rows["PCA16,Flat"]
+    rows = {(r["factory"], r["ef_construction"]): r for r in record["factories"]}
+    assert list(rows) == [("PCA16,Flat", None), ("PCA16,IVF4,PQ4", None), ("PCA16,HNSW8", 8), ("PCA16,HNSW8", 40)]
+    flat = rows["PCA16,Flat", None]
     assert flat["recall_c1"] == record["exact"]["pca"]["recall_c1"] and flat["top1_as_exact_pca"] == 100.0
     for row in rows.values():
         assert row["latency_ms"] > 0 and row["batch_qps"] > 0 and row["train_add_s"] >= row["own_train_add_s"]
         assert set(row["targets_met"]) == {"index_bytes", "latency_ms", "recall_vs_exact_pca", "recall_vs_exact_full"}
     assert len(record["machine"]["load_average_start"]) == 3 and record["provenance"]["seed"] == 0
     assert record["exact"]["full"]["queries"] == 10
+    assert "efSearch 8, efConstruction 40" in markdown(record) or "efSearch 16, efConstruction 40" in markdown(record)
 
 
 def test_a_factory_without_a_leading_pca_is_refused_with_one_line(truth, capsys):
