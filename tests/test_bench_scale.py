@@ -131,3 +131,18 @@ def test_an_hnsw_index_is_built_at_the_configured_depth():
     index, _ = fill_index(IndexConfig(factory="PCA4,HNSW8", ef_construction=77), 8, 50,
                           lambda positions: vectors[positions], lambda: iter([vectors]))
     assert faiss.downcast_index(index.index).hnsw.efConstruction == 77 and index.ntotal == 50
+
+
+def test_the_shared_pca_is_the_same_in_two_runs_though_its_svd_is_randomized(tmp_path):
+    import torch
+
+    from bench_scale import fit_shared_pca
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((2100, 2100)).astype(np.float32)  # min(n, d) > 2048: the randomized SVD
+    gallery = SyntheticGallery(real / np.linalg.norm(real, axis=1, keepdims=True), np.arange(2100) % 30, np.arange(2100) % 7,
+                               StreamLayout.place(2100, 2200, 0), 0, DistractorConfig())
+    first = fit_shared_pca(gallery, 16, 2100, tmp_path / "a.faiss")[0]
+    torch.randn(100)  # other work drawing from torch's generator in between
+    second = fit_shared_pca(gallery, 16, 2100, tmp_path / "b.faiss")[0]
+    assert np.array_equal(first.apply(real[:5]), second.apply(real[:5]))
