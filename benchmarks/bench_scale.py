@@ -30,7 +30,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 from bench_retrieval import in_work_folder, publish, seconds_of
 from distractors import StreamLayout, SyntheticGallery
 from exhaustive_stream import block_top, empty_top, iter_rows, merge_top
@@ -107,15 +106,13 @@ def fit_shared_pca(synthetic: SyntheticGallery, width: int, count: int, path: Pa
     """The PCA every factory shares, fitted (our SVD, train_index) on the first `count` stream rows and
     written to `path`; it, and the seconds to sample and to fit.
 
-    The SVD of a wide sample is randomized (torch.svd_lowrank): torch's generator is seeded from the
-    run's seed here, or the PCA would hang on whatever drew from it before (two code versions gave an
-    exact PCA-space R@1 of 52.0 and 52.1 at 10^6).
+    The SVD of a wide sample is randomized (torch.svd_lowrank), its start drawn from the run's seed
+    (index.faiss_factory.fit_pca), so the PCA does not hang on whatever drew from torch's generator
+    before (two code versions gave an exact PCA-space R@1 of 52.0 and 52.1 at 10^6).
     """
     index = new_index(f"PCA{width},Flat", synthetic.dimension)
     sample_s, sample = seconds_of(lambda: synthetic.head(count))
-    with torch.random.fork_rng():
-        torch.manual_seed(synthetic.seed)
-        fit_s, _ = seconds_of(lambda: train_index(index, sample))
+    fit_s, _ = seconds_of(lambda: train_index(index, sample, synthetic.seed))
     faiss.write_VectorTransform(index.chain.at(0), str(path))
     return faiss.read_VectorTransform(str(path)), round(sample_s, 2), round(fit_s, 2)
 

@@ -84,12 +84,13 @@ def training_requirement(index: faiss.Index) -> tuple[int, str]:
     return need, why
 
 
-def fit_pca(sample: np.ndarray, d_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_pca(sample: np.ndarray, d_out: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of a sample (n, d): mean (d,), components (d_out, d), eigenvalues (d_out,), all float32.
 
     faiss.PCAMatrix.train is cubic in min(n, d) (hours for 20,860 × 32,768); an SVD of the centred
     sample gives the same components, exactly for small samples and with torch.svd_lowrank (randomized,
-    4 power iterations) when min(n, d) > EXACT_SVD_LIMIT.
+    4 power iterations, its random start drawn from `seed` and not from torch's global generator)
+    when min(n, d) > EXACT_SVD_LIMIT.
     """
     n, d = sample.shape
     assert 1 <= d_out <= min(n, d), (d_out, sample.shape)
@@ -99,16 +100,18 @@ def fit_pca(sample: np.ndarray, d_out: int) -> tuple[np.ndarray, np.ndarray, np.
     if min(n, d) <= EXACT_SVD_LIMIT:
         _, s, vh = torch.linalg.svd(centred, full_matrices=False)
     else:
-        _, s, v = torch.svd_lowrank(centred, q=min(d_out + 16, n, d), niter=4)
+        with torch.random.fork_rng():  # the caller's generator is left as it was
+            torch.manual_seed(seed)
+            _, s, v = torch.svd_lowrank(centred, q=min(d_out + 16, n, d), niter=4)
         vh = v.T
     return mean.numpy(), np.ascontiguousarray(vh[:d_out].numpy()), (s[:d_out] ** 2 / n).numpy()
 
 
-def train_index(index: faiss.Index, sample: np.ndarray) -> None:
+def train_index(index: faiss.Index, sample: np.ndarray, seed: int = 0) -> None:
     """Train an index on a sample (n, d), fitting a leading PCA ourselves (see fit_pca) and the rest with FAISS."""
     pca = _leading_pca(index)
     if pca is not None and not pca.is_trained:
-        mean, components, eigenvalues = fit_pca(sample, pca.d_out)
+        mean, components, eigenvalues = fit_pca(sample, pca.d_out, seed)
         faiss.copy_array_to_vector(mean.astype(np.float32), pca.mean)
         faiss.copy_array_to_vector(eigenvalues.astype(np.float32), pca.eigenvalues)
         faiss.copy_array_to_vector(components.astype(np.float32).ravel(), pca.PCAMat)
@@ -153,7 +156,7 @@ def trained_index(config: IndexConfig, dimension: int, count: int,
     train_count = plan_training(index, config, count)
     if train_count:
         positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))
-        train_index(index, take(positions))
+        train_index(index, take(positions), config.seed)
     return index, train_count
 
 

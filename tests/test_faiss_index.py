@@ -309,3 +309,18 @@ def test_the_server_engine_searches_an_index_of_all_views_among_the_target(tmp_p
     target = str(kept[0])
     [answer] = engine.answer([Query(image=gallery.image(0), target=target, k=3, label="q")])
     assert answer.hits and all(hit["kept"] == target for hit in answer.hits)
+
+
+def test_a_wide_pca_is_the_same_whatever_drew_from_torchs_generator_before():
+    import torch
+
+    from index.faiss_factory import EXACT_SVD_LIMIT, fit_pca
+
+    sample = np.random.default_rng(0).standard_normal((EXACT_SVD_LIMIT + 8, EXACT_SVD_LIMIT + 8)).astype(np.float32)
+    first = fit_pca(sample, 8, seed=3)
+    torch.rand(5)  # another draw from the global generator in between
+    state = torch.random.get_rng_state()
+    second = fit_pca(sample, 8, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is untouched
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
