@@ -132,6 +132,12 @@ CASES = [
     Case("index build", "index build --model {model} --data {faces} --factory Bogus --out {new} --quiet", "Bogus"),
     Case("index build", "index build --model {size_edit} --data {faces} --out {new} --quiet", "{size_edit}/checkpoint.json"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --quiet", "{new}", lock="{root}/.new-out.build.lock"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --workers 2 --quiet", "--engine ray"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --address auto --quiet", "--address"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --classifier-data {faces} --quiet",
+         "--classifier-data"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --normalize classifier "
+         "--classifier-data {root}/nowhere --quiet", "nowhere"),
     # -- index add --------------------------------------------------------------------------------
     Case("index add", "index add --index {root}/nowhere --data {faces} --model {model} --quiet", "nowhere", watch="{index}"),
     Case("index add", "index add --index {index_other} --data {faces} --model {model} --split train --quiet", "{index_other}: built with model", watch="{index_other}"),
@@ -163,6 +169,8 @@ CASES = [
     Case("query", "query --index {index} --model {norm_edit} {face} --pose +15", "{norm_edit}/checkpoint.json", watch="{index}"),
     # -- bench --------------------------------------------------------------------------------------
     Case("bench", "bench --model {model} --data {faces} --out {faces}", "input", watch="{faces}"),
+    Case("bench", "bench --model {model} --data {faces} --out {new} --index {root}/nowhere", "nowhere"),
+    Case("bench", "bench --model {model} --data {faces} --out {new} --index {index} --normalize none", "--index"),
     Case("bench", "bench --model {model} --data {faces} --out {model}", "input", watch="{model}"),
     Case("bench", "bench --model {model} --data {faces} --out {foreign}", "{foreign}", watch="{foreign}"),
     Case("bench", "bench --model {model} --data {faces} --out {afile}", "{afile}", watch="{afile}"),
