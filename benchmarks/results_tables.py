@@ -17,6 +17,7 @@ in a table has its file and its command.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -69,37 +70,23 @@ def bench_paper(criterion: int) -> Callable[[dict], str]:
     return render
 
 
-def normalize_modes(record: dict) -> str:
-    """benchmarks/bench_normalize.py: build speed and recall per normalization mode."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_normalize import markdown
+def _benchmark_markdown(module: str) -> Callable[[dict], str]:
+    """A benchmark script's own `markdown(record)` table, with the command under it."""
+    def render(record: dict) -> str:
+        if str(ROOT / "benchmarks") not in sys.path:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+        return importlib.import_module(module).markdown(record) + _made_by(record)
 
-    return markdown(record) + _made_by(record)
-
-
-def sharded_build(record: dict) -> str:
-    """benchmarks/bench_sharded.py: one process against N Ray workers on the same gallery."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_sharded import markdown
-
-    return markdown(record) + _made_by(record)
-
-
-def scale(record: dict) -> str:
-    """benchmarks/bench_scale.py: each factory over a large gallery next to exact search."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_scale import markdown
-
-    return markdown(record) + _made_by(record)
+    return render
 
 
 LAYOUTS: dict[str, Callable[[dict], str]] = {
     "bench": bench_both,
     "bench-table2": bench_paper(1),
     "bench-table3": bench_paper(2),
-    "normalize": normalize_modes,
-    "sharded": sharded_build,
-    "scale": scale,
+    "normalize": _benchmark_markdown("bench_normalize"),
+    "sharded": _benchmark_markdown("bench_sharded"),
+    "scale": _benchmark_markdown("bench_scale"),
 }
 
 

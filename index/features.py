@@ -98,6 +98,10 @@ class FeatureChunks:
         """Chunk i's vectors, (b, d) float32, memory-mapped."""
         return np.load(chunk_file(self.folder, i, self.key), mmap_mode="r")
 
+    def missing(self, pixels: bool = False) -> list[int]:
+        """The chunk ids not (or not wholly) in the cache yet; with `pixels`, their indexed images count too."""
+        return [i for i in range(self.num_chunks) if not chunk_complete(self.folder, i, self.key, pixels)]
+
     def pixels(self, i: int) -> np.ndarray:
         """Chunk i's indexed images, (b, H·W) float32 0–255, memory-mapped (caches computed with pixels)."""
         return np.load(chunk_file(self.folder, i, self.key, ".pixels.npy"), mmap_mode="r")
@@ -154,8 +158,7 @@ def compute_feature_chunks(
     _open_cache(folder, state)
     key = chunk_key(state)
     num_chunks = -(-len(gallery) // chunk_size)
-    suffixes = (".npy", ".kept.npy") + ((".pixels.npy",) if pixels else ())
-    done = {i for i in range(num_chunks) if all(_readable(chunk_file(folder, i, key, suffix)) for suffix in suffixes)}
+    done = {i for i in range(num_chunks) if chunk_complete(folder, i, key, pixels)}
     dimension = None
     bar = tqdm(total=len(gallery), desc="gallery features", unit="img", disable=not progress)
     wanted = set(range(num_chunks)) if only is None else set(only)
@@ -188,13 +191,15 @@ def compute_feature_chunks(
     return FeatureChunks(folder=folder, count=len(gallery), dimension=dimension, chunk_size=int(chunk_size), key=key)
 
 
-def _readable(path: Path) -> bool:
-    """A chunk file that exists and whose array opens whole (a damaged one is computed again)."""
-    try:
-        np.load(path, mmap_mode="r")
-        return True
-    except (OSError, ValueError, EOFError):
-        return False
+def chunk_complete(folder: Path, i: int, key: str, pixels: bool = False) -> bool:
+    """Whether chunk i's files (vectors, kept codes, and indexed images with `pixels`) exist and open whole;
+    a damaged chunk is computed again."""
+    for suffix in (".npy", ".kept.npy") + ((".pixels.npy",) if pixels else ()):
+        try:
+            np.load(chunk_file(folder, i, key, suffix), mmap_mode="r")
+        except (OSError, ValueError, EOFError):
+            return False
+    return True
 
 
 def _open_cache(folder: Path, state: dict) -> None:

@@ -87,7 +87,5 @@ def write_index_file(index: faiss.Index, path: Path) -> None:
 
 def read_index_file(path: Path) -> faiss.Index:
     """Read index.faiss; an index with on-disk lists finds them beside it (read-only), wherever the folder is."""
-    if path.with_name(LISTS_FILE).is_file():
-        with quiet_stdout():
-            return faiss.read_index(str(path), READ_FLAGS)
-    return faiss.read_index(str(path), READ_FLAGS)
+    with quiet_stdout() if path.with_name(LISTS_FILE).is_file() else contextlib.nullcontext():
+        return faiss.read_index(str(path), READ_FLAGS)

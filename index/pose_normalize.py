@@ -130,10 +130,12 @@ def normalize_features(generator, images: np.ndarray, layer: str | None = None, 
     values = list(np.asarray(generator.vocabulary, dtype=object)[kept]) if len(kept) else []
     if mode == "none":
         features = generator.source_features(images, values, layer=layer, batch_size=batch_size)
-        kept_images = images.astype(np.float32)
+        kept_images = images  # nothing generated: the face is indexed as it is
     else:
         features = generator.features(images, values, layer=layer, batch_size=batch_size)
-    if pixels and kept_images is None:
-        kept_images = generator.generate(images, values, batch_size=batch_size)[1]
-    flat = np.clip(kept_images, 0, 255).reshape(len(images), -1).astype(np.float32) if pixels else None
+    flat = None
+    if pixels:
+        if kept_images is None:
+            kept_images = generator.generate(images, values, batch_size=batch_size)[1]
+        flat = np.clip(kept_images, 0, 255).reshape(len(images), -1).astype(np.float32)
     return NormalizedBatch(np.asarray(features, dtype=np.float32), kept, flat)

@@ -28,7 +28,7 @@ from facedata.atomic import atomic_file
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index import faiss_factory
-from index.features import STATE_FILE, FeatureChunks, chunk_file, compute_feature_chunks, gallery_fingerprint
+from index.features import STATE_FILE, FeatureChunks, compute_feature_chunks, gallery_fingerprint
 from index.ondisk_lists import LISTS_FILE, can_merge_lists, merge_shards
 
 
@@ -102,8 +102,8 @@ class ChunkWorker:
 
 
 def missing_chunks(chunks: FeatureChunks) -> list[int]:
-    """The chunk ids whose vectors are not in the cache yet."""
-    return [i for i in range(chunks.num_chunks) if not chunk_file(chunks.folder, i, chunks.key).is_file()]
+    """The chunk ids not wholly in the cache yet (FeatureChunks.missing: the rule a resumed build uses)."""
+    return chunks.missing()
 
 
 def chunk_length(chunks: FeatureChunks, i: int) -> int:
