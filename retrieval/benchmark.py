@@ -151,19 +151,16 @@ def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, b
     """
     where = index.path or "--index"
     index.check_model(generator)
-    if index.info.gallery.get("fingerprint") != gallery_fingerprint(gallery):
-        raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}', not the test split of this "
+    if index.info.gallery.get("fingerprint") != gallery_fingerprint(gallery) or index.info.additions:
+        raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}'"
+                        f"{' and added faces' if index.info.additions else ''}, not the test split of this "
                         "--data (build it with rbg index build --data DATA --split test)")
     if index.views != "kept":
         raise UserError(f"{where}: an index of all views; the bench reads an index of kept views (--views kept)")
-    try:
-        vectors = index.index.reconstruct_n(0, index.info.count)
-    except RuntimeError:
-        raise UserError(f"{where}: factory '{index.info.factory}' cannot give its vectors back; the bench reads a "
-                        "Flat index (rbg index build --factory Flat)") from None
     if not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
-        raise UserError(f"{where}: factory '{index.info.factory}' stores approximate vectors; the bench reads a "
+        raise UserError(f"{where}: factory '{index.info.factory}' does not store its vectors exactly; the bench reads a "
                         "Flat index (rbg index build --factory Flat)")
+    vectors = index.index.reconstruct_n(0, index.info.count)
     kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy().astype(str)
     if index.config.normalize == "none":
         pixels = gallery.images.reshape(len(gallery), -1).astype(np.float32)

@@ -211,3 +211,15 @@ def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench,
     run_benchmark(model, faces, tmp_path / "r", BenchConfig(queries=10, generation_pairs=10, grid_queries=2), cache=root / "cache")
     train_images = faces.split("train").images
     assert len(seen) == 1 and seen[0].shape == train_images.shape and (seen[0] == train_images).all()
+
+
+def test_the_bench_refuses_an_index_grown_by_added_faces(bench, tmp_path):
+    from index.append import add_to_index
+    from index.faiss_index import build_index
+
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    build_index(model, faces.split("test"), tmp_path / "index", batch_size=64, progress=False)
+    grown = add_to_index(model, tmp_path / "index", faces.split("train"), progress=False)
+    with pytest.raises(UserError, match="added faces"):
+        run_benchmark(model, faces, tmp_path / "r", QUICK, index=grown)
