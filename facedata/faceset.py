@@ -79,6 +79,15 @@ def format_pose(degrees: float) -> str:
     return f"{degrees:+g}"
 
 
+MIRRORED_NAMES = {"left": "right", "right": "left"}  # named values that swap under a left-right flip
+
+
+def mirror_value(value: str) -> str:
+    """The value a face takes when flipped left-right: yaw −p for p, left for right, others unchanged."""
+    degrees = pose_degrees(value)
+    return format_pose(-degrees) if degrees is not None else MIRRORED_NAMES.get(value, value)
+
+
 def sorted_vocabulary(values: Iterable[str]) -> tuple[str, ...]:
     """A factor's vocabulary in natural order: numerically when all values are numbers."""
     unique = sorted(set(str(v) for v in values))

@@ -23,7 +23,7 @@ import torch
 
 from facedata.atomic import atomic_file, write_json
 from facedata.errors import UserError
-from facedata.faceset import FaceSet, format_pose, pose_degrees
+from facedata.faceset import FaceSet, mirror_value
 from facedata.provenance import provenance
 from generator.checkpoint import (
     CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
@@ -152,9 +152,6 @@ def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pair
     return PairSet(torch.from_numpy(images), codes, pairs)
 
 
-MIRRORED_NAMES = {"left": "right", "right": "left"}  # named values that swap under a left-right flip
-
-
 def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
     """Code of each value's mirror image, (V,) int64: yaw p ↔ −p, left ↔ right, others unchanged."""
     if factor != "pose":
@@ -162,8 +159,7 @@ def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
     lookup = {v: i for i, v in enumerate(vocabulary)}
     out = []
     for value in vocabulary:
-        degrees = pose_degrees(value)
-        twin = format_pose(-degrees) if degrees is not None else MIRRORED_NAMES.get(value, value)
+        twin = mirror_value(value)
         if twin not in lookup:
             raise UserError(f"--mirror needs the mirror of every pose: '{value}' has none ('{twin}' is not a pose "
                             f"of {', '.join(vocabulary)})")

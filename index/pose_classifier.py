@@ -1,9 +1,11 @@
-"""A cheap pose classifier on the pixels: the 2-step baselines' step 1, and the pose a gallery face is
-normalized to when a build skips the generator's 7-pose search (`--normalize classifier|none`).
+"""A pose classifier: the 2-step baselines' step 1, and the pose a gallery face is normalized to when
+a build skips the generator's 7-pose search (`--normalize classifier|none`).
 
-Per-image standardized pixels → PCA → logistic regression (or an MLP), fitted with scikit-learn. The
-logistic regression predicts through its own arrays in numpy, so that a classifier saved with an
-index (safetensors, no pickle) predicts exactly what the fitted one did.
+"logreg" (the default, the paper-style cheap step 1): per-image standardized pixels → PCA → logistic
+regression, fitted with scikit-learn and predicted through its own arrays in numpy, so that a
+classifier saved with an index (safetensors, no pickle) predicts exactly what the fitted one did.
+"mlp": the same pixels into scikit-learn's MLP (not savable). "cnn": a small convolutional net with
+flips and shifts (index.pose_cnn), for real photos where the pixels' linear model fails; savable too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from facedata.errors import UserError
 
-CLASSIFIER_MODELS = ("logreg", "mlp")
+CLASSIFIER_MODELS = ("logreg", "mlp", "cnn")
+SAVABLE_MODELS = ("logreg", "cnn")
 CLASSIFIER_FILE = "pose_classifier.safetensors"
 
 
@@ -25,12 +28,14 @@ CLASSIFIER_FILE = "pose_classifier.safetensors"
 class PoseClassifierConfig:
     """Per-image standardized pixels → PCA → logistic regression (or an MLP)."""
 
-    model: str = "logreg"  # "logreg" or "mlp"
+    model: str = "logreg"  # "logreg", "mlp" or "cnn"
     pca_components: int | None = 64  # None: the classifier sees all pixels
     C: float = 1.0  # inverse L2 strength of the logistic regression
     hidden: int = 256  # MLP hidden units
     max_iter: int = 1000
     seed: int = 0
+    cnn_members: int = 3  # model "cnn": nets averaged (index.pose_cnn.PoseCNNConfig)
+    cnn_steps: int = 1200  # model "cnn": optimizer steps of 32 images per net
 
 
 def standardized_pixels(images: np.ndarray) -> np.ndarray:
@@ -55,7 +60,8 @@ class PoseClassifier:
             raise UserError(f"unknown pose classifier '{config.model}' (valid: {', '.join(CLASSIFIER_MODELS)})")
         self.config = config
         self._pipeline = None  # the fitted MLP pipeline (model "mlp")
-        self._arrays: dict[str, np.ndarray] | None = None  # the fitted logistic regression (model "logreg")
+        self._arrays: dict[str, np.ndarray] | None = None  # the fitted weights (models "logreg" and "cnn")
+        self._cnn = None  # the nets built from those arrays (model "cnn")
         self._classes: tuple[str, ...] = ()
 
     def fit(self, images: np.ndarray, labels) -> "PoseClassifier":
@@ -70,6 +76,14 @@ class PoseClassifier:
         if len(np.unique(labels)) < 2:
             raise UserError(f"a pose classifier needs ≥ 2 classes to learn, got {sorted(set(labels))}")
         c = self.config
+        if c.model == "cnn":
+            from index.pose_cnn import PoseCNN, PoseCNNConfig
+
+            self._classes = tuple(sorted(str(v) for v in np.unique(labels)))
+            self._cnn = PoseCNN.fit(images, labels, self._classes,
+                                    PoseCNNConfig(members=c.cnn_members, steps=c.cnn_steps, seed=c.seed))
+            self._arrays = self._cnn.state_arrays()
+            return self
         if c.model == "logreg":
             head = LogisticRegression(C=c.C, max_iter=c.max_iter, random_state=c.seed)
         else:
@@ -117,6 +131,9 @@ class PoseClassifier:
         classes = np.asarray(self._classes)
         parts = []
         for i in range(0, len(images), batch_size):
+            if self._cnn is not None:
+                parts.append(classes[np.argmax(self._cnn.probabilities(images[i : i + batch_size]), axis=1)])
+                continue
             x = standardized_pixels(images[i : i + batch_size])
             parts.append(self._pipeline.predict(x) if self._pipeline is not None else classes[self._predict_codes(x)])
         return np.concatenate(parts).astype(str) if parts else np.zeros(0, dtype=str)
@@ -132,18 +149,18 @@ class PoseClassifier:
     @property
     def fingerprint(self) -> str:
         """sha256 of the fitted arrays and classes: equal fingerprints predict alike."""
-        assert self._arrays is not None, "only a fitted logistic-regression classifier has a fingerprint"
+        assert self._arrays is not None, "only a fitted logistic-regression or CNN classifier has a fingerprint"
         digest = hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode())
         for name in sorted(self._arrays):
             digest.update(np.ascontiguousarray(self._arrays[name]).tobytes())
         return digest.hexdigest()
 
     def save(self, path: str | Path) -> None:
-        """Write the fitted logistic regression as safetensors (arrays + its config and classes as metadata)."""
+        """Write the fitted weights as safetensors (arrays + the config and classes as metadata)."""
         from safetensors.numpy import save_file
 
         if self._arrays is None:
-            raise UserError("only a fitted logistic-regression pose classifier ('logreg') can be saved")
+            raise UserError(f"only a fitted pose classifier of model {' or '.join(SAVABLE_MODELS)} can be saved")
         save_file({k: np.ascontiguousarray(v) for k, v in self._arrays.items()}, str(path),
                   metadata={"pose_classifier": json.dumps(self.to_json())})
 
@@ -155,12 +172,18 @@ class PoseClassifier:
         try:
             with safe_open(str(path), framework="numpy") as f:
                 record = json.loads(f.metadata()["pose_classifier"])
-                arrays = {k: f.get_tensor(k) for k in ("pca_mean", "pca_components", "coef", "intercept")}
+                arrays = {k: f.get_tensor(k) for k in f.keys()}
             classifier = cls(PoseClassifierConfig(**record["config"]))
+            classifier._classes = tuple(str(v) for v in record["classes"])
+            if classifier.config.model == "cnn":
+                from index.pose_cnn import PoseCNN
+
+                classifier._cnn = PoseCNN.from_arrays(arrays, classifier._classes)
+            elif set(arrays) != {"pca_mean", "pca_components", "coef", "intercept"}:
+                raise ValueError(f"arrays {sorted(arrays)[:6]} are not a logistic regression's")
         except Exception as exc:  # safetensors raises several types for a damaged file
             raise UserError(f"{path}: not a readable pose classifier ({type(exc).__name__}: {str(exc)[:120]})") from None
         classifier._arrays = arrays
-        classifier._classes = tuple(str(v) for v in record["classes"])
         return classifier
 
 

@@ -13,6 +13,10 @@ Every method answers the same seeded queries over the same gallery (the whole te
   ours, true pose / …                 the same search among faces truly in the target pose (upper bound)
   ours, all poses / our 2nd network   query and gallery compared in every generated pose, among faces whose
                                       pose normalization kept the target (retrieval/multi_view.py; --all-values)
+  ours, all poses, classifier pose    the same, among faces the 2-step pose classifier puts in the target
+
+The pose classifier of the 2-step rows (and of the rows named "classifier pose") is BenchConfig's
+`pose_classifier`: the paper-style linear model on pixels by default, a small CNN on request.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from facedata.outputs import exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import compute_feature_chunks, gallery_fingerprint
+from index.pose_classifier import CLASSIFIER_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
                                second_criterion_factor)
@@ -53,6 +58,7 @@ from retrieval.two_step import (
 
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
 OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
+OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
 IMAGE, SECOND_NET, DEEP = "image", "our 2nd network", "Deep"
 
 
@@ -74,6 +80,7 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS_TRUE, SECOND_NET): "as ours / our 2nd network; the filter is the true pose label",
     (OURS_ALL_VALUES, SECOND_NET): "as ours / our 2nd network, for query and gallery face generated in every value, "
                                    "each view L2-normalized, squared distances averaged; the filter is the kept pose",
+    (OURS_ALL_CLASSIFIER, SECOND_NET): "as ours, all poses; the filter is the 2-step pose classifier",
 }
 
 
@@ -95,6 +102,7 @@ class BenchConfig:
     deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
     all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
     normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
+    pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     check_compatible(generator, faces)
     if index is not None:
         config = replace(config, layer=index.layer, normalize=index.config.normalize)
+    if config.pose_classifier not in CLASSIFIER_MODELS:
+        raise UserError(f"unknown pose classifier '{config.pose_classifier}' (valid: {', '.join(CLASSIFIER_MODELS)})")
     if config.normalize not in NORMALIZE_MODES:
         raise UserError(f"unknown normalization '{config.normalize}' (valid: {', '.join(NORMALIZE_MODES)})")
     train, gallery = faces.split("train"), faces.split("test")
@@ -210,7 +220,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     query_images = gallery.images[queries.positions]
 
     t = time.perf_counter()
-    pose_filter = fit_pose_filter(train, gallery, queries)
+    pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model=config.pose_classifier,
+                                                                                seed=config.seed))
     rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}
     timings["2-step image"] = time.perf_counter() - t
     rankings[(TWO_STEP_TRUE, IMAGE)] = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), k)
@@ -256,9 +267,10 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         t = time.perf_counter()
         unique, inverse = np.unique(queries.positions, return_inverse=True)  # queries are gallery faces
         views = all_value_distances(generator, gallery.images, unique, config.layer, config.batch_size)
-        rankings[(OURS_ALL_VALUES, SECOND_NET)] = np.concatenate([
-            rank_among(views[inverse[start : start + 2048]], normalized.kept, queries.targets[start : start + 2048], k)
-            for start in range(0, len(queries), 2048)])
+        for row, kept in ((OURS_ALL_VALUES, normalized.kept), (OURS_ALL_CLASSIFIER, pose_filter.gallery_pred)):
+            rankings[(row, SECOND_NET)] = np.concatenate([
+                rank_among(views[inverse[start : start + 2048]], kept, queries.targets[start : start + 2048], k)
+                for start in range(0, len(queries), 2048)])
         timings["ours, all poses: features + search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
@@ -386,7 +398,8 @@ def report_markdown(record: dict) -> str:
         "",
         "## Side figures",
         "",
-        f"- 2-step {edit} classifier accuracy on the test gallery: {100 * record['pose_classifier_accuracy']:.1f} %"
+        f"- 2-step {edit} classifier (`{record['config'].get('pose_classifier', 'logreg')}`) accuracy on the test "
+        f"gallery: {100 * record['pose_classifier_accuracy']:.1f} %"
         + (f" (paper: {POSE_CLASSIFIER_ACCURACY} % with VGG-Face fc6 features)" if with_paper else ""),
         f"- {edit} normalization's kept value = true value (a free {edit} estimate): "
         f"{100 * record['pose_normalization_accuracy']:.1f} %",

@@ -191,6 +191,7 @@ def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench
     record = run_benchmark(model, faces, tmp_path / "r", config, cache=root / "cache")
     rows = {(r["method"], r["features"]): r for r in record["results"]}
     assert ("ours, all poses", "our 2nd network") in rows
+    assert ("ours, all poses, classifier pose", "our 2nd network") in rows
     assert "ours, all poses: features + search" in record["timings_seconds"]
     assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()
 

@@ -158,3 +158,10 @@ def test_faceset_json_records_vocabularies_in_one_hot_order(written):
     record = json.loads((written / INFO_FILE).read_text())
     assert record["factors"] == {"pose": ["-15", "0", "+30"], "illumination": ["l0", "l1"]}
     assert record["count"] == 18 and record["image_size"] == [4, 3]
+
+
+def test_a_left_right_flip_mirrors_yaws_and_named_sides_only():
+    from facedata.faceset import mirror_value
+
+    assert [mirror_value(v) for v in ("+45", "-30", "0", "left", "right", "up", "sunglasses")] == \
+        ["-45", "+30", "0", "right", "left", "up", "sunglasses"]

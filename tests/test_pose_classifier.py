@@ -1,4 +1,5 @@
-"""The pixel pose classifier: predicts as sklearn's pipeline does, and saves to safetensors and back."""
+"""The pose classifiers: the linear one predicts as sklearn's pipeline does, the CNN learns mirrored poses,
+and both save to safetensors and back."""
 
 from __future__ import annotations
 
@@ -41,5 +42,56 @@ def test_two_classes_predict_through_one_decision_function():
 
 def test_a_damaged_classifier_file_is_a_user_error(tmp_path):
     (tmp_path / "c.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="not a readable pose classifier"):
+        PoseClassifier.load(tmp_path / "c.safetensors")
+
+
+def mirrored_pose_faces(identities: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """16×16 faces whose bright bar sits left of centre for −45, centred for 0, right for +45: poses that mirror."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(identities):
+        texture = rng.integers(0, 60, size=(16, 16))
+        for pose, column in (("-45", 3), ("0", 7), ("+45", 11)):
+            for _ in range(4):
+                image = texture + rng.integers(0, 30, size=(16, 16))
+                image[3:13, column : column + 2] += 150
+                images.append(image.clip(0, 255).astype(np.uint8))
+                labels.append(pose)
+    return np.stack(images), np.asarray(labels)
+
+
+def test_the_cnn_learns_poses_that_mirror_and_saves_to_predict_exactly_alike(tmp_path):
+    import torch
+
+    images, labels = mirrored_pose_faces(identities=3, seed=0)
+    before = torch.random.get_rng_state()
+    config = PoseClassifierConfig(model="cnn", cnn_members=2, cnn_steps=150)
+    fitted = PoseClassifier(config).fit(images, labels)
+    assert torch.equal(before, torch.random.get_rng_state()), "fitting must leave the global RNG alone"
+    unseen, truth = mirrored_pose_faces(identities=2, seed=1)
+    assert fitted.accuracy(unseen, truth) >= 0.9
+    fitted.save(tmp_path / "cnn.safetensors")
+    loaded = PoseClassifier.load(tmp_path / "cnn.safetensors")
+    assert loaded.classes == fitted.classes and loaded.fingerprint == fitted.fingerprint
+    np.testing.assert_array_equal(loaded.predict(unseen), fitted.predict(unseen))
+    np.testing.assert_allclose(loaded._cnn.probabilities(unseen), fitted._cnn.probabilities(unseen), atol=1e-6)
+
+
+def test_the_cnn_flips_only_where_every_class_has_its_mirror():
+    from index.pose_cnn import mirror_map
+
+    np.testing.assert_array_equal(mirror_map(("+45", "-45", "0")), [1, 0, 2])
+    np.testing.assert_array_equal(mirror_map(("forward", "left", "right", "up")), [0, 2, 1, 3])
+    np.testing.assert_array_equal(mirror_map(("none", "sunglasses")), [0, 1])  # a flip keeps an accessory
+    assert mirror_map(("0", "+45")) is None  # no −45 to carry a flipped +45 face
+
+
+def test_a_file_of_other_arrays_is_not_a_logistic_regression(tmp_path):
+    from safetensors.numpy import save_file
+    import json
+
+    record = {"config": {"model": "logreg"}, "classes": ["a", "b"]}
+    save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "c.safetensors"), metadata={"pose_classifier": json.dumps(record)})
     with pytest.raises(UserError, match="not a readable pose classifier"):
         PoseClassifier.load(tmp_path / "c.safetensors")

@@ -40,6 +40,9 @@ def index_group() -> None:
 @click.option("--classifier-data", type=click.Path(path_type=Path), default=None,
               help="With --normalize classifier|none: a FaceSet whose train split, with pose labels, fits the pose "
                    "classifier [--data's train split].")
+@click.option("--pose-classifier", type=click.Choice(["logreg", "cnn"]), default="logreg", show_default=True,
+              help="With --normalize classifier|none: logreg, a linear model on pixels; cnn, a small conv net for "
+                   "real photos (slower to fit, far better where pixels mislead: see the README).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes computing the gallery's chunks (and an IVF index's shards); 1: this process alone.")
@@ -49,7 +52,7 @@ def index_group() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @force_option("index")
 def index_build(model: Path, data: Path, out: Path, split: str, layer: str | None, factory: str, batch_size: int,
-                views: str, normalize: str, classifier_data: Path | None, device: str, workers: int, engine: str,
+                views: str, normalize: str, classifier_data: Path | None, pose_classifier: str, device: str, workers: int, engine: str,
                 address: str | None, quiet: bool, force: bool) -> None:
     """Pose-normalize a gallery (§4.1.2) and index its features; an interrupted build resumes when rerun."""
     from contextlib import nullcontext
@@ -59,19 +62,22 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from facedata.errors import UserError
     from index.distribute import open_distributor
     from index.faiss_index import INFO_FILE, IndexConfig, build_index
-    from index.pose_classifier import fit_on_train_split
+    from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
     distributor = open_distributor(engine, workers, address)
     check_out(out, INFO_FILE, force, data, model)
     if classifier_data is not None and normalize == "full":
         raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
+    if pose_classifier != "logreg" and normalize == "full":
+        raise UserError("--pose-classifier goes with --normalize classifier or none (full normalization uses no classifier)")
     generator = Generator.load(model, device)
     faces = FaceSet.open(data)
     gallery = faces if split == "all" else faces.split(split)
     classifier, classifier_info = None, None
     if normalize != "full":
         labelled = FaceSet.open(classifier_data) if classifier_data is not None else faces
-        classifier, classifier_info = fit_on_train_split(labelled, generator.edit_factor)
+        classifier, classifier_info = fit_on_train_split(labelled, generator.edit_factor,
+                                                         PoseClassifierConfig(model=pose_classifier))
     cache = out.with_name(f".{out.name}.build")
     resumed = cache.is_dir()
     if resumed:
