@@ -138,6 +138,10 @@ CASES = [
          "--classifier-data"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --normalize classifier "
          "--classifier-data {root}/nowhere --quiet", "nowhere"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --pose-classifier cnn --quiet",
+         "--pose-classifier"),
+    Case("index build", "index build --model {model} --data {faces} --out {new} --normalize classifier "
+         "--pose-classifier svm --quiet", "--pose-classifier"),
     # -- index add --------------------------------------------------------------------------------
     Case("index add", "index add --index {root}/nowhere --data {faces} --model {model} --quiet", "nowhere", watch="{index}"),
     Case("index add", "index add --index {index_other} --data {faces} --model {model} --split train --quiet", "{index_other}: built with model", watch="{index_other}"),

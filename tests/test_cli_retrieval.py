@@ -179,6 +179,23 @@ def test_a_cheap_normalization_saves_its_pose_classifier_and_queries_as_usual(se
     assert found.exit_code == 0, found.output
 
 
+def test_an_index_keeps_a_cnn_pose_classifier_that_predicts_as_it_did_at_build(setup, tmp_path):
+    root, model, _ = setup
+    from facedata.faceset import FaceSet
+
+    out = tmp_path / "index-cnn"
+    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", out, "--normalize", "classifier",
+                 "--pose-classifier", "cnn", "--batch-size", 10, "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    index = GalleryIndex.load(out)
+    assert index.pose_classifier.config.model == "cnn" and index.info.pose_classifier["config"]["model"] == "cnn"
+    images = FaceSet.open(root / "faces").images  # image_row: the position in images.npy
+    kept = index.faces["kept_pose"].to_numpy().astype(str)  # the saved classifier's predictions, face by face
+    assert (kept == index.pose_classifier.predict(images[index.faces["image_row"].to_numpy()])).all()
+    found = rbg("query", "--index", out, f"{root / 'faces'}:0", "--pose", "+15", "-k", 3, "--device", "cpu")
+    assert found.exit_code == 0, found.output
+
+
 def test_a_cheap_normalization_without_labelled_train_faces_is_refused(setup, tmp_path):
     root, model, _ = setup
     from facedata.faceset import FaceSet
