@@ -39,7 +39,7 @@ from facedata.outputs import exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import compute_feature_chunks, gallery_fingerprint
-from index.pose_classifier import CLASSIFIER_MODELS, PoseClassifierConfig
+from index.pose_classifier import CLASSIFIER_MODELS, SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
                                second_criterion_factor)
@@ -202,6 +202,9 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         raise UserError(f"unknown pose classifier '{config.pose_classifier}' (valid: {', '.join(CLASSIFIER_MODELS)})")
     if config.normalize not in NORMALIZE_MODES:
         raise UserError(f"unknown normalization '{config.normalize}' (valid: {', '.join(NORMALIZE_MODES)})")
+    if config.normalize != "full" and config.pose_classifier not in SAVABLE_MODELS:
+        raise UserError(f"normalization '{config.normalize}' keys its cache by the pose classifier's weights: use "
+                        f"pose classifier {' or '.join(SAVABLE_MODELS)}, not '{config.pose_classifier}'")
     train, gallery = faces.split("train"), faces.split("test")
     if config.gallery_identities is not None:
         keep = gallery.identities()[: config.gallery_identities]

@@ -196,6 +196,16 @@ def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench
     assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_a_cheap_normalization_refuses_a_pose_classifier_it_cannot_key_its_cache_by(bench, tmp_path):
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    for config in (BenchConfig(queries=20, normalize="classifier", pose_classifier="mlp"),
+                   BenchConfig(queries=20, pose_classifier="svm")):
+        with pytest.raises(UserError, match="pose classifier"):
+            run_benchmark(model, faces, tmp_path / "r", config, cache=root / "cache")
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench, tmp_path, monkeypatch):
     from retrieval import baselines
 
