@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_retrieval import in_work_folder, publish
 
-from facedata.atomic import write_json
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
@@ -161,13 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("Error: --workers must be ≥ 2 and --repeats ≥ 1")
     config = BenchConfig(model=args.model, data=args.data, split=args.split, gallery_limit=args.gallery_limit,
                          workers=args.workers, factory=args.factory, batch_size=args.batch_size, repeats=args.repeats)
-    if args.work_dir is not None:
-        args.work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-sharded-") as work:
-        record = run(config, Path(work))
-    print_table(record)
-    write_json(args.out, record)
-    print(f"written: {args.out}", file=sys.stderr)
+    record = in_work_folder(args.work_dir, "bench-sharded-", lambda work: run(config, work))
+    publish(record, args.out, print_table)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ CLASSIFIER_FILE = "pose_classifier.safetensors"
 
 @dataclass(frozen=True)
 class PoseClassifierConfig:
-    """Per-image standardized pixels → PCA → logistic regression (or an MLP)."""
+    """Which classifier (CLASSIFIER_MODELS) and its settings: PCA + logistic regression or MLP, or the CNN's budget."""
 
     model: str = "logreg"  # "logreg", "mlp" or "cnn"
     pca_components: int | None = 64  # None: the classifier sees all pixels
@@ -36,6 +36,10 @@ class PoseClassifierConfig:
     seed: int = 0
     cnn_members: int = 3  # model "cnn": nets averaged (index.pose_cnn.PoseCNNConfig)
     cnn_steps: int = 1200  # model "cnn": optimizer steps of 32 images per net
+
+    def __post_init__(self) -> None:
+        if self.model not in CLASSIFIER_MODELS:
+            raise UserError(f"unknown pose classifier '{self.model}' (valid: {', '.join(CLASSIFIER_MODELS)})")
 
 
 def standardized_pixels(images: np.ndarray) -> np.ndarray:
@@ -56,8 +60,6 @@ class PoseClassifier:
     """
 
     def __init__(self, config: PoseClassifierConfig = PoseClassifierConfig()):
-        if config.model not in CLASSIFIER_MODELS:
-            raise UserError(f"unknown pose classifier '{config.model}' (valid: {', '.join(CLASSIFIER_MODELS)})")
         self.config = config
         self._pipeline = None  # the fitted MLP pipeline (model "mlp")
         self._arrays: dict[str, np.ndarray] | None = None  # the fitted weights (models "logreg" and "cnn")

@@ -113,7 +113,8 @@ class PoseCNN:
 
     def __init__(self, nets: list[nn.Sequential], classes: tuple[str, ...]):
         self.nets, self.classes = nets, classes
-        self.mirror = mirror_map(classes)
+        twins = mirror_map(classes)
+        self.mirror = torch.as_tensor(twins) if twins is not None else None  # class of each class's mirror image
 
     @classmethod
     def fit(cls, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
@@ -121,10 +122,10 @@ class PoseCNN:
         lookup = {c: i for i, c in enumerate(classes)}
         x = standardized_batch(images)
         y = torch.as_tensor([lookup[v] for v in labels], dtype=torch.int64)
-        twins = mirror_map(classes)
-        mirror = torch.as_tensor(twins) if twins is not None else None
-        nets = [train_member(x, y, len(classes), mirror, config, config.seed + m) for m in range(config.members)]
-        return cls(nets, classes)
+        untrained = cls([], classes)
+        untrained.nets = [train_member(x, y, len(classes), untrained.mirror, config, config.seed + m)
+                          for m in range(config.members)]
+        return untrained
 
     @torch.no_grad()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
@@ -134,7 +135,7 @@ class PoseCNN:
         for net in self.nets:
             total += net(x).softmax(1)
             if self.mirror is not None:
-                total += net(x.flip(3)).softmax(1)[:, torch.as_tensor(self.mirror)]
+                total += net(x.flip(3)).softmax(1)[:, self.mirror]
         return (total / total.sum(1, keepdim=True)).numpy()
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -39,7 +39,7 @@ from facedata.outputs import exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import compute_feature_chunks, gallery_fingerprint
-from index.pose_classifier import CLASSIFIER_MODELS, SAVABLE_MODELS, PoseClassifierConfig
+from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
                                second_criterion_factor)
@@ -198,8 +198,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     check_compatible(generator, faces)
     if index is not None:
         config = replace(config, layer=index.layer, normalize=index.config.normalize)
-    if config.pose_classifier not in CLASSIFIER_MODELS:
-        raise UserError(f"unknown pose classifier '{config.pose_classifier}' (valid: {', '.join(CLASSIFIER_MODELS)})")
+    classifier_config = PoseClassifierConfig(model=config.pose_classifier, seed=config.seed)  # refuses an unknown model
     if config.normalize not in NORMALIZE_MODES:
         raise UserError(f"unknown normalization '{config.normalize}' (valid: {', '.join(NORMALIZE_MODES)})")
     if config.normalize != "full" and config.pose_classifier not in SAVABLE_MODELS:
@@ -223,8 +222,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     query_images = gallery.images[queries.positions]
 
     t = time.perf_counter()
-    pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model=config.pose_classifier,
-                                                                                seed=config.seed))
+    pose_filter = fit_pose_filter(train, gallery, queries, classifier_config)
     rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}
     timings["2-step image"] = time.perf_counter() - t
     rankings[(TWO_STEP_TRUE, IMAGE)] = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), k)
