@@ -20,7 +20,7 @@ def unseen_faces(preset: str, **overrides) -> tuple[np.ndarray, object]:
     frame = frame_for(config)
     rig = light_rig(config, frame)
     first = config.train_identities
-    blocks = [render_identity(config, i, frame, rig)[:, 0, :, 0] for i in range(first, first + UNSEEN)]
+    blocks = [render_identity(config, i, frame, rig)[0, :, 0, :, 0] for i in range(first, first + UNSEEN)]
     return np.stack(blocks), config
 
 

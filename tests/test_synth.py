@@ -28,9 +28,9 @@ def tiny(**overrides) -> SynthConfig:
 
 
 def images_of(config: SynthConfig, index: int = 0) -> np.ndarray:
-    """Identity `index`'s images: (accessories, occlusion, poses, illuminations, H, W) uint8."""
+    """Identity `index`'s neutral images: (accessories, occlusion, poses, illuminations, H, W) uint8."""
     frame = frame_for(config)
-    return render_identity(config, index, frame, light_rig(config, frame))
+    return render_identity(config, index, frame, light_rig(config, frame))[0]
 
 
 # -- configuration -----------------------------------------------------------------------------

@@ -23,14 +23,18 @@ def identity_label(index: int) -> str:
 
 
 def faces_table(config: SynthConfig) -> pd.DataFrame:
-    """One row per image in render order (identity, accessory, occluded, pose, illumination)."""
+    """One row per image in render order (identity, expression, accessory, occluded, pose, illumination)."""
     accessory_varied = config.accessories != ("none",)
     occlusion_varied = config.occlusion != ("no",)
+    expression_varied = config.expressions != ("neutral",)
     rows = []
-    for i, accessory, occluded, pose, light in itertools.product(
-        range(config.identities), config.accessories, config.occlusion, config.pose_labels, config.illumination_names
+    for i, expression, accessory, occluded, pose, light in itertools.product(
+        range(config.identities), config.expressions, config.accessories, config.occlusion, config.pose_labels,
+        config.illumination_names,
     ):
         row = {"identity": identity_label(i), "pose": pose, "illumination": light}
+        if expression_varied:
+            row["expression"] = expression
         if accessory_varied:
             row["accessory"] = accessory
         if occlusion_varied:
@@ -62,6 +66,8 @@ def render_faceset(config: SynthConfig, progress: bool = True) -> FaceSet:
         factors["accessory"] = config.accessories
     if config.occlusion != ("no",):
         factors["occluded"] = config.occlusion
+    if config.expressions != ("neutral",):
+        factors["expression"] = config.expressions
     factors["pose"] = tuple(sorted(config.pose_labels, key=float))
     return FaceSet.from_arrays(
         images,

@@ -23,6 +23,11 @@ def _p(mean: float, sd: float, lo: float, hi: float):
     return field(metadata={"mean": mean, "sd": sd, "lo": lo, "hi": hi})
 
 
+def _set(default: float = 0.0):
+    """A parameter that `sample_head` leaves at its default: set by expressions, sex and age (`variety`)."""
+    return field(default=default, metadata={"set": True})
+
+
 @dataclass(frozen=True)
 class HeadParams:
     """One identity: shape and albedo parameters (head units; tones are linear albedo 0..1)."""
@@ -70,6 +75,17 @@ class HeadParams:
     neck_width: float = _p(0.7, 0.04, 0.58, 0.82)
     skin_blotch: float = _p(0.0, 0.05, -0.12, 0.12)
     skin_blotch_phase: float = _p(0.0, 1.5, -6.0, 6.0)
+    # Expression, sex and age (all 0 = the neutral face SynthPIE has always rendered).
+    mouth_curve: float = _set()  # lift of the mouth corners (+ smile, − frown)
+    mouth_open: float = _set()  # gap between the lips
+    teeth: float = _set()  # 0..1: how much of the gap shows teeth
+    brow_inner: float = _set()  # lift of the brows' inner ends (+ worry, − frown)
+    cheek_raise: float = _set()  # cheeks pushed up by a smile
+    nose_wrinkle: float = _set()  # 0..1: creases over the nose bridge
+    hair_length: float = _set()  # 0 = short, 1 = falling to the shoulders
+    wrinkles: float = _set()  # 0..1: forehead lines, crow's feet, nasolabial folds
+    skin_texture: float = _set()  # amplitude of fine skin texture (pores, freckles)
+    texture_seed: float = _set()  # which texture pattern (an integer)
 
 
 def mean_head() -> HeadParams:
@@ -79,7 +95,7 @@ def mean_head() -> HeadParams:
 
 def sample_head(seed: int, index: int, spread: float) -> HeadParams:
     """Identity `index`'s parameters; they depend only on (seed, index), so adding identities keeps earlier ones."""
-    specs = [f.metadata for f in fields(HeadParams)]
+    specs = [f.metadata for f in fields(HeadParams) if "sd" in f.metadata]
     z = np.random.default_rng([seed, index]).standard_normal(len(specs))
     values = [float(np.clip(s["mean"] + spread * s["sd"] * zi, s["lo"], s["hi"])) for s, zi in zip(specs, z)]
     return HeadParams(*values)
@@ -106,6 +122,7 @@ def _superellipse(theta: np.ndarray, half_width: np.ndarray, front: np.ndarray, 
 def hairline(theta: np.ndarray, p: HeadParams) -> np.ndarray:
     """Height of the lower edge of the hair at each θ: forehead, temples, sideburns, over the ears, nape."""
     knots = np.array([0.0, 0.45, 0.8, 1.12, 1.3, 1.42, 1.85, 2.2, np.pi])
+    drop = p.hair_length * np.array([0.0, 0.0, 0.0, 0.9, 1.3, 1.8, 1.8, 1.0, 1.0])  # long hair: sides and back
     level = np.array(
         [
             p.hairline_y,
@@ -119,7 +136,7 @@ def hairline(theta: np.ndarray, p: HeadParams) -> np.ndarray:
             -0.85,
         ]
     )
-    return np.interp(np.abs(theta), knots, level)
+    return np.interp(np.abs(theta), knots, level - drop)
 
 
 def cranium_factor(y: np.ndarray, p: HeadParams) -> np.ndarray:
@@ -153,6 +170,11 @@ def base_radius(theta: np.ndarray, y: np.ndarray, p: HeadParams) -> np.ndarray:
     return np.where(below_crown, neck + np.maximum(head - neck, 0.0) * blend, 0.0)
 
 
+def mouth_line_y(u: np.ndarray, p: HeadParams) -> np.ndarray:
+    """Height of the line between the lips at arc position u: curved up by a smile, down by a frown."""
+    return p.mouth_y + p.mouth_curve * np.clip(u / p.mouth_width, -1.4, 1.4) ** 2
+
+
 def feature_relief(theta: np.ndarray, y: np.ndarray, p: HeadParams) -> np.ndarray:
     """Radial relief of the facial features and ears, added to the base radius: (R, T)."""
     theta, y = theta[None, :], y[:, None]
@@ -182,8 +204,13 @@ def feature_relief(theta: np.ndarray, y: np.ndarray, p: HeadParams) -> np.ndarra
     # Mouth: the muzzle, the two lips, the fold under the lower lip, and the chin.
     relief += 0.07 * _gauss(u, 0.33) * _gauss(y - p.mouth_y, 0.24)
     lip_w = p.mouth_width * 0.85
-    relief += p.lip_fullness * np.exp(-0.5 * (u / lip_w) ** 4) * _gauss(y - p.mouth_y - 0.045, 0.035)
-    relief += 1.15 * p.lip_fullness * np.exp(-0.5 * (u / (0.9 * lip_w)) ** 4) * _gauss(y - p.mouth_y + 0.06, 0.04)
+    mouth = mouth_line_y(u, p)
+    gap = p.mouth_open / 2
+    relief += p.lip_fullness * np.exp(-0.5 * (u / lip_w) ** 4) * _gauss(y - mouth - 0.045 - gap, 0.035)
+    relief += 1.15 * p.lip_fullness * np.exp(-0.5 * (u / (0.9 * lip_w)) ** 4) * _gauss(y - mouth + 0.06 + gap, 0.04)
+    if p.mouth_open > 0:
+        relief -= 0.5 * p.mouth_open * np.exp(-0.5 * (u / lip_w) ** 4) * _gauss(y - mouth, 0.6 * gap + 0.01)
+    relief += p.cheek_raise * _gauss(au - 0.55, 0.18) * _gauss(y + 0.42, 0.14)
     relief -= 0.025 * _gauss(u, 0.2) * _gauss(y - p.mouth_y + 0.19, 0.05)
     relief += p.chin_protrusion * _gauss(u, 0.22) * _gauss(y - p.chin_y - 0.2, 0.13)
     relief = np.where(front, relief, 0.0)
@@ -215,4 +242,7 @@ def head_radius(theta: np.ndarray, y: np.ndarray, p: HeadParams, base: np.ndarra
     hair = hair_mask(theta, y, p, edge=0.06)
     volume_scale = np.interp(np.abs(theta), [0.0, 0.8, 1.2, 1.5, 2.0, np.pi], [1.0, 0.8, 0.25, 0.5, 1.0, 1.0])[None, :]
     radius = base + feature_relief(theta, y, p) + p.hair_volume * hair * volume_scale
+    if p.hair_length > 0:  # long hair hangs straight down from the widest part of the head
+        beside = _smoothstep(0.9, 1.3, np.abs(theta))[None, :] * _smoothstep(0.3, -0.1, y)[:, None]
+        radius = radius + beside * hair * np.maximum(p.head_width + p.hair_volume - radius, 0.0)
     return np.where(base > 0, radius, 0.0).astype(np.float32)

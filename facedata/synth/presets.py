@@ -9,6 +9,8 @@ from facedata.faceset import format_pose
 
 ACCESSORIES = ("none", "glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie")
 OCCLUSIONS = ("no", "yes")
+EXPRESSION_NAMES = ("neutral", "happy", "surprised", "angry", "sad", "disgusted", "afraid")  # see `variety`
+BACKDROPS = ("flat", "varied")
 PAPER_POSES = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
 MIN_IMAGE_SIZE = 8
 MAX_YAW = 90.0
@@ -24,6 +26,13 @@ class SynthConfig:
     `illumination_subset` picks labels to render (empty = all of them).
     `identity_spread` scales how far each identity's shape and albedo deviate from the mean face
     (0 = every identity is the mean face).
+
+    Variety (all off by default, which renders SynthPIE as it always was; see `facedata.synth.variety`):
+    `expressions` is a factor like the pose; `sex_and_age` draws a sex and an age per identity;
+    `skin_texture` scales fine albedo texture; `backdrop="varied"` and `exposure` (the sd of a log
+    gain) change per session (identity × expression); `tilt` (degrees) and `noise` (gray levels) are
+    the largest in-plane tilt and sensor-noise sd, drawn per image. `head_scale` and `eye_row` set
+    the framing (pixels per head unit and the eye line, as fractions of the image height).
     """
 
     identities: int = 24
@@ -32,6 +41,7 @@ class SynthConfig:
     illumination_subset: tuple[str, ...] = ()
     accessories: tuple[str, ...] = ("none",)
     occlusion: tuple[str, ...] = ("no",)
+    expressions: tuple[str, ...] = ("neutral",)
     image_size: int = 32
     supersample: int = 3
     identity_spread: float = 0.6  # calibrated: 2-step raw-image baseline ≈ the paper's (README)
@@ -42,12 +52,23 @@ class SynthConfig:
     train_identities: int = 16
     seed: int = 0
     name: str = "synthpie"
+    sex_and_age: bool = False
+    skin_texture: float = 0.0
+    backdrop: str = "flat"
+    exposure: float = 0.0
+    tilt: float = 0.0
+    noise: float = 0.0
+    head_scale: float = 0.37
+    eye_row: float = 0.42
+
+    TUPLES = ("poses", "accessories", "occlusion", "illumination_subset", "expressions")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "poses", tuple(float(p) for p in self.poses))
         object.__setattr__(self, "accessories", tuple(str(a) for a in self.accessories))
         object.__setattr__(self, "occlusion", tuple(str(o) for o in self.occlusion))
         object.__setattr__(self, "illumination_subset", tuple(str(i) for i in self.illumination_subset))
+        object.__setattr__(self, "expressions", tuple(str(e) for e in self.expressions))
         self._validate()
 
     def _validate(self) -> None:
@@ -72,7 +93,8 @@ class SynthConfig:
         unknown = [i for i in self.illumination_subset if i not in labels]
         if unknown:
             raise DataError(f"illumination {unknown[0]!r}: not among {labels[0]}..{labels[-1]}")
-        for what, given, valid in (("accessory", self.accessories, ACCESSORIES), ("occlusion", self.occlusion, OCCLUSIONS)):
+        for what, given, valid in (("accessory", self.accessories, ACCESSORIES), ("occlusion", self.occlusion, OCCLUSIONS),
+                                   ("expression", self.expressions, EXPRESSION_NAMES)):
             if not given:
                 raise DataError(f"{what}: give at least one value (valid: {', '.join(valid)})")
             unknown = [v for v in given if v not in valid]
@@ -90,6 +112,21 @@ class SynthConfig:
                 raise DataError(f"{knob}={value}: must be between 0 and 4")
         if self.seed < 0:
             raise DataError(f"seed={self.seed}: must be a non-negative integer")
+        if self.backdrop not in BACKDROPS:
+            raise DataError(f"backdrop {self.backdrop!r}: unknown (valid: {', '.join(BACKDROPS)})")
+        for knob, top in (("skin_texture", 4.0), ("exposure", 1.0), ("tilt", 45.0), ("noise", 64.0)):
+            value = getattr(self, knob)
+            if not 0.0 <= value <= top:
+                raise DataError(f"{knob}={value}: must be between 0 and {top:g}")
+        if not 0.1 <= self.head_scale <= 0.6:
+            raise DataError(f"head_scale={self.head_scale}: must be between 0.1 and 0.6")
+        if not 0.2 <= self.eye_row <= 0.7:
+            raise DataError(f"eye_row={self.eye_row}: must be between 0.2 and 0.7")
+
+    @property
+    def varied(self) -> bool:
+        """Whether any per-image nuisance (backdrop, exposure, tilt, noise) is on."""
+        return self.backdrop != "flat" or self.exposure > 0 or self.tilt > 0 or self.noise > 0
 
     @property
     def pose_labels(self) -> tuple[str, ...]:
@@ -106,17 +143,18 @@ class SynthConfig:
 
     @property
     def image_count(self) -> int:
-        return self.identities * len(self.poses) * len(self.illumination_names) * len(self.accessories) * len(self.occlusion)
+        per_identity = len(self.expressions) * len(self.accessories) * len(self.occlusion)
+        return self.identities * per_identity * len(self.poses) * len(self.illumination_names)
 
     def to_json(self) -> dict:
         record = asdict(self)
-        for key in ("poses", "accessories", "occlusion", "illumination_subset"):
+        for key in self.TUPLES:
             record[key] = list(record[key])
         return record
 
     @classmethod
     def from_json(cls, record: dict) -> "SynthConfig":
-        return cls(**{**record, **{k: tuple(record[k]) for k in ("poses", "accessories", "occlusion", "illumination_subset") if k in record}})
+        return cls(**{**record, **{k: tuple(record[k]) for k in cls.TUPLES if k in record}})
 
 
 def illumination_labels(count: int) -> tuple[str, ...]:
@@ -138,6 +176,25 @@ PRESETS: dict[str, SynthConfig] = {
     ),
     # §4.3: the paper-like set with and without a black bar over the eyes.
     "completion": SynthConfig(identities=249, train_identities=100, occlusion=OCCLUSIONS, name="synthpie-completion"),
+    # Beyond the paper, for pre-training toward real photos: 7 expressions, sex and age, skin
+    # texture, backdrops, exposure, tilt and noise, framed like KDEF's crops (a smaller head).
+    "varied": SynthConfig(
+        identities=400,
+        train_identities=360,
+        illumination_subset=("00", "03", "07", "11", "17"),
+        expressions=EXPRESSION_NAMES,
+        sex_and_age=True,
+        skin_texture=1.0,
+        backdrop="varied",
+        exposure=0.2,
+        tilt=8.0,
+        noise=5.0,
+        head_scale=0.3,
+        eye_row=0.44,
+        ambient=0.28,
+        flash=0.6,
+        name="synthpie-varied",
+    ),
     # Demo and tests: renders in seconds.
     "small": SynthConfig(identities=24, train_identities=16, illumination_subset=("00", "04", "07", "17"), name="synthpie-small"),
 }

@@ -21,6 +21,15 @@ from facedata.synth.lights import light_directions
 from facedata.synth.presets import MAX_YAW, SynthConfig, illumination_labels
 from facedata.synth.shadows import EMPTY, ShadowRays, cast_shadow, shadow_rays
 from facedata.synth.surface import Surface, revolved_surface, unit
+from facedata.synth.variety import (
+    draw_person,
+    draw_session,
+    expose_and_add_noise,
+    express,
+    tilt_images,
+    with_sex_and_age,
+    with_skin_texture,
+)
 
 EYE_ROW = 0.42  # the eye line, as a fraction of the image height from the top
 HEAD_SCALE = 0.37  # pixels per head unit, as a fraction of the image height
@@ -40,6 +49,8 @@ class Frame:
     size: int
     supersample: int
     max_yaw: float = MAX_YAW  # largest |pose| rendered, degrees: the back of the head beyond view is skipped
+    head_scale: float = HEAD_SCALE
+    eye_fraction: float = EYE_ROW
 
     @property
     def width(self) -> int:
@@ -55,11 +66,11 @@ class Frame:
 
     @property
     def scale(self) -> float:
-        return HEAD_SCALE * self.width
+        return self.head_scale * self.width
 
     @property
     def eye_row(self) -> float:
-        return self.margin + EYE_ROW * self.width
+        return self.margin + self.eye_fraction * self.width
 
     @property
     def step(self) -> float:
@@ -86,7 +97,7 @@ class Frame:
 
 def frame_for(config: SynthConfig) -> Frame:
     """The frame that renders `config`'s images."""
-    return Frame(config.image_size, config.supersample, max(abs(p) for p in config.poses))
+    return Frame(config.image_size, config.supersample, max(abs(p) for p in config.poses), config.head_scale, config.eye_row)
 
 
 @dataclass(frozen=True)
@@ -134,22 +145,46 @@ def identity_scenes(config: SynthConfig, p: HeadParams, frame: Frame) -> list[li
     return scenes
 
 
-def render_identity(config: SynthConfig, index: int, frame: Frame, rig: LightRig) -> np.ndarray:
-    """All images of identity `index`: (accessories, occlusion, poses, illuminations, size, size) uint8."""
+def identity_head(config: SynthConfig, index: int) -> HeadParams:
+    """Identity `index`'s neutral head: its sampled shape, then its sex, age and skin texture if asked for."""
     p = sample_head(config.seed, index, config.identity_spread)
+    if config.sex_and_age:
+        p = with_sex_and_age(p, draw_person(config.seed, index), config.seed, index)
+    if config.skin_texture > 0:
+        p = with_skin_texture(p, config.skin_texture, config.seed, index)
+    return p
+
+
+def render_identity(config: SynthConfig, index: int, frame: Frame, rig: LightRig) -> np.ndarray:
+    """All images of identity `index`: (expressions, accessories, occlusion, poses, illuminations, size, size) uint8."""
+    neutral = identity_head(config, index)
     yaws = np.radians(np.asarray(config.poses, dtype=np.float64))
-    eyes = eye_centers(p)
+    grid = (len(yaws), len(rig.labels))
     out = np.empty(
-        (len(config.accessories), len(config.occlusion), len(yaws), len(rig.labels), frame.size, frame.size), dtype=np.uint8
+        (len(config.expressions), len(config.accessories), len(config.occlusion), *grid, frame.size, frame.size), dtype=np.uint8
     )
-    for a, surfaces in enumerate(identity_scenes(config, p, frame)):
-        display = shade(splat(surfaces, yaws, eyes, frame), rig, config, frame.margin)  # (P, L, H, W)
-        for o, occluded in enumerate(config.occlusion):
-            if occluded == "yes":
-                display = display.copy()
-                for i, (top, bottom, left, right) in enumerate(eye_bars(eyes, yaws, frame)):
-                    display[i, :, max(top - frame.margin, 0) : bottom - frame.margin, left:right] = 0.0
-            out[a, o] = downsample(display, frame.supersample)
+    for e, expression in enumerate(config.expressions):
+        p = express(neutral, expression)
+        eyes = eye_centers(p)
+        rng = np.random.default_rng([config.seed, index, e, 2027])  # this session's backdrop, exposure, tilts, noise
+        session = draw_session(rng, frame.height - frame.margin, frame.width, config.backdrop == "varied", config.exposure)
+        for a, surfaces in enumerate(identity_scenes(config, p, frame)):
+            display = shade(splat(surfaces, yaws, eyes, frame), rig, config, frame.margin, session.backdrop)  # (P, L, H, W)
+            tilts = rng.uniform(-config.tilt, config.tilt, size=grid) if config.tilt > 0 else np.zeros(grid)
+            noise_sd = rng.uniform(0.0, config.noise, size=grid) if config.noise > 0 else np.zeros(grid)
+            noise_seed = int(rng.integers(2**63))  # the same noise with and without the eye bar
+            for o, occluded in enumerate(config.occlusion):
+                shot = display
+                if occluded == "yes":
+                    shot = display.copy()
+                    for i, (top, bottom, left, right) in enumerate(eye_bars(eyes, yaws, frame)):
+                        shot[i, :, max(top - frame.margin, 0) : bottom - frame.margin, left:right] = 0.0
+                if tilts.any():
+                    shot = tilt_images(shot, tilts)
+                images = downsample(shot, frame.supersample)
+                if config.varied:
+                    images = expose_and_add_noise(images, session.gain, noise_sd, np.random.default_rng(noise_seed))
+                out[e, a, o] = images
     return out
 
 
@@ -252,10 +287,11 @@ def _project(
     return ri[inside] * frame.width + col[inside], depth, idx[inside]
 
 
-def shade(buffers: Buffers, rig: LightRig, config: SynthConfig, first_row: int) -> np.ndarray:
+def shade(buffers: Buffers, rig: LightRig, config: SynthConfig, first_row: int, backdrop: np.ndarray | None = None) -> np.ndarray:
     """Gamma-encoded intensities 0..1 of every pose under every light, rows from `first_row` down: (P, L, H', W).
 
     Rows above `first_row` (the margin) only cast shadows; the rig's rays must start there too.
+    `backdrop` (H', W) is the radiance behind the head (default: the config's flat gray).
     """
     n_pose, h, w = buffers.shape
     first = first_row * w
@@ -267,7 +303,7 @@ def shade(buffers: Buffers, rig: LightRig, config: SynthConfig, first_row: int) 
     lens = buffers.lens[:, first:]
     ambient_light = config.ambient * (0.55 + 0.45 * np.clip(n[..., 2], 0.0, 1.0))
     strength, shininess = SPECULAR[material, 0], SPECULAR[material, 1]
-    background = np.float32(config.background**GAMMA)
+    background = np.float32(config.background**GAMMA) if backdrop is None else backdrop.reshape(-1)
     # Slope-scaled bias: steep surfaces seen edge-on change height fast between samples.
     slope = np.hypot(n[..., 0], n[..., 1]) / np.maximum(n[..., 2], 0.1)
     bias = SHADOW_BIAS * (1.0 + slope)

@@ -17,7 +17,9 @@ data.add_command(import_group)
 
 
 @data.command("synth")
-@click.option("--preset", default="small", show_default=True, help="paper | accessory | completion | small")
+@click.option("--preset", default="small", show_default=True,
+              help="paper | accessory | completion | small | varied (expressions, sex and age, skin texture, backdrops, "
+                   "exposure, tilt, noise; framed like KDEF)")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="FaceSet folder to write")
 @click.option("--identities", type=int, help="number of identities (keeps the preset's train share)")
 @click.option("--train-identities", type=int, help="how many of the first identities form the train split")
@@ -25,14 +27,21 @@ data.add_command(import_group)
 @click.option("--identity-spread", type=float, help="how far identities deviate from the mean face (0 = all alike)")
 @click.option("--seed", type=int, help="random seed of the identities")
 @click.option("--eye-bar", is_flag=True, help="also render every image with a black bar over the eyes (factor occluded)")
+@click.option("--poses", help="comma-separated yaw angles in degrees, e.g. -90,-45,0,45,90 (default: the preset's)")
 @force_option("FaceSet")
-def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar, force) -> None:
+def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar, poses, force) -> None:
     """Render SynthPIE faces from 3D heads into a FaceSet; prints the time and the factor counts."""
     from facedata.contact_sheet import summarize
     from facedata.faceset import INFO_FILE
     from facedata.synth import render_faceset, synth_config
 
     check_out(out, INFO_FILE, force)
+    yaws = None
+    if poses is not None:
+        try:
+            yaws = tuple(float(p) for p in poses.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{poses!r}: give comma-separated numbers of degrees", param_hint="--poses") from None
 
     config = synth_config(
         preset,
@@ -42,6 +51,7 @@ def synth(preset, out, identities, train_identities, size, identity_spread, seed
         identity_spread=identity_spread,
         seed=seed,
         occlusion=("no", "yes") if eye_bar else None,
+        poses=yaws,
     )
     click.echo(f"rendering {config.image_count} images ({config.identities} identities) at {config.image_size}×{config.image_size}", err=True)
     faceset = render_faceset(config)
