@@ -23,11 +23,6 @@ def _p(mean: float, sd: float, lo: float, hi: float):
     return field(metadata={"mean": mean, "sd": sd, "lo": lo, "hi": hi})
 
 
-def _set(default: float = 0.0):
-    """A parameter that `sample_head` leaves at its default: set by expressions, sex and age (`variety`)."""
-    return field(default=default, metadata={"set": True})
-
-
 @dataclass(frozen=True)
 class HeadParams:
     """One identity: shape and albedo parameters (head units; tones are linear albedo 0..1)."""
@@ -75,17 +70,18 @@ class HeadParams:
     neck_width: float = _p(0.7, 0.04, 0.58, 0.82)
     skin_blotch: float = _p(0.0, 0.05, -0.12, 0.12)
     skin_blotch_phase: float = _p(0.0, 1.5, -6.0, 6.0)
-    # Expression, sex and age (all 0 = the neutral face SynthPIE has always rendered).
-    mouth_curve: float = _set()  # lift of the mouth corners (+ smile, − frown)
-    mouth_open: float = _set()  # gap between the lips
-    teeth: float = _set()  # 0..1: how much of the gap shows teeth
-    brow_inner: float = _set()  # lift of the brows' inner ends (+ worry, − frown)
-    cheek_raise: float = _set()  # cheeks pushed up by a smile
-    nose_wrinkle: float = _set()  # 0..1: creases over the nose bridge
-    hair_length: float = _set()  # 0 = short, 1 = falling to the shoulders
-    wrinkles: float = _set()  # 0..1: forehead lines, crow's feet, nasolabial folds
-    skin_texture: float = _set()  # amplitude of fine skin texture (pores, freckles)
-    texture_seed: float = _set()  # which texture pattern (an integer)
+    # Expression, sex and age: `sample_head` leaves these at 0 (the neutral face SynthPIE has always
+    # rendered); `variety` sets them.
+    mouth_curve: float = 0.0  # lift of the mouth corners (+ smile, − frown)
+    mouth_open: float = 0.0  # gap between the lips
+    teeth: float = 0.0  # 0..1: how much of the gap shows teeth
+    brow_inner: float = 0.0  # lift of the brows' inner ends (+ worry, − frown)
+    cheek_raise: float = 0.0  # cheeks pushed up by a smile
+    nose_wrinkle: float = 0.0  # 0..1: creases over the nose bridge
+    hair_length: float = 0.0  # 0 = short, 1 = falling to the shoulders
+    wrinkles: float = 0.0  # 0..1: forehead lines, crow's feet, nasolabial folds
+    skin_texture: float = 0.0  # amplitude of fine skin texture (pores, freckles)
+    texture_seed: float = 0.0  # which texture pattern (an integer)
 
 
 def mean_head() -> HeadParams:

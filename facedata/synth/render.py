@@ -291,7 +291,7 @@ def shade(buffers: Buffers, rig: LightRig, config: SynthConfig, first_row: int, 
     """Gamma-encoded intensities 0..1 of every pose under every light, rows from `first_row` down: (P, L, H', W).
 
     Rows above `first_row` (the margin) only cast shadows; the rig's rays must start there too.
-    `backdrop` (H', W) is the radiance behind the head (default: the config's flat gray).
+    `backdrop` (H', W) is the display gray behind the head (default: the config's flat gray).
     """
     n_pose, h, w = buffers.shape
     first = first_row * w
@@ -303,7 +303,7 @@ def shade(buffers: Buffers, rig: LightRig, config: SynthConfig, first_row: int, 
     lens = buffers.lens[:, first:]
     ambient_light = config.ambient * (0.55 + 0.45 * np.clip(n[..., 2], 0.0, 1.0))
     strength, shininess = SPECULAR[material, 0], SPECULAR[material, 1]
-    background = np.float32(config.background**GAMMA) if backdrop is None else backdrop.reshape(-1)
+    background = np.float32(config.background**GAMMA) if backdrop is None else backdrop.reshape(-1) ** GAMMA
     # Slope-scaled bias: steep surfaces seen edge-on change height fast between samples.
     slope = np.hypot(n[..., 0], n[..., 1]) / np.maximum(n[..., 2], 0.1)
     bias = SHADOW_BIAS * (1.0 + slope)

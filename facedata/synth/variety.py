@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.ndimage import rotate
 
 from facedata.synth.heads import HeadParams
 
@@ -99,7 +100,7 @@ def with_skin_texture(p: HeadParams, amplitude: float, seed: int, index: int) ->
 class Session:
     """What stays fixed over one identity × expression's photos: the backdrop and the exposure."""
 
-    backdrop: np.ndarray | None  # (H, W) linear radiance of the backdrop, or None for the config's flat gray
+    backdrop: np.ndarray | None  # (H, W) display gray 0..1 of the backdrop, or None for the config's flat gray
     gain: float  # exposure: the display intensities' scale
 
 
@@ -110,7 +111,7 @@ def draw_session(rng: np.random.Generator, height: int, width: int, varied_backd
 
 
 def _backdrop(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A backdrop in display gray: a level, a linear gradient and a few soft blotches; returned as radiance."""
+    """A backdrop in display gray 0..1: a level, a linear gradient and a few soft blotches."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     yy, xx = yy / height - 0.5, xx / width - 0.5
     level = rng.uniform(*BACKDROP_LEVELS)
@@ -120,13 +121,11 @@ def _backdrop(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
         cy, cx = rng.uniform(-0.6, 0.6, size=2)
         radius = rng.uniform(0.1, 0.4)
         display = display + rng.uniform(-0.15, 0.15) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
-    return np.clip(display, 0.0, 1.0).astype(np.float32) ** 2  # GAMMA = 2: display → radiance
+    return np.clip(display, 0.0, 1.0).astype(np.float32)
 
 
 def tilt_images(display: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """Rotate each (H, W) image of `display` (..., H, W) by its angle in degrees (counter-clockwise) about its centre."""
-    from scipy.ndimage import rotate
-
     out = np.empty_like(display)
     flat, flat_out = display.reshape(-1, *display.shape[-2:]), out.reshape(-1, *display.shape[-2:])
     for i, angle in enumerate(angles.reshape(-1)):
