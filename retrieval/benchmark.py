@@ -14,6 +14,9 @@ Every method answers the same seeded queries over the same gallery (the whole te
   ours, all poses / our 2nd network   query and gallery compared in every generated pose, among faces whose
                                       pose normalization kept the target (retrieval/multi_view.py; --all-values)
   ours, all poses, classifier pose    the same, among faces the 2-step pose classifier puts in the target
+  ours + Deep, all poses, classifier  the same distance fused with dlib's descriptor distance of the gallery
+                                      originals (retrieval/fusion.py; --all-values with --deep), its weight
+                                      chosen on the FaceSet's val people
 
 The pose classifier of the 2-step rows (and of the rows named "classifier pose") is BenchConfig's
 `pose_classifier`: the paper-style linear model on pixels by default, a small CNN on request.
@@ -47,10 +50,12 @@ from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
+from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
+from retrieval.fusion import choose_weight, descriptor_distances, fuse
 from retrieval.multi_view import all_value_distances, rank_among
 from retrieval.two_step import (
     fit_pose_filter,
-    rank_by_deep_descriptor,
+    gallery_descriptors,
     rank_by_generator_features,
     rank_by_pixels,
     true_pose_filter,
@@ -59,7 +64,8 @@ from retrieval.two_step import (
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
 OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
 OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
-IMAGE, SECOND_NET, DEEP = "image", "our 2nd network", "Deep"
+OURS_FUSED = "ours + Deep, all poses, classifier pose"
+IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
 
 
 PIXELS = {  # how each row turns images into the vectors it compares (report.md says it beside the tables)
@@ -81,6 +87,9 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS_ALL_VALUES, SECOND_NET): "as ours / our 2nd network, for query and gallery face generated in every value, "
                                    "each view L2-normalized, squared distances averaged; the filter is the kept pose",
     (OURS_ALL_CLASSIFIER, SECOND_NET): "as ours, all poses; the filter is the 2-step pose classifier",
+    (OURS_FUSED, SECOND_NET_DEEP): "ours, all poses, classifier pose, and the Deep row's descriptors: each query's two "
+                                   "distance rows divided by their medians and mixed with the weight chosen on the val "
+                                   "people, where dlib found both faces; the generation distance alone elsewhere",
 }
 
 
@@ -103,6 +112,7 @@ class BenchConfig:
     all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
     normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
     pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)
+    fusion_weight: float | None = None  # ours + Deep's descriptor weight; None: chosen on the val people
 
 
 @dataclass(frozen=True)
@@ -232,12 +242,14 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         generator, gallery, queries, pose_filter, k, layer=config.layer, batch_size=config.batch_size)
     timings["2-step 2nd network"] = time.perf_counter() - t
 
-    deep_detected = None
+    deep_detected, descriptors = None, None
     if config.deep:
         t = time.perf_counter()
         deep_images = source_resolution_images(faces, gallery, config.deep_images) if config.deep_images else None
-        rankings[(TWO_STEP, DEEP)], deep_detected = rank_by_deep_descriptor(gallery, queries, pose_filter, k, cache=cache,
-                                                                            images=deep_images)
+        descriptors, found = gallery_descriptors(gallery, cache=cache, images=deep_images)
+        rankings[(TWO_STEP, DEEP)] = two_step_rank(descriptors[queries.positions], descriptors, pose_filter.gallery_pred,
+                                                   queries.targets, k)
+        deep_detected = float(np.mean(found))
         timings["2-step deep"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -273,9 +285,20 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                 rank_among(views[inverse[start : start + 2048]], kept, queries.targets[start : start + 2048], k)
                 for start in range(0, len(queries), 2048)])
         timings["ours, all poses: features + search"] = time.perf_counter() - t
+        if descriptors is not None:
+            t = time.perf_counter()
+            fusion = fusion_weight(generator, faces, config, pose_filter.classifier, cache, also)
+            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = np.concatenate([
+                rank_among(fuse(views[inverse[start : start + 2048]],
+                                descriptor_distances(descriptors[queries.positions[start : start + 2048]], descriptors),
+                                found[queries.positions[start : start + 2048]], found, fusion["weight"]),
+                           pose_filter.gallery_pred, queries.targets[start : start + 2048], k)
+                for start in range(0, len(queries), 2048)])
+            timings["ours + Deep: weight on val + search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
     record = {
+        "fusion": fusion if (OURS_FUSED, SECOND_NET_DEEP) in rankings else None,
         "data": {"name": faces.info.name, "path": str(faces.root) if faces.root else None,
                  "gallery": len(gallery), "train_images": len(train), "test_identities": gallery.num_identities},
         "model": {"path": str(generator.path), "task": generator.task, "edit": edit,
@@ -313,6 +336,43 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         (tmp / "report.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
         (tmp / "report.md").write_text(report_markdown(record))
     return record
+
+
+def fusion_weight(generator, faces: FaceSet, config: BenchConfig, classifier, cache: Path | None,
+                  also: tuple[str, ...]) -> dict:
+    """Ours + Deep's weight: config.fusion_weight if set, else the best on the val people, else the default.
+
+    On val the bench's own protocol runs on the val people alone (seeded queries, the train-fitted pose
+    classifier, all-poses distances, dlib's descriptors), scored by criterion-1 R@1, then R@5, then
+    criterion-2 R@1; the test people are never looked at.
+    """
+    if config.fusion_weight is not None:
+        return {"weight": float(config.fusion_weight), "chosen_on": "--fusion-weight"}
+    has_val = "split" in faces.faces.columns and "val" in set(faces.faces["split"])
+    val = faces.split("val") if has_val else None
+    if val is None or val.num_identities < 2:
+        return {"weight": DEFAULT_FUSION_WEIGHT,
+                "chosen_on": "default (the FaceSet has fewer than 2 val people to choose on)"}
+    edit = generator.edit_factor
+    queries = sample_queries(val, edit, config.queries, seed=config.seed)
+    predicted = classifier.predict(val.images)
+    unique, inverse = np.unique(queries.positions, return_inverse=True)
+    views = all_value_distances(generator, val.images, unique, config.layer, config.batch_size)[inverse]
+    deep_images = source_resolution_images(faces, val, config.deep_images) if config.deep_images else None
+    descriptors, found = gallery_descriptors(val, cache=cache, images=deep_images)
+    deep = descriptor_distances(descriptors[queries.positions], descriptors)
+    ks = (1, min(5, len(val)))
+
+    def scores(weight: float) -> tuple[float, ...]:
+        ranked = rank_among(fuse(views, deep, found[queries.positions], found, weight), predicted, queries.targets, ks[-1])
+        first = score(ranked, queries, val, 1, ks, also=also)[0].recall
+        second = score(ranked, queries, val, 2, ks[:1], also=also)[0].recall
+        return first[1], first[ks[-1]], second[1]
+
+    choice = choose_weight(scores)
+    return {"weight": choice.weight, "chosen_on": f"val: {val.num_identities} people, {len(val)} faces, "
+                                                  f"{len(queries)} queries",
+            "val_scores": {f"{w:g}": list(v) for w, v in choice.scores.items()}}
 
 
 def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: tuple[str, ...]) -> list[dict]:
@@ -410,6 +470,9 @@ def report_markdown(record: dict) -> str:
         lines.append(f"- Deep row: dlib on {record['deep']['images']}; dlib's detector found a face in "
                      f"{100 * detected:.1f} % of them (the others are taken whole)" if detected == detected else
                      f"- Deep row: dlib on {record['deep']['images']}")
+    if record.get("fusion"):
+        lines.append(f"- ours + Deep: descriptor weight {record['fusion']['weight']:g}, chosen on "
+                     f"{record['fusion']['chosen_on']}")
     if not with_paper:
         lines += ["", "The paper reports retrieval and Table 1 for the pose task on Multi-PIE only: no paper figures here."]
     lines += ["", "## How each row reads pixels", ""]

@@ -50,7 +50,7 @@ class ChipAligner:
         _dlib()  # the Deep baseline's own message when dlib is missing
         self.dlib, self.detector, self.landmarks = dlib_face_models()
         self.size = size
-        self.detected = 0
+        self.found: list[bool] = []  # per chip so far: whether a face was detected
 
     def chip(self, image: np.ndarray) -> np.ndarray:
         """(H, W) uint8 crop → (size, size, 3) uint8 chip, aligned on the largest detected face if any."""
@@ -59,9 +59,9 @@ class ChipAligner:
             (round(image.shape[1] * scale), round(image.shape[0] * scale)), Image.Resampling.BICUBIC))
         rgb = np.ascontiguousarray(np.repeat(big[:, :, None], 3, axis=2))
         faces = self.detector(rgb, 1)
+        self.found.append(len(faces) > 0)
         if len(faces) == 0:
             return face_chips(image[None], self.size)[0]
-        self.detected += 1
         largest = max(faces, key=lambda r: r.area())
         return np.asarray(self.dlib.get_face_chip(rgb, self.landmarks(rgb, largest), size=self.size, padding=0.25))
 
@@ -75,8 +75,8 @@ def face_chips(images: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
     return chips
 
 
-def compute_descriptors(model, images: np.ndarray, batch_size: int = 64, align: bool = True) -> tuple[np.ndarray, float]:
-    """The model's descriptor of every crop, (n, 128) float32, and the share of crops where a face was detected.
+def compute_descriptors(model, images: np.ndarray, batch_size: int = 64, align: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The model's descriptor of every crop, (n, 128) float32, and whether a face was detected in it, (n,) bool.
 
     With `align`, chips come from ChipAligner (dlib's framing); without, each crop is resized whole.
     """
@@ -89,7 +89,7 @@ def compute_descriptors(model, images: np.ndarray, batch_size: int = 64, align: 
             vectors = model.compute_face_descriptor(list(chips))
             out[start : start + len(chips)] = np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
             bar.update(len(chips))
-    return out, (aligner.detected / max(len(images), 1) if aligner else 0.0)
+    return out, (np.asarray(aligner.found, dtype=bool) if aligner else np.zeros(len(images), dtype=bool))
 
 
 def cache_key(images: np.ndarray, align: bool = True) -> str:
@@ -100,16 +100,17 @@ def cache_key(images: np.ndarray, align: bool = True) -> str:
 
 
 def deep_descriptors(images: np.ndarray, cache: Path | None = None, batch_size: int = 64,
-                     align: bool = True) -> tuple[np.ndarray, float]:
-    """dlib descriptors of face crops (n, H, W) uint8 → ((n, 128) float32, detected share), cached in `cache`."""
+                     align: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """dlib descriptors of face crops (n, H, W) uint8 → ((n, 128) float32, (n,) bool detected), cached in `cache`."""
     images = np.asarray(images)
     assert images.ndim == 3 and images.dtype == np.uint8, (images.shape, images.dtype)
     path = Path(cache) / f"deep-{cache_key(images, align)[:24]}-{Path(MODEL_FILE).stem}.npz" if cache else None
     if path and path.is_file():
         with np.load(path, allow_pickle=False) as stored:
-            return stored["descriptors"], float(stored["detected"]) if "detected" in stored else float("nan")
-    descriptors, detected = compute_descriptors(load_model(), images, batch_size, align)
+            if "found" in stored:  # older caches kept only the detected share: computed again
+                return stored["descriptors"], stored["found"].astype(bool)
+    descriptors, found = compute_descriptors(load_model(), images, batch_size, align)
     if path:
         with atomic_file(path) as tmp:
-            np.savez(tmp, descriptors=descriptors, detected=np.float64(detected))
-    return descriptors, detected
+            np.savez(tmp, descriptors=descriptors, found=found)
+    return descriptors, found

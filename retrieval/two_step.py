@@ -59,6 +59,17 @@ def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, p
     return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)
 
 
+def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size: int = 64,
+                        images: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """dlib's descriptor of every gallery face, (g, 128) float32, and whether its detector found the face, (g,) bool.
+
+    `images` are the gallery's faces at their source resolution, row for row (default: its own crops).
+    """
+    images = gallery.images if images is None else images
+    assert len(images) == len(gallery), (len(images), len(gallery))
+    return deep_descriptors(images, cache=cache, batch_size=batch_size)
+
+
 def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int,
                             cache: Path | None = None, batch_size: int = 64,
                             images: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -68,7 +79,5 @@ def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, pose_filter: Po
     the gallery's own crops); dlib aligns them with its own landmarks. Needs the `deep` extra; the
     descriptors are cached in `cache` (keyed by the images).
     """
-    images = gallery.images if images is None else images
-    assert len(images) == len(gallery), (len(images), len(gallery))
-    vectors, detected = deep_descriptors(images, cache=cache, batch_size=batch_size)
-    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k), detected
+    vectors, found = gallery_descriptors(gallery, cache, batch_size, images)
+    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k), float(np.mean(found))

@@ -33,6 +33,9 @@ from retrieval.cli.outputs import check_out, force_option
               help="the 2-step pose classifier (also the filter of the 'classifier pose' rows and of --normalize "
                    "classifier|none): logreg, a linear model on pixels (the paper's cheap step 1); cnn, a small "
                    "conv net with flips and shifts, for real photos (cmu_faces: 74 % → 93 %; ~30 s to train)")
+@click.option("--fusion-weight", default=None, type=click.FloatRange(0, 1),
+              help="with --deep and --all-values: the descriptor's weight in 'ours + Deep' [chosen on the FaceSet's "
+                   "val people; 0.5 without them]")
 @click.option("--index", "index_path", default=None, type=click.Path(file_okay=False),
               help="a Flat index of the test gallery built by this model (rbg index build --split test): ours reads "
                    "the gallery from it, with its layer and normalization, instead of normalizing it again")
@@ -41,8 +44,8 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 @force_option("report")
 def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
-          gallery_identities, deep, deep_images, all_values, normalize, pose_classifier, index_path, batch_size, device, cache,
-          force) -> None:
+          gallery_identities, deep, deep_images, all_values, normalize, pose_classifier, fusion_weight, index_path, batch_size,
+          device, cache, force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
 
@@ -62,7 +65,8 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
                          deep=deep or deep_images is not None, deep_images=deep_images,
-                         all_values=all_values, normalize=normalize, pose_classifier=pose_classifier)
+                         all_values=all_values, normalize=normalize, pose_classifier=pose_classifier,
+                         fusion_weight=fusion_weight)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
     index = GalleryIndex.load(index_path, gpu=False) if index_path is not None else None

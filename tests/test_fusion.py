@@ -1,0 +1,70 @@
+"""Ours + Deep: the fused distance, the weight chosen on val people, and the bench row."""
+
+import numpy as np
+from fakes import save_untrained
+from test_training import tiny_faceset
+
+from facedata.faceset import FaceSet
+from generator.inference import Generator
+from retrieval import two_step
+from retrieval.baselines import pixel_vectors
+from retrieval.benchmark import OURS_FUSED, SECOND_NET_DEEP, BenchConfig, run_benchmark
+from retrieval.fusion import choose_weight, descriptor_distances, fuse, median_scaled
+
+GENERATION = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], dtype=np.float32)
+DESCRIPTOR = np.array([[40.0, 30.0, 20.0, 10.0], [10.0, 20.0, 30.0, 40.0]], dtype=np.float32)
+ALL = np.ones(4, dtype=bool)
+
+
+def test_median_scaling_removes_each_rows_unit():
+    np.testing.assert_allclose(median_scaled(GENERATION), median_scaled(100 * GENERATION), rtol=1e-6)
+    assert np.allclose(np.median(median_scaled(DESCRIPTOR), axis=1), 1.0)
+
+
+def test_weight_zero_ranks_as_generation_and_one_as_descriptor():
+    assert np.array_equal(np.argsort(fuse(GENERATION, DESCRIPTOR, ALL[:2], ALL, 0.0)), np.argsort(GENERATION))
+    assert np.array_equal(np.argsort(fuse(GENERATION, DESCRIPTOR, ALL[:2], ALL, 1.0)), np.argsort(DESCRIPTOR))
+
+
+def test_an_undetected_face_keeps_the_generation_distance():
+    gallery_found = np.array([True, False, True, True])
+    fused = fuse(GENERATION, DESCRIPTOR, ALL[:2], gallery_found, 1.0)
+    np.testing.assert_allclose(fused[:, 1], median_scaled(GENERATION)[:, 1])  # not the descriptor's
+    query_found = np.array([False, True])
+    np.testing.assert_allclose(fuse(GENERATION, DESCRIPTOR, query_found, ALL, 1.0)[0], median_scaled(GENERATION)[0])
+
+
+def test_descriptor_distances_are_squared_l2():
+    a, b = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[3.0, 4.0]])
+    np.testing.assert_allclose(descriptor_distances(a, b), [[25.0], [13.0]])
+
+
+def test_choose_weight_takes_the_best_score_then_the_lower_weight():
+    assert choose_weight(lambda w: (1.0 - abs(w - 0.3),)).weight == 0.3
+    assert choose_weight(lambda w: (1.0, w <= 0.6)).weight == 0.0  # second score breaks the first's tie
+    flat = choose_weight(lambda w: (0.5,))
+    assert flat.weight == 0.0 and len(flat.scores) == 11
+
+
+def test_bench_adds_the_fused_row_with_its_weight_chosen_on_val(tmp_path, monkeypatch):
+    # dlib stands in as raw pixels, every face detected
+    def by_identity(images, cache=None, batch_size=64):
+        return pixel_vectors(images), np.ones(len(images), dtype=bool)
+
+    monkeypatch.setattr(two_step, "deep_descriptors", by_identity)
+    faces = tiny_faceset(identities=6, test_identities=2)
+    split = faces.faces["split"].to_numpy().copy()
+    split[faces.faces["identity"].isin(["id02", "id03"]).to_numpy()] = "val"
+    faces.faces["split"] = split
+    faces = FaceSet.open(faces.write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model"))
+    config = BenchConfig(queries=40, generation_pairs=0, grid_queries=2, batch_size=64, deep=True, all_values=True)
+    record = run_benchmark(generator, faces, tmp_path / "report", config)
+    assert (OURS_FUSED, SECOND_NET_DEEP) in {(r["method"], r["features"]) for r in record["results"]}
+    fusion = record["fusion"]
+    assert fusion["chosen_on"].startswith("val: 2 people") and set(fusion["val_scores"]) == {f"{w / 10:g}" for w in range(11)}
+    best = max(tuple(v) for v in fusion["val_scores"].values())
+    assert tuple(fusion["val_scores"][f"{fusion['weight']:g}"]) == best
+
+    fixed = run_benchmark(generator, faces, tmp_path / "fixed", BenchConfig(**{**config.__dict__, "fusion_weight": 0.3}))
+    assert fixed["fusion"] == {"weight": 0.3, "chosen_on": "--fusion-weight"}
