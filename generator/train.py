@@ -339,6 +339,17 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     return metrics
 
 
+def run_estimate(stage: int, config: TrainConfig, pairs: int, rate: float, left: int) -> str:
+    """One line: the time left for this stage and, with a later stage to come, for the run, at `rate` samples/s."""
+    later = sum(config.epochs * pairs for s in config.stages if s > stage)  # a later stage trains on as many pairs
+    line = f"estimate at {rate:.0f} samples/s: {_duration(left / rate)} for the rest of stage {stage}"
+    return line + (f", about {_duration((left + later) / rate)} for the run" if later else "")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task: Task, config: TrainConfig,
                  train_data: PairSet, val_data: PairSet | None, device: torch.device, run: Run,
                  base_info: CheckpointInfo, loop: dict, optim_tensors: dict, progress: bool) -> dict:
@@ -355,6 +366,10 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
     steps = math.ceil(pairs / config.batch_size)
     total = steps * config.epochs
     metrics: dict = {}
+    estimated = not progress  # the run's time is estimated once per stage, from its first batches
+    if progress:
+        print(f"stage {stage}: {pairs:,} training pairs per epoch ({steps:,} batches of {config.batch_size}), "
+              f"epochs {loop['trained_epochs'][str(stage)] + 1}–{config.epochs}", file=sys.stderr)
 
     def kept() -> str:
         return f"the last good checkpoint in {run.resume} is kept" if run.resume.exists() else "no checkpoint was written"
@@ -401,6 +416,11 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
             loss_sum += value * len(index)
             samples += len(index)
             now = time.perf_counter()
+            if not estimated and step + 1 - start == min(20, steps - start):
+                estimated = True
+                bar.write(run_estimate(stage, config, pairs, (samples - fresh) / max(now - began, 1e-9),
+                                       (steps - step - 1) * config.batch_size + (config.epochs - epoch) * pairs),
+                          file=sys.stderr)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_sum / samples:.4f}", samples_s=f"{(samples - fresh) / max(now - began, 1e-9):.0f}")
             if config.checkpoint_minutes and now - last_save > 60 * config.checkpoint_minutes and step + 1 < steps:

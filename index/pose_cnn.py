@@ -13,11 +13,13 @@ safetensors like the logistic regression, and predicts in eval mode: the same an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from facedata.faceset import mirror_value
 
@@ -83,7 +85,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, mirror: torch.Tensor | None, confi
 
 
 def train_member(x: torch.Tensor, y: torch.Tensor, classes: int, mirror: torch.Tensor | None,
-                 config: PoseCNNConfig, seed: int) -> nn.Sequential:
+                 config: PoseCNNConfig, seed: int, on_step: Callable[[], object] = lambda: None) -> nn.Sequential:
     """One member trained from its own seed; the global torch RNG is left as it was."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -105,6 +107,7 @@ def train_member(x: torch.Tensor, y: torch.Tensor, classes: int, mirror: torch.T
             loss.backward()
             optimizer.step()
             schedule.step()
+            on_step()
     return net.eval()
 
 
@@ -118,13 +121,15 @@ class PoseCNN:
 
     @classmethod
     def fit(cls, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
-            config: PoseCNNConfig = PoseCNNConfig()) -> "PoseCNN":
+            config: PoseCNNConfig = PoseCNNConfig(), progress: bool = True) -> "PoseCNN":
         lookup = {c: i for i, c in enumerate(classes)}
         x = standardized_batch(images)
         y = torch.as_tensor([lookup[v] for v in labels], dtype=torch.int64)
         untrained = cls([], classes)
-        untrained.nets = [train_member(x, y, len(classes), untrained.mirror, config, config.seed + m)
-                          for m in range(config.members)]
+        with tqdm(total=config.members * config.steps, desc="pose classifier (cnn)", unit="step",
+                  disable=not progress) as bar:
+            untrained.nets = [train_member(x, y, len(classes), untrained.mirror, config, config.seed + m,
+                                           on_step=lambda: bar.update(1)) for m in range(config.members)]
         return untrained
 
     @torch.no_grad()

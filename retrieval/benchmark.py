@@ -233,6 +233,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
 
     t = time.perf_counter()
     pose_filter = fit_pose_filter(train, gallery, queries, classifier_config)
+    timings[f"pose classifier ({config.pose_classifier}): train + predict"] = time.perf_counter() - t
+    t = time.perf_counter()
     rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}
     timings["2-step image"] = time.perf_counter() - t
     rankings[(TWO_STEP_TRUE, IMAGE)] = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), k)
@@ -488,19 +490,26 @@ def report_markdown(record: dict) -> str:
             cells = [f"{100 * record['change_groups'][m][g]['recall']:.1f}%" if g in record["change_groups"][m] else "—" for g in groups]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if record.get("value_pairs"):
-        lines += ["", f"## recall@1 (criterion 1) per {edit} change, source → target", ""]
-        methods = list(record["value_pairs"])
-        labels = list(next(iter(record["value_pairs"].values())))
-        lines.append("| method | " + " | ".join(labels) + " |")
-        lines.append("|---|" + "---|" * len(labels))
-        for m in methods:
-            cells = [f"{100 * record['value_pairs'][m][c]['recall']:.1f}" if c in record["value_pairs"][m] else "—" for c in labels]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines += ["", f"## recall@1 (criterion 1) per {edit} change: source (rows) × target (columns)", ""]
+        for method, pairs in record["value_pairs"].items():
+            lines += [f"**{method}**", "", *change_matrix(pairs, model["vocabulary"], edit), ""]
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {v:.1f}" for k, v in record["timings_seconds"].items()]
     lines += ["", "## Made by", "", f"`{record['provenance']['command']}`", "",
               "Pictures: `recall.png`, " + ("`figure6_change.png`, " if record.get("change_groups") else "")
               + "`figure7_retrievals.png`" + (", `generation/`." if record.get("generation") else "."), ""]
     return "\n".join(lines)
+
+
+def change_matrix(pairs: dict, vocabulary: list[str], edit: str) -> list[str]:
+    """Markdown rows of one method's recall@1 per "source → target" as a source × target matrix ("—": no query)."""
+    lines = [f"| {edit}: source ↓ target → | " + " | ".join(vocabulary) + " |", "|---|" + "---|" * len(vocabulary)]
+    for source in vocabulary:
+        cells = []
+        for target in vocabulary:
+            cell = pairs.get(f"{source} → {target}")
+            cells.append("·" if source == target else f"{100 * cell['recall']:.1f}" if cell else "—")
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _json_default(value):

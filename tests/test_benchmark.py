@@ -234,3 +234,19 @@ def test_the_bench_refuses_an_index_grown_by_added_faces(bench, tmp_path):
     grown = add_to_index(model, tmp_path / "index", faces.split("train"), progress=False)
     with pytest.raises(UserError, match="added faces"):
         run_benchmark(model, faces, tmp_path / "r", QUICK, index=grown)
+
+
+def test_report_shows_each_methods_pose_changes_as_a_source_by_target_matrix(bench):
+    root, record = bench
+    text = (root / "report" / "report.md").read_text()
+    section = text.split("source (rows) × target (columns)")[1].split("## Timings")[0]
+    vocabulary = record["model"]["vocabulary"]
+    header = "| pose: source ↓ target → | " + " | ".join(vocabulary) + " |"
+    assert section.count(header) == len(record["value_pairs"])  # one matrix per method
+    pairs = record["value_pairs"]["ours / our 2nd network"]
+    label, cell = next(iter(pairs.items()))
+    source, target = label.split(" → ")
+    block = section.split("**ours / our 2nd network**")[1]
+    row = next(line for line in block.splitlines() if line.startswith(f"| {source} |"))
+    assert row.split("|")[2 + vocabulary.index(target)].strip() == f"{100 * cell['recall']:.1f}"
+    assert row.split("|")[2 + vocabulary.index(source)].strip() == "·"  # no query keeps its own pose

@@ -250,3 +250,13 @@ def test_a_residual_refiner_trains_on_a_given_checkpoints_stage_one(faces, tmp_p
     assert info.model_config.refiner == "residual" and info.trained_epochs == {"1": 1, "2": 1}
     for name, tensor in base.stage1.state_dict().items():
         assert torch.equal(tensor, refined.stage1.state_dict()[name]), name
+
+
+def test_training_says_its_pairs_per_epoch_and_estimates_its_time(faces, tmp_path, capsys):
+    train(faces, quick(epochs=2, max_pairs=48, batch_size=8, stages=(1, 2)), tmp_path / "run", progress=True)
+    err = capsys.readouterr().err
+    assert "stage 1: 48 training pairs per epoch (6 batches of 8), epochs 1–2" in err
+    assert "stage 2: 48 training pairs per epoch" in err
+    estimates = [line for line in err.splitlines() if line.startswith("estimate at ")]
+    assert len(estimates) == 2 and "for the rest of stage 1" in estimates[0] and "for the run" in estimates[0]
+    assert "for the rest of stage 2" in estimates[1] and "for the run" not in estimates[1]

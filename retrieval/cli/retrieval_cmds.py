@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -64,6 +65,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from index.faiss_index import INFO_FILE, IndexConfig, build_index
     from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
+    started = time.perf_counter()
     distributor = open_distributor(engine, workers, address)
     check_out(out, INFO_FILE, force, data, model)
     if classifier_data is not None and normalize == "full":
@@ -73,11 +75,13 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     generator = Generator.load(model, device)
     faces = FaceSet.open(data)
     gallery = faces if split == "all" else faces.split(split)
-    classifier, classifier_info = None, None
+    classifier, classifier_info, classifier_seconds = None, None, 0.0
     if normalize != "full":
         labelled = FaceSet.open(classifier_data) if classifier_data is not None else faces
+        t = time.perf_counter()
         classifier, classifier_info = fit_on_train_split(labelled, generator.edit_factor,
                                                          PoseClassifierConfig(model=pose_classifier))
+        classifier_seconds = time.perf_counter() - t
     cache = out.with_name(f".{out.name}.build")
     resumed = cache.is_dir()
     if resumed:
@@ -95,7 +99,10 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
         click.echo(f"  kept-{info.edit_factor} accuracy (a free {info.edit_factor} estimate): {100 * info.kept_accuracy:.1f} %")
     rate = f", {info.count / seconds:.1f} images/s" if seconds > 0 else ""
     shards = f" on {workers} {engine} workers" if distributor is not None else ""
-    click.echo(f"  time: {seconds:.1f} s{rate}{shards}{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
+    wall = time.perf_counter() - started
+    parts = f"pose classifier {classifier_seconds:.1f} s, " if classifier is not None else ""
+    click.echo(f"  time: {wall:.1f} s wall ({parts}features and index {seconds:.1f} s{rate}{shards})"
+               f"{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
 
 
 @index_group.command("add")
