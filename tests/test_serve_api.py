@@ -4,7 +4,9 @@ and every refusal as a 4xx with a one-line JSON error."""
 from __future__ import annotations
 
 import io
+import struct
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -157,6 +159,22 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(served):
     client, _ = served
     blank = np.zeros((1001, 1000), np.uint8)  # compresses to a few kB, decodes to 1,001,000 pixels
     assert refused(ask(client, blank, target="0"), 413, "1000×1001", "1,000,000")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A grayscale PNG that says it is width × height but holds no pixels: its header and an empty IDAT."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
+def test_an_image_pillow_calls_a_decompression_bomb_is_over_the_pixel_limit_too(served):
+    client, _ = served
+    for width, height in ((1001, 1000), (50_000, 50_000)):  # under and far over Pillow's own bomb limit
+        response = client.post("/query", files={"image": ("bomb.png", png_header(width, height), "image/png")},
+                               data={"target": "0"})
+        assert refused(response, 413, "upload 'bomb.png'", "1,000,000"), response.text
 
 
 def test_a_body_without_content_length_is_refused(served):
