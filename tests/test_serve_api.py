@@ -4,6 +4,7 @@ and every refusal as a 4xx with a one-line JSON error."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import threading
 import zlib
@@ -223,6 +224,29 @@ def test_the_page_is_served_from_package_files_that_load_nothing_from_elsewhere(
     assert "javascript" in script.headers["content-type"] and "text/css" in style.headers["content-type"]
     for text in (page.text, script.text, style.text):
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_the_favicon_is_a_small_icon_from_the_package(served):
+    client, _ = served
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert len(response.content) < 8_000
+    icon = Image.open(io.BytesIO(response.content))
+    assert icon.format == "ICO" and (16, 16) in icon.info["sizes"] and (32, 32) in icon.info["sizes"]
+    assert '<link rel="icon" href="/favicon.ico"' in client.get("/").text
+
+
+@pytest.mark.parametrize("page, asset", [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")])
+def test_the_api_docs_load_their_scripts_and_styles_from_this_server(served, page, asset):
+    client, _ = served
+    html = client.get(page)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+    assert any(url.endswith(asset) for url in urls) and "/openapi.json" in html.text
+    for url in urls:
+        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        assert client.get(url).status_code == 200, url
+    assert '"validatorUrl": null' in html.text or page == "/redoc"  # Swagger UI's validator is online
 
 
 def test_unknown_routes_and_methods_are_one_line_json_errors(served):
