@@ -236,17 +236,18 @@ def test_the_favicon_is_a_small_icon_from_the_package(served):
     assert '<link rel="icon" href="/favicon.ico"' in client.get("/").text
 
 
-@pytest.mark.parametrize("page, asset", [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")])
-def test_the_api_docs_load_their_scripts_and_styles_from_this_server(served, page, asset):
+def test_the_api_docs_load_their_scripts_and_styles_from_this_server(served):
     client, _ = served
-    html = client.get(page)
+    html = client.get("/docs")
     assert html.status_code == 200 and "text/html" in html.headers["content-type"]
     urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
-    assert any(url.endswith(asset) for url in urls) and "/openapi.json" in html.text
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls) and "/openapi.json" in urls
     for url in urls:
-        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        assert url.startswith("/"), f"/docs loads {url} from elsewhere"
         assert client.get(url).status_code == 200, url
-    assert '"validatorUrl": null' in html.text or page == "/redoc"  # Swagger UI's validator is online
+    assert '"validatorUrl": null' in html.text  # Swagger UI's validator is an online service
+    # ReDoc's page always asks its maker's site for a logo, so the server has no /redoc.
+    assert refused(client.get("/redoc"), 404, "Not Found")
 
 
 def test_unknown_routes_and_methods_are_one_line_json_errors(served):

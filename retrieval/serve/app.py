@@ -1,9 +1,10 @@
 """The HTTP API and the query page over one QueryEngine: POST /query, GET /gallery/{row}.png, /health,
-/info, the OpenAPI schema at /openapi.json (browsable at /docs and /redoc), and the single-page UI at /.
+/info, the OpenAPI schema at /openapi.json (browsable at /docs), and the single-page UI at /.
 
 Nothing the client sends names a file: photos arrive as uploaded bytes, gallery faces as index rows,
-and the page's files are read from the package when the app is made. /docs and /redoc load Swagger UI
-and ReDoc from the fastapi-offline package's copies, so they work with no network. Every refusal is a 4xx
+and the page's files are read from the package when the app is made. /docs loads Swagger UI from the
+fastapi-offline package's copy, so it works with no network; there is no /redoc, whose page always asks
+its maker's site for a logo. Every refusal is a 4xx
 with a one-line JSON body {"error": "..."}.
 """
 
@@ -108,6 +109,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         batcher.close()
 
     app = FastAPIOffline(title="retrieval by generation", version="1", lifespan=lifespan, favicon_url=f"/{FAVICON}",
+                         redoc_url=None,
                          swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
                          description="Generate a face in a target pose or accessory, then find that person in the gallery.")
     app.state.batcher = batcher
