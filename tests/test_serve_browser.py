@@ -87,6 +87,9 @@ class Offline:
         self.page = self.context.new_page()
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # Listening from the start turns Chromium's file-chooser interception on before any key is pressed;
+        # turned on by expect_file_chooser alone, it can come after the key, and the chooser is missed.
+        self.page.on("filechooser", lambda chooser: None)
 
     def _refuse(self, route):
         self.elsewhere.append(route.request.url)
