@@ -2,10 +2,9 @@
 /info, the OpenAPI schema at /openapi.json (browsable at /docs), and the single-page UI at /.
 
 Nothing the client sends names a file: photos arrive as uploaded bytes, gallery faces as index rows,
-and the page's files are read from the package when the app is made. /docs loads Swagger UI from the
-fastapi-offline package's copy, so it works with no network; there is no /redoc, whose page always asks
-its maker's site for a logo. Every refusal is a 4xx
-with a one-line JSON body {"error": "..."}.
+and the page's files are read from the package when the app is made. Every refusal is a 4xx with a
+one-line JSON body {"error": "..."}. /docs loads Swagger UI from the fastapi-offline package's copy, so
+it works with no network; there is no /redoc, whose page always asks its maker's site for a logo.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, File, Form, UploadFile
-from fastapi_offline import FastAPIOffline
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -108,8 +107,8 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         yield
         batcher.close()
 
-    app = FastAPIOffline(title="retrieval by generation", version="1", lifespan=lifespan, favicon_url=f"/{FAVICON}",
-                         redoc_url=None,
+    app = FastAPIOffline(title="retrieval by generation", version="1", lifespan=lifespan,
+                         favicon_url=f"/{FAVICON}", redoc_url=None,
                          swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
                          description="Generate a face in a target pose or accessory, then find that person in the gallery.")
     app.state.batcher = batcher
@@ -137,7 +136,8 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
 
     @app.get(f"/{FAVICON}", include_in_schema=False)
     async def favicon():
-        return Response(files[FAVICON], media_type="image/vnd.microsoft.icon", headers={"Cache-Control": "max-age=86400"})
+        return Response(files[FAVICON], media_type="image/vnd.microsoft.icon",
+                        headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def page_file(name: str):
