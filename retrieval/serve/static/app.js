@@ -27,7 +27,13 @@ async function loadInfo() {
   setStatus("Choose a face to search for.");
 }
 
+function forgetPreview() {
+  const url = $("preview").getAttribute("src");
+  if (url && url.startsWith("blob:")) URL.revokeObjectURL(url); // the chosen file's bytes are let go
+}
+
 function showPreview(url) {
+  forgetPreview();
   $("preview").src = url;
   $("preview").alt = "the chosen face";
   $("preview").hidden = false;
@@ -35,6 +41,7 @@ function showPreview(url) {
 }
 
 function hidePreview() {
+  forgetPreview();
   $("preview").hidden = true;
   $("preview").removeAttribute("src");
   $("preview").alt = "";
