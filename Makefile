@@ -9,6 +9,9 @@ MODEL ?= pretrained/synthpie-pose
 # The demo's faces: the paper preset's first 115 identities; the shipped model trained on 0-99,
 # so the 15 test identities (100-114, 2,100 images) are unseen by it.
 DEMO_SYNTH ?= --preset paper --identities 115 --train-identities 100
+# axe-core from the npm registry, which the browser test injects into the query page (an ignored folder).
+AXE_VERSION ?= 4.14.1
+AXE_JS := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: env demo serve test clean
 
@@ -34,8 +37,12 @@ serve: env
 		$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index; }
 	$(BIN)/rbg serve --index $(DEMO_DIR)/index --threads 2
 
-test: env
+$(AXE_JS):
+	npm install --prefix .cache/axe --no-save --no-audit --no-fund axe-core@$(AXE_VERSION)
+	test -f $@
+
+test: env $(AXE_JS)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .cache/axe

@@ -4,7 +4,10 @@ and every refusal as a 4xx with a one-line JSON error."""
 from __future__ import annotations
 
 import io
+import re
+import struct
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -159,6 +162,22 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(served):
     assert refused(ask(client, blank, target="0"), 413, "1000×1001", "1,000,000")
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A grayscale PNG that says it is width × height but holds no pixels: its header and an empty IDAT."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
+def test_an_image_pillow_calls_a_decompression_bomb_is_over_the_pixel_limit_too(served):
+    client, _ = served
+    for width, height in ((1001, 1000), (50_000, 50_000)):  # under and far over Pillow's own bomb limit
+        response = client.post("/query", files={"image": ("bomb.png", png_header(width, height), "image/png")},
+                               data={"target": "0"})
+        assert refused(response, 413, "upload 'bomb.png'", "1,000,000"), response.text
+
+
 def test_a_body_without_content_length_is_refused(served):
     client, _ = served
     response = client.post("/query", content=iter([b"--x\r\n"]), headers={"content-type": "multipart/form-data; boundary=x"})
@@ -205,6 +224,30 @@ def test_the_page_is_served_from_package_files_that_load_nothing_from_elsewhere(
     assert "javascript" in script.headers["content-type"] and "text/css" in style.headers["content-type"]
     for text in (page.text, script.text, style.text):
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_the_favicon_is_a_small_icon_from_the_package(served):
+    client, _ = served
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert len(response.content) < 8_000
+    icon = Image.open(io.BytesIO(response.content))
+    assert icon.format == "ICO" and (16, 16) in icon.info["sizes"] and (32, 32) in icon.info["sizes"]
+    assert '<link rel="icon" href="/favicon.ico"' in client.get("/").text
+
+
+def test_the_api_docs_load_their_scripts_and_styles_from_this_server(served):
+    client, _ = served
+    html = client.get("/docs")
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls) and "/openapi.json" in urls
+    for url in urls:
+        assert url.startswith("/"), f"/docs loads {url} from elsewhere"
+        assert client.get(url).status_code == 200, url
+    assert '"validatorUrl": null' in html.text  # Swagger UI's validator is an online service
+    # ReDoc's page always asks its maker's site for a logo, so the server has no /redoc.
+    assert refused(client.get("/redoc"), 404, "Not Found")
 
 
 def test_unknown_routes_and_methods_are_one_line_json_errors(served):

@@ -1,9 +1,10 @@
 """The HTTP API and the query page over one QueryEngine: POST /query, GET /gallery/{row}.png, /health,
-/info, the OpenAPI schema at /openapi.json (and /docs), and the single-page UI at /.
+/info, the OpenAPI schema at /openapi.json (browsable at /docs), and the single-page UI at /.
 
 Nothing the client sends names a file: photos arrive as uploaded bytes, gallery faces as index rows,
-and the page's three files are read from the package when the app is made. Every refusal is a 4xx
-with a one-line JSON body {"error": "..."}.
+and the page's files are read from the package when the app is made. Every refusal is a 4xx with a
+one-line JSON body {"error": "..."}. /docs loads Swagger UI from the fastapi-offline package's copy, so
+it works with no network; there is no /redoc, whose page always asks its maker's site for a logo.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -29,6 +31,7 @@ from retrieval.serve.engine import Query, QueryEngine
 from retrieval.serve.photo import ImageTooLarge, NotAnImage, upload_face
 
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+FAVICON = "favicon.ico"  # served at /favicon.ico, where browsers ask for it
 THREADED_DECODE_BYTES = 256 * 1024  # decode larger uploads off the event loop
 
 
@@ -88,7 +91,7 @@ def png_data_url(image: np.ndarray) -> str:
 def page_files() -> dict[str, bytes]:
     """The UI's files, read once from the package (no build step, nothing fetched from elsewhere)."""
     folder = resources.files("retrieval.serve") / "static"
-    return {name: (folder / name).read_bytes() for name in ("index.html", *PAGE_FILES)}
+    return {name: (folder / name).read_bytes() for name in ("index.html", FAVICON, *PAGE_FILES)}
 
 
 def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> FastAPI:
@@ -104,8 +107,10 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         yield
         batcher.close()
 
-    app = FastAPI(title="retrieval by generation", version="1", lifespan=lifespan,
-                  description="Generate a face in a target pose or accessory, then find that person in the gallery.")
+    app = FastAPIOffline(title="retrieval by generation", version="1", lifespan=lifespan,
+                         favicon_url=f"/{FAVICON}", redoc_url=None,
+                         swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
+                         description="Generate a face in a target pose or accessory, then find that person in the gallery.")
     app.state.batcher = batcher
     app.state.engine = engine
     app.add_middleware(BodyLimit, upload_limit=config.max_upload_bytes)
@@ -128,6 +133,11 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
         return HTMLResponse(files["index.html"])
+
+    @app.get(f"/{FAVICON}", include_in_schema=False)
+    async def favicon():
+        return Response(files[FAVICON], media_type="image/vnd.microsoft.icon",
+                        headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def page_file(name: str):

@@ -35,7 +35,8 @@ def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, 
     size has its face detected and eye-aligned (the largest, or the `face_number`-th by size).
 
     The pixel count is checked from the header before anything is decoded, so a small file that
-    would decompress to a huge image is refused without the memory it would take.
+    would decompress to a huge image is refused (ImageTooLarge) without the memory it would take;
+    so is one whose header Pillow itself calls a decompression bomb.
     """
     if not data:
         raise NotAnImage(f"upload '{name}': empty file (send a face photo: PNG, JPEG, …)")
@@ -49,7 +50,11 @@ def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, 
                                         f"over the limit of {max_pixels:,}")
     except UnidentifiedImageError:
         raise NotAnImage(f"upload '{name}': not an image (no known image format; send PNG, JPEG, …)") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, for sizes far over any limit
+        reason = " ".join(str(exc).split())
+        raise ImageTooLarge(f"upload '{name}': too many pixels ({reason[:160]}); "
+                            f"the server's limit is {max_pixels:,}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise NotAnImage(f"upload '{name}': unreadable or corrupt image ({reason[:160]})") from None
     try:

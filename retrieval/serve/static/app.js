@@ -1,9 +1,11 @@
 // The query page: pick a face (upload, drop or a random gallery row), a target value and k; show the
 // generated face and the top matches. Talks only to this server's /info, /query and /gallery.
+// Every control works from the keyboard: "Choose a photo…" is a button that opens the file chooser.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const state = { info: null, file: null, row: null, sequence: 0 };
+const DROP_PROMPT = "Drop a face photo here, or";
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -25,10 +27,42 @@ async function loadInfo() {
   setStatus("Choose a face to search for.");
 }
 
+function forgetPreview() {
+  const url = $("preview").getAttribute("src");
+  if (url && url.startsWith("blob:")) URL.revokeObjectURL(url); // the chosen file's bytes are let go
+}
+
 function showPreview(url) {
+  forgetPreview();
   $("preview").src = url;
+  $("preview").alt = "the chosen face";
   $("preview").hidden = false;
   $("search").disabled = false;
+}
+
+function hidePreview() {
+  forgetPreview();
+  $("preview").hidden = true;
+  $("preview").removeAttribute("src");
+  $("preview").alt = "";
+}
+
+function clearResults() {
+  $("results").hidden = true;
+  delete $("results").dataset.target;
+  $("hits").replaceChildren();
+  ["query-image", "generated-image"].forEach((id) => $(id).removeAttribute("src"));
+}
+
+// An error leaves nothing of the last query on screen: no old results, no preview, nothing to search.
+function showError(text) {
+  clearResults();
+  hidePreview();
+  state.file = null;
+  state.row = null;
+  $("search").disabled = true;
+  $("drop-text").textContent = DROP_PROMPT;
+  setStatus(text, true);
 }
 
 function setFile(file) {
@@ -108,15 +142,15 @@ async function search() {
   setStatus("Searching…");
   try {
     const response = await fetch("/query", { method: "POST", body: form });
-    const answer = await response.json();
+    const answer = await response.json().catch(() => ({ error: `error ${response.status}: not a JSON answer` }));
     if (sequence !== state.sequence) return; // a newer search has started
     if (!response.ok) {
-      setStatus(answer.error || `error ${response.status}`, true);
+      showError(answer.error || `error ${response.status}`);
       return;
     }
     render(answer);
   } catch (err) {
-    if (sequence === state.sequence) setStatus(`request failed: ${err}`, true);
+    if (sequence === state.sequence) showError(`request failed: ${err}`);
   }
 }
 
@@ -133,7 +167,12 @@ function wireDrop() {
   });
 }
 
-$("file").addEventListener("change", (event) => setFile(event.target.files[0]));
+$("choose").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", (event) => {
+  setFile(event.target.files[0]);
+  event.target.value = ""; // choosing the same file again is a new choice
+});
+$("preview").addEventListener("error", hidePreview); // a file the browser cannot show: no broken-image icon
 $("random").addEventListener("click", () => setRow(Math.floor(Math.random() * state.info.gallery_size)));
 $("target").addEventListener("change", search);
 $("k").addEventListener("change", search);
