@@ -27,6 +27,7 @@ from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
 from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization
+from generator.shipped import shipped_model, shipped_names
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
@@ -137,13 +138,18 @@ def data_fingerprint(faces: FaceSet) -> dict:
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """The checkpoint folder at `path`, or inside it when `path` is a training run folder."""
+    """The checkpoint folder at `path` (inside it for a training run folder), else the shipped one so named.
+
+    A path that exists wins over a shipped name, so a local folder called `synthpie-pose` is read as given.
+    """
     root = Path(path)
+    if not root.exists():
+        root = shipped_model(str(path)) or root
     for candidate in (root, root / "checkpoint"):
         if (candidate / META_FILE).is_file():
             return candidate
     if not root.exists():
-        raise CheckpointError(f"{root}: no such checkpoint folder")
+        raise CheckpointError(f"{root}: no such checkpoint folder, nor a shipped model's name ({', '.join(shipped_names())})")
     raise CheckpointError(f"{root}: missing {META_FILE} (a checkpoint folder holds {WEIGHTS_FILE} and {META_FILE})")
 
 

@@ -150,7 +150,7 @@ class Generator:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Generator":
-        """Load a checkpoint folder (or a training run folder holding checkpoint/)."""
+        """Load a checkpoint folder, a training run folder holding checkpoint/, or a shipped model by name (synthpie-pose)."""
         dev = resolve_device(device)
         model, info, folder = load_checkpoint(path, dev)
         untrained = [s for s in ("1", "2") if not info.trained_epochs.get(s)]

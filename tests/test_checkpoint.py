@@ -19,6 +19,7 @@ from generator.checkpoint import (
     load_checkpoint,
     model_hash,
     optimizer_tensors,
+    read_info,
     restore_optimizer,
     save_checkpoint,
     sha256_file,
@@ -26,6 +27,7 @@ from generator.checkpoint import (
 from generator.inference import Generator
 from generator.model import ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization
+from generator.shipped import shipped_model, shipped_names
 
 
 def make_info(vocabulary=POSES, size=(16, 16)) -> CheckpointInfo:
@@ -186,9 +188,45 @@ def test_a_checkpoint_written_before_the_model_hash_loads_with_a_warning(saved):
 
 @pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory"])
 def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
-    folder = Path(__file__).resolve().parents[1] / "pretrained" / name
+    folder = shipped_model(name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _, info, _ = load_checkpoint(folder)
     assert info.model_sha256 == model_hash(info) and len(info.model_sha256) == 64
     assert sha256_file(folder / "model.safetensors") == info.weights_sha256
+
+
+# -- shipped checkpoints by name ------------------------------------------------------------------
+def test_the_package_ships_the_pose_and_accessory_models_inside_the_generator_package():
+    assert shipped_names() == ("synthpie-accessory", "synthpie-pose")
+    package = Path(generator.__file__).resolve().parent
+    for name in shipped_names():
+        assert shipped_model(name).resolve() == package / "shipped" / name
+        assert (shipped_model(name) / "model.safetensors").stat().st_size > 1_000_000
+    assert shipped_model("synthpie") is None and shipped_model("../shipped") is None
+
+
+def test_a_shipped_name_loads_its_checkpoint_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model, info, folder = load_checkpoint("synthpie-accessory")
+    assert folder == shipped_model("synthpie-accessory") and info.task == "accessory" and "sunglasses" in info.vocabulary
+    assert Generator.load("synthpie-pose", device="cpu").path == shipped_model("synthpie-pose")
+
+
+def test_a_folder_that_exists_wins_over_a_shipped_name(saved, tmp_path, monkeypatch):
+    path, _, written = saved
+    monkeypatch.chdir(tmp_path)
+    path.rename(tmp_path / "synthpie-pose")
+    folder, info = read_info("synthpie-pose")
+    assert folder == Path("synthpie-pose") and info.model_sha256 == written.model_sha256
+    (tmp_path / "synthpie-pose" / "checkpoint.json").unlink()
+    with pytest.raises(CheckpointError, match="synthpie-pose: missing checkpoint.json"):
+        read_info("synthpie-pose")
+
+
+@pytest.mark.parametrize("name", ["synthpie", "pretrained/synthpie-pose", "synthpie-pose/checkpoint"])
+def test_a_name_that_is_neither_a_folder_nor_shipped_is_refused_listing_the_shipped_names(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=rf"^{name}: no such checkpoint folder, nor a shipped model's name "
+                                              r"\(synthpie-accessory, synthpie-pose\)$"):
+        load_checkpoint(name)

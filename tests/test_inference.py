@@ -180,6 +180,23 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and "model.safetensors" in result.output and "Traceback" not in result.output
 
 
+def test_generate_command_takes_a_shipped_model_by_name_in_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)).save("face.png")
+    result = CliRunner().invoke(cli, ["generate", "--model", "synthpie-pose", "face.png", "--no-align", "--pose", "+30",
+                                      "--out", "face+30.png"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "face+30.png").size == (32, 32)
+
+
+def test_generate_command_refuses_an_unknown_model_name_listing_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save("face.png")
+    result = CliRunner().invoke(cli, ["generate", "--model", "synthpie-pse", "face.png", "--pose", "+30", "--out", "out.png"])
+    assert result.exit_code == 2 and not (tmp_path / "out.png").exists()
+    assert result.output == "Error: synthpie-pse: no such checkpoint folder, nor a shipped model's name (synthpie-accessory, synthpie-pose)\n"
+
+
 def test_eval_generation_writes_table_1_and_the_figures(model_dir, tmp_path):
     tiny_faceset().write(tmp_path / "faces")
     result = CliRunner().invoke(cli, ["eval", "generation", "--model", str(model_dir), "--data", str(tmp_path / "faces"),

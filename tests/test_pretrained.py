@@ -1,8 +1,6 @@
 """The shipped weights load and do their job on faces they never saw (identities past the train split)."""
 
 from dataclasses import replace
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,7 +8,6 @@ from facedata.synth.presets import synth_config
 from facedata.synth.render import frame_for, light_rig, render_identity
 from generator.inference import Generator
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 UNSEEN = 3  # test identities rendered per model
 
 
@@ -30,7 +27,7 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_shipped_pose_model_turns_unseen_faces_far_better_than_copying_them():
-    generator = Generator.load(PRETRAINED / "synthpie-pose", device="cpu")
+    generator = Generator.load("synthpie-pose", device="cpu")
     assert generator.task == "pose" and list(generator.vocabulary) == ["-45", "-30", "-15", "0", "+15", "+30", "+45"]
     faces, config = unseen_faces("paper", illumination_subset=("07",))
     poses = config.pose_labels
@@ -44,7 +41,7 @@ def test_shipped_pose_model_turns_unseen_faces_far_better_than_copying_them():
 
 @pytest.mark.slow
 def test_shipped_accessory_model_puts_on_and_takes_off_accessories_of_unseen_faces():
-    generator = Generator.load(PRETRAINED / "synthpie-accessory", device="cpu")
+    generator = Generator.load("synthpie-accessory", device="cpu")
     assert generator.task == "accessory" and "sunglasses" in generator.vocabulary
     faces, config = unseen_faces("accessory")
     accessories = config.accessories
