@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; set TORCH_SPEC to another pin (e.g. a CUDA build) on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
-MODEL ?= pretrained/synthpie-pose
+MODEL ?= synthpie-pose
 # The demo's faces: the paper preset's first 115 identities; the shipped model trained on 0-99,
 # so the 15 test identities (100-114, 2,100 images) are unseen by it.
 DEMO_SYNTH ?= --preset paper --identities 115 --train-identities 100

@@ -1,6 +1,6 @@
 """Speed of the sharded gallery build: one process (torch on every core) against N Ray workers of one core.
 
-    .venv/bin/python benchmarks/bench_sharded.py --model pretrained/synthpie-pose --data runs/paper \\
+    .venv/bin/python benchmarks/bench_sharded.py --model synthpie-pose --data runs/paper \\
         --gallery-limit 2000 --workers 2 --out runs/bench/sharded.json
 
 Both builds index the same gallery (the first --gallery-limit faces of --split) with the same factory
@@ -35,7 +35,7 @@ from index.faiss_index import GalleryIndex, IndexConfig, build_index
 class BenchConfig:
     """What to build and how often."""
 
-    model: str = "pretrained/synthpie-pose"
+    model: str = "synthpie-pose"
     data: str = "runs/paper"
     split: str = "test"
     gallery_limit: int = 2000  # first faces of the split; 0 = all
