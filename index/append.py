@@ -34,7 +34,7 @@ from index.faiss_index import (
     gallery_record,
     image_rows,
     indexed_faces,
-    relative_to_folder,
+    model_record,
 )
 from index.features import compute_feature_chunks, gallery_fingerprint
 from index.ondisk_lists import ondisk_lists
@@ -138,7 +138,7 @@ def _add_locked(generator, index: GalleryIndex, gallery: FaceSet, progress: bool
         "gallery": gallery_record(gallery, out),
         "count": len(added),
         "kept_accuracy": kept_accuracy(kept_values, added[edit]) if edit in added.columns else None,
-        "provenance": provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out),
+        "provenance": provenance(seed=config.seed, model=model_record(getattr(generator, "path", None), out),
                                  faiss=faiss.__version__, add_seconds=round(time.perf_counter() - start, 2)),
     }
     grown = GalleryIndex(index.index, faces, replace(

@@ -29,6 +29,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
+from generator.shipped import shipped_model, shipped_name_of
 from index import sharded
 from index.faiss_factory import (
     IndexConfig,
@@ -262,6 +263,8 @@ class GalleryIndex:
         if not recorded:
             return None
         path = Path(recorded)
+        if shipped_model(recorded) is not None and not (self.path is not None and (self.path / path).exists()):
+            return shipped_model(recorded)  # recorded by name
         return path if path.is_absolute() or self.path is None else self.path / path
 
     def check_model(self, generator, layer: str | None = None) -> None:
@@ -341,6 +344,11 @@ def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
     if path is None or str(path) == "":
         return None
     return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+
+
+def model_record(path: str | Path | None, folder: Path) -> str | None:
+    """The model as index.json records it: a shipped model's name, else its folder relative to the index's."""
+    return shipped_name_of(path) or relative_to_folder(path, folder)
 
 
 def gallery_record(gallery: FaceSet, folder: Path) -> dict:
@@ -437,7 +445,7 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         pose_classifier=({**classifier_info, **classifier.to_json()} if classifier is not None else {}),
         gallery=gallery_record(gallery, out),
         config=asdict(config),
-        provenance=provenance(seed=config.seed, model=relative_to_folder(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2),
+        provenance=provenance(seed=config.seed, model=model_record(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2),
                               **({"distributed": distributor.describe()} if distributor is not None else {})),
     )
     built = GalleryIndex(index, faces, info, config, pose_classifier=classifier)

@@ -230,3 +230,15 @@ def test_a_name_that_is_neither_a_folder_nor_shipped_is_refused_listing_the_ship
     with pytest.raises(CheckpointError, match=rf"^{name}: no such checkpoint folder, nor a shipped model's name "
                                               r"\(synthpie-accessory, synthpie-pose\)$"):
         load_checkpoint(name)
+
+
+def test_an_index_records_a_shipped_model_by_name_and_finds_it_again(tmp_path):
+    from generator.shipped import shipped_model
+    from index.faiss_index import GalleryIndex, model_record
+
+    assert model_record(shipped_model("synthpie-pose"), tmp_path / "ix") == "synthpie-pose"
+    assert model_record(tmp_path / "run", tmp_path / "ix") == "../run"  # a local folder stays a relative path
+    index = GalleryIndex.__new__(GalleryIndex)
+    index.path = tmp_path / "ix"
+    assert index.locate("synthpie-pose") == shipped_model("synthpie-pose")
+    assert index.locate("../run") == tmp_path / "ix" / "../run"

@@ -23,3 +23,15 @@ def shipped_names() -> tuple[str, ...]:
 def shipped_model(name: str) -> Path | None:
     """The folder of the shipped checkpoint called `name`, or None when none ships under that name."""
     return shipped_root() / name if name in shipped_names() else None
+
+
+def shipped_name_of(path: str | Path | None) -> str | None:
+    """The shipped name of a checkpoint folder inside this package, else None: what an index records for it,
+    so that the reference survives a new environment (the package's location changes, its names do not)."""
+    if path is None:
+        return None
+    try:
+        relative = Path(path).resolve().relative_to(shipped_root().resolve())
+    except ValueError:
+        return None
+    return relative.parts[0] if relative.parts and relative.parts[0] in shipped_names() else None
