@@ -1,16 +1,9 @@
-import sys
-from pathlib import Path
+"""benchmarks/bench_scale.py on a small synthetic stream: distractors, recall with distractors, each factory measured."""
 
 import faiss
 import numpy as np
 import pytest
-from fakes import FakeGenerator, tiny_gallery
-
-from facedata.faceset import FaceSet
-from index.faiss_index import build_index
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_scale import (  # noqa: E402
+from bench_scale import (
     ScaleBenchConfig,
     load_ground_truth,
     main,
@@ -20,7 +13,11 @@ from bench_scale import (  # noqa: E402
     recall_percent,
     run,
 )
-from distractors import DistractorConfig, StreamLayout, SyntheticGallery  # noqa: E402
+from distractors import DistractorConfig, StreamLayout, SyntheticGallery
+from fakes import FakeGenerator, tiny_gallery
+
+from facedata.faceset import FaceSet
+from index.faiss_index import build_index
 
 SMALL = ScaleBenchConfig(total=600, queries=24, exact_queries=10, factories=("PCA16,Flat", "PCA16,IVF4,PQ4", "PCA16,HNSW8"),
                          pca_train=300, quantizer_train=400, nprobe=(1, 2, 4), ef_search=(8, 16), latency_runs=2, batch=8,
