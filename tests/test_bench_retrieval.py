@@ -2,19 +2,7 @@
 
 from bench_retrieval import RetrievalBenchConfig, run
 from fakes import FakeGenerator, tiny_gallery
-
-HEADERS = 2048  # FAISS's per-index headers and small fields, on top of the arrays an index must store
-
-
-def stored_bytes(factory: str, n: int, d: int, params: dict) -> int:
-    """The float32 and code arrays a factory must write for n vectors of d dimensions (FAISS's layouts)."""
-    p, m, nbits, nlist = params["pca"], params["m"], params["nbits"], params["nlist"]
-    return {
-        "Flat": n * d * 4,
-        f"PCA{p},Flat": 2 * p * d * 4 + n * p * 4,  # the projection (A and its PCA matrix), then p-wide vectors
-        f"IVF{nlist},PQ{m}x{nbits}": n * (m * nbits // 8 + 8) + m * 2**nbits * (d // m) * 4 + nlist * d * 4,  # codes+ids, codebooks, centroids
-        "HNSW32": n * d * 4 + n * 2 * 32 * 4,  # the vectors and the level-0 links (2·M neighbours each)
-    }[factory]
+from index_sizes import HEADERS, stored_bytes
 
 
 def test_the_retrieval_benchmark_measures_every_factory_with_the_recall_it_gives(tmp_path):
@@ -27,7 +15,7 @@ def test_the_retrieval_benchmark_measures_every_factory_with_the_recall_it_gives
     assert rows["Flat"]["recall_c1"]["1"] == 100.0 and rows["Flat"]["recall_c2"]["1"] == 100.0  # the fake generates exactly
     for name, row in rows.items():
         assert "skipped" not in row, row
-        low = stored_bytes(name, n, d, record["factory_params"])
+        low = stored_bytes(name, n, d)
         assert low <= row["index_bytes"] <= low + HEADERS, (name, row["index_bytes"], low)
         assert row["vs_flat"]["index_bytes"] == round(row["index_bytes"] / rows["Flat"]["index_bytes"], 4)
         assert row["peak_rss_bytes"] >= row["rss_growth_bytes"] >= 0
