@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fakes import FakeGenerator, tiny_gallery
+from fakes import POSES, FakeGenerator, face, tiny_gallery
 
 from facedata.errors import UserError
 from index.faiss_index import build_index
@@ -66,19 +66,28 @@ def test_an_unknown_classifier_model_is_a_user_error():
 
 
 def test_two_step_baseline_end_to_end_with_predicted_poses_finds_the_person():
+    """Queries are test identities already in the target pose under a light the gallery lacks: rank 1 and 2
+    must be that person's two gallery images in the target pose (nearest light first), then only others."""
     faces = tiny_gallery(identities=6, lights=2, train_identities=3)
     train, gallery = faces.split("train"), faces.split("test")
     classifier = PoseClassifier().fit(train.images, train.faces["pose"])
     predicted = classifier.predict(gallery.images)
+    people, targets = [3, 4, 5, 3, 4, 5], np.array(["-30", "0", "+30", "-45", "-15", "+15"])
+    query_images = np.stack([face(i, POSES.index(t), light=2) for i, t in zip(people, targets)])
+    table = gallery.faces.reset_index(drop=True)
+    identity, pose, light = (table[c].to_numpy().astype(str) for c in ("identity", "pose", "illumination"))
+    wanted = np.array([f"id{i:02d}" for i in people])
     generator = FakeGenerator()
-    query_images, targets = gallery.images[:6], np.array(["+45"] * 6)
-    for vectors in (
-        lambda images, poses: pixel_vectors(images),
-        lambda images, poses: reconstruction_features(generator, images, poses, layer="pixels"),
+    for name, vectors in (
+        ("pixels", lambda images, poses: pixel_vectors(images)),
+        ("reconstruction", lambda images, poses: reconstruction_features(generator, images, poses, layer="pixels")),
     ):
         rows = two_step_rank(vectors(query_images, classifier.predict(query_images)),
                              vectors(gallery.images, predicted), predicted, targets, 5)
-        assert rows.shape == (6, 5) and set(predicted[rows[rows >= 0]]) <= {"+45"}
+        assert (rows >= 0).all() and (pose[rows] == targets[:, None]).all(), name
+        assert (identity[rows[:, :2]] == wanted[:, None]).all(), (name, identity[rows])
+        assert (light[rows[:, :2]] == ["01", "00"]).all(), (name, light[rows])
+        assert (identity[rows[:, 2:]] != wanted[:, None]).all(), (name, identity[rows])
 
 
 def test_ours_finds_the_same_person_in_the_target_pose_and_light(tmp_path):

@@ -1,16 +1,9 @@
-import sys
-from pathlib import Path
+"""benchmarks/bench_scale.py on a small synthetic stream: distractors, recall with distractors, each factory measured."""
 
 import faiss
 import numpy as np
 import pytest
-from fakes import FakeGenerator, tiny_gallery
-
-from facedata.faceset import FaceSet
-from index.faiss_index import build_index
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_scale import (  # noqa: E402
+from bench_scale import (
     ScaleBenchConfig,
     load_ground_truth,
     main,
@@ -20,7 +13,12 @@ from bench_scale import (  # noqa: E402
     recall_percent,
     run,
 )
-from distractors import DistractorConfig, StreamLayout, SyntheticGallery  # noqa: E402
+from distractors import DistractorConfig, StreamLayout, SyntheticGallery
+from fakes import FakeGenerator, tiny_gallery
+from index_sizes import HEADERS, stored_bytes
+
+from facedata.faceset import FaceSet
+from index.faiss_index import build_index
 
 SMALL = ScaleBenchConfig(total=600, queries=24, exact_queries=10, factories=("PCA16,Flat", "PCA16,IVF4,PQ4", "PCA16,HNSW8"),
                          pca_train=300, quantizer_train=400, nprobe=(1, 2, 4), ef_search=(8, 16), latency_runs=2, batch=8,
@@ -90,7 +88,12 @@ def test_recall_counts_a_distractor_as_wrong_and_a_real_match_as_right():
 def test_a_saved_and_reloaded_index_finds_what_it_found_before(truth, tmp_path):
     pack, figures = prepare(truth, FakeGenerator(), SMALL, tmp_path, progress=False)
     row = measure_factory("PCA16,IVF4,PQ4", pack, SMALL, FakeGenerator(), progress=False)
-    assert row["reload_same_results"] is True and row["index_bytes"] > 0 and row["loaded_rss_bytes"] >= 0
+    assert row["reload_same_results"] is True
+    saved = tmp_path / "index-PCA16_IVF4_PQ4.faiss"  # the index written, then read back and searched
+    assert row["index_bytes"] == saved.stat().st_size == len(faiss.serialize_index(faiss.read_index(str(saved))))
+    low = stored_bytes("PCA16,IVF4,PQ4", SMALL.total, truth.vectors.shape[1])
+    assert low <= row["index_bytes"] <= low + HEADERS, (row["index_bytes"], low)
+    assert 0 <= row["loaded_rss_bytes"] <= row["index_bytes"] + 2**20  # what loading it added, not the process's RSS
     assert [s["setting"] for s in row["sweep"]] == [1, 2, 4] and row["setting"] in (1, 2, 4)
     assert figures["exact"]["real_only"]["recall_c1"]["1"] == 100.0  # the fake generates exactly
 
@@ -102,7 +105,9 @@ def test_the_smoke_run_measures_every_factory_next_to_exact_search(truth, tmp_pa
     assert list(rows) == [("PCA16,Flat", None), ("PCA16,IVF4,PQ4", None), ("PCA16,HNSW8", 8), ("PCA16,HNSW8", 40)]
     flat = rows["PCA16,Flat", None]
     assert flat["recall_c1"] == record["exact"]["pca"]["recall_c1"] and flat["top1_as_exact_pca"] == 100.0
-    for row in rows.values():
+    for (factory, _), row in rows.items():
+        low = stored_bytes(factory, 600, truth.vectors.shape[1])
+        assert low <= row["index_bytes"] <= low + HEADERS, (factory, row["index_bytes"], low)
         assert row["latency_ms"] > 0 and row["batch_qps"] > 0 and row["train_add_s"] >= row["own_train_add_s"]
         assert set(row["targets_met"]) == {"index_bytes", "latency_ms", "recall_vs_exact_pca", "recall_vs_exact_full"}
     assert len(record["machine"]["load_average_start"]) == 3 and record["provenance"]["seed"] == 0

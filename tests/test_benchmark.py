@@ -25,6 +25,27 @@ def bench(tmp_path_factory):
     return root, record
 
 
+def assert_rows_add_up(record: dict) -> None:
+    """Every row scored on all queries, recall@K in [0, 1] growing with K, criterion 2 within criterion 1, and the
+    per-change tables (Figure 6's recall@5, source → target recall@1) averaging back to the row's recall."""
+    n = record["queries"]
+    for row in record["results"]:
+        name = f"{row['method']} / {row['features']}"
+        for criterion in (1, 2):
+            report = row[f"criterion{criterion}"]
+            assert report["queries"] == n and report["without_correct"] == 0, (name, criterion, report)
+            recall = report["recall"]
+            assert set(map(int, recall)) == {1, 5, 20}, (name, recall)
+            values = [recall[k] for k in sorted(recall, key=int)]
+            assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1, (name, criterion, values)
+        c1, c2 = row["criterion1"]["recall"], row["criterion2"]["recall"]
+        assert all(c2[k] <= c1[k] for k in c1), (name, c1, c2)  # criterion 2 asks more
+        for table, k in ((record["change_groups"], "5"), (record["value_pairs"], "1")):
+            cells = table[name].values()
+            assert sum(cell["queries"] for cell in cells) == n, name
+            assert sum(cell["recall"] * cell["queries"] for cell in cells) / n == pytest.approx(c1[k]), (name, k)
+
+
 def test_report_holds_every_method_under_both_criteria(bench):
     root, record = bench
     methods = {(r["method"], r["features"]) for r in record["results"]}
@@ -32,18 +53,32 @@ def test_report_holds_every_method_under_both_criteria(bench):
                        ("2-step, true pose", "image"), ("ours", "image"), ("ours", "our 2nd network"),
                        ("ours, pose-aware", "image"), ("ours, pose-aware", "our 2nd network"),
                        ("ours, classifier pose", "our 2nd network"), ("ours, true pose", "our 2nd network")}
-    for row in record["results"]:
-        for criterion in (1, 2):
-            recall = row[f"criterion{criterion}"]["recall"]
-            assert set(map(int, recall)) == {1, 5, 20}
-            values = [recall[k] for k in sorted(recall, key=int)]
-            assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1  # recall@K grows with K
-        c1, c2 = row["criterion1"]["recall"], row["criterion2"]["recall"]
-        assert all(c2[k] <= c1[k] for k in c1)  # criterion 2 asks more
+    assert_rows_add_up(record)
     assert record["queries"] == 40 and record["data"]["gallery"] == 2 * 7 * 2
     assert record["criterion2_factor"] == "illumination"
-    pairs = record["value_pairs"]["ours / our 2nd network"]
-    assert sum(cell["queries"] for cell in pairs.values()) == 40 and all(" → " in label for label in pairs)
+    assert all(" → " in label for label in record["value_pairs"]["ours / our 2nd network"])
+
+
+def test_each_row_finds_what_its_method_can_on_faces_with_a_known_answer(tmp_path):
+    """With exact generation (tests/fakes.py) every ours row, the all-poses rows too, finds the person in the target
+    pose and light at rank 1; the 2-step rows compare pixels across poses and find the person at about chance (1 in 7)."""
+    from fakes import FakeGenerator, tiny_gallery
+
+    faces = tiny_gallery(identities=10, lights=2, train_identities=3)
+    config = BenchConfig(queries=60, generation_pairs=0, grid_queries=2, all_values=True)
+    record = run_benchmark(FakeGenerator(), faces, tmp_path / "r", config, cache=tmp_path / "cache")
+    assert_rows_add_up(record)
+    rows = {(r["method"], r["features"]): r for r in record["results"]}
+    assert len(rows) == 11 and record["pose_classifier_accuracy"] == 1.0 and record["pose_normalization_accuracy"] == 1.0
+    for (method, features), row in rows.items():
+        c1, c2 = row["criterion1"]["recall"], row["criterion2"]["recall"]
+        if method.startswith("ours"):
+            assert c1 == c2 == {"1": 1.0, "5": 1.0, "20": 1.0}, (method, features, c1, c2)
+        else:
+            assert c1["1"] <= 0.3 and c1["5"] < 1.0, (method, features, c1)
+    # a pose classifier that is always right ranks as the true pose labels do
+    assert rows[("2-step retrieval", "image")]["criterion1"] == rows[("2-step, true pose", "image")]["criterion1"]
+    assert rows[("2-step retrieval", "image")]["criterion2"] == rows[("2-step, true pose", "image")]["criterion2"]
 
 
 def test_report_files_and_pose_layout(bench):
@@ -192,6 +227,8 @@ def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench
     rows = {(r["method"], r["features"]): r for r in record["results"]}
     assert ("ours, all poses", "our 2nd network") in rows
     assert ("ours, all poses, classifier pose", "our 2nd network") in rows
+    assert len(rows) == 11 and record["queries"] == 20
+    assert_rows_add_up(record)  # scored on the same queries as the per-value rows, the per-change tables agreeing
     assert "ours, all poses: features + search" in record["timings_seconds"]
     assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()
 

@@ -212,24 +212,3 @@ def test_the_grid_shows_at_most_max_rows_queries(built):
     small = draw_query_grid(result, pixels, GridStyle(cell=16, max_rows=2))
     large = draw_query_grid(result, pixels, GridStyle(cell=16, max_rows=5))
     assert small.height < large.height and small.width == large.width
-
-
-def test_the_retrieval_benchmark_measures_every_factory_with_the_recall_it_gives(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_retrieval import RetrievalBenchConfig, run
-
-    config = RetrievalBenchConfig(queries=30, latency_runs=2, batch=8, build_batch=16)
-    record = run(FakeGenerator(), tiny_gallery(), config, tmp_path, progress=False)
-    rows = {r["factory"]: r for r in record["factories"]}
-    assert list(rows) == ["Flat", "PCA42,Flat", "IVF1,PQ64x4", "HNSW32"]
-    assert record["gallery"]["count"] == 42 and record["build"]["images_per_s"] > 0
-    assert rows["Flat"]["recall_c1"]["1"] == 100.0 and rows["Flat"]["recall_c2"]["1"] == 100.0  # the fake generates exactly
-    assert rows["Flat"]["vs_flat"]["search_qps"] == 1.0
-    for row in rows.values():
-        assert "skipped" not in row, row
-        assert row["index_bytes"] > 0 and row["peak_rss_bytes"] >= row["rss_growth_bytes"] >= 0
-        assert row["latency_ms"] > 0 and row["batch_qps"] > 0
-    assert rows["IVF1,PQ64x4"]["index_bytes"] < rows["Flat"]["index_bytes"]

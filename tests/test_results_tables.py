@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_tables
 
-import results_tables  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_readme_table_matches_its_result_file():
