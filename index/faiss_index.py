@@ -37,7 +37,7 @@ from index.faiss_factory import (
     plan_training,
     set_search_parameters,
 )
-from index.features import compute_feature_chunks, gallery_fingerprint, l2_normalize
+from index.features import compute_feature_chunks, l2_normalize
 from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
@@ -45,7 +45,9 @@ from index.pose_normalize import check_normalize, kept_accuracy
 INDEX_FILE = "index.faiss"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "index.json"
-FORMAT_VERSION = 2  # 2: the full model hash; gallery and model paths relative to the index folder
+FORMAT_VERSION = 3  # 2: the full model hash; gallery and model paths relative to the index folder
+                    # 3: a gallery's fingerprint is of its images and labels (FaceSet.fingerprint), not its folder
+READ_VERSIONS = (2, 3)  # a format-2 index loads, its galleries' folder-bound fingerprints dropped
 METRIC = "squared L2 between L2-normalized float32 vectors"
 GALLERY_COLUMN = "gallery"  # faces.parquet: the position in IndexInfo.galleries of each row's gallery
 
@@ -85,9 +87,10 @@ class IndexInfo:
     @classmethod
     def from_json(cls, record: dict, source: Path) -> "IndexInfo":
         try:
-            if int(record.get("format_version", 0)) != FORMAT_VERSION:
-                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads {FORMAT_VERSION}; "
-                                "rebuild it with rbg index build")
+            version = int(record.get("format_version", 0))
+            if version not in READ_VERSIONS:
+                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads "
+                                f"{', '.join(map(str, READ_VERSIONS))}; rebuild it with rbg index build")
             accuracy = record.get("kept_accuracy")
             return cls(
                 dimension=int(record["dimension"]),
@@ -101,13 +104,21 @@ class IndexInfo:
                 kept_accuracy=None if accuracy is None else float(accuracy),
                 train_count=int(record.get("train_count", 0)),
                 pose_classifier=dict(record.get("pose_classifier") or {}),
-                gallery=dict(record.get("gallery", {})),
+                gallery=read_gallery_record(record.get("gallery", {}), version),
                 config=dict(record.get("config", {})),
                 provenance=dict(record.get("provenance", {})),
-                additions=tuple(dict(addition, gallery=dict(addition["gallery"])) for addition in record.get("additions", ())),
+                additions=tuple(dict(addition, gallery=read_gallery_record(addition["gallery"], version)) for addition in record.get("additions", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: not a valid index.json ({exc!r} missing or malformed)") from None
+
+
+def read_gallery_record(record: dict, version: int) -> dict:
+    """A gallery entry of index.json as this version reads it: a format-2 fingerprint, of the folder, is dropped."""
+    gallery = dict(record)
+    if version < 3:
+        gallery.pop("fingerprint", None)
+    return gallery
 
 
 def order_ties(distances: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -345,7 +356,7 @@ def relative_to_folder(path: str | Path | None, folder: Path) -> str | None:
 
 def gallery_record(gallery: FaceSet, folder: Path) -> dict:
     """How index.json names a gallery: its name, folder relative to the index folder, and fingerprint."""
-    return {"name": gallery.info.name, "path": relative_to_folder(gallery.root, folder), "fingerprint": gallery_fingerprint(gallery)}
+    return {"name": gallery.info.name, "path": relative_to_folder(gallery.root, folder), "fingerprint": gallery.fingerprint()}
 
 
 def indexed_faces(gallery: FaceSet, kept_values: np.ndarray, edit: str) -> pd.DataFrame:

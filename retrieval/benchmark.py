@@ -38,7 +38,7 @@ from facedata.faceset import FaceSet, pose_degrees
 from facedata.outputs import exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import GalleryIndex, IndexConfig
-from index.features import compute_feature_chunks, gallery_fingerprint
+from index.features import compute_feature_chunks
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
@@ -137,7 +137,7 @@ def gallery_features(generator, gallery: FaceSet, layer: str | None, batch_size:
     layer = layer or generator.default_feature_layer
     folder = None
     if cache is not None:
-        folder = Path(cache) / f"gallery-{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}"
+        folder = Path(cache) / f"gallery-{generator.checkpoint_hash[:16]}-{gallery.fingerprint()[:16]}"
     with tempfile.TemporaryDirectory(prefix="rbg-bench-") as scratch:
         target = folder or Path(scratch) / "features"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, b
     """
     where = index.path or "--index"
     index.check_model(generator)
-    if index.info.gallery.get("fingerprint") != gallery_fingerprint(gallery) or index.info.additions:
+    if index.info.gallery.get("fingerprint") != gallery.fingerprint() or index.info.additions:
         raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}'"
                         f"{' and added faces' if index.info.additions else ''}, not the test split of this "
                         "--data (build it with rbg index build --data DATA --split test)")
