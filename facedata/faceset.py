@@ -21,6 +21,7 @@ import pandas as pd
 
 from facedata.atomic import atomic_dir
 from facedata.errors import DataError
+from facedata.outputs import ArtifactKind
 from facedata.provenance import provenance as make_provenance
 
 FACTOR_COLUMNS = ("pose", "illumination", "accessory", "expression", "occluded")  # the canonical factors, in order
@@ -29,6 +30,7 @@ IMAGES_FILE = "images.npy"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "faceset.json"
 FORMAT_VERSION = 1
+KIND = ArtifactKind("FaceSet", INFO_FILE, (IMAGES_FILE, FACES_FILE, INFO_FILE))  # what FaceSet.write writes
 FINGERPRINT_CHUNK = 4096  # images hashed at a time by FaceSet.fingerprint (bounded memory)
 
 
@@ -323,7 +325,7 @@ class FaceSet:
               force: bool = False) -> Path:
         """Write this view as a FaceSet folder, atomically (temporary folder, then rename).
 
-        An existing folder at `path` is replaced only if it is a FaceSet (holds faceset.json), or with `force`.
+        An existing folder at `path` is replaced only if it is a FaceSet holding nothing else, or with `force`.
         """
         faces = self.faces.reset_index(drop=True)
         images = np.ascontiguousarray(self.images)
@@ -336,7 +338,7 @@ class FaceSet:
             extra={**self.info.extra, **(extra or {})},
         )
         target = Path(path)
-        with atomic_dir(target, manifest=INFO_FILE, force=force) as tmp:
+        with atomic_dir(target, kind=KIND, force=force) as tmp:
             np.save(tmp / IMAGES_FILE, images, allow_pickle=False)
             faces.to_parquet(tmp / FACES_FILE, index=False)
             (tmp / INFO_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")

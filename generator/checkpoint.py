@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from facedata.atomic import atomic_dir, default_file_mode
+from facedata.outputs import ArtifactKind
 from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
 from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
@@ -33,6 +34,7 @@ META_FILE = "checkpoint.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 FORMAT_VERSION = 2  # 2: the model hash covers the manifest fields that shape the outputs
+KIND = ArtifactKind("checkpoint", META_FILE, (WEIGHTS_FILE, META_FILE, OPTIMIZER_FILE, STATE_FILE))  # what save_checkpoint writes
 MODEL_FIELDS = ("architecture", "task", "edit_factor", "vocabulary", "normalization", "weights_sha256")
 
 
@@ -152,7 +154,7 @@ def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: Checkpoint
                     extra_json: dict[str, dict] | None = None) -> CheckpointInfo:
     """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written."""
     target = Path(path)
-    with atomic_dir(target, manifest=META_FILE) as tmp:
+    with atomic_dir(target, kind=KIND) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
         info = CheckpointInfo(**{**asdict(info), "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)})

@@ -27,7 +27,7 @@ from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import (
     GALLERY_COLUMN,
-    INFO_FILE,
+    KIND,
     GalleryIndex,
     build_lock,
     gallery_codes,
@@ -64,7 +64,7 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
     with exclusive_lock(build_lock(index_dir), what=str(index_dir)):
         index = GalleryIndex.load(index_dir, generator=generator, layer=layer)
         check_addition(index, generator, new_gallery)
-        check_output_folder(index_dir, INFO_FILE, inputs=[new_gallery.root], option=None)
+        check_output_folder(index_dir, KIND, force=True, inputs=[new_gallery.root], option=None)  # its other files are kept
         return _add_locked(generator, index, new_gallery, progress, batch_size)
 
 

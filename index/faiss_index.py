@@ -27,7 +27,7 @@ import pandas as pd
 from facedata.atomic import atomic_dir
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from facedata.outputs import check_output_folder, exclusive_lock
+from facedata.outputs import ArtifactKind, check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from index import sharded
 from index.faiss_factory import (
@@ -49,6 +49,7 @@ FORMAT_VERSION = 3  # 2: the full model hash; gallery and model paths relative t
                     # 3: a gallery's fingerprint is of its images and labels (FaceSet.fingerprint), not its folder
 READ_VERSIONS = (2, 3)  # a format-2 index loads, its galleries' folder-bound fingerprints dropped
 METRIC = "squared L2 between L2-normalized float32 vectors"
+KIND = ArtifactKind("index", INFO_FILE, (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE, CLASSIFIER_FILE))  # what save writes
 GALLERY_COLUMN = "gallery"  # faces.parquet: the position in IndexInfo.galleries of each row's gallery
 
 
@@ -196,13 +197,13 @@ class GalleryIndex:
     def save(self, out: str | Path, force: bool = False, keep: Path | None = None) -> Path:
         """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one.
 
-        An existing folder at `out` is replaced only if it is an index (holds index.json), or with `force`.
+        An existing folder at `out` is replaced only if it is an index holding nothing else, or with `force`.
         `keep`: a folder (the index's previous version) whose other files are carried into the new one.
         On-disk inverted lists (a sharded IVF build, index.sharded) go into the folder as LISTS_FILE,
         and the index then searches that copy.
         """
         out = Path(out)
-        with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
+        with atomic_dir(out, kind=KIND, force=force or keep is not None) as tmp:  # keep: its other files are carried
             for entry in sorted(keep.iterdir()) if keep is not None else ():
                 if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE):
                     (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
@@ -383,7 +384,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     temporary folder and renamed onto `out`, and the cache is removed. An interrupted build leaves
     `out` as it was (no index or the previous one), never a half index that loads. While it runs the
     build holds a lock (`.<out>.build.lock`): a second build into the same `out` is refused, not mixed in.
-    An existing `out` is replaced only if it is an index, or with `force`; never the gallery's own folder.
+    An existing `out` is replaced only if it is an index holding nothing else, or with `force`; never the gallery's own folder.
     With config.normalize "classifier" or "none", `classifier` gives each face's kept value (saved in the
     index folder; `classifier_info` says what it was fitted on).
     With a `distributor` (index.distribute) the chunks and an IVF index's lists are computed in shards
@@ -393,7 +394,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     check_normalize(config.normalize, classifier)
     classifier = classifier if config.normalize != "full" else None
     out = Path(out)
-    check_output_folder(out, INFO_FILE, force=force, inputs=[gallery.root], option=None)
+    check_output_folder(out, KIND, force=force, inputs=[gallery.root], option=None)
     if len(gallery) == 0:
         raise UserError(f"{gallery.info.name}: the gallery is empty: nothing to index")
     if tuple(gallery.image_size) != tuple(generator.image_size):

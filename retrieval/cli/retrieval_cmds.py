@@ -61,11 +61,11 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from generator.inference import Generator
     from facedata.errors import UserError
     from index.distribute import open_distributor
-    from index.faiss_index import INFO_FILE, IndexConfig, build_index
+    from index.faiss_index import KIND, IndexConfig, build_index
     from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
     distributor = open_distributor(engine, workers, address)
-    check_out(out, INFO_FILE, force, data, model)
+    check_out(out, KIND, force, data, model)
     if classifier_data is not None and normalize == "full":
         raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
     if pose_classifier != "logreg" and normalize == "full":
