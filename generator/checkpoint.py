@@ -181,6 +181,10 @@ def read_info(path: str | Path) -> tuple[Path, CheckpointInfo]:
         raise CheckpointError(f"{meta}: not a JSON object")
     info = CheckpointInfo.from_json(record, meta)
     computed = model_hash(info)
+    version = record.get("format_version")
+    if not info.model_sha256 and version != 1:
+        raise CheckpointError(f"{meta}: its model hash (model_sha256) is missing (format_version {version}; only format 1 "
+                              "was written without one): an edited file, whose edits cannot be checked; restore the file")
     if not info.model_sha256:  # format 1 recorded the weights' hash only
         warnings.warn(f"{meta}: written before the model hash covered the vocabulary, image size and normalization; "
                       "edits to it cannot be detected (saving the checkpoint again adds the hash)", UserWarning, stacklevel=2)
