@@ -183,6 +183,33 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(setup, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out-face16.png")), np.asarray(Image.open(tmp_path / "out-face.png")))
 
 
+@pytest.mark.parametrize("mode, said", [
+    ("I;16", "16-bit image scaled to 8 bits"),
+    ("RGB", "RGB image converted to grayscale"),
+    ("RGBA", "RGBA image converted to grayscale"),
+    ("LA", "LA image converted to grayscale"),
+    ("L", None),
+])
+def test_each_conversion_of_a_face_image_is_one_warning_line_on_stderr(setup, tmp_path, mode, said):
+    root, model = setup
+    face = np.asarray(Image.open(root / "face.png"))
+    picture = {"I;16": lambda: Image.fromarray(face.astype(np.uint16) * 257), "L": lambda: Image.fromarray(face)}.get(
+        mode, lambda: Image.fromarray(face).convert(mode))()
+    picture.save(tmp_path / "in.png")
+    with Image.open(tmp_path / "in.png") as opened:
+        assert opened.mode == mode
+    for args in (("generate", tmp_path / "in.png", "--model", model, "--pose", "+15", "--out", tmp_path / "out.png"),
+                 ("query", "--index", root / "index", tmp_path / "in.png", "--pose", "+15", "-k", 2)):
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+        if said is None:
+            assert warned == [], result.stderr
+        else:
+            assert len(warned) == 1 and warned[0].startswith(f"Warning: {tmp_path / 'in.png'}: {said}"), result.stderr
+        assert "Warning:" not in result.stdout
+
+
 def test_a_query_works_from_any_working_directory(setup, tmp_path, monkeypatch):
     root, model = setup
     (tmp_path / "work" / "elsewhere").mkdir(parents=True)
