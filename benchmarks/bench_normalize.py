@@ -32,7 +32,7 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.faiss_factory import IndexConfig
 from index.faiss_index import GalleryIndex, build_index
-from index.features import all_value_features, gallery_fingerprint
+from index.features import all_value_features
 from index.pose_classifier import fit_on_train_split
 from index.pose_normalize import NORMALIZE_MODES, normalize_features
 from retrieval.metrics import PAPER_KS, criterion2_factors, second_criterion_factor
@@ -57,7 +57,7 @@ def mode_index(generator, gallery: FaceSet, folder: Path, mode: str, views: str,
     if (folder / "index.json").is_file():
         try:
             index = GalleryIndex.load(folder, generator, gpu=False)
-            same = (index.info.gallery.get("fingerprint") == gallery_fingerprint(gallery)
+            same = (index.info.gallery.get("fingerprint") == gallery.fingerprint()
                     and index.config.normalize == mode and index.views == views and index.info.factory == "Flat")
             if same:
                 return index, None

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from facedata.outputs import OutputError, check_output_file, check_output_folder
+from facedata.outputs import ArtifactKind, OutputError, check_output_file, check_output_folder
 
 
 def _umask() -> int:
@@ -47,16 +47,16 @@ def _written_here(exc: BaseException, tmp: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike, overwrite: bool = True, manifest: str | None = None,
+def atomic_dir(target: str | os.PathLike, overwrite: bool = True, kind: ArtifactKind | None = None,
                force: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `target`; on success it replaces `target` whole.
 
-    A regular file at `target` is never replaced. With `manifest`, an existing folder is replaced only
-    when it holds that manifest (an artifact of the same kind) or with `force` (check_output_folder).
+    A regular file at `target` is never replaced. With `kind`, an existing folder is replaced only when
+    it is an artifact of that kind holding nothing else, or with `force` (check_output_folder).
     """
     target = Path(target)
-    if manifest is not None:
-        check_output_folder(target, manifest, force=force, option=None)
+    if kind is not None:
+        check_output_folder(target, kind, force=force, option=None)
     elif target.exists() and not target.is_dir():
         raise OutputError(f"{target}: is a regular file, never replaced by a folder")
     with _as_output_error(target):

@@ -10,6 +10,7 @@ faceset.json is the order of one-hot codes everywhere downstream.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 
 from facedata.atomic import atomic_dir
 from facedata.errors import DataError
+from facedata.outputs import ArtifactKind
 from facedata.provenance import provenance as make_provenance
 
 FACTOR_COLUMNS = ("pose", "illumination", "accessory", "expression", "occluded")  # the canonical factors, in order
@@ -28,6 +30,8 @@ IMAGES_FILE = "images.npy"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "faceset.json"
 FORMAT_VERSION = 1
+KIND = ArtifactKind("FaceSet", INFO_FILE, (IMAGES_FILE, FACES_FILE, INFO_FILE))  # what FaceSet.write writes
+FINGERPRINT_CHUNK = 4096  # images hashed at a time by FaceSet.fingerprint (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,18 @@ class FaceSet:
             part = self.faces.iloc[start : start + batch_size]
             yield np.asarray(self._images[part.index.to_numpy()]), part
 
+    def fingerprint(self) -> str:
+        """sha256 of this view's images and labels in order: equal for byte-identical copies wherever they lie.
+
+        Neither the folder, the name nor the provenance enters it, so a copied or moved FaceSet keeps it
+        and a re-rendered one with the same pixels and labels has it too; the pixels are read in chunks.
+        """
+        digest = hashlib.sha256(json.dumps([list(self.image_size), len(self), [str(c) for c in self.faces.columns]]).encode())
+        for pixels, _ in self.iter_batches(FINGERPRINT_CHUNK):
+            digest.update(np.ascontiguousarray(pixels).tobytes())
+        digest.update(pd.util.hash_pandas_object(self.faces, index=False).to_numpy().tobytes())
+        return digest.hexdigest()
+
     def __iter__(self) -> Iterator[tuple[np.ndarray, dict]]:
         for i in range(len(self)):
             yield self.image(i), self.faces.iloc[i].to_dict()
@@ -309,7 +325,7 @@ class FaceSet:
               force: bool = False) -> Path:
         """Write this view as a FaceSet folder, atomically (temporary folder, then rename).
 
-        An existing folder at `path` is replaced only if it is a FaceSet (holds faceset.json), or with `force`.
+        An existing folder at `path` is replaced only if it is a FaceSet holding nothing else, or with `force`.
         """
         faces = self.faces.reset_index(drop=True)
         images = np.ascontiguousarray(self.images)
@@ -322,7 +338,7 @@ class FaceSet:
             extra={**self.info.extra, **(extra or {})},
         )
         target = Path(path)
-        with atomic_dir(target, manifest=INFO_FILE, force=force) as tmp:
+        with atomic_dir(target, kind=KIND, force=force) as tmp:
             np.save(tmp / IMAGES_FILE, images, allow_pickle=False)
             faces.to_parquet(tmp / FACES_FILE, index=False)
             (tmp / INFO_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")

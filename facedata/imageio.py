@@ -31,7 +31,7 @@ MIN_SIDE = 8  # a side shorter than this (or than the model's own) cannot hold a
 
 
 class ImageConversionWarning(UserWarning):
-    """An input image was converted to grayscale or resized to the model's size."""
+    """An input image was converted to grayscale or 8 bits, or resized to the model's size."""
 
 
 def size_hw(size: Size | str) -> tuple[int, int]:
@@ -83,13 +83,14 @@ def load_face(path: str | os.PathLike, size: tuple[int, int], label: str | None 
 
     Refused (DataError naming `label`, default the path): anything but a regular, decodable image file,
     and images with a side under MIN_SIDE (or the model's own side). Colour is converted to luma and
-    16-bit images are scaled to 0..255; each conversion and a resize (Lanczos) give one
-    ImageConversionWarning.
+    16-bit images are scaled to 0..255; each conversion (warn_conversion) and a resize (Lanczos) give
+    one ImageConversionWarning.
     """
     path = Path(path)
     label = label or str(path)
     image, mode = decode_image(path, label)
-    return conform_face(image, mode, size, label)
+    warn_conversion(mode, label)
+    return conform_face(image, size, label)
 
 
 def check_face_size(image: np.ndarray, size: tuple[int, int], label: str) -> None:
@@ -100,11 +101,22 @@ def check_face_size(image: np.ndarray, size: tuple[int, int], label: str) -> Non
                         f"(need sides ≥ {least}; the model reads {size[0]}×{size[1]} grayscale faces)")
 
 
-def conform_face(image: np.ndarray, mode: str, size: tuple[int, int], label: str) -> np.ndarray:
-    """A decoded, unaligned face at the model's `size`: too small refused, conversions and resizes warned."""
+def warn_conversion(mode: str, label: str) -> None:
+    """One ImageConversionWarning naming `label` when pil_to_gray changed a `mode` image: to luma, or to 8 bits."""
+    if mode.startswith("I;16"):
+        message = "16-bit image scaled to 8 bits (0–65535 to 0–255, not clipped)"
+    elif mode in ("I", "F"):
+        message = f"{'integer' if mode == 'I' else 'floating-point'} image ({mode}) scaled to 8 bits (0–255)"
+    elif mode not in ("L", "1"):
+        message = f"{mode} image converted to grayscale"
+    else:
+        return
+    warnings.warn(f"{label}: {message}", ImageConversionWarning, stacklevel=3)
+
+
+def conform_face(image: np.ndarray, size: tuple[int, int], label: str) -> np.ndarray:
+    """A decoded, unaligned gray face at the model's `size`: too small refused, a resize warned."""
     check_face_size(image, size, label)
-    if mode not in ("L", "1", "F") and not mode.startswith("I"):
-        warnings.warn(f"{label}: {mode} image converted to grayscale", ImageConversionWarning, stacklevel=3)
     if image.shape != tuple(size):
         warnings.warn(f"{label}: {image.shape[0]}×{image.shape[1]} image resized to the model's {size[0]}×{size[1]}",
                       ImageConversionWarning, stacklevel=3)

@@ -1,9 +1,11 @@
 """Where an output may go: an `--out` never destroys what its command did not make, nor its own input.
 
-A folder artifact is known by its manifest (`faceset.json`, `index.json`, `report.json`, …): an existing
-folder is replaced only when it holds the manifest of the kind being written, or when the caller forces
-it. A regular file is never replaced by a folder, nor a folder by a file, and an output is never the
-input (or a folder holding the input) of the same command.
+A folder artifact is known by its kind (ArtifactKind): its manifest (`faceset.json`, `index.json`,
+`report.json`, …) and the names it writes. An existing folder is replaced only when it holds the manifest
+of the kind being written and nothing else than that kind's own files (an index or a note of the user's
+inside a FaceSet folder keeps it), or when the caller forces it. A regular file is never replaced by a
+folder, nor a folder by a file, and an output is never the input (or a folder holding the input) of the
+same command.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import errno
 import fcntl
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -20,6 +24,30 @@ from facedata.errors import UserError
 
 class OutputError(UserError):
     """An output path that cannot or must not be written: the message names it and why."""
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """A kind of folder artifact: its manifest and every name it writes, the only entries replaced without force."""
+
+    what: str  # how a message names it: "FaceSet", "index", …
+    manifest: str  # the file that marks a folder as one (faceset.json, index.json, …)
+    files: tuple[str, ...]  # the regular files it writes, as fnmatch patterns (the manifest among them)
+    folders: tuple[tuple[str, "ArtifactKind"], ...] = ()  # the subfolders it writes, each an artifact of its own
+
+    def foreign_entry(self, folder: Path) -> str | None:
+        """The first entry under `folder` (relative, sorted) that this kind does not write, or None."""
+        inner = dict(self.folders)
+        for entry in sorted(folder.iterdir()):
+            if entry.is_symlink():
+                return entry.name
+            if entry.is_dir() and entry.name in inner:
+                deeper = inner[entry.name].foreign_entry(entry)
+                if deeper is not None:
+                    return f"{entry.name}/{deeper}"
+            elif not (entry.is_file() and any(fnmatchcase(entry.name, pattern) for pattern in self.files)):
+                return entry.name + ("/" if entry.is_dir() else "")
+        return None
 
 
 def _named(path: Path, option: str | None) -> str:
@@ -39,9 +67,9 @@ def _same_or_inside(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def check_output_folder(out: str | os.PathLike, manifest: str, force: bool = False,
+def check_output_folder(out: str | os.PathLike, kind: ArtifactKind, force: bool = False,
                         inputs: Iterable[str | os.PathLike | None] = (), option: str | None = "--out") -> Path:
-    """Refuse `out` unless it is new, a folder holding `manifest`, or any folder with `force`.
+    """Refuse `out` unless it is new, empty, a `kind` folder holding only its own files, or any folder with `force`.
 
     Never allowed, even with `force`: `out` a regular file (or under one), or `out` the same folder
     as one of `inputs` or a folder holding one of them (replacing it would delete the input).
@@ -60,10 +88,20 @@ def check_output_folder(out: str | os.PathLike, manifest: str, force: bool = Fal
         return out
     if not out.is_dir():
         raise OutputError(f"{_named(out, option)}: is a regular file, never replaced by a folder; give a folder name")
-    if not force and not (out / manifest).is_file() and any(out.iterdir()):
-        raise OutputError(f"{_named(out, option)}: an existing folder without {manifest}, so not an output of this "
+    if force or not any(out.iterdir()):
+        return out
+    if not (out / kind.manifest).is_file():
+        raise OutputError(f"{_named(out, option)}: an existing folder without {kind.manifest}, so not an output of this "
                           f"command; give a new folder, or add --force to replace it")
+    foreign = kind.foreign_entry(out)
+    if foreign is not None:
+        raise OutputError(f"{_named(out, option)}: holds {foreign}, which is not part of {_article(kind.what)} {kind.what} "
+                          f"and would be deleted with it; give a new folder, or add --force to replace it and all it holds")
     return out
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def check_output_file(out: str | os.PathLike, option: str | None = "--out") -> Path:

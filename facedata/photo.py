@@ -22,7 +22,7 @@ import numpy as np
 from facedata.align import FaceCrop, align_face
 from facedata.detect import DetectConfig, DetectedFace, detect_faces
 from facedata.errors import DataError
-from facedata.imageio import ImageConversionWarning, check_face_size, conform_face, decode_image
+from facedata.imageio import ImageConversionWarning, check_face_size, conform_face, decode_image, warn_conversion
 
 Photo = str | os.PathLike | bytes
 
@@ -90,10 +90,12 @@ def photo_face(label: str, image: np.ndarray, mode: str, size: tuple[int, int], 
     """A decoded photo (H', W') uint8 as the model's (H, W) face: eye-aligned (see wants_alignment) or resized.
 
     The one path from pixels to a face, for `rbg query`, `rbg generate`, load_face and the server alike;
-    a photo with several faces gives an ImageConversionWarning naming the one used.
+    `mode` is the file's PIL mode: a colour or 16-bit photo gives an ImageConversionWarning, and so does a
+    photo with several faces, naming the one used.
     """
+    warn_conversion(mode, label)
     if not wants_alignment(align, image.shape, size):
-        return conform_face(image, mode, size, label)
+        return conform_face(image, size, label)
     check_face_size(image, size, label)
     crop = crop or aligned_at(AlignConfig(), size, label).crop
     aligned = align_photo(image, label, crop, face, detect)

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from facedata.atomic import atomic_dir, default_file_mode
+from facedata.outputs import ArtifactKind
 from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
 from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
@@ -34,6 +35,7 @@ META_FILE = "checkpoint.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 FORMAT_VERSION = 2  # 2: the model hash covers the manifest fields that shape the outputs
+KIND = ArtifactKind("checkpoint", META_FILE, (WEIGHTS_FILE, META_FILE, OPTIMIZER_FILE, STATE_FILE))  # what save_checkpoint writes
 MODEL_FIELDS = ("architecture", "task", "edit_factor", "vocabulary", "normalization", "weights_sha256")
 
 
@@ -158,7 +160,7 @@ def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: Checkpoint
                     extra_json: dict[str, dict] | None = None) -> CheckpointInfo:
     """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written."""
     target = Path(path)
-    with atomic_dir(target, manifest=META_FILE) as tmp:
+    with atomic_dir(target, kind=KIND) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
         info = CheckpointInfo(**{**asdict(info), "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)})
@@ -185,6 +187,10 @@ def read_info(path: str | Path) -> tuple[Path, CheckpointInfo]:
         raise CheckpointError(f"{meta}: not a JSON object")
     info = CheckpointInfo.from_json(record, meta)
     computed = model_hash(info)
+    version = record.get("format_version")
+    if not info.model_sha256 and version != 1:
+        raise CheckpointError(f"{meta}: its model hash (model_sha256) is missing (format_version {version}; only format 1 "
+                              "was written without one): an edited file, whose edits cannot be checked; restore the file")
     if not info.model_sha256:  # format 1 recorded the weights' hash only
         warnings.warn(f"{meta}: written before the model hash covered the vocabulary, image size and normalization; "
                       "edits to it cannot be detected (saving the checkpoint again adds the hash)", UserWarning, stacklevel=2)

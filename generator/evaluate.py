@@ -19,6 +19,7 @@ import numpy as np
 from facedata.atomic import atomic_dir
 from facedata.contact_sheet import fit_text
 from facedata.faceset import FaceSet
+from facedata.outputs import ArtifactKind
 from facedata.provenance import provenance
 from generator.checkpoint import check_vocabulary
 from generator.inference import Generator
@@ -27,6 +28,7 @@ from generator.tasks import get_task, task_pairs
 PAPER_TABLE1 = {"stage1_mse": 380.89, "stage2_mse": 369.16}
 SCALE = 4
 TABLE_FILE = "table.json"  # the manifest that marks an evaluation folder
+KIND = ArtifactKind("evaluation", TABLE_FILE, ("table.md", TABLE_FILE, "figure*.png"))  # what evaluate_generation writes
 PAIR_FIGURES = {"pose": "figure5_pairs.png", "accessory": "figure9_pairs.png", "completion": "figure10_pairs.png"}
 
 
@@ -152,13 +154,13 @@ def evaluate_generation(generator: Generator, faces: FaceSet, out: str | Path, c
                         seed: int = 0, batch_size: int = 256, force: bool = False) -> dict:
     """Write table.md, table.json and the figures for one model on one FaceSet's test split, atomically.
 
-    An existing `out` is replaced only if it holds a table.json (an earlier evaluation), or with `force`.
+    An existing `out` is replaced only if it is an earlier evaluation (table.json) holding nothing else, or with `force`.
     """
     test, pairs = sample_test_pairs(generator, faces, count, seed)
     record = pairs_table(generator, test, pairs, seed, batch_size)
     record["provenance"] = provenance(seed=seed, data=faces.info.name, checkpoint=str(generator.path))
     shuffled = pairs[np.random.default_rng(seed + 1).permutation(len(pairs))]
-    with atomic_dir(out, manifest=TABLE_FILE, force=force) as tmp:
+    with atomic_dir(out, kind=KIND, force=force) as tmp:
         (tmp / "table.md").write_text(table_markdown(record))
         (tmp / TABLE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         figure_pairs(generator, test, shuffled, tmp / PAIR_FIGURES.get(generator.task, "figure5_pairs.png"))

@@ -27,7 +27,7 @@ from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import (
     GALLERY_COLUMN,
-    INFO_FILE,
+    KIND,
     GalleryIndex,
     build_lock,
     gallery_codes,
@@ -36,7 +36,7 @@ from index.faiss_index import (
     indexed_faces,
     model_record,
 )
-from index.features import compute_feature_chunks, gallery_fingerprint
+from index.features import compute_feature_chunks
 from index.ondisk_lists import ondisk_lists
 from index.pose_normalize import kept_accuracy
 
@@ -52,8 +52,9 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
 
     Refused: another model (checkpoint hash) or `layer` than the index's, images of another size,
     values of the edited factor outside the index's vocabulary, an empty gallery, and faces already in
-    the index (the same gallery again, or rows of an indexed gallery folder). `batch_size` only sets
-    the chunk size of the feature computation [the index's]. Returns the grown index.
+    the index (the images and labels of an indexed gallery, wherever they lie, or rows of an indexed
+    gallery's folder). `batch_size` only sets the chunk size of the feature computation [the index's].
+    Returns the grown index.
     """
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
@@ -63,7 +64,7 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
     with exclusive_lock(build_lock(index_dir), what=str(index_dir)):
         index = GalleryIndex.load(index_dir, generator=generator, layer=layer)
         check_addition(index, generator, new_gallery)
-        check_output_folder(index_dir, INFO_FILE, inputs=[new_gallery.root], option=None)
+        check_output_folder(index_dir, KIND, force=True, inputs=[new_gallery.root], option=None)  # its other files are kept
         return _add_locked(generator, index, new_gallery, progress, batch_size)
 
 
@@ -98,16 +99,22 @@ def check_addition(index: GalleryIndex, generator, gallery: FaceSet) -> None:
 
 
 def already_indexed(index: GalleryIndex, gallery: FaceSet) -> str | None:
-    """Why `gallery`'s faces are in the index already (same fingerprint, or rows of the same folder), else None."""
-    fingerprint = gallery_fingerprint(gallery)
+    """Why `gallery`'s faces are in the index already, else None.
+
+    By content: the same images and labels (FaceSet.fingerprint) as a gallery of the index, wherever
+    either lies, so a copy of an indexed gallery is refused too; and rows of an indexed gallery's folder.
+    """
+    fingerprint = gallery.fingerprint()
     codes, rows = gallery_codes(index.faces), image_rows(index.faces)
     where = gallery.root or gallery.info.name
     for code, record in enumerate(index.info.galleries):
         named = f"gallery {code} '{record.get('name')}'"
-        if record.get("fingerprint") == fingerprint:
-            return f"{where} is in it already ({named})"
         folder = index.locate(record.get("path"))
-        if gallery.root is None or folder is None or os.path.realpath(folder) != os.path.realpath(gallery.root):
+        same_folder = gallery.root is not None and folder is not None and os.path.realpath(folder) == os.path.realpath(gallery.root)
+        if record.get("fingerprint") == fingerprint:
+            elsewhere = f" as {os.path.normpath(folder)}" if folder is not None and not same_folder else ""
+            return f"{where} is in it already ({named}): the same images and labels{elsewhere}"
+        if not same_folder:
             continue
         shared = np.intersect1d(rows[codes == code], gallery.rows)
         if len(shared):

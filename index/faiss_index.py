@@ -27,7 +27,7 @@ import pandas as pd
 from facedata.atomic import atomic_dir
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from facedata.outputs import check_output_folder, exclusive_lock
+from facedata.outputs import ArtifactKind, check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from generator.shipped import shipped_model, shipped_name_of
 from index import sharded
@@ -38,7 +38,7 @@ from index.faiss_factory import (
     plan_training,
     set_search_parameters,
 )
-from index.features import compute_feature_chunks, gallery_fingerprint, l2_normalize
+from index.features import compute_feature_chunks, l2_normalize
 from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
@@ -46,8 +46,11 @@ from index.pose_normalize import check_normalize, kept_accuracy
 INDEX_FILE = "index.faiss"
 FACES_FILE = "faces.parquet"
 INFO_FILE = "index.json"
-FORMAT_VERSION = 2  # 2: the full model hash; gallery and model paths relative to the index folder
+FORMAT_VERSION = 3  # 2: the full model hash; gallery and model paths relative to the index folder
+                    # 3: a gallery's fingerprint is of its images and labels (FaceSet.fingerprint), not its folder
+READ_VERSIONS = (2, 3)  # a format-2 index loads, its galleries' folder-bound fingerprints dropped
 METRIC = "squared L2 between L2-normalized float32 vectors"
+KIND = ArtifactKind("index", INFO_FILE, (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE, CLASSIFIER_FILE))  # what save writes
 GALLERY_COLUMN = "gallery"  # faces.parquet: the position in IndexInfo.galleries of each row's gallery
 
 
@@ -86,9 +89,10 @@ class IndexInfo:
     @classmethod
     def from_json(cls, record: dict, source: Path) -> "IndexInfo":
         try:
-            if int(record.get("format_version", 0)) != FORMAT_VERSION:
-                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads {FORMAT_VERSION}; "
-                                "rebuild it with rbg index build")
+            version = int(record.get("format_version", 0))
+            if version not in READ_VERSIONS:
+                raise UserError(f"{source}: index format {record.get('format_version')!r}, this version reads "
+                                f"{', '.join(map(str, READ_VERSIONS))}; rebuild it with rbg index build")
             accuracy = record.get("kept_accuracy")
             return cls(
                 dimension=int(record["dimension"]),
@@ -102,13 +106,21 @@ class IndexInfo:
                 kept_accuracy=None if accuracy is None else float(accuracy),
                 train_count=int(record.get("train_count", 0)),
                 pose_classifier=dict(record.get("pose_classifier") or {}),
-                gallery=dict(record.get("gallery", {})),
+                gallery=read_gallery_record(record.get("gallery", {}), version),
                 config=dict(record.get("config", {})),
                 provenance=dict(record.get("provenance", {})),
-                additions=tuple(dict(addition, gallery=dict(addition["gallery"])) for addition in record.get("additions", ())),
+                additions=tuple(dict(addition, gallery=read_gallery_record(addition["gallery"], version)) for addition in record.get("additions", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: not a valid index.json ({exc!r} missing or malformed)") from None
+
+
+def read_gallery_record(record: dict, version: int) -> dict:
+    """A gallery entry of index.json as this version reads it: a format-2 fingerprint, of the folder, is dropped."""
+    gallery = dict(record)
+    if version < 3:
+        gallery.pop("fingerprint", None)
+    return gallery
 
 
 def order_ties(distances: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,13 +198,13 @@ class GalleryIndex:
     def save(self, out: str | Path, force: bool = False, keep: Path | None = None) -> Path:
         """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one.
 
-        An existing folder at `out` is replaced only if it is an index (holds index.json), or with `force`.
+        An existing folder at `out` is replaced only if it is an index holding nothing else, or with `force`.
         `keep`: a folder (the index's previous version) whose other files are carried into the new one.
         On-disk inverted lists (a sharded IVF build, index.sharded) go into the folder as LISTS_FILE,
         and the index then searches that copy.
         """
         out = Path(out)
-        with atomic_dir(out, manifest=INFO_FILE, force=force) as tmp:
+        with atomic_dir(out, kind=KIND, force=force or keep is not None) as tmp:  # keep: its other files are carried
             for entry in sorted(keep.iterdir()) if keep is not None else ():
                 if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE):
                     (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
@@ -353,7 +365,7 @@ def model_record(path: str | Path | None, folder: Path) -> str | None:
 
 def gallery_record(gallery: FaceSet, folder: Path) -> dict:
     """How index.json names a gallery: its name, folder relative to the index folder, and fingerprint."""
-    return {"name": gallery.info.name, "path": relative_to_folder(gallery.root, folder), "fingerprint": gallery_fingerprint(gallery)}
+    return {"name": gallery.info.name, "path": relative_to_folder(gallery.root, folder), "fingerprint": gallery.fingerprint()}
 
 
 def indexed_faces(gallery: FaceSet, kept_values: np.ndarray, edit: str) -> pd.DataFrame:
@@ -380,7 +392,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     temporary folder and renamed onto `out`, and the cache is removed. An interrupted build leaves
     `out` as it was (no index or the previous one), never a half index that loads. While it runs the
     build holds a lock (`.<out>.build.lock`): a second build into the same `out` is refused, not mixed in.
-    An existing `out` is replaced only if it is an index, or with `force`; never the gallery's own folder.
+    An existing `out` is replaced only if it is an index holding nothing else, or with `force`; never the gallery's own folder.
     With config.normalize "classifier" or "none", `classifier` gives each face's kept value (saved in the
     index folder; `classifier_info` says what it was fitted on).
     With a `distributor` (index.distribute) the chunks and an IVF index's lists are computed in shards
@@ -390,7 +402,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     check_normalize(config.normalize, classifier)
     classifier = classifier if config.normalize != "full" else None
     out = Path(out)
-    check_output_folder(out, INFO_FILE, force=force, inputs=[gallery.root], option=None)
+    check_output_folder(out, KIND, force=force, inputs=[gallery.root], option=None)
     if len(gallery) == 0:
         raise UserError(f"{gallery.info.name}: the gallery is empty: nothing to index")
     if tuple(gallery.image_size) != tuple(generator.image_size):

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
@@ -68,16 +67,6 @@ def all_value_features(generator, images: np.ndarray, layer: str | None = None, 
     """
     views = list(value_views(generator, images, layer, batch_size))
     return np.ascontiguousarray(np.concatenate(views, axis=1) / np.float32(np.sqrt(len(views))))
-
-
-def gallery_fingerprint(gallery: FaceSet) -> str:
-    """sha256 of a gallery view's rows, factors, source and provenance: equal fingerprints mean the same gallery."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([gallery.info.name, str(gallery.root), len(gallery), list(gallery.image_size),
-                              gallery.info.provenance], sort_keys=True, default=str).encode())
-    digest.update(np.ascontiguousarray(gallery.rows).tobytes())
-    digest.update(pd.util.hash_pandas_object(gallery.faces, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -148,7 +137,7 @@ def compute_feature_chunks(
         "cache_version": CACHE_VERSION,
         "checkpoint_hash": generator.checkpoint_hash,
         "layer": layer,
-        "gallery": gallery_fingerprint(gallery),
+        "gallery": gallery.fingerprint(),
         "count": len(gallery),
         "chunk_size": int(chunk_size),
         **({"views": views} if views != "kept" else {}),  # caches of kept views keep their key

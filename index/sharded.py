@@ -28,7 +28,7 @@ from facedata.atomic import atomic_file
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index import faiss_factory
-from index.features import STATE_FILE, FeatureChunks, compute_feature_chunks, gallery_fingerprint
+from index.features import STATE_FILE, FeatureChunks, compute_feature_chunks
 from index.ondisk_lists import LISTS_FILE, can_merge_lists, merge_shards
 
 
@@ -39,9 +39,8 @@ class FeatureJob:
     model: str  # the checkpoint folder, absolute
     device: str
     gallery: str  # the FaceSet folder, absolute
-    gallery_named: str  # the folder as the driver's FaceSet names it (part of the gallery fingerprint)
     rows: np.ndarray  # (n,) int64: the gallery's rows of the folder's images.npy, in gallery order
-    fingerprint: str  # gallery_fingerprint of the driver's gallery
+    fingerprint: str  # FaceSet.fingerprint of the driver's gallery: its images and labels
     checkpoint_hash: str
     cache: str  # the build cache folder, absolute
     options: dict  # compute_feature_chunks keywords: layer, chunk_size, views
@@ -57,8 +56,8 @@ def feature_job(generator, gallery: FaceSet, cache: Path, options: dict, key: st
                         "write it first (FaceSet.write) and open it from there")
     return FeatureJob(
         model=os.path.abspath(generator.path), device=str(getattr(generator, "device", "cpu")),
-        gallery=os.path.abspath(gallery.root), gallery_named=str(gallery.root),
-        rows=np.asarray(gallery.rows, dtype=np.int64), fingerprint=gallery_fingerprint(gallery),
+        gallery=os.path.abspath(gallery.root),
+        rows=np.asarray(gallery.rows, dtype=np.int64), fingerprint=gallery.fingerprint(),
         checkpoint_hash=generator.checkpoint_hash, cache=os.path.abspath(cache), options=dict(options), key=key,
     )
 
@@ -70,8 +69,7 @@ def reopen_gallery(job: FeatureJob) -> FaceSet:
     if (positions < 0).any():
         raise UserError(f"{job.gallery}: holds {len(opened)} images on {socket.gethostname()}, fewer than the gallery's rows need")
     gallery = opened.take(positions)
-    gallery.root = Path(job.gallery_named)  # named as the driver names it, so equal galleries fingerprint equal
-    if gallery_fingerprint(gallery) != job.fingerprint:
+    if gallery.fingerprint() != job.fingerprint:
         raise UserError(f"{job.gallery}: on {socket.gethostname()} this folder's faces differ from the gallery being built "
                         "(changed on disk, or edited in memory before the build)")
     return gallery

@@ -38,10 +38,11 @@ import faiss
 from facedata.atomic import atomic_dir
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
-from facedata.outputs import exclusive_lock
+from facedata.outputs import ArtifactKind, exclusive_lock
 from facedata.provenance import provenance
+from generator.evaluate import KIND as GENERATION_KIND
 from index.faiss_index import GalleryIndex, IndexConfig
-from index.features import compute_feature_chunks, gallery_fingerprint
+from index.features import compute_feature_chunks
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
@@ -63,6 +64,9 @@ from retrieval.two_step import (
 
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
 OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
+REPORT_FILE = "report.json"  # the manifest that marks a report folder
+KIND = ArtifactKind("report", REPORT_FILE, (REPORT_FILE, "report.md", "recall.png", "figure*.png"),  # what run_benchmark writes
+                    folders=(("generation", GENERATION_KIND),))
 OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
 OURS_FUSED = "ours + Deep, all poses, classifier pose"
 IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
@@ -147,7 +151,7 @@ def gallery_features(generator, gallery: FaceSet, layer: str | None, batch_size:
     layer = layer or generator.default_feature_layer
     folder = None
     if cache is not None:
-        folder = Path(cache) / f"gallery-{generator.checkpoint_hash[:16]}-{gallery_fingerprint(gallery)[:16]}"
+        folder = Path(cache) / f"gallery-{generator.checkpoint_hash[:16]}-{gallery.fingerprint()[:16]}"
     with tempfile.TemporaryDirectory(prefix="rbg-bench-") as scratch:
         target = folder or Path(scratch) / "features"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +173,7 @@ def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, b
     """
     where = index.path or "--index"
     index.check_model(generator)
-    if index.info.gallery.get("fingerprint") != gallery_fingerprint(gallery) or index.info.additions:
+    if index.info.gallery.get("fingerprint") != gallery.fingerprint() or index.info.additions:
         raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}'"
                         f"{' and added faces' if index.info.additions else ''}, not the test split of this "
                         "--data (build it with rbg index build --data DATA --split test)")
@@ -201,7 +205,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                   cache: Path | None = None, force: bool = False, index: GalleryIndex | None = None) -> dict:
     """Run every method on the same queries; write report.md, report.json and figures into `out` atomically.
 
-    An existing `out` is replaced only if it is a report (holds report.json), or with `force`. With
+    An existing `out` is replaced only if it is a report holding nothing else, or with `force`. With
     `index` (a Flat index of the test gallery built by this model) ours reads the gallery from it and
     takes its layer and normalization, instead of pose-normalizing the gallery again.
     """
@@ -323,7 +327,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "provenance": provenance(seed=config.seed),
     }
     out = Path(out)
-    with atomic_dir(out, manifest="report.json", force=force) as tmp:
+    with atomic_dir(out, kind=KIND, force=force) as tmp:
         from generator.evaluate import evaluate_generation
         from retrieval import report_figures
 
@@ -335,7 +339,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         shown = slice(0, config.grid_queries)
         report_figures.retrieval_grid(query_images[shown], generated[shown], queries, gallery, distances[shown, :5],
                                       rankings[(OURS, SECOND_NET)][shown, :5], tmp / "figure7_retrievals.png")
-        (tmp / "report.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+        (tmp / REPORT_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
         (tmp / "report.md").write_text(report_markdown(record))
     return record
 

@@ -281,8 +281,10 @@ def open_galleries(index: GalleryIndex, path: str | Path | None = None) -> tuple
 def open_gallery(index: GalleryIndex, path: str | Path | None = None, code: int = 0) -> FaceSet:
     """The FaceSet of the index's gallery `code` (the path index.json records, or `path`), checked against it.
 
-    The check compares identities and, where present, the edited factor of the gallery's indexed rows
-    with the FaceSet's rows at `image_row`, so a moved copy of the same gallery is accepted and another one refused.
+    The check compares the fingerprint (FaceSet.fingerprint: images and labels) of the FaceSet's rows at
+    `image_row` with the one index.json records, so a moved or copied gallery is accepted and any other
+    refused; the identities and edited factor are compared too, to say what differs (and are all an
+    index of format 2, which records no such fingerprint, is checked by).
     """
     record = index.info.galleries[code]
     added = f"gallery {code} ('{record.get('name')}', added by rbg index add)"
@@ -301,12 +303,23 @@ def open_gallery(index: GalleryIndex, path: str | Path | None = None, code: int 
     option = "" if code else " (--gallery)"
     if len(positions) and positions.max() >= len(gallery):
         raise UserError(f"{root}: holds {len(gallery)} images, the index refers to row {positions.max()}: not its gallery{option}")
-    rows = gallery.faces.iloc[positions]
-    for column in ("identity", index.info.edit_factor):
-        if column and column in faces.columns and column in rows.columns:
-            if not np.array_equal(rows[column].astype(str).to_numpy(), faces[column].astype(str).to_numpy()):
-                raise UserError(f"{root}: its {column} values differ from the index's rows: not the gallery it was built from{option}")
+    differs = label_difference(faces, gallery.faces.iloc[positions], ("identity", index.info.edit_factor))
+    if record.get("fingerprint") and gallery.take(positions).fingerprint() != record["fingerprint"]:
+        built = "the index was built on" if code == 0 else "recorded when it was added to the index"
+        raise UserError(f"{root}: its fingerprint differs from the one {built} ({differs or 'its images or labels differ'}): "
+                        f"not the gallery of {index.path or 'the index'}{option}")
+    if differs:
+        raise UserError(f"{root}: {differs}: not the gallery it was built from{option}")
     return gallery
+
+
+def label_difference(indexed: pd.DataFrame, rows: pd.DataFrame, columns: Sequence[str | None]) -> str | None:
+    """Which of `columns` a gallery's rows hold other values of than the index's faces, in words; None if none."""
+    for column in columns:
+        if column and column in indexed.columns and column in rows.columns:
+            if not np.array_equal(rows[column].astype(str).to_numpy(), indexed[column].astype(str).to_numpy()):
+                return f"its {column} values differ from the index's rows"
+    return None
 
 
 def as_galleries(galleries: FaceSet | Sequence[FaceSet]) -> tuple[FaceSet, ...]:

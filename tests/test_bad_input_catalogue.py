@@ -56,6 +56,9 @@ CASES = [
     Case("data synth", "data synth --preset huge --out {new}", "huge"),
     Case("data synth", "data synth --size 4 --out {new}", "size"),
     Case("data synth", "data synth --identities -2 --out {new}", "identities"),
+    Case("data synth", "data synth --out {faces_ix}", "{faces_ix}: holds ix/, which is not part of a FaceSet", watch="{faces_ix}"),
+    Case("data synth", "data synth --out {faces_note}", "{faces_note}: holds notes.txt, which is not part of a FaceSet",
+         watch="{faces_note}"),
     # -- data show ----------------------------------------------------------------------------
     Case("data show", "data show {afile} --out {new}.png", "{afile}", watch="{new}.png"),
     Case("data show", "data show {root}/nowhere --out {new}.png", "nowhere", watch="{new}.png"),
@@ -77,6 +80,7 @@ CASES = [
     Case("data import manifest", "data import manifest {manifest} --size 0x5 --out {new}", "size"),
     Case("data import manifest", "data import manifest {manifest} --out {afile}", "{afile}", watch="{afile}"),
     Case("data import manifest", "data import manifest {man_fifo} --out {new}", "{fifo}: not a regular file"),
+    Case("data import manifest", "data import manifest {manifest} --out {faces_ix}", "{faces_ix}: holds ix/", watch="{faces_ix}"),
     Case("data import multipie", "data import multipie {root}/nowhere --out {new}", "nowhere"),
     Case("data import multipie", "data import multipie {faces} --out {afile}/mp", "{afile}", watch="{afile}"),
     Case("data import caspeal", "data import caspeal {root}/nowhere --out {new}", "nowhere"),
@@ -105,6 +109,10 @@ CASES = [
     Case("eval generation", "eval generation --model {model} --data {faces} --out {new} --batch-size 0", "--batch-size"),
     Case("eval generation", "eval generation --model {model} --data {faces} --out {new} --pairs 0", "--pairs"),
     Case("eval generation", "eval generation --model {vocab_edit} --data {faces} --out {new}", "{vocab_edit}/checkpoint.json"),
+    Case("eval generation", "eval generation --model {model} --data {faces} --out {table_note}",
+         "{table_note}: holds notes.txt, which is not part of an evaluation", watch="{table_note}"),
+    Case("eval generation", "eval generation --model {hash_gone} --data {faces} --out {new}",
+         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing"),
     # -- generate ---------------------------------------------------------------------------------
     Case("generate", "generate {dot} --model {model} --pose +15 --out {new}.png", "{dot}", watch="{new}.png"),
     Case("generate", "generate {fifo} --model {model} --pose +15 --out {new}.png", "{fifo}", watch="{new}.png"),
@@ -118,6 +126,8 @@ CASES = [
     Case("generate", "generate {face} --model {vocab_edit} --pose +15 --out {new}.png", "{vocab_edit}/checkpoint.json", watch="{new}.png"),
     Case("generate", "generate {face} --model {size_edit} --pose +15 --out {new}.png", "{size_edit}/checkpoint.json", watch="{new}.png"),
     Case("generate", "generate {face} --model {norm_edit} --pose +15 --out {new}.png", "{norm_edit}/checkpoint.json", watch="{new}.png"),
+    Case("generate", "generate {face} --model {hash_gone} --pose +15 --out {new}.png",
+         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{new}.png"),
     # -- index build ------------------------------------------------------------------------------
     Case("index build", "index build --model {model} --data {faces} --out {faces} --quiet", "input", watch="{faces}"),
     Case("index build", "index build --model {model} --data {faces} --out {root} --quiet", "input", watch="{root}"),
@@ -131,6 +141,10 @@ CASES = [
     Case("index build", "index build --model {model} --data {faces} --layer fc7 --out {new} --quiet", "fc7"),
     Case("index build", "index build --model {model} --data {faces} --factory Bogus --out {new} --quiet", "Bogus"),
     Case("index build", "index build --model {size_edit} --data {faces} --out {new} --quiet", "{size_edit}/checkpoint.json"),
+    Case("index build", "index build --model {hash_gone} --data {faces} --out {new} --quiet",
+         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing"),
+    Case("index build", "index build --model {model} --data {faces} --out {index_note} --quiet",
+         "{index_note}: holds notes.txt, which is not part of an index", watch="{index_note}"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --quiet", "{new}", lock="{root}/.new-out.build.lock"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --workers 2 --quiet", "--engine ray"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --address auto --quiet", "--address"),
@@ -149,6 +163,8 @@ CASES = [
     Case("index add", "index add --index {index} --data {odd_vocab} --model {model} --quiet", "{odd_vocab}: pose values", watch="{index}"),
     Case("index add", "index add --index {index} --data {test_only} --split train --model {model} --quiet", "split=train", watch="{index}"),
     Case("index add", "index add --index {index} --data {faces} --model {model} --quiet", "is in it already (gallery 0", watch="{index}"),
+    Case("index add", "index add --index {index} --data {faces_copy} --model {model} --quiet",
+         "{faces_copy} is in it already (gallery 0 'tiny'): the same images and labels as {faces}", watch="{index}"),
     Case("index add", "index add --index {index} --data {faces} --split train --model {model} --batch-size 0 --quiet", "--batch-size", watch="{index}"),
     Case("index add", "index add --index {index} --data {root}/nowhere --model {model} --quiet", "nowhere", watch="{index}"),
     Case("index add", "index add --index {index} --data {faces} --split train --model {model} --quiet", "{index}", watch="{index}", lock="{root}/.index.build.lock"),
@@ -171,6 +187,19 @@ CASES = [
     Case("query", "query --index {index} --batch {q_ok} --out {dirpng}", "{dirpng}", watch="{dirpng}"),
     Case("query", "query --index {root}/nowhere {face} --pose +15", "nowhere", watch="{index}"),
     Case("query", "query --index {index} --model {norm_edit} {face} --pose +15", "{norm_edit}/checkpoint.json", watch="{index}"),
+    Case("query", "query --index {index} --model {hash_gone} {face} --pose +15",
+         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{index}"),
+    Case("query", "query --index {index} {face} --pose +15 --gallery {other}",
+         "{other}: its fingerprint differs from the one the index was built on", watch="{index}"),
+    Case("query", "query --index {index} {faces}:0 --pose +15 --out {new}.png --gallery {other}",
+         "{other}: its fingerprint differs from the one the index was built on", watch="{new}.png"),
+    Case("query", "query --index {index} --batch {q_ok} --out {new}.csv --gallery {other}",
+         "{other}: its fingerprint differs from the one the index was built on", watch="{new}.csv"),
+    # -- serve (uvicorn.run is replaced by a failure: a case that got as far as serving fails, never hangs) ----
+    Case("serve", "serve --index {index} --gallery {other} --port 0",
+         "{other}: its fingerprint differs from the one the index was built on", watch="{index}"),
+    Case("serve", "serve --index {index} --model {hash_gone} --port 0",
+         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{index}"),
     # -- bench --------------------------------------------------------------------------------------
     Case("bench", "bench --model {model} --data {faces} --out {faces}", "input", watch="{faces}"),
     Case("bench", "bench --model {model} --data {faces} --out {new} --index {root}/nowhere", "nowhere"),
@@ -183,6 +212,9 @@ CASES = [
     Case("bench", "bench --model {model} --data {faces} --out {new} --queries 0", "--queries"),
     Case("bench", "bench --model {vocab_edit} --data {faces} --out {new}", "{vocab_edit}/checkpoint.json"),
     Case("bench", "bench --model {model} --data {faces} --out {new} --cache {afile}", "{afile}", watch="{afile}"),
+    Case("bench", "bench --model {model} --data {faces} --out {report_note}", "{report_note}: holds generation/notes.txt, "
+         "which is not part of a report", watch="{report_note}"),
+    Case("bench", "bench --model {hash_gone} --data {faces} --out {new}", "{hash_gone}/checkpoint.json: its model hash"),
 ]
 
 
@@ -211,6 +243,19 @@ def world(tmp_path_factory) -> dict[str, str]:
     renamed = dict(zip(faces.vocabulary("pose"), ("-90", "-60", "-30", "0", "+30", "+60", "+90")))
     FaceSet.from_arrays(faces.images, faces.faces.assign(pose=faces.faces["pose"].map(renamed)), name="odd",
                         factors={"pose": tuple(renamed.values())}).write(root / "odd_vocab")
+    shutil.copytree(root / "faces", root / "faces_copy")  # byte-identical: the same gallery by content
+    tiny_faceset(identities=4, test_identities=2, seed=1).write(root / "other")  # another FaceSet of the same shape
+    for name in ("faces_ix", "faces_note"):  # FaceSet folders holding what no FaceSet writes
+        shutil.copytree(root / "faces", root / name)
+    shutil.copytree(root / "index", root / "faces_ix" / "ix")
+    (root / "faces_note" / "notes.txt").write_text("the user's notes\n")
+    shutil.copytree(root / "index", root / "index_note")
+    (root / "index_note" / "notes.txt").write_text("the user's notes\n")
+    (root / "table_note").mkdir()  # an evaluation and a report folder holding a user's file
+    for name in ("table_note/table.json", "table_note/table.md", "table_note/notes.txt", "report_note/report.json",
+                 "report_note/report.md", "report_note/generation/table.json", "report_note/generation/notes.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("{}\n")
     (root / "foreign").mkdir()
     (root / "foreign" / "notes.txt").write_text("a folder of the user's: never to be replaced\n")
     (root / "afile.txt").write_text("a regular file\n")
@@ -237,6 +282,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     edited_checkpoint(model, root / "vocab_edit", lambda r: r.update(vocabulary=list(reversed(r["vocabulary"]))))
     edited_checkpoint(model, root / "size_edit", lambda r: r["architecture"].update(image_size=[32, 32]))
     edited_checkpoint(model, root / "norm_edit", lambda r: r["normalization"].update(mean=0.0))
+    edited_checkpoint(model, root / "hash_gone", lambda r: (r.pop("model_sha256"), r.update(vocabulary=list(reversed(r["vocabulary"])))))
     # batch query CSVs, each with one bad line
     row = f"{root / 'faces'}:0"
     (root / "q_ok.csv").write_text(f"path,target\n{row},+15\n")
@@ -245,7 +291,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "q_k0.csv").write_text(f"path,target,k\n\n{row},+15,0\n")
     (root / "q_fields.csv").write_text(f"path,target\n{row},+15,3,extra\n")
     paths = {name: str(root / name) for name in ("faces", "model", "index", "index_other", "faces32", "test_only", "odd_vocab", "foreign", "dot", "fifo", "vocab_edit",
-                                                  "size_edit", "norm_edit", "empty_npy", "trunc_npy", "man_empty", "man_trunc")}
+                                                  "size_edit", "norm_edit", "empty_npy", "trunc_npy", "man_empty", "man_trunc",
+                                                  "faces_copy", "other", "faces_ix", "faces_note", "index_note", "table_note",
+                                                  "report_note", "hash_gone")}
     paths.update(root=str(root), new=str(root / "new-out"), afile=str(root / "afile.txt"), face=str(root / "face.png"),
                  dot=str(root / "dot.png"), notimage=str(root / "notimage.png"), dirpng=str(root / "dir.png"),
                  manifest=str(root / "man" / "labels.csv"), man_dir=str(root / "man"), man_nocol=str(root / "nocol.csv"), man_fifo=str(root / "fifo.csv"),
@@ -292,8 +340,19 @@ def case_id(case: Case) -> str:
     return f"{case.command}: {case.args.split(' --quiet')[0]}" + (" [lock held]" if case.lock else "")
 
 
+@pytest.fixture
+def no_server(monkeypatch):
+    """`rbg serve` fails instead of serving: a refusal that regressed ends the case, not the test run."""
+    import uvicorn
+
+    def serve(*args, **kwargs):
+        raise RuntimeError("rbg serve got as far as serving")
+
+    monkeypatch.setattr(uvicorn, "run", serve)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
-def test_bad_input_is_one_error_line_naming_it_and_changes_nothing(world, case):
+def test_bad_input_is_one_error_line_naming_it_and_changes_nothing(world, case, no_server):
     args = [a.format(**world) for a in shlex.split(case.args)]
     watched = Path(case.watch.format(**world))
     parent = watched.parent
@@ -325,5 +384,5 @@ def test_bad_input_is_one_error_line_naming_it_and_changes_nothing(world, case):
 def test_the_catalogue_covers_every_command_with_at_least_60_cases():
     counts = Counter(case.command for case in CASES)
     commands = {"data synth", "data show", "data import manifest", "data import multipie", "data import caspeal", "train",
-                "eval generation", "generate", "index build", "index add", "query", "bench"}
+                "eval generation", "generate", "index build", "index add", "query", "serve", "bench"}
     assert set(counts) == commands and sum(counts.values()) >= 60, counts

@@ -1,6 +1,7 @@
 """Checkpoints: safetensors + JSON round-trip exactly; anything missing, corrupt or mismatched is refused."""
 
 import json
+import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -184,6 +185,23 @@ def test_a_checkpoint_written_before_the_model_hash_loads_with_a_warning(saved):
     with pytest.warns(UserWarning, match="before the model hash"):
         _, info, _ = load_checkpoint(path)
     assert info.model_sha256 == written.model_sha256
+
+
+@pytest.mark.parametrize("version", [2, None])
+def test_a_checkpoint_without_its_model_hash_is_refused_unless_it_is_of_format_1(saved, version):
+    path, _, _ = saved
+    record = json.loads((path / "checkpoint.json").read_text())
+    assert record["format_version"] == 2
+    del record["model_sha256"]
+    record["vocabulary"] = record["vocabulary"][::-1]  # the edit the hash would have caught
+    record["format_version"] = version
+    if version is None:
+        del record["format_version"]
+    (path / "checkpoint.json").write_text(json.dumps(record))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CheckpointError, match=re.escape(f"{path / 'checkpoint.json'}: its model hash (model_sha256) is missing")):
+            load_checkpoint(path)
 
 
 @pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory"])

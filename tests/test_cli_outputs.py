@@ -69,6 +69,73 @@ def test_force_replaces_a_folder_of_something_else_but_never_the_input(setup, tm
     assert (tmp_path / "plain.txt").read_text() == "a file"
 
 
+def folder_state(folder) -> list[tuple[str, bytes | None]]:
+    """Every entry under `folder` with its bytes (None for a folder): equal states mean an untouched folder."""
+    return sorted((str(p.relative_to(folder)), p.read_bytes() if p.is_file() else None) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("inside", ["an index", "a user file", "a user folder"])
+def test_a_faceset_folder_holding_anything_else_is_replaced_only_with_force(setup, tmp_path, inside):
+    root, model = setup
+    tiny_faceset(identities=2, test_identities=1).write(tmp_path / "faces")
+    if inside == "an index":
+        result = rbg("index", "build", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "faces" / "ix", "--quiet")
+        assert result.exit_code == 0, result.output
+    elif inside == "a user file":
+        (tmp_path / "faces" / "notes.txt").write_text("mine")
+    else:
+        (tmp_path / "faces" / "mine").mkdir()
+    extra = {"an index": "ix/", "a user file": "notes.txt", "a user folder": "mine/"}[inside]
+    before = folder_state(tmp_path / "faces")
+    for args in (("data", "synth", "--identities", 2, "--size", 16), ("data", "import", "manifest", root / "man" / "labels.csv")):
+        line = error_line(rbg(*args, "--out", tmp_path / "faces"))
+        assert f"--out {tmp_path / 'faces'}: holds {extra}, which is not part of a FaceSet" in line and "--force" in line
+        assert folder_state(tmp_path / "faces") == before
+    result = rbg("data", "import", "manifest", root / "man" / "labels.csv", "--out", tmp_path / "faces", "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == ["faces.parquet", "faceset.json", "images.npy"]
+
+
+def test_an_index_folder_holding_a_user_file_is_rebuilt_only_with_force(setup, tmp_path):
+    root, model = setup
+    args = ("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "ix", "--quiet")
+    assert rbg(*args).exit_code == 0
+    assert rbg(*args).exit_code == 0  # an index of its own files only: rebuilt in place
+    (tmp_path / "ix" / "notes.txt").write_text("mine")
+    before = folder_state(tmp_path / "ix")
+    assert "holds notes.txt, which is not part of an index" in error_line(rbg(*args))
+    assert folder_state(tmp_path / "ix") == before
+    assert rbg(*args, "--force").exit_code == 0 and not (tmp_path / "ix" / "notes.txt").exists()
+
+
+def test_only_an_artifacts_own_files_and_folders_count_as_its_own(tmp_path):
+    from facedata.outputs import OutputError, check_output_folder
+    from generator.checkpoint import KIND as CHECKPOINT
+    from retrieval.benchmark import KIND as REPORT
+
+    report = tmp_path / "report"
+    (report / "generation").mkdir(parents=True)
+    for name in ("report.json", "report.md", "recall.png", "figure7_retrievals.png", "generation/table.json", "generation/figure5_pairs.png"):
+        (report / name).write_text("")
+    assert REPORT.foreign_entry(report) is None and check_output_folder(report, REPORT) == report
+    (report / "generation" / "keep.txt").write_text("mine")
+    assert REPORT.foreign_entry(report) == "generation/keep.txt"
+    with pytest.raises(OutputError, match="holds generation/keep.txt, which is not part of a report"):
+        check_output_folder(report, REPORT)
+    assert check_output_folder(report, REPORT, force=True) == report
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    for name in ("checkpoint.json", "model.safetensors", "state.json", "optimizer.safetensors"):
+        (checkpoint / name).write_text("")
+    assert CHECKPOINT.foreign_entry(checkpoint) is None
+    (checkpoint / "README.md").write_text("")
+    (checkpoint / "model.safetensors").unlink()
+    (checkpoint / "model.safetensors").symlink_to(checkpoint / "README.md")  # not written by save_checkpoint
+    assert CHECKPOINT.foreign_entry(checkpoint) == "README.md"
+    (checkpoint / "README.md").unlink()
+    assert CHECKPOINT.foreign_entry(checkpoint) == "model.safetensors"
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".png"])
 def test_image_outputs_are_written_in_the_format_their_suffix_names(setup, tmp_path, suffix):
     root, model = setup
@@ -114,6 +181,33 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(setup, tmp_path):
                      "--pose", "+15", "--out", tmp_path / f"out-{name}")
         assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out-face16.png")), np.asarray(Image.open(tmp_path / "out-face.png")))
+
+
+@pytest.mark.parametrize("mode, said", [
+    ("I;16", "16-bit image scaled to 8 bits"),
+    ("RGB", "RGB image converted to grayscale"),
+    ("RGBA", "RGBA image converted to grayscale"),
+    ("LA", "LA image converted to grayscale"),
+    ("L", None),
+])
+def test_each_conversion_of_a_face_image_is_one_warning_line_on_stderr(setup, tmp_path, mode, said):
+    root, model = setup
+    face = np.asarray(Image.open(root / "face.png"))
+    picture = {"I;16": lambda: Image.fromarray(face.astype(np.uint16) * 257), "L": lambda: Image.fromarray(face)}.get(
+        mode, lambda: Image.fromarray(face).convert(mode))()
+    picture.save(tmp_path / "in.png")
+    with Image.open(tmp_path / "in.png") as opened:
+        assert opened.mode == mode
+    for args in (("generate", tmp_path / "in.png", "--model", model, "--pose", "+15", "--out", tmp_path / "out.png"),
+                 ("query", "--index", root / "index", tmp_path / "in.png", "--pose", "+15", "-k", 2)):
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+        if said is None:
+            assert warned == [], result.stderr
+        else:
+            assert len(warned) == 1 and warned[0].startswith(f"Warning: {tmp_path / 'in.png'}: {said}"), result.stderr
+        assert "Warning:" not in result.stdout
 
 
 def test_a_query_works_from_any_working_directory(setup, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,22 @@ def test_iter_batches_streams_every_row_in_order():
         assert images.shape[1:] == (4, 3) and len(images) == len(rows) <= 4
         seen += images[:, 0, 0].tolist()
     assert seen == faces.rows.tolist()
+
+
+def test_the_fingerprint_follows_images_and_labels_not_the_folder_name_or_provenance(tmp_path):
+    faces = small()
+    written = FaceSet.open(faces.write(tmp_path / "a"))
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    renamed = FaceSet.open(faces.write(tmp_path / "b", name="other", provenance={"command": "again"}))
+    assert faces.fingerprint() == written.fingerprint() == FaceSet.open(tmp_path / "copy").fingerprint() == renamed.fingerprint()
+    assert written.filter(pose="0").fingerprint() == FaceSet.open(written.filter(pose="0").write(tmp_path / "c")).fingerprint()
+    pixels = faces.images.copy()
+    pixels[5, 1, 2] += 1
+    relabelled = faces.faces.assign(identity=faces.faces["identity"].to_numpy()[::-1])
+    assert FaceSet.from_arrays(pixels, faces.faces, name="small").fingerprint() != faces.fingerprint()
+    assert FaceSet.from_arrays(faces.images, relabelled, name="small").fingerprint() != faces.fingerprint()
+    assert written.take(range(len(written) - 1)).fingerprint() != written.fingerprint()
+    assert written.take(range(len(written))[::-1]).fingerprint() != written.fingerprint()
 
 
 def test_a_failed_write_leaves_nothing_new_and_keeps_the_old_folder(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 
 import faiss
 import numpy as np
@@ -131,6 +132,29 @@ def test_faces_already_in_the_index_are_refused(built):
     add_to_index(FakeGenerator(), built / "idx", FaceSet.open(built / "b"), progress=False)
     with pytest.raises(UserError, match=r"b is in it already \(gallery 1 'tiny'\)"):
         add_to_index(FakeGenerator(), built / "idx", FaceSet.open(built / "b"), progress=False)
+
+
+def test_a_copy_of_an_indexed_gallery_is_refused_by_its_content_wherever_it_lies(built):
+    shutil.copytree(built / "a", built / "a-copy")
+    before = folder_digest(built / "idx")
+    with pytest.raises(UserError, match=r"a-copy is in it already \(gallery 0 'tiny'\): the same images and labels as [^;]*/a;"):
+        add_to_index(FakeGenerator(), built / "idx", FaceSet.open(built / "a-copy"), progress=False)
+    add_to_index(FakeGenerator(), built / "idx", FaceSet.open(built / "b"), progress=False)
+    FaceSet.open(built / "b").write(built / "b-again", name="renamed")  # the same faces written anew
+    with pytest.raises(UserError, match=r"b-again is in it already \(gallery 1 'tiny'\)"):
+        add_to_index(FakeGenerator(), built / "idx", FaceSet.open(built / "b-again"), progress=False)
+    assert GalleryIndex.load(built / "idx").info.count == 28 + 28 and folder_digest(built / "idx") != before
+
+
+def test_an_index_of_format_2_loads_without_its_folder_bound_fingerprint_and_still_opens_its_gallery(built):
+    info = built / "idx" / "index.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "format_version": 2, "gallery": {"name": "tiny", "path": "../a", "fingerprint": "0" * 64}}))
+    index = GalleryIndex.load(built / "idx")
+    assert "fingerprint" not in index.info.gallery and index.info.gallery["path"] == "../a"
+    [gallery] = open_galleries(index)  # checked by its identities, as format 2 was
+    assert gallery.root == built / "idx" / ".." / "a"
+    with pytest.raises(UserError, match="identity values differ"):
+        open_galleries(index, built / "b")
 
 
 def test_an_addition_to_a_missing_index_or_of_an_empty_gallery_is_refused(built):

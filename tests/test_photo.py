@@ -215,6 +215,25 @@ def test_cmyk_photos_are_converted(astronaut, tmp_path, suffix):
     assert load_face(path, 32).shape == (32, 32)
 
 
+@pytest.mark.parametrize("mode, said", [("RGB", "RGB image converted to grayscale"), ("I;16", "16-bit image scaled to 8 bits"),
+                                        ("CMYK", "CMYK image converted to grayscale"), ("L", None)])
+def test_an_aligned_photo_warns_once_for_its_conversion(astronaut, tmp_path, mode, said):
+    import warnings
+
+    from retrieval.query import QueryImageWarning, load_query_image
+
+    eight = gray(astronaut)
+    picture = {"RGB": Image.fromarray(astronaut), "I;16": Image.fromarray(eight.astype(np.uint16) * 257),
+               "CMYK": Image.fromarray(astronaut).convert("CMYK"), "L": Image.fromarray(eight)}[mode]
+    path = tmp_path / ("a.tif" if mode == "CMYK" else "a.png")
+    picture.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_query_image(str(path), (32, 32), align=True)
+    messages = [str(w.message) for w in caught if issubclass(w.category, QueryImageWarning)]
+    assert messages == ([f"{path}: {said}" + (" (0–65535 to 0–255, not clipped)" if mode == "I;16" else "")] if said else [])
+
+
 def test_a_photo_given_as_bytes_is_the_same_face_as_its_file(astronaut, tmp_path):
     path = save(astronaut, tmp_path / "a.jpg", quality=92)
     np.testing.assert_array_equal(load_face(path.read_bytes(), 48), load_face(path, 48))
@@ -289,7 +308,8 @@ def test_generate_aligns_a_photo_and_refuses_one_without_a_face(astronaut, tmp_p
     photo = save(astronaut, tmp_path / "astronaut.jpg")
     result = CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15", "--out", str(tmp_path / "o.png")])
     assert result.exit_code == 0, result.output
-    assert "Warning" not in result.output and Image.open(tmp_path / "o.png").size[0] > 1
+    warned = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warned == [f"Warning: {photo}: RGB image converted to grayscale"] and Image.open(tmp_path / "o.png").size[0] > 1
     noise = save(np.random.default_rng(2).integers(0, 256, (100, 100), dtype=np.uint8), tmp_path / "noise.png")
     result = CliRunner().invoke(cli, ["generate", "--model", str(model), str(noise), "--pose", "+15", "--out", str(tmp_path / "n.png")])
     assert result.exit_code == 2 and result.output.startswith("Error:") and "noise.png: no face found" in result.output

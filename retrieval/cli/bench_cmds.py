@@ -54,9 +54,9 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
     from facedata.errors import UserError
     from generator.inference import Generator
     from index.faiss_index import GalleryIndex
-    from retrieval.benchmark import BenchConfig, run_benchmark
+    from retrieval.benchmark import KIND, BenchConfig, run_benchmark
 
-    check_out(out, "report.json", force, data_path, model_path, cache, index_path)
+    check_out(out, KIND, force, data_path, model_path, cache, index_path)
     if index_path is not None and (layer is not None or normalize != "full" or gallery_identities is not None):
         raise UserError("--index brings its own gallery, layer and normalization: drop --layer, --normalize and "
                         "--gallery-identities")

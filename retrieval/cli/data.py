@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from retrieval.cli.data_import import import_group
-from retrieval.cli.outputs import check_out, force_option
+from retrieval.cli.outputs import check_faceset_out, force_option
 
 
 @click.group()
@@ -32,10 +32,9 @@ data.add_command(import_group)
 def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar, poses, force) -> None:
     """Render SynthPIE faces from 3D heads into a FaceSet; prints the time and the factor counts."""
     from facedata.contact_sheet import summarize
-    from facedata.faceset import INFO_FILE
     from facedata.synth import render_faceset, synth_config
 
-    check_out(out, INFO_FILE, force)
+    check_faceset_out(out, force)
     yaws = None
     if poses is not None:
         try:

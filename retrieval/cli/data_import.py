@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from retrieval.cli.outputs import check_out, force_option
+from retrieval.cli.outputs import check_faceset_out, force_option
 
 
 @click.group("import")
@@ -26,7 +26,7 @@ def import_group() -> None:
 def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_identities: int, recording: str,
              force: bool) -> None:
     """Multi-PIE session 1 under ROOT: 7 cameras as yaw -45..+45, 20 illuminations (§4.1)."""
-    check_out(out, "faceset.json", force, root, landmarks)
+    check_faceset_out(out, force, root, landmarks)
     from facedata.imageio import size_hw
     from facedata.multipie import read_multipie
 
@@ -45,7 +45,7 @@ def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_ide
 @force_option("FaceSet")
 def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, train_identities: int, force: bool) -> None:
     """CAS-PEAL-R1 accessory images under ROOTS (FRONTAL/Accessory, plus FRONTAL/Normal for 'none')."""
-    check_out(out, "faceset.json", force, *roots, eyes)
+    check_faceset_out(out, force, *roots, eyes)
     from facedata.caspeal import read_caspeal
     from facedata.imageio import size_hw
 
@@ -62,7 +62,7 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 @force_option("FaceSet")
 def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -> None:
     """KDEF as distributed under ROOT (AF01/AF01ANFL.JPG …): pose -90..+90, expression, session factors."""
-    check_out(out, "faceset.json", force, root)
+    check_faceset_out(out, force, root)
     from facedata.imageio import size_hw
     from facedata.kdef import read_kdef
 
@@ -100,7 +100,7 @@ def manifest(file: Path, out: Path, size: str | None, name: str | None, train_id
     (rbg bench --criterion2). With --align the images are photos whose faces are detected and
     eye-aligned.
     """
-    check_out(out, "faceset.json", force, file, *([images] if images is not None else []))
+    check_faceset_out(out, force, file, *([images] if images is not None else []))
     from facedata.errors import UserError
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest

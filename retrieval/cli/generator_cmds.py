@@ -88,10 +88,10 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
                     force: bool) -> None:
     """Table 1 (per-pixel MSE of each stage on random test pairs) and the paper's figures."""
     from facedata.faceset import FaceSet
-    from generator.evaluate import TABLE_FILE, evaluate_generation, table_markdown
+    from generator.evaluate import KIND, evaluate_generation, table_markdown
     from generator.inference import Generator
 
-    check_out(out, TABLE_FILE, force, model, data)
+    check_out(out, KIND, force, model, data)
     record = evaluate_generation(Generator.load(model, device), FaceSet.open(data), out, pairs, seed, batch_size, force=force)
     click.echo(table_markdown(record), nl=False)
     click.echo(f"written: {out}/table.md, table.json, figures")

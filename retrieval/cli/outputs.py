@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from facedata.outputs import check_output_folder
+from facedata.outputs import ArtifactKind, check_output_folder
 
 
 def force_option(kind: str):
@@ -13,6 +13,13 @@ def force_option(kind: str):
                         help=f"Replace --out even if it is an existing folder that is not a {kind}.")
 
 
-def check_out(out, manifest: str, force: bool, *inputs) -> None:
-    """Refuse --out before any work: another kind of folder (without --force), a file, or one of the inputs."""
-    check_output_folder(out, manifest, force=force, inputs=inputs)
+def check_out(out, kind: ArtifactKind, force: bool, *inputs) -> None:
+    """Refuse --out before any work: another kind of folder or one holding more (without --force), a file, an input."""
+    check_output_folder(out, kind, force=force, inputs=inputs)
+
+
+def check_faceset_out(out, force: bool, *inputs) -> None:
+    """check_out for a command that writes a FaceSet (data synth, data import)."""
+    from facedata.faceset import KIND
+
+    check_out(out, KIND, force, *inputs)

@@ -62,12 +62,12 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from generator.inference import Generator
     from facedata.errors import UserError
     from index.distribute import open_distributor
-    from index.faiss_index import INFO_FILE, IndexConfig, build_index
+    from index.faiss_index import KIND, IndexConfig, build_index
     from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
     started = time.perf_counter()
     distributor = open_distributor(engine, workers, address)
-    check_out(out, INFO_FILE, force, data, model)
+    check_out(out, KIND, force, data, model)
     if classifier_data is not None and normalize == "full":
         raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
     if pose_classifier != "logreg" and normalize == "full":
@@ -172,7 +172,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
-    from retrieval.query import edit_target, load_query_image, query_csv, query_images
+    from retrieval.query import edit_target, load_query_image, open_galleries, query_csv, query_images
 
     if (image is None) == (batch_csv is None):
         raise UserError("give one query IMAGE (a file or FACESET:ROW) or --batch CSV, not both or neither")
@@ -191,6 +191,8 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
         check_output_file(out)
 
     generator, index = _open(index_path, model, device)
+    # the pictures' galleries, checked against the index before any search: a wrong --gallery is refused, not shown
+    galleries = open_galleries(index, gallery) if picture is not None or gallery is not None else None
     if batch_csv is not None:
         result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size, align, face))
         with atomic_file(out) as tmp:
@@ -210,9 +212,9 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
         click.echo(_printable(result.table, generator.edit_factor))
     if picture is not None:
         from retrieval.figures import write_query_grid
-        from retrieval.query import open_galleries, retrieved_images
+        from retrieval.query import retrieved_images
 
-        pixels = retrieved_images(result, open_galleries(index, gallery))
+        pixels = retrieved_images(result, galleries)
         title = f"{index_path} · model {generator.checkpoint_hash[:12]} · {index.info.layer} · {index.info.factory}"
         click.echo(f"grid: {write_query_grid(result, pixels, picture, title=title)}")
 
