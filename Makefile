@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 MODEL ?= synthpie-pose
-# The demo's faces: the paper preset's first 115 identities; the shipped model trained on 0-99,
-# so the 15 test identities (100-114, 2,100 images) are unseen by it.
+# The demo's faces: the paper preset's first 115 identities, train 0-89, val 90-99 (the default
+# tenth of the train side), test 100-114; the shipped model trained on 0-99, so the 15 test
+# identities (100-114, 2,100 images) are unseen by it.
 DEMO_SYNTH ?= --preset paper --identities 115 --train-identities 100
 # axe-core from the npm registry, which the browser test injects into the query page (an ignored folder).
 AXE_VERSION ?= 4.14.1

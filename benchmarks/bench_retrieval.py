@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=RetrievalBenchConfig.queries)
     parser.add_argument("--latency-runs", type=int, default=RetrievalBenchConfig.latency_runs)
     parser.add_argument("--batch", type=int, default=RetrievalBenchConfig.batch)
-    parser.add_argument("--split", choices=["test", "train", "all"], default=RetrievalBenchConfig.split)
+    parser.add_argument("--split", choices=["test", "val", "train", "all"], default=RetrievalBenchConfig.split)
     parser.add_argument("--layer", default=None)
     parser.add_argument("--device", default=RetrievalBenchConfig.device)
     parser.add_argument("--seed", type=int, default=RetrievalBenchConfig.seed)

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=defaults.model)
     parser.add_argument("--data", default=defaults.data)
-    parser.add_argument("--split", default=defaults.split, choices=["test", "train", "all"])
+    parser.add_argument("--split", default=defaults.split, choices=["test", "val", "train", "all"])
     parser.add_argument("--gallery-limit", type=int, default=defaults.gallery_limit, help="first faces of the split (0: all)")
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--factory", default=defaults.factory)

@@ -33,6 +33,7 @@ from facedata.errors import DataError
 from facedata.faceset import FaceSet
 from facedata.imageio import SquareCrop, Size, align_on_eyes, crop_square, is_image_file, load_gray, size_hw
 from facedata.provenance import provenance as make_provenance
+from facedata.splits import check_split_sizes
 
 CASPEAL_ACCESSORIES: dict[str, str] = {
     "A0": "none", "A1": "hat1", "A2": "hat2", "A3": "hat3", "A4": "glasses1", "A5": "glasses2", "A6": "glasses3",
@@ -97,11 +98,12 @@ def _scan(roots: Sequence[Path]) -> list[tuple[str, str, Path]]:
 
 
 def read_caspeal(roots: str | Path | Sequence[str | Path], size: Size = 32, eyes: str | Path | None = None,
-                 train_identities: int = 350, progress: bool = True) -> FaceSet:
+                 train_identities: int = 350, progress: bool = True, val_identities: int | None = None) -> FaceSet:
     """Read the CAS-PEAL-R1 accessory images under the given folder(s) into a FaceSet.
 
     Rows run by person id (sorted), accessory class, file name; identity is the 6-digit person id,
-    source the path relative to its root folder; the first `train_identities` people are train.
+    source the path relative to its root folder; the first `train_identities` people are the train side,
+    its last `val_identities` (None: about 10 %) val, the rest test.
     """
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     if not roots:
@@ -116,9 +118,9 @@ def read_caspeal(roots: str | Path | Sequence[str | Path], size: Size = 32, eyes
         raise DataError(f"{', '.join(map(str, roots))}: no accessory images (codes A1..A6) among {len(found)} images")
     dropped = sorted({person for person, _, _ in found} - with_accessory)
     found = [item for item in found if item[0] in with_accessory]
-    if not 0 < train_identities < len(with_accessory):  # checked before the long read, not after
-        raise DataError(f"{', '.join(map(str, roots))}: {len(with_accessory)} people found; cannot put "
-                        f"{train_identities} of them in train (give a train count from 1 to {len(with_accessory) - 1})")
+    # checked before the long read, not after
+    val_identities = check_split_sizes(", ".join(map(str, roots)), len(with_accessory), train_identities,
+                                       val_identities, "people")
     accessory_rank = {value: i for i, value in enumerate(CASPEAL_ACCESSORY_VALUES)}
     found.sort(key=lambda item: (item[0], accessory_rank[item[1]], item[2].name))
 
@@ -155,4 +157,4 @@ def read_caspeal(roots: str | Path | Sequence[str | Path], size: Size = 32, eyes
                "dropped_identities": len(dropped),
                "missing_classes": [v for v in CASPEAL_ACCESSORY_VALUES if counts[v] == 0]},
     )
-    return faceset.with_split_by_identity(train_identities)
+    return faceset.with_split_by_identity(train_identities, val_identities)

@@ -86,7 +86,7 @@ class Block:
 
 
 def pick_identities(faceset: FaceSet, rows: int) -> list[str]:
-    """`rows` identities spread evenly over the set (so both splits show up)."""
+    """`rows` identities spread evenly over the set (so every split shows up)."""
     order = faceset.identities()
     if rows >= len(order):
         return order

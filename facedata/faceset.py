@@ -3,16 +3,17 @@
 A FaceSet is a folder:
   images.npy     uint8 (N, H, W) grayscale, memory-mapped on open
   faces.parquet  one row per image: identity, the factor columns present, split, source
-  faceset.json   name, image size, each factor's ordered vocabulary, provenance
+  faceset.json   name, image size, each factor's ordered vocabulary, the val identities, provenance
 Factor values are strings (poses as signed degrees: "-45", "0", "+30"); the vocabulary order in
-faceset.json is the order of one-hot codes everywhere downstream.
+faceset.json is the order of one-hot codes everywhere downstream. Splits are train, val and test, by
+identity (facedata.splits); a FaceSet written before val existed has none and reads as val-empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -23,6 +24,7 @@ from facedata.atomic import atomic_dir
 from facedata.errors import DataError
 from facedata.outputs import ArtifactKind
 from facedata.provenance import provenance as make_provenance
+from facedata.splits import check_split_sizes, check_splits, split_column, val_people
 
 FACTOR_COLUMNS = ("pose", "illumination", "accessory", "expression", "occluded")  # the canonical factors, in order
 NON_FACTOR_COLUMNS = ("identity", "split", "source")
@@ -36,7 +38,7 @@ FINGERPRINT_CHUNK = 4096  # images hashed at a time by FaceSet.fingerprint (boun
 
 @dataclass(frozen=True)
 class FaceSetInfo:
-    """What faceset.json holds: name, image size, factor vocabularies, provenance, extras."""
+    """What faceset.json holds: name, image size, factor vocabularies, provenance, extras, val identities."""
 
     name: str
     image_size: tuple[int, int]  # (H, W)
@@ -44,11 +46,13 @@ class FaceSetInfo:
     count: int
     provenance: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    val_identities: tuple[str, ...] = ()  # the people of the val split, in identity order
 
     def to_json(self) -> dict:
         record = asdict(self)
         record["image_size"] = list(self.image_size)
         record["factors"] = {k: list(v) for k, v in self.factors.items()}
+        record["val_identities"] = list(self.val_identities)
         record["format_version"] = FORMAT_VERSION
         return record
 
@@ -62,6 +66,7 @@ class FaceSetInfo:
                 count=int(record["count"]),
                 provenance=dict(record.get("provenance", {})),
                 extra=dict(record.get("extra", {})),
+                val_identities=tuple(str(x) for x in record.get("val_identities", ())),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise DataError(f"{source}: not a valid faceset.json ({exc!r} missing or malformed)") from None
@@ -153,6 +158,7 @@ class FaceSet:
             count=len(images),
             provenance=provenance or {},
             extra=extra or {},
+            val_identities=val_people(faces),
         )
         faceset = cls(images, faces, info)
         faceset._check_vocabulary(name)
@@ -189,6 +195,9 @@ class FaceSet:
                 f"{root / INFO_FILE}: says {info.count} images of {info.image_size}, "
                 f"{IMAGES_FILE} holds {len(images)} of {tuple(images.shape[1:])}"
             )
+        if "val_identities" in record and info.val_identities != val_people(faces):
+            raise DataError(f"{root / INFO_FILE}: lists val identities {list(info.val_identities)[:5]} but "
+                            f"{FACES_FILE} has {list(val_people(faces))[:5]} in split val")
         faceset = cls(images, faces, info, root=root)
         faceset._check_vocabulary(str(root / FACES_FILE))
         return faceset
@@ -307,18 +316,28 @@ class FaceSet:
         return self.where(mask, f"filter {described}")
 
     def split(self, name: str) -> "FaceSet":
-        """The rows of split `name` ("train" or "test")."""
-        return self.filter(split=name) if name in set(self.faces["split"]) else self.where(np.zeros(len(self), bool), f"split={name}")
+        """The rows of split `name` ("train", "val" or "test"); an empty split is an error (see `has_split`)."""
+        return self.filter(split=name) if self.has_split(name) else self.where(np.zeros(len(self), bool), f"split={name}")
 
-    def with_split_by_identity(self, train_identities: int) -> "FaceSet":
-        """A copy whose first `train_identities` identities (by first appearance) are train, the rest test."""
+    def has_split(self, name: str) -> bool:
+        """Whether any row is in split `name` (a FaceSet without val people has no val split)."""
+        return bool((self.faces["split"] == name).any())
+
+    def with_split_by_identity(self, train_identities: int, val_identities: int | None = None) -> "FaceSet":
+        """A copy whose first `train_identities` identities (by first appearance) are the train side, the rest test.
+
+        The last `val_identities` of the train side are val (None: about 10 %, facedata.splits).
+        """
         order = self.identities()
-        if not 0 < train_identities < len(order):
-            raise DataError(f"{self.info.name}: cannot put {train_identities} of {len(order)} identities in train")
-        train = set(order[:train_identities])
+        val = check_split_sizes(self.info.name, len(order), train_identities, val_identities)
+        return self.with_splits(split_column(self.faces["identity"], order, train_identities, val).to_numpy(), self.info.name)
+
+    def with_splits(self, split: np.ndarray, where: str) -> "FaceSet":
+        """A copy with each row's split replaced by `split` ((n,) of train/val/test, by identity; checked)."""
         faces = self.faces.copy()
-        faces["split"] = np.where(faces["identity"].isin(train), "train", "test")
-        return FaceSet(self._images, faces, self.info, self.root)
+        faces["split"] = np.asarray(split, dtype=str)
+        check_splits(faces, where)
+        return FaceSet(self._images, faces, replace(self.info, val_identities=val_people(faces)), self.root)
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, path: str | Path, name: str | None = None, provenance: dict | None = None, extra: dict | None = None,
@@ -336,6 +355,7 @@ class FaceSet:
             count=len(faces),
             provenance=provenance if provenance is not None else (self.info.provenance or make_provenance()),
             extra={**self.info.extra, **(extra or {})},
+            val_identities=val_people(faces),
         )
         target = Path(path)
         with atomic_dir(target, kind=KIND, force=force) as tmp:
@@ -362,4 +382,5 @@ def normalize_faces(faces: pd.DataFrame, count: int, where: str, extra_factors: 
         faces["split"] = "train"
     if "source" not in faces.columns:
         faces["source"] = ""
+    check_splits(faces, where)
     return faces

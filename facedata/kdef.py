@@ -7,7 +7,7 @@ neutral, SA sad, SU surprised) and the angle (FL full left, HL half left, S stra
 FR full right). Factors: `pose` (yaw: FL −90, HL −45, S 0, HR +45, FR +90; negative = face turned
 towards the image's left), `expression`, `session`. Identity is gender + number ("F01" … "M35"); rows
 run by identity (F01…F35, M01…M35), session, expression, yaw, so `train_identities=50` puts F01…M15
-in train and M16…M35 in test.
+on the train side and M16…M35 in test; the default val people (facedata.splits) are then M11…M15.
 
 Crop: the 562×762 portraits (a few other sizes are first resized to it) share one framing, so a fixed
 full-width square centred 370 px from the top keeps the whole head at all five angles; eye-based
@@ -29,6 +29,7 @@ from facedata.errors import DataError
 from facedata.faceset import FaceSet, format_pose
 from facedata.imageio import Size, load_gray, resize, size_hw
 from facedata.provenance import provenance as make_provenance
+from facedata.splits import check_split_sizes
 
 KDEF_EXPRESSIONS = {"AF": "afraid", "AN": "angry", "DI": "disgusted", "HA": "happy", "NE": "neutral",
                     "SA": "sad", "SU": "surprised"}
@@ -57,7 +58,8 @@ def kdef_crop(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize(np.ascontiguousarray(frame[top : top + 2 * half, :]), size)
 
 
-def read_kdef(root: str | Path, size: Size = 32, train_identities: int = 50, progress: bool = True) -> FaceSet:
+def read_kdef(root: str | Path, size: Size = 32, train_identities: int = 50, progress: bool = True,
+              val_identities: int | None = None) -> FaceSet:
     """Read every KDEF portrait under `root` (any folder depth) into a FaceSet; see the module doc."""
     root = Path(root)
     if not root.is_dir():
@@ -77,9 +79,7 @@ def read_kdef(root: str | Path, size: Size = 32, train_identities: int = 50, pro
             raise DataError(f"{path}: the same portrait as {seen[key]} (give each KDEF folder once)")
         seen[key] = path
     identities = sorted({item[0] for item in found})
-    if not 0 < train_identities < len(identities):
-        raise DataError(f"{root}: {len(identities)} people found; cannot put {train_identities} of them in train "
-                        f"(give a train count from 1 to {len(identities) - 1})")
+    val_identities = check_split_sizes(str(root), len(identities), train_identities, val_identities, "people")
     expression_rank = {name: i for i, name in enumerate(KDEF_EXPRESSIONS.values())}
     found.sort(key=lambda item: (item[0], item[1], expression_rank[item[2]], KDEF_YAWS[item[3]]))
 
@@ -110,4 +110,4 @@ def read_kdef(root: str | Path, size: Size = 32, train_identities: int = 50, pro
                "skipped_blank": blank},
         extra_factors=("session",),
     )
-    return faceset.with_split_by_identity(train_identities)
+    return faceset.with_split_by_identity(train_identities, val_identities)

@@ -10,8 +10,8 @@ Manifest columns:
   pose, illumination, accessory, expression, occluded
                optional factor columns; values are kept as strings, numeric poses are written as
                signed degrees ("30" → "+30") as everywhere in the project.
-  split        optional `train`/`test` per row; when present it wins over `train_identities`, and
-               must keep each identity on one side.
+  split        optional `train`/`val`/`test` per row; when present it wins over `train_identities`
+               and `val_identities`, and must keep each identity in one split.
   source       optional; kept as given, else the row's path or `images.npy[i]`.
 Every other column (`session`, `tilt`, …) is kept as a factor too, unless `factors` names the ones
 to keep; the columns left out are recorded in `info.extra["ignored_columns"]`. A kept factor can
@@ -153,25 +153,18 @@ def _images_from_array(table: pd.DataFrame, path: Path, hw: tuple[int, int] | No
     return images, indices
 
 
-def _split(faceset: FaceSet, table: pd.DataFrame, path: Path, train_identities: int | None) -> FaceSet:
-    """Apply the manifest's split column, or put the first identities (by appearance) in train."""
+def _split(faceset: FaceSet, table: pd.DataFrame, path: Path, train_identities: int | None,
+           val_identities: int | None) -> FaceSet:
+    """Apply the manifest's split column, or put the first identities (by appearance) on the train side."""
     if "split" in table.columns:
         _check_filled(table, "split", path)
-        bad = sorted(set(table["split"]) - {"train", "test"})
-        if bad:
-            raise DataError(f"{path}: column 'split' holds '{bad[0]}' (valid: train, test)")
-        sides = table.groupby("identity")["split"].nunique()
-        if (sides > 1).any():
-            raise DataError(f"{path}: identity '{sides[sides > 1].index[0]}' is in both splits (splits are by identity)")
-        faces = faceset.faces.copy()
-        faces["split"] = table["split"].to_numpy()
-        return FaceSet(faceset.images, faces, faceset.info)
+        return faceset.with_splits(table["split"].to_numpy(), str(path))
     count = faceset.num_identities
     if train_identities is None:
         if count == 1:
             return faceset  # a single identity: everything is train
         train_identities = min(max(1, round(DEFAULT_TRAIN_SHARE * count)), count - 1)
-    return faceset.with_split_by_identity(train_identities)
+    return faceset.with_split_by_identity(train_identities, val_identities)
 
 
 def manifest_factors(table: pd.DataFrame, path: Path, factors: Sequence[str] | None) -> list[str]:
@@ -190,12 +183,13 @@ def manifest_factors(table: pd.DataFrame, path: Path, factors: Sequence[str] | N
 def read_manifest(manifest: str | Path, size: Size | None = None, name: str | None = None,
                   train_identities: int | None = None, progress: bool = True,
                   factors: Sequence[str] | None = None, images: str | Path | None = None,
-                  align: AlignConfig | None = None) -> FaceSet:
+                  align: AlignConfig | None = None, val_identities: int | None = None) -> FaceSet:
     """Read the faces a manifest lists into a FaceSet, rows in manifest order.
 
     Without `size` all images must share one size; with it each is resized to it. The split is the
     manifest's `split` column if any, else the first `train_identities` identities by first
-    appearance (default: 70% of them) are train. `factors` names the columns kept as factors
+    appearance (default: 70% of them) are the train side, whose last `val_identities` (default:
+    about 10 % of it, facedata.splits) are val. `factors` names the columns kept as factors
     (default: all but identity, path, index, split, source); `images` is an images.npy to read
     the pixels from instead of the one beside the manifest. With `align` every image is a photo
     whose face is detected and eye-aligned (facedata.photo) at `size` (square) or the crop's own size.
@@ -237,4 +231,4 @@ def read_manifest(manifest: str | Path, size: Size | None = None, name: str | No
         extra={"manifest": str(path), "ignored_columns": ignored, **(alignment_record(align, left_out) if align else {})},
         extra_factors=[f for f in factors if f not in FACTOR_COLUMNS],
     )
-    return _split(faceset, table, path, train_identities)
+    return _split(faceset, table, path, train_identities, val_identities)

@@ -33,6 +33,7 @@ from facedata.errors import DataError
 from facedata.faceset import FaceSet
 from facedata.imageio import SquareCrop, Size, align_on_eyes_chin, crop_square, load_gray, size_hw
 from facedata.provenance import provenance as make_provenance
+from facedata.splits import check_split_sizes
 
 # §4.1: the 7 cameras of the protocol, in yaw order (camera codes 080, 130, 140, 051, 050, 041, 190).
 MULTIPIE_CAMERAS: dict[str, str] = {
@@ -128,11 +129,13 @@ def _scan(folder: Path, recording: str) -> tuple[list[tuple[str, str, str, Path]
 
 
 def read_multipie(root: str | Path, size: Size = 32, landmarks: str | Path | None = None,
-                  train_identities: int = 100, recording: str = "01", progress: bool = True) -> FaceSet:
+                  train_identities: int = 100, recording: str = "01", progress: bool = True,
+                  val_identities: int | None = None) -> FaceSet:
     """Read Multi-PIE session 1 (one recording) into a FaceSet: 7 poses × 20 illuminations per subject.
 
     Rows run by subject (sorted by id), pose, illumination; identity is the subject id, source the path
-    relative to the multiview folder; the first `train_identities` subjects are train, the rest test.
+    relative to the multiview folder; the first `train_identities` subjects are the train side, its last
+    `val_identities` (None: about 10 %) val, the rest test.
     Files of the other 8 cameras are skipped and counted in `info.extra["skipped_cameras"]`.
     """
     root = Path(root)
@@ -144,9 +147,7 @@ def read_multipie(root: str | Path, size: Size = 32, landmarks: str | Path | Non
         raise DataError(f"{folder}: no images of the 7 protocol cameras ({', '.join(MULTIPIE_CAMERAS)}) "
                         f"for recording {recording}")
     subjects = len({item[0] for item in found})
-    if not 0 < train_identities < subjects:  # checked before the long read, not after
-        raise DataError(f"{folder}: {subjects} subjects found; cannot put {train_identities} of them in train "
-                        f"(give a train count from 1 to {subjects - 1})")
+    val_identities = check_split_sizes(str(folder), subjects, train_identities, val_identities, "subjects")  # before the long read
     pose_rank = {pose: i for i, pose in enumerate(MULTIPIE_POSES)}
     found.sort(key=lambda item: (item[0], pose_rank[item[1]], item[2]))
     camera_of = {pose: camera for camera, pose in MULTIPIE_CAMERAS.items()}
@@ -175,4 +176,4 @@ def read_multipie(root: str | Path, size: Size = 32, landmarks: str | Path | Non
         extra={"dataset": "Multi-PIE session 1", "recording": recording, "alignment": alignment,
                "skipped_cameras": dict(sorted(skipped.items()))},
     )
-    return faceset.with_split_by_identity(train_identities)
+    return faceset.with_split_by_identity(train_identities, val_identities)

@@ -67,7 +67,7 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     max_pairs: int | None = None  # train on a fixed random subset of the pairs
-    val_pairs: int = 1000  # fixed random sample of test pairs scored after every epoch
+    val_pairs: int = 1000  # fixed random sample of val pairs scored after every epoch (never test pairs)
     normalization: str = "dataset"  # or "per_image"
     device: str = "auto"
     threads: int | None = None
@@ -150,6 +150,26 @@ def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pair
         images = np.concatenate([images, np.ascontiguousarray(images[:, :, ::-1])])
         codes = np.concatenate([codes, mirrored[codes]])
     return PairSet(torch.from_numpy(images), codes, pairs)
+
+
+def validation_pairs(faces: FaceSet, task: Task, config: TrainConfig) -> tuple[PairSet | None, dict]:
+    """The pairs scored after every epoch — of the val people only — and a record of what validates.
+
+    Without val people (a FaceSet from before val splits, or made with --val-identities 0) there is
+    no validation: choices are never made on the test people.
+    """
+    if not config.val_pairs:
+        return None, {"split": None, "said": "off (--val-pairs 0)"}
+    if not faces.has_split("val"):
+        return None, {"split": None, "said": "off: no val split (make one with --val-identities; the test people are "
+                                             "never used for it)"}
+    val = faces.split("val")
+    data = pair_set(val, task, config.val_pairs, config.seed + 1, match=config.pair_match)
+    people = val.num_identities
+    if len(data.pairs) == 0:
+        return None, {"split": None, "said": f"off: the {people} val people have no {task.name} pairs"}
+    return data, {"split": "val", "identities": people, "pairs": int(len(data.pairs)),
+                  "said": f"on {len(data.pairs)} pairs of the {people} val people"}
 
 
 def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
@@ -268,8 +288,9 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
           init_new_vocabulary: bool = False, progress: bool = True) -> dict:
     """Train the stages of `config` on `faces` into run folder `out`, resuming it if it exists.
 
-    Returns the last epoch's metrics. Pairs come from the train split; validation pairs from the test
-    split (skipped if it has none). A NaN loss raises TrainingDiverged, keeping the last checkpoint.
+    Returns the last epoch's metrics. Pairs come from the train split; validation pairs from the val
+    split, never from test: without val people there is no validation, said once on stderr and in
+    config.json. A NaN loss raises TrainingDiverged, keeping the last checkpoint.
     """
     config = config.resolved()
     device = resolve_device(config.device)
@@ -286,9 +307,8 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
                           config.pair_match)
     if len(train_data.pairs) == 0:
         raise UserError(f"{faces.info.name}: no {task.name} training pairs (need faces of one identity that differ only in {task.edit_factor})")
-    has_test = "test" in set(faces.faces["split"])
-    val_data = (pair_set(faces.split("test"), task, config.val_pairs, config.seed + 1, match=config.pair_match)
-                if has_test and config.val_pairs else None)
+    val_data, validation = validation_pairs(faces, task, config)
+    print(f"{faces.info.name}: validation {validation['said']}", file=sys.stderr)
 
     if run.resume.exists():
         model, info, loop, optim_tensors = load_training_state(run.resume)
@@ -328,6 +348,7 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
                                    "vocabulary": list(vocabulary), "normalization_stats": norm.to_json(),
                                    "train_pairs": int(len(train_data.pairs)),
                                    "val_pairs_used": int(len(val_data.pairs)) if val_data else 0,
+                                   "validation": validation,
                                    "provenance": base_info.provenance})
     metrics: dict = loop["history"][-1] if loop["history"] else {}
     for stage in config.stages:

@@ -61,7 +61,9 @@ def test_identity_is_person_id_and_first_ids_in_sorted_order_are_train(tree):
     faces = read(tree)
     assert faces.identities() == ["000007", "000064", "000101", "000230"]
     split = faces.faces.groupby("identity")["split"].agg(set).to_dict()
-    assert split == {"000007": {"train"}, "000064": {"train"}, "000101": {"train"}, "000230": {"test"}}
+    assert split == {"000007": {"train"}, "000064": {"train"}, "000101": {"val"}, "000230": {"test"}}
+    faces = read(tree, val_identities=2)
+    assert faces.split("val").identities() == ["000064", "000101"] and faces.split("test").identities() == ["000230"]
 
 
 def test_people_without_any_accessory_image_are_dropped_and_counted(tree):
@@ -77,7 +79,7 @@ def test_pixels_are_their_own_file_and_pairs_cover_all_class_changes(tree):
         row = faces.faces.iloc[i]
         expected = 30 + 40 * PEOPLE.index(row["identity"]) + 3 * CASPEAL_ACCESSORY_VALUES.index(row["accessory"])
         assert np.abs(faces.image(i).astype(int) - expected).max() <= 1
-    assert len(make_pairs(faces.split("train"), "accessory")) == expected_pair_count(3, 1, 7)
+    assert len(make_pairs(read(tree, val_identities=0).split("train"), "accessory")) == expected_pair_count(3, 1, 7)
 
 
 def test_accessory_folder_alone_has_six_classes_and_says_which_is_missing(tree):
@@ -158,7 +160,7 @@ def test_cli_import_caspeal_takes_several_folders_and_prints_counts(tmp_path, tr
     result = CliRunner().invoke(cli, ["data", "import", "caspeal", str(tree / "Accessory"), str(tree / "Normal"),
                                       "--out", str(out), "--size", "8", "--train-identities", "3"])
     assert result.exit_code == 0, result.output
-    assert "28 faces of 8x8, 4 identities (train 3, test 1)" in result.stdout
+    assert "28 faces of 8x8, 4 identities (train 2, val 1, test 1)" in result.stdout
     assert "accessory (7 values): none 4, hat1 4," in result.stdout
     assert "dropped: 1 identities" in result.stdout
     assert len(FaceSet.open(out)) == 28
@@ -178,3 +180,5 @@ def test_cli_unknown_accessory_code_exits_2_with_one_error_line_and_writes_nothi
 def test_a_train_count_not_below_the_people_count_is_refused(tree):
     with pytest.raises(DataError, match="4 people found; cannot put 350 of them in train"):
         read(tree, train_identities=350)
+    with pytest.raises(DataError, match="cannot hold out 3 of the 3 train people for validation"):
+        read(tree, val_identities=3)

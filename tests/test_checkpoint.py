@@ -143,6 +143,11 @@ def test_data_fingerprint_follows_the_faces_table(tmp_path):
     assert data_fingerprint(faces) != data_fingerprint(faces.with_split_by_identity(2))
     on_disk = data_fingerprint(FaceSet.open(faces.write(tmp_path / "fs")))
     assert set(on_disk) >= {"name", "faceset.json", "faces.parquet"}
+    two_way, with_val = faces.with_split_by_identity(3, val_identities=0), faces.with_split_by_identity(3, val_identities=1)
+    assert data_fingerprint(two_way) != data_fingerprint(with_val)  # moving people into val is other data
+    written = [data_fingerprint(FaceSet.open(f.write(tmp_path / name))) for f, name in ((two_way, "a"), (with_val, "b"))]
+    assert written[0]["faceset.json"] != written[1]["faceset.json"]
+    assert written[0]["faces.parquet"] != written[1]["faces.parquet"]
 
 
 def test_the_generator_package_never_unpickles():

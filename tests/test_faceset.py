@@ -20,6 +20,7 @@ from facedata.faceset import (
     pose_degrees,
 )
 from facedata.outputs import OutputError
+from facedata.splits import default_val_identities
 
 
 def small(identities=("b", "a", "c"), poses=("+30", "-15", "0")) -> FaceSet:
@@ -58,6 +59,7 @@ def test_write_then_open_round_trips_pixels_rows_and_info(tmp_path):
     pd.testing.assert_frame_equal(back.faces, faces.faces.reset_index(drop=True))
     assert back.info.factors == faces.info.factors and back.info.provenance == {"command": "test"}
     assert back.image_size == (4, 3) and back.info.count == 18
+    assert back.info.val_identities == faces.info.val_identities == ("a",)
 
 
 def test_filter_keeps_matching_rows_and_their_pixels(tmp_path):
@@ -82,13 +84,45 @@ def test_filter_on_an_unknown_value_lists_the_valid_ones_and_an_empty_result_is_
 
 
 def test_split_by_identity_takes_first_identities_by_appearance():
-    faces = small().with_split_by_identity(2)
+    faces = small().with_split_by_identity(2, val_identities=0)
     assert faces.split("train").identities() == ["b", "a"]
     assert faces.split("test").identities() == ["c"]
-    with pytest.raises(DataError, match="cannot put 3 of 3 identities in train"):
+    assert not faces.has_split("val") and faces.info.val_identities == ()
+    with pytest.raises(DataError, match="3 identities found; cannot put 3 of them in train"):
         small().with_split_by_identity(3)
     with pytest.raises(DataError, match="no faces left after split=test"):
         small().split("test")  # everything is train by default
+
+
+def people(count: int) -> FaceSet:
+    return small(identities=tuple(f"p{i}" for i in range(count)))
+
+
+def test_val_people_are_the_last_of_the_train_side_and_the_test_people_do_not_move():
+    faces = people(10).with_split_by_identity(8, val_identities=2)
+    assert faces.split("train").identities() == [f"p{i}" for i in range(6)]
+    assert faces.split("val").identities() == ["p6", "p7"]
+    assert faces.split("test").identities() == ["p8", "p9"]
+    assert faces.info.val_identities == ("p6", "p7")
+    two_way = people(10).with_split_by_identity(8, val_identities=0)
+    assert two_way.split("test").identities() == ["p8", "p9"] and len(two_way.split("train").identities()) == 8
+
+
+def test_every_identity_is_in_exactly_one_of_train_val_and_test():
+    faces = people(30).with_split_by_identity(25)
+    splits = faces.faces.groupby("identity")["split"].nunique()
+    assert (splits == 1).all()
+    assert set(faces.faces["split"]) == {"train", "val", "test"}
+    assert sum(faces.split(s).num_identities for s in ("train", "val", "test")) == 30
+
+
+def test_the_default_val_split_is_about_a_tenth_of_the_train_people_and_never_all_of_them():
+    assert [default_val_identities(n) for n in (0, 1, 2, 9, 14, 15, 24, 50, 100, 350)] == [0, 0, 1, 1, 1, 2, 2, 5, 10, 35]
+    assert people(120).with_split_by_identity(100).split("val").num_identities == 10
+    assert people(3).with_split_by_identity(1).has_split("val") is False  # one train person stays train
+    with pytest.raises(DataError, match="cannot hold out 2 of the 2 train identities for validation "
+                                        r"\(give a val count from 0 to 1\)"):
+        people(3).with_split_by_identity(2, val_identities=2)
 
 
 def test_iter_batches_streams_every_row_in_order():
@@ -164,6 +198,10 @@ def test_open_refuses_a_missing_folder_or_file(tmp_path, written):
      r"factor 'pose' is in the vocabulary but not a column"),
     (lambda d: pd.read_parquet(d / FACES_FILE).assign(identity=None).to_parquet(d / FACES_FILE),
      r"column 'identity' is empty at row 0"),
+    (lambda d: pd.read_parquet(d / FACES_FILE).assign(split="dev").to_parquet(d / FACES_FILE),
+     r"faces.parquet: column 'split' holds 'dev' \(valid: train, val, test\)"),
+    (lambda d: pd.read_parquet(d / FACES_FILE).assign(split=["test"] + ["train"] * 17).to_parquet(d / FACES_FILE),
+     r"faces.parquet: identity 'b' is in two splits \(test, train; splits are by identity\)"),
 ])
 def test_open_refuses_corrupt_or_inconsistent_folders_naming_the_file(written, damage, message):
     damage(written)
@@ -175,6 +213,34 @@ def test_faceset_json_records_vocabularies_in_one_hot_order(written):
     record = json.loads((written / INFO_FILE).read_text())
     assert record["factors"] == {"pose": ["-15", "0", "+30"], "illumination": ["l0", "l1"]}
     assert record["count"] == 18 and record["image_size"] == [4, 3]
+
+
+def test_faceset_json_records_the_val_people_of_the_view_written(tmp_path):
+    faces = people(10).with_split_by_identity(8, val_identities=2)
+    faces.write(tmp_path / "all")
+    assert json.loads((tmp_path / "all" / INFO_FILE).read_text())["val_identities"] == ["p6", "p7"]
+    faces.filter(identity=["p0", "p7"]).write(tmp_path / "part")
+    assert FaceSet.open(tmp_path / "part").info.val_identities == ("p7",)
+    faces.split("test").write(tmp_path / "test")
+    assert json.loads((tmp_path / "test" / INFO_FILE).read_text())["val_identities"] == []
+
+
+def test_a_faceset_written_before_val_existed_opens_with_no_val_split(tmp_path):
+    small().with_split_by_identity(2, val_identities=0).write(tmp_path / "old")
+    record = json.loads((tmp_path / "old" / INFO_FILE).read_text())
+    del record["val_identities"]  # the format before val splits
+    (tmp_path / "old" / INFO_FILE).write_text(json.dumps(record))
+    old = FaceSet.open(tmp_path / "old")
+    assert old.info.val_identities == () and not old.has_split("val")
+    assert old.split("train").identities() == ["b", "a"] and old.split("test").identities() == ["c"]
+
+
+def test_open_refuses_val_people_that_disagree_with_the_faces_table(tmp_path):
+    people(10).with_split_by_identity(8, val_identities=2).write(tmp_path / "fs")
+    record = json.loads((tmp_path / "fs" / INFO_FILE).read_text())
+    (tmp_path / "fs" / INFO_FILE).write_text(json.dumps({**record, "val_identities": ["p7"]}))
+    with pytest.raises(DataError, match=r"faceset.json: lists val identities \['p7'\] but faces.parquet has \['p6', 'p7'\]"):
+        FaceSet.open(tmp_path / "fs")
 
 
 def test_a_left_right_flip_mirrors_yaws_and_named_sides_only():

@@ -51,7 +51,10 @@ def test_tree_reads_into_pose_expression_session_factors_split_by_person(tmp_pat
     assert faces.factors == ("pose", "expression", "session")
     assert faces.vocabulary("pose") == ("-90", "-45", "0", "+45", "+90")
     assert faces.identities() == ["F01", "F02", "M01"]
-    assert faces.split("train").identities() == ["F01", "F02"] and faces.split("test").identities() == ["M01"]
+    assert faces.split("train").identities() == ["F01"] and faces.split("val").identities() == ["F02"]
+    assert faces.split("test").identities() == ["M01"]
+    two_way = read_kdef(kdef_tree(tmp_path / "KDEF"), size=8, train_identities=2, val_identities=0, progress=False)
+    assert two_way.split("train").identities() == ["F01", "F02"] and not two_way.has_split("val")
     first = faces.faces.iloc[0]
     assert (first["identity"], first["session"], first["expression"], first["pose"]) == ("F01", "A", "happy", "-90")
     assert first["source"] == "AF01/AF01HAFL.JPG"
@@ -78,13 +81,15 @@ def test_bad_trees_are_refused_with_the_folder_named(tmp_path):
         read_kdef(tmp_path / "empty", progress=False)
     with pytest.raises(DataError, match="3 people found; cannot put 3"):
         read_kdef(kdef_tree(tmp_path / "KDEF", expressions=("NE",)), train_identities=3, progress=False)
+    with pytest.raises(DataError, match="cannot hold out 2 of the 2 train people for validation"):
+        read_kdef(tmp_path / "KDEF", train_identities=2, val_identities=2, progress=False)
 
 
 def test_cli_import_kdef_writes_the_faceset(tmp_path):
     root = kdef_tree(tmp_path / "KDEF", expressions=("NE",))
     result = CliRunner().invoke(cli, ["data", "import", "kdef", str(root), "--out", str(tmp_path / "out"),
-                                      "--size", "8", "--train-identities", "2"])
+                                      "--size", "8", "--train-identities", "2", "--val-identities", "0"])
     assert result.exit_code == 0, result.output
-    assert "18 faces of 8x8, 3 identities (train 2, test 1)" in result.stdout
+    assert "18 faces of 8x8, 3 identities (train 2, val 0, test 1)" in result.stdout
     assert "session (2 values): A 9, B 9" in result.stdout
     assert FaceSet.open(tmp_path / "out").factors == ("pose", "expression", "session")

@@ -54,24 +54,29 @@ def test_default_split_puts_seventy_percent_of_identities_by_first_appearance_in
     ids = [f"p{i}" for i in (9, 3, 7, 1, 5, 0, 8, 2, 6, 4)]
     write_faces(tmp_path, grid_rows(ids, poses=("0",))).to_csv(tmp_path / "m.csv", index=False)
     faces = read_manifest(tmp_path / "m.csv", progress=False)
-    assert sorted(faces.split("train").identities()) == sorted(ids[:7])
+    assert faces.split("train").identities() == ids[:6]
+    assert faces.split("val").identities() == [ids[6]]  # the last of the 7 train-side people
     assert faces.split("test").identities() == ids[7:]
-    assert read_manifest(tmp_path / "m.csv", train_identities=2, progress=False).split("train").identities() == ids[:2]
+    two_way = read_manifest(tmp_path / "m.csv", train_identities=2, val_identities=0, progress=False)
+    assert two_way.split("train").identities() == ids[:2] and not two_way.has_split("val")
+    three = read_manifest(tmp_path / "m.csv", train_identities=7, val_identities=3, progress=False)
+    assert three.split("val").identities() == ids[4:7] and three.split("test").identities() == ids[7:]
 
 
 def test_a_split_column_wins_over_train_identities_and_must_keep_identities_on_one_side(tmp_path):
     table = write_faces(tmp_path, grid_rows())
-    table["split"] = ["test", "test", "train", "train", "test", "test", "train", "train"]
+    table["split"] = ["test", "test", "train", "train", "val", "val", "train", "train"]
     table.to_csv(tmp_path / "m.csv", index=False)
-    faces = read_manifest(tmp_path / "m.csv", train_identities=1, progress=False)
+    faces = read_manifest(tmp_path / "m.csv", train_identities=1, val_identities=0, progress=False)
     assert faces.split("train").identities() == ["bob", "dee"]
+    assert faces.split("val").identities() == ["cy"] and faces.info.val_identities == ("cy",)
     table.loc[0, "split"] = "train"
     table.to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(DataError, match="identity 'ann' is in both splits"):
+    with pytest.raises(DataError, match=r"m.csv: identity 'ann' is in two splits \(test, train; splits are by identity\)"):
         read_manifest(tmp_path / "m.csv", progress=False)
-    table.loc[:, "split"] = "val"
+    table.loc[:, "split"] = "dev"
     table.to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(DataError, match="column 'split' holds 'val' \\(valid: train, test\\)"):
+    with pytest.raises(DataError, match="column 'split' holds 'dev' \\(valid: train, val, test\\)"):
         read_manifest(tmp_path / "m.csv", progress=False)
 
 
@@ -220,7 +225,8 @@ def test_cmu_faces_import_with_20_people_4_poses_and_sunglasses():
     assert faces.vocabulary("pose") == ("forward", "left", "right", "up")
     assert faces.vocabulary("accessory") == ("none", "sunglasses")
     assert len(faces.vocabulary("expression")) == 4
-    assert faces.split("train").num_identities == 14 and faces.split("test").num_identities == 6
+    assert faces.split("train").num_identities == 13 and faces.split("val").num_identities == 1
+    assert faces.split("test").num_identities == 6
     raw = np.load(SHARED / "cmu_faces" / "images.npy", mmap_mode="r")
     labels = pd.read_csv(SHARED / "cmu_faces" / "labels.csv")
     assert np.array_equal(faces.images, raw[labels["index"].to_numpy()])
@@ -243,10 +249,14 @@ def test_cli_import_manifest_writes_and_prints_counts(tmp_path):
     result = CliRunner().invoke(cli, ["data", "import", "manifest", str(tmp_path / "m.csv"), "--out", str(out),
                                       "--size", "6x5", "--name", "mine", "--train-identities", "3"])
     assert result.exit_code == 0, result.output
-    assert "8 faces of 6x5, 4 identities (train 3, test 1)" in result.stdout
+    assert "8 faces of 6x5, 4 identities (train 2, val 1, test 1)" in result.stdout
     assert "pose (2 values): 0 4, +30 4" in result.stdout
     written = FaceSet.open(out)
-    assert written.info.name == "mine" and written.image_size == (6, 5)
+    assert written.info.name == "mine" and written.image_size == (6, 5) and written.info.val_identities == ("cy",)
+    result = CliRunner().invoke(cli, ["data", "import", "manifest", str(tmp_path / "m.csv"), "--out", str(out), "--force",
+                                      "--size", "6x5", "--train-identities", "3", "--val-identities", "0"])
+    assert result.exit_code == 0, result.output
+    assert "4 identities (train 3, val 0, test 1)" in result.stdout and not FaceSet.open(out).has_split("val")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -71,7 +71,9 @@ def test_identity_is_subject_id_and_first_subjects_by_id_are_train(tree):
     faces = read_multipie(tree, size=8, train_identities=2, progress=False)
     assert faces.identities() == ["001", "002", "005"]
     split = faces.faces.groupby("identity")["split"].agg(set).to_dict()
-    assert split == {"001": {"train"}, "002": {"train"}, "005": {"test"}}
+    assert split == {"001": {"train"}, "002": {"val"}, "005": {"test"}}  # val: the last of the train side
+    faces = read_multipie(tree, size=8, train_identities=2, val_identities=0, progress=False)
+    assert faces.split("train").identities() == ["001", "002"] and not faces.has_split("val")
 
 
 def test_pixels_are_the_grayscale_of_their_own_file(tree):
@@ -83,7 +85,7 @@ def test_pixels_are_the_grayscale_of_their_own_file(tree):
 
 
 def test_pose_pairs_of_the_read_set_follow_the_protocol_count(tree):
-    faces = read_multipie(tree, size=8, train_identities=2, progress=False)
+    faces = read_multipie(tree, size=8, train_identities=2, val_identities=0, progress=False)
     assert len(make_pairs(faces.split("train"), "pose")) == expected_pair_count(2, len(ILLUMS), 7)
 
 
@@ -193,7 +195,7 @@ def test_cli_import_multipie_writes_a_faceset_and_prints_counts(tmp_path, tree):
     result = CliRunner().invoke(cli, ["data", "import", "multipie", str(tree), "--out", str(out),
                                       "--size", "8", "--train-identities", "2"])
     assert result.exit_code == 0, result.output
-    assert "42 faces of 8x8, 3 identities (train 2, test 1)" in result.stdout
+    assert "42 faces of 8x8, 3 identities (train 1, val 1, test 1)" in result.stdout
     assert "pose (7 values): -45 6," in result.stdout
     assert "skipped (other cameras): 11_0 6" in result.stdout
     written = FaceSet.open(out)
@@ -216,3 +218,5 @@ def test_a_train_count_not_below_the_subject_count_is_refused_before_reading(tre
     camera_file(tree, "001", "05_1", "00").write_bytes(b"corrupt, but never read")
     with pytest.raises(DataError, match="3 subjects found; cannot put 100 of them in train"):
         read_multipie(tree, progress=False)
+    with pytest.raises(DataError, match="cannot hold out 2 of the 2 train subjects for validation"):
+        read_multipie(tree, train_identities=2, val_identities=2, progress=False)

@@ -77,11 +77,11 @@ def test_source_and_target_values_restrict_each_side():
 
 
 def test_splits_are_by_identity_and_pairs_stay_inside_a_split():
-    faces = grid(5, 2).with_split_by_identity(3)
-    train, test = faces.split("train"), faces.split("test")
+    faces = grid(6, 2).with_split_by_identity(4)
+    train, val, test = faces.split("train"), faces.split("val"), faces.split("test")
     assert not set(train.identities()) & set(test.identities())
-    assert train.identities() == ["id000", "id001", "id002"]
-    for view, count in ((train, 3), (test, 2)):
+    assert train.identities() == ["id000", "id001", "id002"] and val.identities() == ["id003"]
+    for view, count in ((train, 3), (val, 1), (test, 2)):
         pairs = make_pairs(view, "pose")
         assert len(pairs) == expected_pair_count(count, 2, 7)
         assert pairs.max() < len(view)  # positions within the view
@@ -95,7 +95,7 @@ def test_editing_a_factor_that_is_absent_is_a_data_error():
 
 def test_paper_preset_train_split_gives_84000_pose_pairs():
     # §4.1: 249 subjects × 7 poses × 20 lights, train = first 100 subjects → 100 × 20 × P(7,2) pairs.
-    faces = grid(249, 20).with_split_by_identity(100)
+    faces = grid(249, 20).with_split_by_identity(100, val_identities=0)
     assert len(faces) == 34_860
     assert len(faces.split("test")) == 20_860
     assert len(make_pairs(faces.split("train"), "pose")) == expected_pair_count(100, 20, 7) == 84_000

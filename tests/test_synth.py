@@ -41,7 +41,7 @@ def test_paper_preset_is_249_identities_by_7_poses_by_20_lights():
     assert config.image_count == 34_860 == 249 * 7 * 20
     faces = faces_table(config)
     assert len(faces) == 34_860
-    assert faces.groupby("split")["identity"].nunique().to_dict() == {"train": 100, "test": 149}
+    assert faces.groupby("split")["identity"].nunique().to_dict() == {"train": 90, "val": 10, "test": 149}
     assert list(faces.columns) == ["identity", "pose", "illumination", "split", "source"]
     assert sorted(faces["pose"].unique(), key=float) == ["-45", "-30", "-15", "0", "+15", "+30", "+45"]
     assert sorted(faces["illumination"].unique()) == [f"{i:02d}" for i in range(20)]
@@ -53,7 +53,7 @@ def test_accessory_preset_is_438_identities_by_7_classes_frontal():
     assert config.image_count == len(faces) == 438 * 7
     assert set(faces["accessory"]) == {"none", "glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie"}
     assert set(faces["pose"]) == {"0"}
-    assert faces.groupby("split")["identity"].nunique().to_dict() == {"train": 350, "test": 88}
+    assert faces.groupby("split")["identity"].nunique().to_dict() == {"train": 315, "val": 35, "test": 88}
 
 
 def test_completion_preset_adds_occluded_column():
@@ -73,6 +73,23 @@ def test_changing_identities_keeps_the_preset_train_share():
     assert synth_config("paper", identities=50, train_identities=30).train_identities == 30
 
 
+def test_val_people_are_the_last_tenth_of_the_train_side_and_the_test_people_stay():
+    demo = faces_table(synth_config("paper", identities=115, train_identities=100))
+    people = demo.groupby("identity", sort=False)["split"].first()
+    assert list(people[people == "train"].index) == [f"id{i:04d}" for i in range(90)]
+    assert list(people[people == "val"].index) == [f"id{i:04d}" for i in range(90, 100)]
+    assert list(people[people == "test"].index) == [f"id{i:04d}" for i in range(100, 115)]
+    config = synth_config("paper", identities=115, train_identities=100, val_identities=0)
+    assert config.val_identities == 0 and set(faces_table(config)["split"]) == {"train", "test"}
+    assert synth_config("paper", identities=50).val_identities == 2  # re-resolved for the 20 train people
+
+
+def test_a_config_saved_before_val_splits_reads_back_with_none():
+    record = synth_config("paper").to_json()
+    del record["val_identities"]
+    assert SynthConfig.from_json(record).val_identities == 0
+
+
 def test_config_round_trips_through_json():
     config = synth_config("completion", identities=7, image_size=24)
     assert SynthConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
@@ -89,6 +106,8 @@ def test_config_round_trips_through_json():
         ("small", {"poses": (0.0, 120.0)}, r"\+120"),
         ("small", {"identity_spread": -1.0}, "identity_spread"),
         ("small", {"train_identities": 30}, "train_identities"),
+        ("small", {"val_identities": 16}, r"val_identities=16: must be between 0 and 15"),
+        ("small", {"val_identities": -1}, "val_identities=-1"),
         ("small", {"illumination_subset": ("42",)}, "'42'"),
         ("small", {"seed": -1}, "seed"),
         ("small", {"colour": 3}, "colour"),
@@ -237,6 +256,7 @@ def test_rendered_faceset_has_the_documented_columns_and_types(tmp_path):
     assert faceset.vocabulary("accessory") == ("none", "cap")
     assert set(faceset.faces["source"]) == {"synthpie"}
     assert faceset.faces.groupby("identity")["split"].first().to_dict() == {"id0000": "train", "id0001": "test"}
+    assert config.val_identities == 0  # one train person stays train
     written = FaceSet.open(faceset.write(tmp_path / "set"))
     assert np.array_equal(written.images, faceset.images)
     assert SynthConfig.from_json(written.info.extra["synth_config"]) == config
@@ -256,12 +276,14 @@ def test_cli_synth_then_show(tmp_path):
     from retrieval.cli import cli
 
     out = tmp_path / "faces"
-    result = CliRunner().invoke(cli, ["data", "synth", "--preset", "small", "--identities", "2", "--size", "16", "--eye-bar", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["data", "synth", "--preset", "small", "--identities", "2", "--size", "16", "--eye-bar",
+                                      "--train-identities", "2", "--val-identities", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "rendered 112 images in" in result.output
     assert "occluded" in result.output and "pose" in result.output
     faceset = FaceSet.open(out)
     assert len(faceset) == 2 * 7 * 4 * 2 and faceset.vocabulary("occluded") == ("no", "yes")
+    assert faceset.info.val_identities == ("id0001",) and not faceset.has_split("test")
     sheet = tmp_path / "sheet.png"
     result = CliRunner().invoke(cli, ["data", "show", str(out), "--out", str(sheet)])
     assert result.exit_code == 0, result.output
@@ -275,6 +297,7 @@ def test_cli_synth_then_show(tmp_path):
         (["--preset", "huge"], "unknown preset 'huge'"),
         (["--size", "4"], "at least 8"),
         (["--identities", "-2"], "identities=-2"),
+        (["--identities", "4", "--train-identities", "3", "--val-identities", "3"], "val_identities=3: must be between 0 and 2"),
     ],
 )
 def test_cli_synth_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
@@ -291,5 +314,5 @@ def test_small_preset_renders_672_faces_of_32_pixels():
     faceset = render_faceset(synth_config("small"), progress=False)
     assert faceset.images.shape == (672, 32, 32) and faceset.images.dtype == np.uint8
     assert faceset.num_identities == 24
-    assert faceset.faces.groupby("split")["identity"].nunique().to_dict() == {"train": 16, "test": 8}
+    assert faceset.faces.groupby("split")["identity"].nunique().to_dict() == {"train": 14, "val": 2, "test": 8}
     assert faceset.images.std() > 20  # faces, not blank frames

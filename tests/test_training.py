@@ -24,8 +24,11 @@ POSES = ("-45", "-30", "-15", "0", "+15", "+30", "+45")
 
 
 def tiny_faceset(identities: int = 4, illuminations: int = 2, size: int = 16, test_identities: int = 1,
-                 occlusion: bool = False, seed: int = 0) -> FaceSet:
-    """Disc 'faces' whose centre moves with pose, brightness with light, radius with identity."""
+                 occlusion: bool = False, seed: int = 0, val_identities: int = 0) -> FaceSet:
+    """Disc 'faces' whose centre moves with pose, brightness with light, radius with identity.
+
+    The last `test_identities` people are test, the `val_identities` before them val.
+    """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     images, rows = [], []
@@ -42,8 +45,9 @@ def tiny_faceset(identities: int = 4, illuminations: int = 2, size: int = 16, te
                     if occluded == "yes":
                         shown[int(0.35 * size) : int(0.5 * size)] = 0
                     images.append(np.clip(shown, 0, 255).astype(np.uint8))
-                    row = {"identity": f"id{i:02d}", "pose": pose, "illumination": f"L{li}",
-                           "split": "test" if i >= identities - test_identities else "train"}
+                    split = "test" if i >= identities - test_identities else \
+                        "val" if i >= identities - test_identities - val_identities else "train"
+                    row = {"identity": f"id{i:02d}", "pose": pose, "illumination": f"L{li}", "split": split}
                     rows.append({**row, "occluded": occluded} if occlusion else row)
     return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny", factors={"pose": POSES})
 
@@ -60,7 +64,7 @@ def weights_hash(run: Path) -> str:
 
 @pytest.fixture(scope="module")
 def faces():
-    return tiny_faceset()
+    return tiny_faceset(val_identities=1)
 
 
 def test_a_few_epochs_lower_the_training_loss(faces, tmp_path):
@@ -75,6 +79,34 @@ def test_a_few_epochs_lower_the_training_loss(faces, tmp_path):
     assert config["train_pairs"] == 48 and config["lr"] == 1e-3 and config["schedule"] == "cosine"
     assert config["normalization"] == config["normalization_stats"]["mode"] == "dataset"
     assert config["provenance"]["seed"] == 0
+    assert config["validation"]["split"] == "val" and config["validation"]["identities"] == 1
+
+
+def test_validation_runs_on_the_val_people_and_never_on_the_test_people(tmp_path, monkeypatch, capsys):
+    built = []
+    real = train_module.pair_set
+
+    def recording(faces, *args, **kwargs):
+        built.append(faces.identities())
+        return real(faces, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "pair_set", recording)
+    faces = tiny_faceset(identities=5, test_identities=1, val_identities=1)
+    train(faces, quick(epochs=1), tmp_path / "run", progress=False)
+    assert built == [["id00", "id01", "id02"], ["id03"]]  # train pairs, then val pairs; id04 (test) is never read
+    assert "tiny: validation on 20 pairs of the 1 val people" in capsys.readouterr().err
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_pairs"] == 20 and np.isfinite(log[-1]["val_stage1_mse"])
+
+
+def test_without_val_people_training_says_so_once_and_does_not_validate_on_test(tmp_path, capsys):
+    train(tiny_faceset(), quick(epochs=2), tmp_path / "run", progress=False)
+    err = capsys.readouterr().err
+    assert err.count("tiny: validation off: no val split") == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and not any(k.startswith("val_") for h in log for k in h)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["validation"]["split"] is None and config["val_pairs_used"] == 0
 
 
 def test_training_is_deterministic_with_a_seed(faces, tmp_path):

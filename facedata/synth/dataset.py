@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
+from facedata.splits import split_of
 from facedata.synth.presets import SynthConfig
 from facedata.synth.render import frame_for, frontal_illumination, light_rig, render_identity
 
@@ -39,7 +40,7 @@ def faces_table(config: SynthConfig) -> pd.DataFrame:
             row["accessory"] = accessory
         if occlusion_varied:
             row["occluded"] = occluded
-        row["split"] = "train" if i < config.train_identities else "test"
+        row["split"] = split_of(i, config.train_identities, config.val_identities)
         row["source"] = SOURCE
         rows.append(row)
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 from facedata.errors import DataError
 from facedata.faceset import format_pose
+from facedata.splits import default_val_identities
 
 ACCESSORIES = ("none", "glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie")
 OCCLUSIONS = ("no", "yes")
@@ -33,6 +34,9 @@ class SynthConfig:
     gain) change per session (identity × expression); `tilt` (degrees) and `noise` (gray levels) are
     the largest in-plane tilt and sensor-noise sd, drawn per image. `head_scale` and `eye_row` set
     the framing (pixels per head unit and the eye line, as fractions of the image height).
+
+    The first `train_identities` people are the train side, its last `val_identities` val (None:
+    about 10 %, facedata.splits; resolved on construction so the saved config names the number).
     """
 
     identities: int = 24
@@ -50,6 +54,7 @@ class SynthConfig:
     light_range: float = 90.0  # largest |azimuth| of a flash, degrees
     background: float = 0.45  # display gray level of the backdrop, 0..1
     train_identities: int = 16
+    val_identities: int | None = None
     seed: int = 0
     name: str = "synthpie"
     sex_and_age: bool = False
@@ -69,6 +74,8 @@ class SynthConfig:
         object.__setattr__(self, "occlusion", tuple(str(o) for o in self.occlusion))
         object.__setattr__(self, "illumination_subset", tuple(str(i) for i in self.illumination_subset))
         object.__setattr__(self, "expressions", tuple(str(e) for e in self.expressions))
+        if self.val_identities is None:
+            object.__setattr__(self, "val_identities", default_val_identities(self.train_identities))
         self._validate()
 
     def _validate(self) -> None:
@@ -76,6 +83,9 @@ class SynthConfig:
             raise DataError(f"identities={self.identities}: must be at least 1")
         if not 0 <= self.train_identities <= self.identities:
             raise DataError(f"train_identities={self.train_identities}: must be between 0 and identities={self.identities}")
+        if not 0 <= self.val_identities <= max(0, self.train_identities - 1):
+            raise DataError(f"val_identities={self.val_identities}: must be between 0 and {max(0, self.train_identities - 1)} "
+                            f"(all but one of the train_identities={self.train_identities})")
         if self.image_size < MIN_IMAGE_SIZE:
             raise DataError(f"image size {self.image_size}: must be at least {MIN_IMAGE_SIZE} pixels")
         if not 1 <= self.supersample <= 8:
@@ -154,7 +164,8 @@ class SynthConfig:
 
     @classmethod
     def from_json(cls, record: dict) -> "SynthConfig":
-        return cls(**{**record, **{k: tuple(record[k]) for k in cls.TUPLES if k in record}})
+        """The config of a saved record; one from before val splits existed had none (val_identities 0)."""
+        return cls(**{"val_identities": 0, **record, **{k: tuple(record[k]) for k in cls.TUPLES if k in record}})
 
 
 def illumination_labels(count: int) -> tuple[str, ...]:
@@ -203,7 +214,8 @@ PRESETS: dict[str, SynthConfig] = {
 def synth_config(preset: str, **overrides) -> SynthConfig:
     """The named preset with `overrides` applied (None values are ignored).
 
-    Changing `identities` alone keeps the preset's train share (e.g. paper: 100/249).
+    Changing `identities` alone keeps the preset's train share (e.g. paper: 100/249); the val people
+    are the default share of the train side unless `val_identities` is given.
     """
     if preset not in PRESETS:
         raise DataError(f"unknown preset {preset!r} (valid: {', '.join(PRESETS)})")
@@ -216,4 +228,5 @@ def synth_config(preset: str, **overrides) -> SynthConfig:
         n = int(given["identities"])
         if n >= 1:
             given["train_identities"] = min(n, max(1, round(n * base.train_identities / base.identities)))
+    given.setdefault("val_identities", None)  # re-resolved from the train side actually used
     return replace(base, **given)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from retrieval.cli.data_import import import_group
+from retrieval.cli.data_import import import_group, val_identities_option
 from retrieval.cli.outputs import check_faceset_out, force_option
 
 
@@ -22,14 +22,15 @@ data.add_command(import_group)
                    "exposure, tilt, noise; framed like KDEF)")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="FaceSet folder to write")
 @click.option("--identities", type=int, help="number of identities (keeps the preset's train share)")
-@click.option("--train-identities", type=int, help="how many of the first identities form the train split")
+@click.option("--train-identities", type=int, help="how many of the first identities form the train side (train and val)")
+@val_identities_option
 @click.option("--size", type=int, help="output image size in pixels (square)")
 @click.option("--identity-spread", type=float, help="how far identities deviate from the mean face (0 = all alike)")
 @click.option("--seed", type=int, help="random seed of the identities")
 @click.option("--eye-bar", is_flag=True, help="also render every image with a black bar over the eyes (factor occluded)")
 @click.option("--poses", help="comma-separated yaw angles in degrees, e.g. -90,-45,0,45,90 (default: the preset's)")
 @force_option("FaceSet")
-def synth(preset, out, identities, train_identities, size, identity_spread, seed, eye_bar, poses, force) -> None:
+def synth(preset, out, identities, train_identities, val_identities, size, identity_spread, seed, eye_bar, poses, force) -> None:
     """Render SynthPIE faces from 3D heads into a FaceSet; prints the time and the factor counts."""
     from facedata.contact_sheet import summarize
     from facedata.synth import render_faceset, synth_config
@@ -46,6 +47,7 @@ def synth(preset, out, identities, train_identities, size, identity_spread, seed
         preset,
         identities=identities,
         train_identities=train_identities,
+        val_identities=val_identities,
         image_size=size,
         identity_spread=identity_spread,
         seed=seed,

@@ -8,6 +8,11 @@ import click
 
 from retrieval.cli.outputs import check_faceset_out, force_option
 
+val_identities_option = click.option(
+    "--val-identities", type=click.IntRange(min=0), default=None,
+    help="The last N people of the train side are val, to validate and tune on; the test people stay as they are "
+         "[about 10 % of the train side; 0: no val split].")
+
 
 @click.group("import")
 def import_group() -> None:
@@ -20,18 +25,19 @@ def import_group() -> None:
 @click.option("--landmarks", type=click.Path(path_type=Path), help="CSV of eyes and chin per image "
               "(file,left_eye_x,left_eye_y,right_eye_x,right_eye_y,chin_x,chin_y); else an approximate fixed crop.")
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
-@click.option("--train-identities", default=100, show_default=True, help="The first N subjects (by id) are train.")
+@click.option("--train-identities", default=100, show_default=True, help="The first N subjects (by id) are train and val; the rest test.")
+@val_identities_option
 @click.option("--recording", default="01", show_default=True, help="Session 1 recording to read.")
 @force_option("FaceSet")
-def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_identities: int, recording: str,
-             force: bool) -> None:
+def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_identities: int,
+             val_identities: int | None, recording: str, force: bool) -> None:
     """Multi-PIE session 1 under ROOT: 7 cameras as yaw -45..+45, 20 illuminations (§4.1)."""
     check_faceset_out(out, force, root, landmarks)
     from facedata.imageio import size_hw
     from facedata.multipie import read_multipie
 
     faceset = read_multipie(root, size=size_hw(size), landmarks=landmarks,
-                            train_identities=train_identities, recording=recording)
+                            train_identities=train_identities, val_identities=val_identities, recording=recording)
     _write(faceset, out, force)
 
 
@@ -41,15 +47,18 @@ def multipie(root: Path, out: Path, landmarks: Path | None, size: str, train_ide
 @click.option("--eyes", type=click.Path(path_type=Path), help="FaceFP_2.txt style eye file "
               "('<name> lx ly rx ry' per line); else an approximate fixed crop.")
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
-@click.option("--train-identities", default=350, show_default=True, help="The first N people (by id) are train.")
+@click.option("--train-identities", default=350, show_default=True, help="The first N people (by id) are train and val; the rest test.")
+@val_identities_option
 @force_option("FaceSet")
-def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, train_identities: int, force: bool) -> None:
+def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, train_identities: int,
+            val_identities: int | None, force: bool) -> None:
     """CAS-PEAL-R1 accessory images under ROOTS (FRONTAL/Accessory, plus FRONTAL/Normal for 'none')."""
     check_faceset_out(out, force, *roots, eyes)
     from facedata.caspeal import read_caspeal
     from facedata.imageio import size_hw
 
-    faceset = read_caspeal(list(roots), size=size_hw(size), eyes=eyes, train_identities=train_identities)
+    faceset = read_caspeal(list(roots), size=size_hw(size), eyes=eyes, train_identities=train_identities,
+                           val_identities=val_identities)
     _write(faceset, out, force)
 
 
@@ -58,15 +67,16 @@ def caspeal(roots: tuple[Path, ...], out: Path, eyes: Path | None, size: str, tr
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="FaceSet folder to write.")
 @click.option("--size", default="32", show_default=True, help="Output image size: N or HxW.")
 @click.option("--train-identities", default=50, show_default=True,
-              help="The first N people (F01…F35, then M01…) are train.")
+              help="The first N people (F01…F35, then M01…) are train and val; the rest test.")
+@val_identities_option
 @force_option("FaceSet")
-def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -> None:
+def kdef(root: Path, out: Path, size: str, train_identities: int, val_identities: int | None, force: bool) -> None:
     """KDEF as distributed under ROOT (AF01/AF01ANFL.JPG …): pose -90..+90, expression, session factors."""
     check_faceset_out(out, force, root)
     from facedata.imageio import size_hw
     from facedata.kdef import read_kdef
 
-    faceset = read_kdef(root, size=size_hw(size), train_identities=train_identities)
+    faceset = read_kdef(root, size=size_hw(size), train_identities=train_identities, val_identities=val_identities)
     _write(faceset, out, force)
 
 
@@ -76,7 +86,8 @@ def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -
 @click.option("--size", default=None, help="Resize every image to N or HxW (required when sizes differ).")
 @click.option("--name", default=None, help="FaceSet name (default: the manifest's folder name).")
 @click.option("--train-identities", type=int, default=None,
-              help="The first N identities (by first appearance) are train; default 70%. A 'split' column wins.")
+              help="The first N identities (by first appearance) are train and val; default 70%. A 'split' column wins.")
+@val_identities_option
 @click.option("--factors", default=None, metavar="COLUMNS",
               help="Comma-separated columns kept as factors [every column but identity, path, index, split, "
                    "source]; e.g. 'pose,expression,session'. The others are ignored.")
@@ -90,11 +101,11 @@ def kdef(root: Path, out: Path, size: str, train_identities: int, force: bool) -
               "faceset.json) instead of stopping.")
 @force_option("FaceSet")
 def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
-             factors: str | None, images: Path | None, align: bool, face: int, skip_no_face: bool, force: bool) -> None:
+             val_identities: int | None, factors: str | None, images: Path | None, align: bool, face: int, skip_no_face: bool, force: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet).
 
     Columns: identity (required); path (an image file) or an images.npy beside FILE (or --images),
-    with an optional 'index' column; split (train/test) and source (optional); every other column
+    with an optional 'index' column; split (train/val/test) and source (optional); every other column
     (pose, expression, session, tilt …) is a factor unless --factors names the ones to keep. Kept
     factors can be matched in training pairs (rbg train --pair-match) and by criterion 2
     (rbg bench --criterion2). With --align the images are photos whose faces are detected and
@@ -111,7 +122,7 @@ def manifest(file: Path, out: Path, size: str | None, name: str | None, train_id
     aligned = AlignConfig(face=face, skip_no_face=skip_no_face) if align else None
     kept = [f.strip() for f in factors.split(",") if f.strip()] if factors is not None else None
     faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
-                            factors=kept, images=images, align=aligned)
+                            val_identities=val_identities, factors=kept, images=images, align=aligned)
     _write(faceset, out, force)
 
 
@@ -122,7 +133,7 @@ def _write(faceset, out: Path, force: bool = False) -> None:
     splits = faces.groupby("split")["identity"].nunique()
     h, w = faceset.image_size
     click.echo(f"Wrote {out}: {len(faceset)} faces of {h}x{w}, {faceset.num_identities} identities "
-               f"(train {splits.get('train', 0)}, test {splits.get('test', 0)})")
+               f"(train {splits.get('train', 0)}, val {splits.get('val', 0)}, test {splits.get('test', 0)})")
     for factor in faceset.factors:
         counts = faces[factor].value_counts()
         listed = ", ".join(f"{value} {int(counts.get(value, 0))}" for value in faceset.vocabulary(factor))
