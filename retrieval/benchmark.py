@@ -354,8 +354,7 @@ def fusion_weight(generator, faces: FaceSet, config: BenchConfig, classifier, ca
     """
     if config.fusion_weight is not None:
         return {"weight": float(config.fusion_weight), "chosen_on": "--fusion-weight"}
-    has_val = "split" in faces.faces.columns and "val" in set(faces.faces["split"])
-    val = faces.split("val") if has_val else None
+    val = faces.split("val") if faces.has_split("val") else None
     if val is None or val.num_identities < 2:
         return {"weight": DEFAULT_FUSION_WEIGHT,
                 "chosen_on": "default (the FaceSet has fewer than 2 val people to choose on)"}

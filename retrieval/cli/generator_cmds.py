@@ -18,7 +18,7 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder (train split trains, test split validates).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder (train split trains, val split validates; test is never read).")
 @click.option("--task", default="pose", show_default=True, help="pose, accessory or completion.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; re-running the same command resumes it.")
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
@@ -42,7 +42,7 @@ def register(cli: click.Group) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-pairs", type=click.IntRange(min=1), default=None, help="Train on a fixed random subset of this many pairs.")
-@click.option("--val-pairs", type=click.IntRange(min=0), default=1000, show_default=True, help="Test pairs scored after every epoch (0: none).")
+@click.option("--val-pairs", type=click.IntRange(min=0), default=1000, show_default=True, help="Val pairs scored after every epoch (0: none).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch [all cores].")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Also save the resume state this often within an epoch.")
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
