@@ -3,7 +3,8 @@ the ratio to a float32 matmul measured in the same run.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_generator.py --out runs/bench/generator.json
 
-FLOPs are counted from the layer shapes (forward hooks on every Conv2d/Linear: 2 × MACs); the paper's
+Both architectures are measured in the same run (`--archs paper skip`, the default): §3's network and
+the skip architecture of the real-face recipes. FLOPs are counted from the layer shapes (forward hooks on every Conv2d/Linear: 2 × MACs); the paper's
 networks cost 0.784 GFLOP per generated image at 32×32. Variants: memory format (contiguous vs
 channels_last) and thread counts; `--compile` adds torch.compile (inductor); `--onnx` adds ONNX Runtime
 (needs the `bench` extra: onnxruntime, onnxscript; the model exported per batch size, timed on normalized
@@ -48,6 +49,7 @@ class BenchConfig:
     train_steps: int = 12
     compile: bool = False
     onnx: bool = False
+    archs: tuple[str, ...] = ("paper", "skip")  # stage 1 as §3's network, and the skip architecture beside it
 
 
 def count_flops(model: TwoStageGenerator, size: tuple[int, int]) -> dict[str, float]:
@@ -144,10 +146,26 @@ def training_rate(model: TwoStageGenerator, config: BenchConfig, stage: int, cha
 
 
 def run(config: BenchConfig) -> dict:
-    """All measurements for every thread count; returns the JSON record."""
-    torch.manual_seed(0)
-    base = TwoStageGenerator(ModelConfig(num_values=7, image_size=config.image_size)).eval()
-    flops = count_flops(base, config.image_size)
+    """All measurements for every architecture and thread count; returns the JSON record."""
+    rows, gflop = [], {}
+    for arch in config.archs:
+        torch.manual_seed(0)
+        base = TwoStageGenerator(ModelConfig(num_values=7, image_size=config.image_size, arch=arch)).eval()
+        flops = count_flops(base, config.image_size)
+        gflop[arch] = {"stage1": flops["stage1"] / 1e9, "stage2": flops["stage2"] / 1e9,
+                       "both": (flops["stage1"] + flops["stage2"]) / 1e9}
+        rows += [{"arch": arch, **row} for row in arch_rows(base, flops, config)]
+    return {
+        "config": asdict(config),
+        "gflop_per_image": gflop,
+        "rows": rows,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": torch.get_num_threads()},
+        "provenance": provenance(),
+    }
+
+
+def arch_rows(base: TwoStageGenerator, flops: dict[str, float], config: BenchConfig) -> list[dict]:
+    """One architecture's rows: inference and training per thread count, memory format and variant."""
     per_image = flops["stage1"] + flops["stage2"]
     rows = []
     for threads in config.threads or (torch.get_num_threads(),):
@@ -174,13 +192,7 @@ def run(config: BenchConfig) -> dict:
                 for batch in config.batches:
                     rate = onnx_rate(base, config, batch, threads, Path(folder))
                     rows.append(_row("inference", "onnxruntime", threads, batch, rate, per_image, peak))
-    return {
-        "config": asdict(config),
-        "gflop_per_image": {"stage1": flops["stage1"] / 1e9, "stage2": flops["stage2"] / 1e9, "both": per_image / 1e9},
-        "rows": rows,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": torch.get_num_threads()},
-        "provenance": provenance(),
-    }
+    return rows
 
 
 def _row(what: str, variant: str, threads: int, batch: int, rate: float, flops_per_item: float, peak: float) -> dict:
@@ -190,11 +202,11 @@ def _row(what: str, variant: str, threads: int, batch: int, rate: float, flops_p
 
 
 def print_table(record: dict) -> None:
-    g = record["gflop_per_image"]
-    print(f"GFLOP per generated image: stage 1 {g['stage1']:.3f} + stage 2 {g['stage2']:.3f} = {g['both']:.3f}")
-    print(f"{'what':<16}{'variant':<22}{'thr':>4}{'batch':>6}{'items/s':>10}{'GFLOP/s':>9}{'matmul':>8}{'ratio':>7}")
+    for arch, g in record["gflop_per_image"].items():
+        print(f"GFLOP per generated image, arch {arch}: stage 1 {g['stage1']:.3f} + stage 2 {g['stage2']:.3f} = {g['both']:.3f}")
+    print(f"{'arch':<7}{'what':<16}{'variant':<22}{'thr':>4}{'batch':>6}{'items/s':>10}{'GFLOP/s':>9}{'matmul':>8}{'ratio':>7}")
     for r in record["rows"]:
-        print(f"{r['what']:<16}{r['variant']:<22}{r['threads']:>4}{r['batch']:>6}{r['per_s']:>10.1f}"
+        print(f"{r['arch']:<7}{r['what']:<16}{r['variant']:<22}{r['threads']:>4}{r['batch']:>6}{r['per_s']:>10.1f}"
               f"{r['gflop_s']:>9.1f}{r['matmul_gflop_s']:>8.1f}{r['ratio_to_matmul']:>7.2f}")
 
 
@@ -207,11 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (inductor; slow first call)")
     parser.add_argument("--onnx", action="store_true", help="also try ONNX Runtime (needs the bench extra)")
+    parser.add_argument("--archs", nargs="*", default=list(BenchConfig.archs), choices=["paper", "skip"],
+                        help="generator architectures measured side by side in one run")
     args = parser.parse_args(argv)
     if args.onnx and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript")):
         sys.exit("Error: --onnx needs onnxruntime and onnxscript: pip install -e '.[bench]'")
     config = BenchConfig(batches=tuple(args.batches), threads=tuple(args.threads), min_seconds=args.seconds,
-                         repeats=args.repeats, compile=args.compile, onnx=args.onnx)
+                         repeats=args.repeats, compile=args.compile, onnx=args.onnx,
+                         archs=tuple(args.archs))
     record = run(config)
     print_table(record)
     write_json(args.out, record)
