@@ -275,9 +275,8 @@ class GalleryIndex:
         if not recorded:
             return None
         path = Path(recorded)
-        if shipped_model(recorded) is not None and not (self.path is not None and (self.path / path).exists()):
-            return shipped_model(recorded)  # recorded by name
-        return path if path.is_absolute() or self.path is None else self.path / path
+        local = path if path.is_absolute() or self.path is None else self.path / path
+        return local if local.exists() else shipped_model(recorded) or local  # a shipped model is recorded by name
 
     def check_model(self, generator, layer: str | None = None) -> None:
         """Refuse a generator (or layer) other than the one that built this index."""

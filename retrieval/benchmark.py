@@ -52,7 +52,7 @@ from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
-from retrieval.fusion import choose_weight, descriptor_distances, fuse
+from retrieval.fusion import choose_weight, fused_ranking
 from retrieval.multi_view import all_value_distances, rank_among
 from retrieval.two_step import (
     fit_pose_filter,
@@ -287,19 +287,15 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         unique, inverse = np.unique(queries.positions, return_inverse=True)  # queries are gallery faces
         views = all_value_distances(generator, gallery.images, unique, config.layer, config.batch_size)
         for row, kept in ((OURS_ALL_VALUES, normalized.kept), (OURS_ALL_CLASSIFIER, pose_filter.gallery_pred)):
-            rankings[(row, SECOND_NET)] = np.concatenate([
-                rank_among(views[inverse[start : start + 2048]], kept, queries.targets[start : start + 2048], k)
-                for start in range(0, len(queries), 2048)])
+            rankings[(row, SECOND_NET)] = in_query_chunks(
+                len(queries), lambda part: rank_among(views[inverse[part]], kept, queries.targets[part], k))
         timings["ours, all poses: features + search"] = time.perf_counter() - t
         if descriptors is not None:
             t = time.perf_counter()
             fusion = fusion_weight(generator, faces, config, pose_filter.classifier, cache, also)
-            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = np.concatenate([
-                rank_among(fuse(views[inverse[start : start + 2048]],
-                                descriptor_distances(descriptors[queries.positions[start : start + 2048]], descriptors),
-                                found[queries.positions[start : start + 2048]], found, fusion["weight"]),
-                           pose_filter.gallery_pred, queries.targets[start : start + 2048], k)
-                for start in range(0, len(queries), 2048)])
+            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = in_query_chunks(len(queries), lambda part: fused_ranking(
+                views[inverse[part]], descriptors[queries.positions[part]], descriptors,
+                found[queries.positions[part]], found, fusion["weight"], pose_filter.gallery_pred, queries.targets[part], k))
             timings["ours + Deep: weight on val + search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
@@ -344,6 +340,11 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     return record
 
 
+def in_query_chunks(count: int, rank, size: int = 2048) -> np.ndarray:
+    """rank(slice) over the queries `size` at a time, concatenated: (q, g) distance rows stay bounded in memory."""
+    return np.concatenate([rank(slice(start, start + size)) for start in range(0, count, size)])
+
+
 def fusion_weight(generator, faces: FaceSet, config: BenchConfig, classifier, cache: Path | None,
                   also: tuple[str, ...]) -> dict:
     """Ours + Deep's weight: config.fusion_weight if set, else the best on the val people, else the default.
@@ -365,11 +366,11 @@ def fusion_weight(generator, faces: FaceSet, config: BenchConfig, classifier, ca
     views = all_value_distances(generator, val.images, unique, config.layer, config.batch_size)[inverse]
     deep_images = source_resolution_images(faces, val, config.deep_images) if config.deep_images else None
     descriptors, found = gallery_descriptors(val, cache=cache, images=deep_images)
-    deep = descriptor_distances(descriptors[queries.positions], descriptors)
     ks = (1, min(5, len(val)))
 
     def scores(weight: float) -> tuple[float, ...]:
-        ranked = rank_among(fuse(views, deep, found[queries.positions], found, weight), predicted, queries.targets, ks[-1])
+        ranked = fused_ranking(views, descriptors[queries.positions], descriptors, found[queries.positions], found, weight,
+                               predicted, queries.targets, ks[-1])
         first = score(ranked, queries, val, 1, ks, also=also)[0].recall
         second = score(ranked, queries, val, 2, ks[:1], also=also)[0].recall
         return first[1], first[ks[-1]], second[1]

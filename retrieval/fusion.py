@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from retrieval.multi_view import rank_among
+
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the grid `choose_weight` searches
 DEFAULT_WEIGHT = 0.5  # used where a FaceSet has no validation people to choose on
 
@@ -47,6 +49,15 @@ def fuse(generation: np.ndarray, descriptor: np.ndarray, query_found: np.ndarray
     both = np.asarray(query_found, bool)[:, None] & np.asarray(gallery_found, bool)[None, :]
     assert both.shape == generation.shape, (both.shape, generation.shape)
     return np.where(both, (1.0 - weight) * generation + weight * descriptor, generation).astype(np.float32)
+
+
+def fused_ranking(generation: np.ndarray, query_descriptors: np.ndarray, gallery_descriptors: np.ndarray,
+                  query_found: np.ndarray, gallery_found: np.ndarray, weight: float, gallery_values: np.ndarray,
+                  targets: np.ndarray, k: int) -> np.ndarray:
+    """Gallery rows (q, k) by the fused distance among rows whose value is the query's target (multi_view.rank_among)."""
+    fused = fuse(generation, descriptor_distances(query_descriptors, gallery_descriptors), query_found, gallery_found,
+                 weight)
+    return rank_among(fused, gallery_values, targets, k)
 
 
 @dataclass(frozen=True)

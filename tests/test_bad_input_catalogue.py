@@ -36,6 +36,10 @@ from retrieval.cli import cli
 HANG_SECONDS = 20
 
 
+WRONG_GALLERY = "{other}: its fingerprint differs from the one the index was built on"  # --gallery of another FaceSet
+HASH_GONE = "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing"  # a format-2 checkpoint, edited
+
+
 @dataclass(frozen=True)
 class Case:
     """One bad invocation: `args` and the paths in it are formatted with the world's paths."""
@@ -111,8 +115,7 @@ CASES = [
     Case("eval generation", "eval generation --model {vocab_edit} --data {faces} --out {new}", "{vocab_edit}/checkpoint.json"),
     Case("eval generation", "eval generation --model {model} --data {faces} --out {table_note}",
          "{table_note}: holds notes.txt, which is not part of an evaluation", watch="{table_note}"),
-    Case("eval generation", "eval generation --model {hash_gone} --data {faces} --out {new}",
-         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing"),
+    Case("eval generation", "eval generation --model {hash_gone} --data {faces} --out {new}", HASH_GONE),
     # -- generate ---------------------------------------------------------------------------------
     Case("generate", "generate {dot} --model {model} --pose +15 --out {new}.png", "{dot}", watch="{new}.png"),
     Case("generate", "generate {fifo} --model {model} --pose +15 --out {new}.png", "{fifo}", watch="{new}.png"),
@@ -126,8 +129,7 @@ CASES = [
     Case("generate", "generate {face} --model {vocab_edit} --pose +15 --out {new}.png", "{vocab_edit}/checkpoint.json", watch="{new}.png"),
     Case("generate", "generate {face} --model {size_edit} --pose +15 --out {new}.png", "{size_edit}/checkpoint.json", watch="{new}.png"),
     Case("generate", "generate {face} --model {norm_edit} --pose +15 --out {new}.png", "{norm_edit}/checkpoint.json", watch="{new}.png"),
-    Case("generate", "generate {face} --model {hash_gone} --pose +15 --out {new}.png",
-         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{new}.png"),
+    Case("generate", "generate {face} --model {hash_gone} --pose +15 --out {new}.png", HASH_GONE, watch="{new}.png"),
     # -- index build ------------------------------------------------------------------------------
     Case("index build", "index build --model {model} --data {faces} --out {faces} --quiet", "input", watch="{faces}"),
     Case("index build", "index build --model {model} --data {faces} --out {root} --quiet", "input", watch="{root}"),
@@ -141,8 +143,7 @@ CASES = [
     Case("index build", "index build --model {model} --data {faces} --layer fc7 --out {new} --quiet", "fc7"),
     Case("index build", "index build --model {model} --data {faces} --factory Bogus --out {new} --quiet", "Bogus"),
     Case("index build", "index build --model {size_edit} --data {faces} --out {new} --quiet", "{size_edit}/checkpoint.json"),
-    Case("index build", "index build --model {hash_gone} --data {faces} --out {new} --quiet",
-         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing"),
+    Case("index build", "index build --model {hash_gone} --data {faces} --out {new} --quiet", HASH_GONE),
     Case("index build", "index build --model {model} --data {faces} --out {index_note} --quiet",
          "{index_note}: holds notes.txt, which is not part of an index", watch="{index_note}"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --quiet", "{new}", lock="{root}/.new-out.build.lock"),
@@ -187,19 +188,13 @@ CASES = [
     Case("query", "query --index {index} --batch {q_ok} --out {dirpng}", "{dirpng}", watch="{dirpng}"),
     Case("query", "query --index {root}/nowhere {face} --pose +15", "nowhere", watch="{index}"),
     Case("query", "query --index {index} --model {norm_edit} {face} --pose +15", "{norm_edit}/checkpoint.json", watch="{index}"),
-    Case("query", "query --index {index} --model {hash_gone} {face} --pose +15",
-         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{index}"),
-    Case("query", "query --index {index} {face} --pose +15 --gallery {other}",
-         "{other}: its fingerprint differs from the one the index was built on", watch="{index}"),
-    Case("query", "query --index {index} {faces}:0 --pose +15 --out {new}.png --gallery {other}",
-         "{other}: its fingerprint differs from the one the index was built on", watch="{new}.png"),
-    Case("query", "query --index {index} --batch {q_ok} --out {new}.csv --gallery {other}",
-         "{other}: its fingerprint differs from the one the index was built on", watch="{new}.csv"),
+    Case("query", "query --index {index} --model {hash_gone} {face} --pose +15", HASH_GONE, watch="{index}"),
+    Case("query", "query --index {index} {face} --pose +15 --gallery {other}", WRONG_GALLERY, watch="{index}"),
+    Case("query", "query --index {index} {faces}:0 --pose +15 --out {new}.png --gallery {other}", WRONG_GALLERY, watch="{new}.png"),
+    Case("query", "query --index {index} --batch {q_ok} --out {new}.csv --gallery {other}", WRONG_GALLERY, watch="{new}.csv"),
     # -- serve (uvicorn.run is replaced by a failure: a case that got as far as serving fails, never hangs) ----
-    Case("serve", "serve --index {index} --gallery {other} --port 0",
-         "{other}: its fingerprint differs from the one the index was built on", watch="{index}"),
-    Case("serve", "serve --index {index} --model {hash_gone} --port 0",
-         "{hash_gone}/checkpoint.json: its model hash (model_sha256) is missing", watch="{index}"),
+    Case("serve", "serve --index {index} --gallery {other} --port 0", WRONG_GALLERY, watch="{index}"),
+    Case("serve", "serve --index {index} --model {hash_gone} --port 0", HASH_GONE, watch="{index}"),
     # -- bench --------------------------------------------------------------------------------------
     Case("bench", "bench --model {model} --data {faces} --out {faces}", "input", watch="{faces}"),
     Case("bench", "bench --model {model} --data {faces} --out {new} --index {root}/nowhere", "nowhere"),
