@@ -104,6 +104,8 @@ def _forward(model: TwoStageGenerator, norm: Normalization, x: torch.Tensor, cod
     coarse = model.stage1(x, codes) if generate else x
     if layer == "stage1.pixels":
         return (norm.invert(coarse, stats).clamp(0, 255).reshape(n, -1),)
+    if layer == "stage2.descriptor":
+        return (model.stage2.descriptor(model.stage2.middle_maps(x, coarse)),)
     if layer in ("stage2.mid", "stage2.mid128"):
         return (model.stage2.middle_maps(x, coarse, convs=4 if layer == "stage2.mid" else 3).reshape(n, -1),)
     refined = model.stage2(x, coarse)
@@ -123,13 +125,16 @@ class Generator:
       stage2.pixels  the generated image (0–255, clipped), H·W-d
       stage1.pixels  stage 1's image (0–255, clipped), H·W-d
       stage1.fusion  stage 1's fused maps before its decoder, 64×16×16-d (arch skip: its 192×4×4 bottleneck)
+      stage2.descriptor  a model trained with --distill-images: its DescriptorHead's prediction of
+                     dlib's 128-d face descriptor of the generated face
     The default is "stage2.mid": the paper takes "feature maps extracted from the middle layer of the
     second stage network" (§4.1.2); in an encoder-decoder the middle is the bottleneck between pool and
     unpool, whose last map is this one; and at half the width of the 128-channel maps it halves the
     FAISS memory and search time (PERF-NOTES: 1.37 GB and ≈ 225 q/s vs 2.73 GB and 114 q/s).
     """
 
-    FEATURE_LAYERS: tuple[str, ...] = ("stage2.mid", "stage2.mid128", "stage2.pixels", "stage1.pixels", "stage1.fusion")
+    FEATURE_LAYERS: tuple[str, ...] = ("stage2.mid", "stage2.mid128", "stage2.pixels", "stage1.pixels", "stage1.fusion",
+                                       "stage2.descriptor")
     default_feature_layer: str = "stage2.mid"
 
     def __init__(self, model: TwoStageGenerator, info: CheckpointInfo, checkpoint_hash: str,
@@ -202,9 +207,7 @@ class Generator:
 
     def features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
         """(n, H, W) uint8 sources + targets → (n, d) float32 activations of `layer` (default: stage2.mid)."""
-        layer = layer or self.default_feature_layer
-        if layer not in self.FEATURE_LAYERS:
-            raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(self.FEATURE_LAYERS)})")
+        layer = self.check_layer(layer)
         images = conform_images(images, self.image_size)
         codes = self.target_codes(targets, len(images))
         (features,) = run_model(self.model, self.normalization, images, codes, layer, batch_size, self.device, self.channels_last)
@@ -217,14 +220,25 @@ class Generator:
         pass instead of the 8 generations of pose normalization (`--normalize none`). `targets` (an
         estimate of each image's own value) only enter stage1.fusion, the one layer inside stage 1.
         """
-        layer = layer or self.default_feature_layer
-        if layer not in self.FEATURE_LAYERS:
-            raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(self.FEATURE_LAYERS)})")
+        layer = self.check_layer(layer)
         images = conform_images(images, self.image_size)
         codes = self.target_codes(targets, len(images))
         (features,) = run_model(self.model, self.normalization, images, codes, layer, batch_size, self.device,
                                 self.channels_last, generate=False)
         return features.reshape(len(images), self.feature_dim(layer))
+
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The feature layers this model has: stage2.descriptor only where it was trained with a head."""
+        return tuple(l for l in self.FEATURE_LAYERS if l != "stage2.descriptor" or self.model.config.descriptor_dim)
+
+    def check_layer(self, layer: str | None) -> str:
+        """`layer`, or the default for None; UserError naming the valid ones for a layer this model lacks."""
+        layer = layer or self.default_feature_layer
+        if layer not in self.feature_layers:
+            lacking = " (this model has no descriptor head: train it with --distill-images)" if layer in self.FEATURE_LAYERS else ""
+            raise UserError(f"unknown feature layer '{layer}'{lacking} (valid: {', '.join(self.feature_layers)})")
+        return layer
 
     def feature_dim(self, layer: str | None = None) -> int:
         """Width d of a feature layer's vectors."""
@@ -232,7 +246,8 @@ class Generator:
         h, w = self.image_size
         fusion = 64 * h * w // 4 if self.model.config.arch == "paper" else 192 * h * w // 64  # Stage1Skip's bottleneck
         return {"stage2.mid": 64 * h * w // 4, "stage2.mid128": 128 * h * w // 4, "stage2.pixels": h * w,
-                "stage1.pixels": h * w, "stage1.fusion": fusion}[layer]
+                "stage1.pixels": h * w, "stage1.fusion": fusion,
+                "stage2.descriptor": self.model.config.descriptor_dim}[layer]
 
     @torch.inference_mode()
     def attribute_maps(self, targets: Sequence | None = None) -> np.ndarray:

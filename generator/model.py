@@ -30,6 +30,7 @@ class ModelConfig:
     attribute_hidden: int = 512  # §3.1: FC(512)
     arch: str = "paper"  # "skip": stage 1 with a deeper encoder and skip connections (Stage1Skip)
     refiner: str = "paper"  # "residual": stage 2 outputs a correction added to stage 1's image
+    descriptor_dim: int = 0  # > 0: stage 2 also predicts a face descriptor of this width (DescriptorHead)
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -39,6 +40,8 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
         if self.refiner not in REFINERS:
             raise ValueError(f"refiner must be one of {', '.join(REFINERS)}, got {self.refiner!r}")
+        if self.descriptor_dim < 0:
+            raise ValueError(f"descriptor_dim must be ≥ 0, got {self.descriptor_dim}")
         step = 8 if self.arch == "skip" else 2
         if h < step or w < step or h % step or w % step:
             rule = "even and ≥ 2" if step == 2 else f"a multiple of {step} (arch {self.arch})"
@@ -60,6 +63,7 @@ class ModelConfig:
             "attribute_hidden": self.attribute_hidden,
             "arch": self.arch,
             **({"refiner": self.refiner} if self.refiner != "paper" else {}),  # older checkpoints: the paper's
+            **({"descriptor_dim": self.descriptor_dim} if self.descriptor_dim else {}),  # older ones: no head
         }
 
     @classmethod
@@ -71,6 +75,7 @@ class ModelConfig:
             attribute_hidden=int(record.get("attribute_hidden", 512)),
             arch=str(record.get("arch", "paper")),
             refiner=str(record.get("refiner", "paper")),
+            descriptor_dim=int(record.get("descriptor_dim", 0)),
         )
 
 
@@ -192,6 +197,28 @@ class Stage1Skip(nn.Module):
         return self.dec0(up_with(x, e0))
 
 
+class DescriptorHead(nn.Module):
+    """Beyond the paper: predicts a face descriptor (dlib's 128-d) from the refiner's middle maps.
+
+    Trained beside the pixel loss on descriptors computed once on the training targets, it carries a
+    descriptor's identity knowledge into the refiner's features; at search time it reads the same
+    maps as stage2.mid, so a query costs what it cost before. Two stride-2 convolutions shrink the
+    (64, H/2, W/2) maps by 4 per side, then a linear layer gives the descriptor.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, w = config.image_size
+        self.convs = nn.Sequential(nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(128, 128, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        side = (-(-h // 8), -(-w // 8))  # ceil: each stride-2 conv rounds up
+        self.linear = nn.Linear(128 * side[0] * side[1], config.descriptor_dim)
+
+    def forward(self, middle: torch.Tensor) -> torch.Tensor:
+        """(n, 64, H/2, W/2) middle maps → (n, descriptor_dim) descriptors."""
+        return self.linear(self.convs(middle).flatten(1))
+
+
 class Stage2(nn.Module):
     """§3.2: the refiner; (source, coarse image) → refined image.
 
@@ -209,6 +236,7 @@ class Stage2(nn.Module):
         self.middle = nn.Sequential(*conv_relu(64, 128, 128, 128, 64))
         # Unpool-Conv64-ReLU-Conv(3,3,1): → (n,1,H,W)
         self.decoder = nn.Sequential(Unpool2x2(), *conv_relu(64, 64), nn.Conv2d(64, 1, 3, padding=1))
+        self.descriptor = DescriptorHead(config) if config.descriptor_dim else None
 
     def middle_maps(self, sources: torch.Tensor, coarse: torch.Tensor, convs: int = 4) -> torch.Tensor:
         """The activations after the first `convs` convolutions (with ReLU) of the middle block."""
@@ -217,8 +245,14 @@ class Stage2(nn.Module):
 
     def forward(self, sources: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """(n,1,H,W) standardized sources and coarse images → (n,1,H,W) standardized refined images."""
-        out = self.decoder(self.middle_maps(sources, coarse))
-        return out + coarse if self.config.refiner == "residual" else out
+        return self.refine_and_describe(sources, coarse)[0]
+
+    def refine_and_describe(self, sources: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The refined images and, with a DescriptorHead, the descriptors of them, from one pass."""
+        middle = self.middle_maps(sources, coarse)
+        out = self.decoder(middle)
+        refined = out + coarse if self.config.refiner == "residual" else out
+        return refined, (self.descriptor(middle) if self.descriptor is not None else None)
 
 
 class TwoStageGenerator(nn.Module):

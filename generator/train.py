@@ -29,6 +29,7 @@ from generator.checkpoint import (
     CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
     restore_optimizer, save_checkpoint, save_training_state,
 )
+from generator.distill import distill_loss
 from generator.evaluate import pair_errors
 from generator.inference import resolve_device, run_model
 from generator.model import ARCHES, REFINERS, ModelConfig, TwoStageGenerator
@@ -37,7 +38,7 @@ from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "arch", "refiner", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization")
+RUN_DEFINING = ("task", "arch", "refiner", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization", "distill_weight")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     checkpoint_minutes: float = 10.0  # also save the resume state this often within an epoch
+    distill_weight: float = 0.0  # > 0: stage 2 also trains a DescriptorHead on given descriptors, this weight on its loss
 
     def resolved(self) -> "TrainConfig":
         """This config with lr and schedule filled in, after checking every value."""
@@ -87,6 +89,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_pairs"):
             if getattr(self, name) < (0 if name == "val_pairs" else 1):
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.distill_weight >= 0:
+            raise UserError(f"--distill-weight must be ≥ 0, got {self.distill_weight}")
         if self.max_pairs is not None and self.max_pairs < 1:
             raise UserError(f"--max-pairs must be positive, got {self.max_pairs}")
         schedule = self.schedule or ("cosine" if self.optimizer == "adam" else "constant")
@@ -115,6 +119,7 @@ class PairSet:
     images: torch.Tensor  # (N, H, W) uint8
     codes: np.ndarray  # (N,) int64 code of each image's edited factor
     pairs: np.ndarray  # (P, 2) int64 positions into images
+    descriptors: torch.Tensor | None = None  # (N, d) float32 distillation target of each image (NaN: none)
 
     def batch(self, index: np.ndarray, norm: Normalization, device: torch.device):
         """Standardized sources (b,1,H,W), target codes (b,), standardized targets (b,1,H,W)."""
@@ -125,9 +130,14 @@ class PairSet:
         codes = torch.from_numpy(self.codes[self.pairs[index, 1]])
         return norm.apply(src, stats).to(device), codes.to(device), norm.apply(tgt, stats).to(device)
 
+    def target_descriptors(self, index: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The distillation targets of the batch's target images: (b, d) float32, NaN rows where none."""
+        return self.descriptors[torch.from_numpy(self.pairs[index, 1])].to(device)
+
 
 def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pairs: bool = False,
-             mirror: bool = False, match: tuple[str, ...] | None = None) -> PairSet:
+             mirror: bool = False, match: tuple[str, ...] | None = None,
+             descriptors: np.ndarray | None = None) -> PairSet:
     """Images and task pairs of one split, at most `limit` pairs drawn at random (fixed by seed).
 
     With `self_pairs` every face is also paired with itself (target = its own value): the network then
@@ -135,6 +145,8 @@ def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pair
     (§4.1.2: regenerate in every value, keep the closest to the original) relies on. With `mirror`
     the images are also taken flipped left-right, each flipped face carrying the mirrored value
     (yaw −p for p, left for right): every pair again as a pair of a "mirror person", twice the data.
+    `descriptors` (one row per row of the whole FaceSet, see FaceSet.rows) are the distillation
+    targets; a mirrored face keeps its original's.
     """
     pairs = task_pairs(task, faces, match)
     if self_pairs:
@@ -149,10 +161,15 @@ def pair_set(faces: FaceSet, task: Task, limit: int | None, seed: int, self_pair
         pairs = np.concatenate([pairs, pairs + len(images)])
         images = np.concatenate([images, np.ascontiguousarray(images[:, :, ::-1])])
         codes = np.concatenate([codes, mirrored[codes]])
-    return PairSet(torch.from_numpy(images), codes, pairs)
+    targets = None
+    if descriptors is not None:
+        own = np.asarray(descriptors, dtype=np.float32)[faces.rows]
+        targets = torch.from_numpy(np.concatenate([own, own]) if mirror else own)
+    return PairSet(torch.from_numpy(images), codes, pairs, targets)
 
 
-def validation_pairs(faces: FaceSet, task: Task, config: TrainConfig) -> tuple[PairSet | None, dict]:
+def validation_pairs(faces: FaceSet, task: Task, config: TrainConfig,
+                     descriptors: np.ndarray | None = None) -> tuple[PairSet | None, dict]:
     """The pairs scored after every epoch — of the val people only — and a record of what validates.
 
     Without val people (a FaceSet from before val splits, or made with --val-identities 0) there is
@@ -164,7 +181,7 @@ def validation_pairs(faces: FaceSet, task: Task, config: TrainConfig) -> tuple[P
         return None, {"split": None, "said": "off: no val split (make one with --val-identities; the test people are "
                                              "never used for it)"}
     val = faces.split("val")
-    data = pair_set(val, task, config.val_pairs, config.seed + 1, match=config.pair_match)
+    data = pair_set(val, task, config.val_pairs, config.seed + 1, match=config.pair_match, descriptors=descriptors)
     people = val.num_identities
     if len(data.pairs) == 0:
         return None, {"split": None, "said": f"off: the {people} val people have no {task.name} pairs"}
@@ -189,12 +206,20 @@ def mirrored_codes(vocabulary: tuple[str, ...], factor: str) -> np.ndarray:
 
 def evaluate(model: TwoStageGenerator, norm: Normalization, data: PairSet, device: torch.device,
              batch_size: int = 256) -> dict:
-    """Validation: each stage's per-pixel MSE/MAE (0–255 scale) on the pairs of `data`."""
+    """Validation: each stage's per-pixel MSE/MAE (0–255 scale) on the pairs of `data`, and with a
+    DescriptorHead the mean squared distance of its predictions to the known targets ("distill")."""
     images = data.images.numpy()
     src, tgt = data.pairs[:, 0], data.pairs[:, 1]
     stage1, stage2 = run_model(model, norm, images[src], data.codes[tgt], "pixels", batch_size, device,
                                channels_last=device.type == "cpu")
-    return pair_errors(stage1, stage2, images[tgt])
+    errors = pair_errors(stage1, stage2, images[tgt])
+    if model.stage2.descriptor is not None and data.descriptors is not None:
+        (predicted,) = run_model(model, norm, images[src], data.codes[tgt], "stage2.descriptor", batch_size, device,
+                                 channels_last=device.type == "cpu")
+        loss = distill_loss(torch.from_numpy(predicted), data.descriptors[torch.from_numpy(tgt)])
+        if loss is not None:
+            errors["stage2_distill"] = float(loss)
+    return errors
 
 
 @torch.no_grad()
@@ -278,15 +303,21 @@ def init_weights(model: TwoStageGenerator, init: Path, factor: str, vocabulary: 
             raise CheckpointError(f"{exc} (add --init-new-vocabulary to keep all but the one-hot layer)") from None
     onehot = ("stage1.attribute_encoder.0.weight", "stage1.attribute_encoder.0.bias")
     other_refiner = info.model_config.refiner != model.config.refiner
-    tensors = {k: v for k, v in source.state_dict().items()
-               if not (new_vocabulary and k in onehot) and not (other_refiner and k.startswith("stage2."))}
+    own = model.state_dict()
+    tensors = {k: v for k, v in source.state_dict().items()  # a descriptor head is kept only where both have one
+               if k in own and not (new_vocabulary and k in onehot) and not (other_refiner and k.startswith("stage2."))}
     model.load_state_dict({**model.state_dict(), **tensors})
     return info.weights_sha256, dict(info.trained_epochs)
 
 
 def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path | None = None,
-          init_new_vocabulary: bool = False, progress: bool = True) -> dict:
+          init_new_vocabulary: bool = False, progress: bool = True, descriptors: np.ndarray | None = None,
+          descriptor_source: dict | None = None) -> dict:
     """Train the stages of `config` on `faces` into run folder `out`, resuming it if it exists.
+
+    With `config.distill_weight` > 0, `descriptors` ((len(faces), d) float32, NaN rows where unknown;
+    see generator.distill.descriptor_targets) are what stage 2's DescriptorHead learns to predict for
+    each pair's target, beside the pixel loss; `descriptor_source` says in config.json where they came from.
 
     Returns the last epoch's metrics. Pairs come from the train split; validation pairs from the val
     split, never from test: without val people there is no validation, said once on stderr and in
@@ -303,11 +334,15 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     run = Run(out)
     fingerprint = data_fingerprint(faces)
     train_faces = faces.split("train")
+    if (descriptors is None) != (config.distill_weight == 0):
+        raise UserError("distillation needs both descriptors and --distill-weight > 0 (give --distill-images)")
+    if descriptors is not None and len(descriptors) != len(faces):
+        raise UserError(f"{len(descriptors)} descriptors for {len(faces)} faces of {faces.info.name}")
     train_data = pair_set(train_faces, task, config.max_pairs, config.seed, config.self_pairs, config.mirror,
-                          config.pair_match)
+                          config.pair_match, descriptors)
     if len(train_data.pairs) == 0:
         raise UserError(f"{faces.info.name}: no {task.name} training pairs (need faces of one identity that differ only in {task.edit_factor})")
-    val_data, validation = validation_pairs(faces, task, config)
+    val_data, validation = validation_pairs(faces, task, config, descriptors)
     print(f"{faces.info.name}: validation {validation['said']}", file=sys.stderr)
 
     if run.resume.exists():
@@ -319,7 +354,8 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
         torch.manual_seed(config.seed)
         try:
             model_config = ModelConfig(num_values=len(vocabulary), image_size=faces.image_size, arch=config.arch,
-                                       refiner=config.refiner)
+                                       refiner=config.refiner,
+                                       descriptor_dim=int(descriptors.shape[1]) if descriptors is not None else 0)
         except ValueError as exc:
             raise UserError(f"{faces.info.name}: {exc}") from None
         model = TwoStageGenerator(model_config)
@@ -349,6 +385,7 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
                                    "train_pairs": int(len(train_data.pairs)),
                                    "val_pairs_used": int(len(val_data.pairs)) if val_data else 0,
                                    "validation": validation,
+                                   **({"distill": descriptor_source} if descriptor_source else {}),
                                    "provenance": base_info.provenance})
     metrics: dict = loop["history"][-1] if loop["history"] else {}
     for stage in config.stages:
@@ -412,6 +449,7 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
         start = resume_at["step"] if resume_at else 0
         loss_sum = resume_at["loss_sum"] if resume_at else 0.0
         samples = resume_at["samples"] if resume_at else 0
+        distill_sum = resume_at.get("distill_sum", 0.0) if resume_at else 0.0
         seconds = resume_at["seconds"] if resume_at else 0.0
         order = np.random.default_rng([config.seed, stage, epoch]).permutation(pairs)
         net.train()
@@ -424,8 +462,17 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
             x, codes, y = train_data.batch(index, norm, device)
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("base_lr", group["lr"]) * lr_factor(config, (epoch - 1) * steps + step, total)
-            out = model.stage1(x, codes) if stage == 1 else model.stage2(x, coarse[torch.from_numpy(index).to(device)])
+            described = None
+            if stage == 1:
+                out = model.stage1(x, codes)
+            else:
+                out, described = model.stage2.refine_and_describe(x, coarse[torch.from_numpy(index).to(device)])
             loss = pixel_loss(task, out, y)
+            if described is not None:
+                distilled = distill_loss(described, train_data.target_descriptors(index, device))
+                if distilled is not None:
+                    distill_sum += float(distilled.item()) * len(index)
+                    loss = loss + config.distill_weight * distilled
             value = float(loss.item())
             if not math.isfinite(value):
                 bar.close()
@@ -446,7 +493,7 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
                 bar.set_postfix(loss=f"{loss_sum / samples:.4f}", samples_s=f"{(samples - fresh) / max(now - began, 1e-9):.0f}")
             if config.checkpoint_minutes and now - last_save > 60 * config.checkpoint_minutes and step + 1 < steps:
                 save(epoch - 1, {"epoch": epoch - 1, "step": step + 1, "loss_sum": loss_sum, "samples": samples,
-                                 "seconds": seconds + now - began})
+                                 "distill_sum": distill_sum, "seconds": seconds + now - began})
                 last_save = time.perf_counter()
         bar.close()
         elapsed = seconds + time.perf_counter() - began
@@ -456,6 +503,7 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
             "stage": stage, "epoch": epoch, "train_loss": loss_sum / max(samples, 1), "loss": task.loss,
             "lr": optimizer.param_groups[0]["lr"], "samples": samples, "seconds": round(elapsed, 2),
             "samples_per_s": round(samples / max(elapsed, 1e-9), 1),
+            **({"train_distill_loss": distill_sum / max(samples, 1)} if stage == 2 and model.stage2.descriptor is not None else {}),
             **{f"val_{k}": v for k, v in val.items() if stage == 2 or not k.startswith("stage2")},  # stage 2 untrained
         }
         loop["history"].append(metrics)

@@ -409,8 +409,8 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     if config.batch_size < 1:
         raise UserError(f"batch size must be ≥ 1, got {config.batch_size}")
     layer = config.layer or generator.default_feature_layer
-    if layer not in generator.FEATURE_LAYERS:
-        raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(generator.FEATURE_LAYERS)})")
+    if layer not in generator.feature_layers:
+        raise UserError(f"unknown feature layer '{layer}' (valid: {', '.join(generator.feature_layers)})")
     config = replace(config, layer=layer)
     vocabulary = tuple(generator.vocabulary)
     if config.views not in ("kept", "all"):

@@ -51,6 +51,7 @@ from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
+from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from retrieval.fusion import choose_weight, fused_ranking
 from retrieval.multi_view import all_value_distances, rank_among
@@ -420,15 +421,7 @@ def value_pairs(rankings: dict, queries: QuerySet, gallery: FaceSet, k: int = 1)
 
 def source_resolution_images(faces: FaceSet, gallery: FaceSet, path: str) -> np.ndarray:
     """The gallery's faces taken from another FaceSet of the same faces (same rows) at another resolution."""
-    source = FaceSet.open(path)
-    if len(source) != len(faces):
-        raise UserError(f"--deep-images {path}: {len(source)} faces, but --data holds {len(faces)} (the same faces, "
-                        "in the same order, are needed)")
-    for column in ("identity", *faces.factors):
-        same = column in source.faces.columns and (source.faces[column].to_numpy() == faces.faces[column].to_numpy()).all()
-        if not same:
-            raise UserError(f"--deep-images {path}: column '{column}' differs from --data's (not the same faces in the same order)")
-    return source.take(gallery.rows).images  # a whole FaceSet: its positions are the rows of images.npy
+    return same_faces_at_resolution(faces, path, "--deep-images").take(gallery.rows).images  # positions = rows
 
 
 def report_markdown(record: dict) -> str:

@@ -20,6 +20,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
 from facedata.detect import dlib_face_models
 from facedata.dlib_models import import_dlib, model_file
 
@@ -114,3 +116,33 @@ def deep_descriptors(images: np.ndarray, cache: Path | None = None, batch_size: 
         with atomic_file(path) as tmp:
             np.savez(tmp, descriptors=descriptors, found=found)
     return descriptors, found
+
+
+def same_faces_at_resolution(faces: FaceSet, path: str | Path, option: str) -> FaceSet:
+    """The FaceSet at `path`, checked to hold `faces`' faces in the same order (at another resolution)."""
+    source = FaceSet.open(path)
+    if len(source) != len(faces):
+        raise UserError(f"{option} {path}: {len(source)} faces, but --data holds {len(faces)} (the same faces, "
+                        "in the same order, are needed)")
+    for column in ("identity", *faces.factors):
+        same = column in source.faces.columns and (source.faces[column].to_numpy() == faces.faces[column].to_numpy()).all()
+        if not same:
+            raise UserError(f"{option} {path}: column '{column}' differs from --data's (not the same faces in the same order)")
+    return source
+
+
+def distillation_targets(faces: FaceSet, images_path: str | Path, cache: Path | None = None) -> tuple[np.ndarray, dict]:
+    """dlib descriptors of `faces`' train and val people, read at source resolution from `images_path`, as
+    distillation targets (generator.distill.descriptor_targets; test rows NaN: never read) and a record of them."""
+    from generator.distill import descriptor_targets
+
+    source = same_faces_at_resolution(faces, images_path, "--distill-images")
+    seen = faces.faces["split"].isin(["train", "val"]).to_numpy()
+    rows = np.flatnonzero(seen)
+    descriptors, found = deep_descriptors(source.take(rows).images, cache=cache)
+    targets = np.full((len(faces), DESCRIPTOR_DIM), np.nan, dtype=np.float32)
+    targets[rows] = descriptor_targets(descriptors, found, faces.faces["identity"].to_numpy()[rows])
+    record = {"images": str(images_path), "descriptor": MODEL_FILE, "faces": int(len(rows)),
+              "faces_detected": round(float(found.mean()), 4) if len(found) else 0.0,
+              "faces_with_target": int((~np.isnan(targets[:, 0])).sum())}
+    return targets, record

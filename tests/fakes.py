@@ -26,6 +26,7 @@ class FakeGenerator:
     """
 
     FEATURE_LAYERS = ("mid", "pixels")
+    feature_layers = FEATURE_LAYERS
     default_feature_layer = "mid"
 
     def __init__(self, checkpoint_hash: str = "a" * 64, fail_after: int | None = None):

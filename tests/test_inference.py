@@ -99,7 +99,7 @@ def test_features_have_the_documented_widths(gen, images):
     assert gen.default_feature_layer == "stage2.mid"
     widths = {"stage2.mid": 64 * 8 * 8, "stage2.mid128": 128 * 8 * 8, "stage2.pixels": 256, "stage1.pixels": 256,
               "stage1.fusion": 64 * 8 * 8}
-    assert set(widths) == set(gen.FEATURE_LAYERS)
+    assert set(widths) == set(gen.feature_layers) == set(gen.FEATURE_LAYERS) - {"stage2.descriptor"}
     for layer, width in widths.items():
         feats = gen.features(images, "+30", layer=layer)
         assert feats.shape == (5, width) and feats.dtype == np.float32 and gen.feature_dim(layer) == width
@@ -107,6 +107,8 @@ def test_features_have_the_documented_widths(gen, images):
                                np.clip(gen.generate(images, "+30")[1], 0, 255).reshape(5, -1), atol=1e-3)
     with pytest.raises(UserError, match="unknown feature layer 'fc7'"):
         gen.features(images, "0", layer="fc7")
+    with pytest.raises(UserError, match="no descriptor head: train it with --distill-images"):
+        gen.features(images, "0", layer="stage2.descriptor")
 
 
 def test_attribute_maps_are_one_set_per_value(gen):

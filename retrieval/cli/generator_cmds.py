@@ -47,14 +47,21 @@ def register(cli: click.Group) -> None:
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Also save the resume state this often within an epoch.")
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--init-new-vocabulary", is_flag=True, help="With --init: the data's vocabulary differs; re-initialize only the one-hot layer.")
+@click.option("--distill-images", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A FaceSet of the same faces at source resolution (as bench's --deep-images): dlib's descriptors of "
+                   "its train and val faces, computed once, are what a descriptor head on the refiner learns to "
+                   "predict beside the pixel loss (feature layer stage2.descriptor; needs the deep extra) [off].")
+@click.option("--distill-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --distill-images: the weight of the descriptor loss (squared distance) beside the pixel loss.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data: Path, task: str, arch: str, refiner: str, self_pairs: bool, mirror: bool, pair_match: str | None, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
           schedule: str | None, batch_size: int, normalization: str, device: str, seed: int, max_pairs: int | None,
           val_pairs: int, threads: int | None, checkpoint_minutes: float, init: Path | None,
-          init_new_vocabulary: bool, quiet: bool) -> None:
+          init_new_vocabulary: bool, distill_images: Path | None, distill_weight: float, quiet: bool) -> None:
     """Train the two-stage generator (stage 1, then stage 2 on stage 1's outputs) into a run folder."""
     from facedata.faceset import FaceSet
     from generator.train import TrainConfig, train as run_training
+    from retrieval.deep_descriptor import distillation_targets
 
     config = TrainConfig(
         task=task, arch=arch, refiner=refiner, self_pairs=self_pairs, mirror=mirror,
@@ -62,9 +69,13 @@ def train(data: Path, task: str, arch: str, refiner: str, self_pairs: bool, mirr
         stages=(1, 2) if stage == "both" else (int(stage),), epochs=epochs, optimizer=optimizer, lr=lr,
         schedule=schedule, batch_size=batch_size, seed=seed, max_pairs=max_pairs, val_pairs=val_pairs,
         normalization=normalization.replace("-", "_"), device=device, threads=threads,
-        checkpoint_minutes=checkpoint_minutes,
+        checkpoint_minutes=checkpoint_minutes, distill_weight=distill_weight if distill_images is not None else 0.0,
     )
-    metrics = run_training(FaceSet.open(data), config, out, init=init, init_new_vocabulary=init_new_vocabulary, progress=not quiet)
+    faces = FaceSet.open(data)
+    descriptors, source = (distillation_targets(faces, distill_images, out / ".deep-cache")
+                           if distill_images is not None else (None, None))
+    metrics = run_training(faces, config, out, init=init, init_new_vocabulary=init_new_vocabulary, progress=not quiet,
+                           descriptors=descriptors, descriptor_source=source)
     shown = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("val_stage1_mse", "val_stage2_mse") if k in metrics)
     click.echo(f"{out}: stage {metrics.get('stage', '-')} epoch {metrics.get('epoch', '-')} {shown}".rstrip())
     click.echo(f"model: {out / 'checkpoint'}")
