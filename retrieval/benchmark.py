@@ -118,6 +118,7 @@ class BenchConfig:
     normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
     pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)
     fusion_weight: float | None = None  # ours + Deep's descriptor weight; None: chosen on the val people
+    split: str = "test"  # the people who form gallery and queries: test (report once) or val (choose settings on)
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,19 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     if config.normalize != "full" and config.pose_classifier not in SAVABLE_MODELS:
         raise UserError(f"normalization '{config.normalize}' keys its cache by the pose classifier's weights: use "
                         f"pose classifier {' or '.join(SAVABLE_MODELS)}, not '{config.pose_classifier}'")
-    train, gallery = faces.split("train"), faces.split("test")
+    if config.split not in ("test", "val"):
+        raise UserError(f"unknown split '{config.split}' for the gallery (valid: test, val)")
+    if not faces.has_split(config.split):
+        raise UserError(f"{faces.info.name}: has no {config.split} people to form the gallery")
+    train, gallery = faces.split("train"), faces.split(config.split)
     if config.gallery_identities is not None:
         keep = gallery.identities()[: config.gallery_identities]
-        gallery = gallery.where(gallery.faces["identity"].isin(keep).to_numpy(), f"keeping {config.gallery_identities} test identities")
+        gallery = gallery.where(gallery.faces["identity"].isin(keep).to_numpy(),
+                                f"keeping {config.gallery_identities} {config.split} identities")
     edit = generator.edit_factor
     k = max(config.ks)
     if len(gallery) < k:
-        raise UserError(f"{faces.info.name}: the test gallery holds {len(gallery)} images, fewer than K={k}")
+        raise UserError(f"{faces.info.name}: the {config.split} gallery holds {len(gallery)} images, fewer than K={k}")
     also = criterion2_factors(config.criterion2_factor) or (second_criterion_factor(list(gallery.faces.columns), edit),)
     for factor in also:
         if factor == edit or factor not in faces.factors:
@@ -303,7 +309,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     record = {
         "fusion": fusion if (OURS_FUSED, SECOND_NET_DEEP) in rankings else None,
         "data": {"name": faces.info.name, "path": str(faces.root) if faces.root else None,
-                 "gallery": len(gallery), "train_images": len(train), "test_identities": gallery.num_identities},
+                 "gallery": len(gallery), "train_images": len(train), "split": config.split,
+                 f"{config.split}_identities": gallery.num_identities},
         "model": {"path": str(generator.path), "task": generator.task, "edit": edit,
                   "vocabulary": list(generator.vocabulary), "checkpoint_sha256": generator.checkpoint_hash,
                   "feature_layer": config.layer or generator.default_feature_layer},
@@ -433,12 +440,13 @@ def report_markdown(record: dict) -> str:
     mse = {f"stage {s}": gen[f"stage{s}_mse"] for s in (1, 2) if f"stage{s}_mse" in gen}
     data, model = record["data"], record["model"]
     edit, also = model["edit"], record["criterion2_factor"]
+    split = data.get("split", "test")  # reports from before --split were all on test
     with_paper = model["task"] == "pose"  # the paper's Tables 1–3 are Multi-PIE pose figures
     lines = [
         f"# Retrieval by generation: {data['name']} — {model['task']} task",
         "",
-        f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} test images "
-        f"({data['test_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
+        f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} {split} images "
+        f"({data[f'{split}_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
         f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`, gallery normalization "
         f"`{record['config'].get('normalize', 'full')}`" + (f" (read from the index `{record['gallery_index']}`)"
                                                             if record.get("gallery_index") else "") + ".",

@@ -287,3 +287,16 @@ def test_report_shows_each_methods_pose_changes_as_a_source_by_target_matrix(ben
     row = next(line for line in block.splitlines() if line.startswith(f"| {source} |"))
     assert row.split("|")[2 + vocabulary.index(target)].strip() == f"{100 * cell['recall']:.1f}"
     assert row.split("|")[2 + vocabulary.index(source)].strip() == "·"  # no query keeps its own pose
+
+
+def test_split_val_makes_the_val_people_gallery_and_queries_and_never_reads_test(tmp_path):
+    faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
+    config = BenchConfig(queries=30, generation_pairs=0, grid_queries=2, ks=(1, 5), split="val")
+    record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "report", config,
+                           cache=tmp_path / "cache")
+    assert record["data"]["split"] == "val" and record["data"]["val_identities"] == 2
+    assert record["data"]["gallery"] == len(faces.split("val"))
+    assert "over a gallery of 28 val images (2 identities)" in (tmp_path / "report" / "report.md").read_text()
+    two_way = FaceSet.open(tiny_faceset(identities=4, test_identities=2).write(tmp_path / "two-way"))
+    with pytest.raises(UserError, match="has no val people to form the gallery"):
+        run_benchmark(Generator.load(tmp_path / "model"), two_way, tmp_path / "r2", config, cache=tmp_path / "cache")

@@ -17,7 +17,10 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--factory", default="Flat", show_default=True, help="FAISS factory string for the pose-normalized gallery")
 @click.option("--generation-pairs", default=10_000, show_default=True, type=click.IntRange(min=0), help="test pairs for Table 1 (0: skip it)")
 @click.option("--criterion2", "criterion2_factor", default=None, help="factor(s) criterion 2 also matches, any kept factor or several comma-separated (e.g. expression,session) [illumination, else expression]")
-@click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N test identities")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="whose faces form the gallery and the queries: test (report once), or val (choose settings on "
+                   "people neither trained on nor reported)")
+@click.option("--gallery-identities", default=None, type=click.IntRange(min=1), help="keep only the first N gallery identities")
 @click.option("--deep", is_flag=True, help="also the 2-step baseline on dlib's face descriptor "
               "(needs the deep extra; ~0.1 s per gallery image, cached)")
 @click.option("--deep-images", default=None, type=click.Path(file_okay=False),
@@ -43,7 +46,7 @@ from retrieval.cli.outputs import check_out, force_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
 @force_option("report")
-def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor,
+def bench(model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor, split,
           gallery_identities, deep, deep_images, all_values, normalize, pose_classifier, fusion_weight, index_path, batch_size,
           device, cache, force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
@@ -66,7 +69,7 @@ def bench(model_path, data_path, out, queries, seed, layer, factory, generation_
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
                          deep=deep or deep_images is not None, deep_images=deep_images,
                          all_values=all_values, normalize=normalize, pose_classifier=pose_classifier,
-                         fusion_weight=fusion_weight)
+                         fusion_weight=fusion_weight, split=split)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
     index = GalleryIndex.load(index_path, gpu=False) if index_path is not None else None
