@@ -17,6 +17,8 @@ Every method answers the same seeded queries over the same gallery (the whole te
   ours + Deep, all poses, classifier  the same distance fused with dlib's descriptor distance of the gallery
                                       originals (retrieval/fusion.py; --all-values with --deep), its weight
                                       chosen on the FaceSet's val people
+  ours, chosen on val                 the setting ranking best on the val people (--all-values): every pose's
+                                      view or the target's alone, and the Deep weight (0 without --deep)
 
 The pose classifier of the 2-step rows (and of the rows named "classifier pose") is BenchConfig's
 `pose_classifier`: the paper-style linear model on pixels by default, a small CNN on request.
@@ -53,8 +55,8 @@ from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
-from retrieval.fusion import choose_weight, fused_ranking
-from retrieval.multi_view import all_value_distances, rank_among
+from retrieval.fusion import WEIGHTS, best_candidate, fused_ranking, settings
+from retrieval.multi_view import rank_among, view_distances
 from retrieval.two_step import (
     fit_pose_filter,
     gallery_descriptors,
@@ -70,7 +72,9 @@ KIND = ArtifactKind("report", REPORT_FILE, (REPORT_FILE, "report.md", "recall.pn
                     folders=(("generation", GENERATION_KIND),))
 OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
 OURS_FUSED = "ours + Deep, all poses, classifier pose"
+OURS_CHOSEN = "ours, chosen on val"
 IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
+CHOSEN = "our 2nd network, views and Deep weight chosen on val"
 
 
 PIXELS = {  # how each row turns images into the vectors it compares (report.md says it beside the tables)
@@ -95,6 +99,10 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS_FUSED, SECOND_NET_DEEP): "ours, all poses, classifier pose, and the Deep row's descriptors: each query's two "
                                    "distance rows divided by their medians and mixed with the weight chosen on the val "
                                    "people, where dlib found both faces; the generation distance alone elsewhere",
+    (OURS_CHOSEN, CHOSEN): "the setting that ranks best on the val people: the all-poses distance or the target "
+                           "pose's view alone (query and gallery face both generated in the target), fused with the "
+                           "Deep descriptor distance at the chosen weight (0: the generation distance alone; no "
+                           "Deep row: 0); the filter is the 2-step pose classifier",
 }
 
 
@@ -289,25 +297,36 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     truth = true_pose_filter(gallery, queries).gallery_pred
     rankings[(OURS_TRUE, SECOND_NET)] = two_step_rank(query_features, normalized.features, truth, queries.targets, k)
     timings["ours, pose-aware: search"] = time.perf_counter() - t
+    choice = None
     if config.all_values:
         t = time.perf_counter()
-        unique, inverse = np.unique(queries.positions, return_inverse=True)  # queries are gallery faces
-        views = all_value_distances(generator, gallery.images, unique, config.layer, config.batch_size)
+        generation = dict(zip(("all", "target"), view_distances(
+            generator, gallery.images, queries.positions, queries.targets, config.layer, config.batch_size)))
         for row, kept in ((OURS_ALL_VALUES, normalized.kept), (OURS_ALL_CLASSIFIER, pose_filter.gallery_pred)):
             rankings[(row, SECOND_NET)] = in_query_chunks(
-                len(queries), lambda part: rank_among(views[inverse[part]], kept, queries.targets[part], k))
+                len(queries), lambda part: rank_among(generation["all"][part], kept, queries.targets[part], k))
         timings["ours, all poses: features + search"] = time.perf_counter() - t
+        t = time.perf_counter()
+        choice = val_choice(generator, faces, config, pose_filter.classifier, cache, also, deep=descriptors is not None)
+        query_found = found[queries.positions] if descriptors is not None else None
+
+        def ranked(views: str, weight: float):
+            if descriptors is None:
+                return lambda part: rank_among(generation[views][part], pose_filter.gallery_pred, queries.targets[part], k)
+            return lambda part: fused_ranking(generation[views][part], descriptors[queries.positions[part]], descriptors,
+                                              query_found[part], found, weight, pose_filter.gallery_pred,
+                                              queries.targets[part], k)
+
         if descriptors is not None:
-            t = time.perf_counter()
-            fusion = fusion_weight(generator, faces, config, pose_filter.classifier, cache, also)
-            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = in_query_chunks(len(queries), lambda part: fused_ranking(
-                views[inverse[part]], descriptors[queries.positions[part]], descriptors,
-                found[queries.positions[part]], found, fusion["weight"], pose_filter.gallery_pred, queries.targets[part], k))
-            timings["ours + Deep: weight on val + search"] = time.perf_counter() - t
+            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = in_query_chunks(len(queries), ranked("all", choice["fusion"]["weight"]))
+        chosen = choice["chosen"]
+        rankings[(OURS_CHOSEN, CHOSEN)] = in_query_chunks(len(queries), ranked(chosen["views"], chosen["weight"]))
+        timings["ours, chosen on val: val runs + search"] = time.perf_counter() - t
 
     results = score_all(rankings, queries, gallery, config.ks, also)
     record = {
-        "fusion": fusion if (OURS_FUSED, SECOND_NET_DEEP) in rankings else None,
+        "fusion": choice["fusion"] if (OURS_FUSED, SECOND_NET_DEEP) in rankings else None,
+        "chosen": choice["chosen"] if choice else None,
         "data": {"name": faces.info.name, "path": str(faces.root) if faces.root else None,
                  "gallery": len(gallery), "train_images": len(train), "split": config.split,
                  f"{config.split}_identities": gallery.num_identities},
@@ -353,40 +372,54 @@ def in_query_chunks(count: int, rank, size: int = 2048) -> np.ndarray:
     return np.concatenate([rank(slice(start, start + size)) for start in range(0, count, size)])
 
 
-def fusion_weight(generator, faces: FaceSet, config: BenchConfig, classifier, cache: Path | None,
-                  also: tuple[str, ...]) -> dict:
-    """Ours + Deep's weight: config.fusion_weight if set, else the best on the val people, else the default.
+def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache: Path | None,
+               also: tuple[str, ...], deep: bool) -> dict:
+    """The settings of "ours, chosen on val" and of ours + Deep's weight, chosen on the val people.
 
     On val the bench's own protocol runs on the val people alone (seeded queries, the train-fitted pose
-    classifier, all-poses distances, dlib's descriptors), scored by criterion-1 R@1, then R@5, then
-    criterion-2 R@1; the test people are never looked at.
+    classifier, the all-poses and target-view distances, dlib's descriptors with `deep`); every setting
+    (fusion.settings: views × weight, weight 0 alone without `deep`, config.fusion_weight alone if set)
+    is scored by criterion-1 R@1, then R@5, then criterion-2 R@1; ties go to the earlier setting. The
+    test people are never looked at. Without 2 val people: every view, weight config.fusion_weight, else
+    the default 0.5 with `deep`, else 0. Returns {"fusion": …, "chosen": …}, each with its choice and scores.
     """
-    if config.fusion_weight is not None:
-        return {"weight": float(config.fusion_weight), "chosen_on": "--fusion-weight"}
+    fixed = config.fusion_weight
+    weights = (0.0,) if not deep else (float(fixed),) if fixed is not None else WEIGHTS
     val = faces.split("val") if faces.has_split("val") else None
     if val is None or val.num_identities < 2:
-        return {"weight": DEFAULT_FUSION_WEIGHT,
-                "chosen_on": "default (the FaceSet has fewer than 2 val people to choose on)"}
+        said = "default (the FaceSet has fewer than 2 val people to choose on)"
+        weight = weights[0] if fixed is not None else (DEFAULT_FUSION_WEIGHT if deep else 0.0)
+        return {"fusion": {"weight": weight, "chosen_on": "--fusion-weight" if fixed is not None else said},
+                "chosen": {"views": "all", "weight": weight if deep else 0.0, "chosen_on": said}}
     edit = generator.edit_factor
     queries = sample_queries(val, edit, config.queries, seed=config.seed)
     predicted = classifier.predict(val.images)
-    unique, inverse = np.unique(queries.positions, return_inverse=True)
-    views = all_value_distances(generator, val.images, unique, config.layer, config.batch_size)[inverse]
-    deep_images = source_resolution_images(faces, val, config.deep_images) if config.deep_images else None
-    descriptors, found = gallery_descriptors(val, cache=cache, images=deep_images)
+    generation = dict(zip(("all", "target"), view_distances(
+        generator, val.images, queries.positions, queries.targets, config.layer, config.batch_size)))
+    if deep:
+        deep_images = source_resolution_images(faces, val, config.deep_images) if config.deep_images else None
+        descriptors, found = gallery_descriptors(val, cache=cache, images=deep_images)
     ks = (1, min(5, len(val)))
 
-    def scores(weight: float) -> tuple[float, ...]:
-        ranked = fused_ranking(views, descriptors[queries.positions], descriptors, found[queries.positions], found, weight,
-                               predicted, queries.targets, ks[-1])
+    def scores(setting) -> tuple[float, ...]:
+        distances = generation[setting.views]
+        ranked = (fused_ranking(distances, descriptors[queries.positions], descriptors, found[queries.positions], found,
+                                setting.weight, predicted, queries.targets, ks[-1])
+                  if deep else rank_among(distances, predicted, queries.targets, ks[-1]))
         first = score(ranked, queries, val, 1, ks, also=also)[0].recall
         second = score(ranked, queries, val, 2, ks[:1], also=also)[0].recall
         return first[1], first[ks[-1]], second[1]
 
-    choice = choose_weight(scores)
-    return {"weight": choice.weight, "chosen_on": f"val: {val.num_identities} people, {len(val)} faces, "
-                                                  f"{len(queries)} queries",
-            "val_scores": {f"{w:g}": list(v) for w, v in choice.scores.items()}}
+    scored = {setting: scores(setting) for setting in settings(weights)}
+    on = f"val: {val.num_identities} people, {len(val)} faces, {len(queries)} queries"
+    every_view = {s.weight: v for s, v in scored.items() if s.views == "all"}
+    chosen = best_candidate(scored)
+    fusion = ({"weight": float(fixed), "chosen_on": "--fusion-weight"} if fixed is not None else
+              {"weight": best_candidate(every_view), "chosen_on": on,
+               "val_scores": {f"{w:g}": list(v) for w, v in every_view.items()}})
+    return {"fusion": fusion,
+            "chosen": {"views": chosen.views, "weight": chosen.weight, "chosen_on": on,
+                       "val_scores": {s.label(): list(v) for s, v in scored.items()}}}
 
 
 def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: tuple[str, ...]) -> list[dict]:
@@ -480,6 +513,10 @@ def report_markdown(record: dict) -> str:
     if record.get("fusion"):
         lines.append(f"- ours + Deep: descriptor weight {record['fusion']['weight']:g}, chosen on "
                      f"{record['fusion']['chosen_on']}")
+    if record.get("chosen"):
+        chosen = record["chosen"]
+        lines.append(f"- ours, chosen on val: {'every pose' if chosen['views'] == 'all' else 'the target pose'}'s "
+                     f"view, Deep weight {chosen['weight']:g}, chosen on {chosen['chosen_on']}")
     if not with_paper:
         lines += ["", "The paper reports retrieval and Table 1 for the pose task on Multi-PIE only: no paper figures here."]
     lines += ["", "## How each row reads pixels", ""]

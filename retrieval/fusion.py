@@ -72,5 +72,30 @@ def choose_weight(score: Callable[[float], tuple[float, ...]], weights=WEIGHTS) 
     """The weight with the best validation scores (compared in order: the first decides, the next break ties);
     remaining ties go to the lower weight, closer to ours alone."""
     scores = {float(w): tuple(float(v) for v in score(float(w))) for w in weights}
+    return WeightChoice(weight=best_candidate(scores), scores=scores)
+
+
+VIEWS = ("all", "target")  # the generation distances a setting may use: every value's view, or the target's alone
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to rank for ours: which generation distance (VIEWS) and the descriptor's weight beside it."""
+
+    views: str
+    weight: float
+
+    def label(self) -> str:
+        return f"views {self.views}, Deep weight {self.weight:g}"
+
+
+def settings(weights=WEIGHTS) -> list[Setting]:
+    """Every setting in order of preference on ties: the lower weight, then every view over the target's alone
+    (averaging V views is the steadier evidence; measured on KDEF, see the README)."""
+    return [Setting(views, float(w)) for w in weights for views in VIEWS]
+
+
+def best_candidate(scores: dict):
+    """The first key (in the dict's order of preference) whose scores are the best (compared in order)."""
     best = max(scores.values())
-    return WeightChoice(weight=min(w for w, s in scores.items() if s == best), scores=scores)
+    return next(key for key, value in scores.items() if value == best)

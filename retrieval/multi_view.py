@@ -25,16 +25,38 @@ def all_value_distances(generator, images: np.ndarray, query_rows: np.ndarray, l
 
     `images` (n, H, W) uint8 are the gallery; each query is the gallery face at its row in `query_rows`.
     """
+    return view_distances(generator, images, query_rows, None, layer, batch_size)[0]
+
+
+def view_distances(generator, images: np.ndarray, query_rows: np.ndarray, targets: np.ndarray | None,
+                   layer: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    """From one pass over the V values: the all-values distances of `all_value_distances`, and with
+    `targets` (one value per query row) the distance in the target's view alone, (len(query_rows), n)
+    float32: the query and each gallery face both generated in the target value, the paper's single
+    view with the gallery face generated in the query's target rather than in its own kept value.
+    """
     images = np.asarray(images)
     query_rows = np.asarray(query_rows, dtype=np.int64)
     assert images.ndim == 3 and query_rows.ndim == 1, (images.shape, query_rows.shape)
-    distances = np.zeros((len(query_rows), len(images)), dtype=np.float32)
+    unique, inverse = np.unique(query_rows, return_inverse=True)  # a face asked several times is computed once
+    distances = np.zeros((len(unique), len(images)), dtype=np.float32)
+    target = None
+    if targets is not None:
+        targets = np.asarray(targets).astype(str)
+        assert targets.shape == query_rows.shape, (targets.shape, query_rows.shape)
+        target = np.full((len(query_rows), len(images)), np.inf, dtype=np.float32)
     views = value_views(generator, images, layer, batch_size)  # one view in memory at a time
-    for view in tqdm(views, total=len(generator.vocabulary), desc="all-value features", unit="value"):
-        for start in range(0, len(query_rows), 1024):
-            part = view[query_rows[start : start + 1024]]
+    for value, view in tqdm(zip(generator.vocabulary, views), total=len(generator.vocabulary),
+                            desc="all-value features", unit="value"):
+        for start in range(0, len(unique), 1024):
+            part = view[unique[start : start + 1024]]
             distances[start : start + len(part)] += 2.0 - 2.0 * (part @ view.T)
-    return distances / len(generator.vocabulary)
+        if target is not None:
+            asked = np.flatnonzero(targets == str(value))
+            for start in range(0, len(asked), 1024):
+                rows = asked[start : start + 1024]
+                target[rows] = 2.0 - 2.0 * (view[query_rows[rows]] @ view.T)
+    return (distances / len(generator.vocabulary))[inverse], target
 
 
 def rank_among(distances: np.ndarray, gallery_values: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:

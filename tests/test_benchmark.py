@@ -227,7 +227,8 @@ def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench
     rows = {(r["method"], r["features"]): r for r in record["results"]}
     assert ("ours, all poses", "our 2nd network") in rows
     assert ("ours, all poses, classifier pose", "our 2nd network") in rows
-    assert len(rows) == 11 and record["queries"] == 20
+    assert ("ours, chosen on val", "our 2nd network, views and Deep weight chosen on val") in rows
+    assert len(rows) == 12 and record["queries"] == 20
     assert_rows_add_up(record)  # scored on the same queries as the per-value rows, the per-change tables agreeing
     assert "ours, all poses: features + search" in record["timings_seconds"]
     assert "ours, all poses / our 2nd network" in (tmp_path / "r" / "report.md").read_text()

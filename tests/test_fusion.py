@@ -8,7 +8,7 @@ from facedata.faceset import FaceSet
 from generator.inference import Generator
 from retrieval import two_step
 from retrieval.baselines import pixel_vectors
-from retrieval.benchmark import OURS_FUSED, SECOND_NET_DEEP, BenchConfig, run_benchmark
+from retrieval.benchmark import CHOSEN, OURS_CHOSEN, OURS_FUSED, SECOND_NET_DEEP, BenchConfig, run_benchmark
 from retrieval.fusion import choose_weight, descriptor_distances, fuse, median_scaled
 
 GENERATION = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], dtype=np.float32)
@@ -68,3 +68,40 @@ def test_bench_adds_the_fused_row_with_its_weight_chosen_on_val(tmp_path, monkey
 
     fixed = run_benchmark(generator, faces, tmp_path / "fixed", BenchConfig(**{**config.__dict__, "fusion_weight": 0.3}))
     assert fixed["fusion"] == {"weight": 0.3, "chosen_on": "--fusion-weight"}
+
+
+def test_the_chosen_row_takes_the_best_val_setting_of_views_and_weight(tmp_path, monkeypatch):
+    def by_identity(images, cache=None, batch_size=64):
+        return pixel_vectors(images), np.ones(len(images), dtype=bool)
+
+    monkeypatch.setattr(two_step, "deep_descriptors", by_identity)
+    faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model"))
+    config = BenchConfig(queries=40, generation_pairs=0, grid_queries=2, batch_size=64, deep=True, all_values=True)
+    record = run_benchmark(generator, faces, tmp_path / "report", config)
+    chosen = record["chosen"]
+    scores = {label: tuple(v) for label, v in chosen["val_scores"].items()}
+    assert len(scores) == 2 * 11 and scores[f"views {chosen['views']}, Deep weight {chosen['weight']:g}"] == max(scores.values())
+    rows = {(r["method"], r["features"]) for r in record["results"]}
+    assert (OURS_CHOSEN, CHOSEN) in rows and "ours, chosen on val:" in (tmp_path / "report" / "report.md").read_text()
+
+    without_deep = run_benchmark(generator, faces, tmp_path / "plain", BenchConfig(**{**config.__dict__, "deep": False}))
+    assert without_deep["chosen"]["weight"] == 0.0 and set(without_deep["chosen"]["val_scores"]) == {
+        "views all, Deep weight 0", "views target, Deep weight 0"}
+
+
+def test_view_distances_give_every_views_mean_and_the_target_views_own():
+    from fakes import FakeGenerator, tiny_gallery
+    from index.features import value_views
+    from retrieval.multi_view import view_distances
+
+    faces = tiny_gallery(identities=3, lights=1, train_identities=1)
+    generator = FakeGenerator()
+    rows, targets = np.array([0, 3, 0]), np.array([generator.vocabulary[1], generator.vocabulary[0], generator.vocabulary[2]])
+    mean, target = view_distances(generator, faces.images, rows, targets)
+    views = list(value_views(generator, faces.images))
+    expected_mean = np.mean([2 - 2 * (v[rows] @ v.T) for v in views], axis=0)
+    np.testing.assert_allclose(mean, expected_mean, atol=1e-5)
+    for i, value in enumerate(targets):
+        v = views[generator.vocabulary.index(value)]
+        np.testing.assert_allclose(target[i], 2 - 2 * (v[rows[i]] @ v.T), atol=1e-5)
