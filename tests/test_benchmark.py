@@ -301,3 +301,26 @@ def test_split_val_makes_the_val_people_gallery_and_queries_and_never_reads_test
     two_way = FaceSet.open(tiny_faceset(identities=4, test_identities=2).write(tmp_path / "two-way"))
     with pytest.raises(UserError, match="has no val people to form the gallery"):
         run_benchmark(Generator.load(tmp_path / "model"), two_way, tmp_path / "r2", config, cache=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], ("cnn", True)),  # the defaults chosen on val people (see the README)
+    (["--paper"], ("logreg", False)),  # the paper's protocol
+    (["--paper", "--pose-classifier", "cnn"], ("cnn", False)),  # an option given explicitly wins over --paper
+    (["--no-all-values", "--pose-classifier", "logreg"], ("logreg", False)),
+])
+def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, expected):
+    import retrieval.benchmark as benchmark
+
+    seen = {}
+
+    def record_config(generator, faces, out, config, **kwargs):
+        seen["config"] = config
+        raise UserError("stopped here")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", record_config)
+    root, _ = bench
+    result = CliRunner().invoke(cli, ["bench", "--model", str(root / "model"), "--data", str(root / "faces"),
+                                      "--out", str(tmp_path / "r"), *flags])
+    assert "stopped here" in result.output, result.output
+    assert (seen["config"].pose_classifier, seen["config"].all_values) == expected
