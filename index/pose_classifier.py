@@ -189,6 +189,31 @@ class PoseClassifier:
         return classifier
 
 
+def fit_cached(config: PoseClassifierConfig, images: np.ndarray, labels, cache: Path | None) -> PoseClassifier:
+    """A classifier fitted on (images, labels), read from `cache` when the same config saw the same faces.
+
+    A CNN takes minutes to fit; a bench re-run (another layer, another split) then takes it from the
+    cache file, keyed by the config, the images' bytes and the labels. Models that cannot be saved fit anew.
+    """
+    labels = np.asarray(labels).astype(str)
+    if cache is None or config.model not in SAVABLE_MODELS:
+        return PoseClassifier(config).fit(images, labels)
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(f"{images.shape}|{images.dtype}|".encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    digest.update("\n".join(labels.tolist()).encode())
+    path = Path(cache) / f"pose-classifier-{config.model}-{digest.hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        return PoseClassifier.load(path)
+    classifier = PoseClassifier(config).fit(images, labels)
+    from facedata.atomic import atomic_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        classifier.save(tmp)
+    return classifier
+
+
 def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseClassifierConfig()) -> tuple[PoseClassifier, dict]:
     """A classifier of `factor` fitted on a FaceSet's train split, and a record of what it learned from.
 

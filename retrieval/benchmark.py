@@ -251,7 +251,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     query_images = gallery.images[queries.positions]
 
     t = time.perf_counter()
-    pose_filter = fit_pose_filter(train, gallery, queries, classifier_config)
+    pose_filter = fit_pose_filter(train, gallery, queries, classifier_config, cache)
     timings[f"pose classifier ({config.pose_classifier}): train + predict"] = time.perf_counter() - t
     t = time.perf_counter()
     rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}

@@ -16,6 +16,7 @@ from retrieval.baselines import (
     reconstruction_features,
     two_step_rank,
 )
+from index.pose_classifier import fit_cached
 from retrieval.deep_descriptor import deep_descriptors
 from retrieval.protocol import QuerySet
 
@@ -31,10 +32,10 @@ class PoseFilter:
 
 
 def fit_pose_filter(train: FaceSet, gallery: FaceSet, queries: QuerySet,
-                    config: PoseClassifierConfig = PoseClassifierConfig()) -> PoseFilter:
-    """Train the pose classifier on the train identities and predict every gallery image's pose."""
+                    config: PoseClassifierConfig = PoseClassifierConfig(), cache: Path | None = None) -> PoseFilter:
+    """Train the pose classifier on the train identities (or read it from `cache`) and predict every gallery image's pose."""
     edit = queries.edit
-    classifier = PoseClassifier(config).fit(train.images, train.faces[edit].to_numpy())
+    classifier = fit_cached(config, train.images, train.faces[edit].to_numpy(), cache)
     gallery_pred = classifier.predict(gallery.images)
     accuracy = float(np.mean(gallery_pred == gallery.faces[edit].to_numpy().astype(str)))
     return PoseFilter(classifier, gallery_pred, gallery_pred[queries.positions], accuracy)

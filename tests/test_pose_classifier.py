@@ -95,3 +95,18 @@ def test_a_file_of_other_arrays_is_not_a_logistic_regression(tmp_path):
     save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "c.safetensors"), metadata={"pose_classifier": json.dumps(record)})
     with pytest.raises(UserError, match="not a readable pose classifier"):
         PoseClassifier.load(tmp_path / "c.safetensors")
+
+
+def test_a_cached_fit_is_read_back_and_predicts_alike(tmp_path):
+    from index.pose_classifier import PoseClassifierConfig, fit_cached
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 8, 8), dtype=np.uint8)
+    labels = np.array(["a", "b"] * 20)
+    first = fit_cached(PoseClassifierConfig(model="logreg"), images, labels, tmp_path)
+    (saved,) = tmp_path.glob("pose-classifier-logreg-*.safetensors")
+    again = fit_cached(PoseClassifierConfig(model="logreg"), images, labels, tmp_path)
+    assert again.fingerprint == first.fingerprint and list(tmp_path.iterdir()) == [saved]
+    np.testing.assert_array_equal(again.predict(images), first.predict(images))
+    fit_cached(PoseClassifierConfig(model="logreg"), images, labels[::-1], tmp_path)  # other labels: another fit
+    assert len(list(tmp_path.glob("pose-classifier-*"))) == 2
