@@ -18,7 +18,10 @@ Every method answers the same seeded queries over the same gallery (the whole te
                                       originals (retrieval/fusion.py; --all-values with --deep), its weight
                                       chosen on the FaceSet's val people
   ours, chosen on val                 the setting ranking best on the val people (--all-values): every pose's
-                                      view or the target's alone, and the Deep weight (0 without --deep)
+                                      view or the target's alone (of the mid-layer features, or of a distilled
+                                      model's descriptor head), and the Deep weight (0 without --deep)
+  … / distilled descriptor            with a model trained with --distill-images (--all-values): the classifier-
+                                      pose rows on its descriptor head's output instead of the mid layer
 
 The pose classifier of the 2-step rows (and of the rows named "classifier pose") is BenchConfig's
 `pose_classifier`: the paper-style linear model on pixels by default, a small CNN on request.
@@ -55,7 +58,7 @@ from retrieval.report_tables import mse_table, recall_table
 from retrieval.baselines import two_step_rank
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
-from retrieval.fusion import WEIGHTS, best_candidate, fused_ranking, settings
+from retrieval.fusion import DISTILLED_VIEWS, VIEWS, WEIGHTS, best_candidate, fused_ranking, settings
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.two_step import (
     fit_pose_filter,
@@ -75,6 +78,8 @@ OURS_FUSED = "ours + Deep, all poses, classifier pose"
 OURS_CHOSEN = "ours, chosen on val"
 IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
 CHOSEN = "our 2nd network, views and Deep weight chosen on val"
+DISTILLED = "distilled descriptor"  # a model trained with --distill-images: its head's 128-d prediction
+DISTILLED_LAYER = "stage2.descriptor"
 
 
 PIXELS = {  # how each row turns images into the vectors it compares (report.md says it beside the tables)
@@ -99,6 +104,11 @@ PIXELS = {  # how each row turns images into the vectors it compares (report.md 
     (OURS_FUSED, SECOND_NET_DEEP): "ours, all poses, classifier pose, and the Deep row's descriptors: each query's two "
                                    "distance rows divided by their medians and mixed with the weight chosen on the val "
                                    "people, where dlib found both faces; the generation distance alone elsewhere",
+    (OURS_CLASSIFIER, DISTILLED): "the descriptor head's prediction (stage2.descriptor, trained to give dlib's "
+                                  "descriptor of the target) for query and gallery face both generated in the target "
+                                  "pose, L2-normalized; the filter is the 2-step pose classifier",
+    (OURS_ALL_CLASSIFIER, DISTILLED): "as ours, classifier pose / distilled descriptor, for every generated pose, "
+                                      "squared distances averaged",
     (OURS_CHOSEN, CHOSEN): "the setting that ranks best on the val people: the all-poses distance or the target "
                            "pose's view alone (query and gallery face both generated in the target), fused with the "
                            "Deep descriptor distance at the chosen weight (0: the generation distance alone; no "
@@ -300,8 +310,12 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     choice = None
     if config.all_values:
         t = time.perf_counter()
-        generation = dict(zip(("all", "target"), view_distances(
-            generator, gallery.images, queries.positions, queries.targets, config.layer, config.batch_size)))
+        generation = generation_distances(generator, gallery.images, queries, config)
+        if "distilled all" in generation:
+            rankings[(OURS_CLASSIFIER, DISTILLED)] = in_query_chunks(len(queries), lambda part: rank_among(
+                generation["distilled target"][part], pose_filter.gallery_pred, queries.targets[part], k))
+            rankings[(OURS_ALL_CLASSIFIER, DISTILLED)] = in_query_chunks(len(queries), lambda part: rank_among(
+                generation["distilled all"][part], pose_filter.gallery_pred, queries.targets[part], k))
         for row, kept in ((OURS_ALL_VALUES, normalized.kept), (OURS_ALL_CLASSIFIER, pose_filter.gallery_pred)):
             rankings[(row, SECOND_NET)] = in_query_chunks(
                 len(queries), lambda part: rank_among(generation["all"][part], kept, queries.targets[part], k))
@@ -372,6 +386,18 @@ def in_query_chunks(count: int, rank, size: int = 2048) -> np.ndarray:
     return np.concatenate([rank(slice(start, start + size)) for start in range(0, count, size)])
 
 
+def generation_distances(generator, images: np.ndarray, queries: QuerySet, config: BenchConfig) -> dict[str, np.ndarray]:
+    """The (q, g) generation distances a setting may rank by: "all" and "target" views of the configured
+    layer and, for a model with a descriptor head (and another layer configured), its "distilled" pair."""
+    distances = dict(zip(VIEWS, view_distances(generator, images, queries.positions, queries.targets, config.layer,
+                                               config.batch_size)))
+    layer = config.layer or generator.default_feature_layer
+    if DISTILLED_LAYER in getattr(generator, "feature_layers", ()) and layer != DISTILLED_LAYER:
+        distances.update(zip(DISTILLED_VIEWS, view_distances(generator, images, queries.positions, queries.targets,
+                                                             DISTILLED_LAYER, config.batch_size)))
+    return distances
+
+
 def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache: Path | None,
                also: tuple[str, ...], deep: bool) -> dict:
     """The settings of "ours, chosen on val" and of ours + Deep's weight, chosen on the val people.
@@ -394,8 +420,7 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
     edit = generator.edit_factor
     queries = sample_queries(val, edit, config.queries, seed=config.seed)
     predicted = classifier.predict(val.images)
-    generation = dict(zip(("all", "target"), view_distances(
-        generator, val.images, queries.positions, queries.targets, config.layer, config.batch_size)))
+    generation = generation_distances(generator, val.images, queries, config)
     if deep:
         deep_images = source_resolution_images(faces, val, config.deep_images) if config.deep_images else None
         descriptors, found = gallery_descriptors(val, cache=cache, images=deep_images)
@@ -410,7 +435,7 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
         second = score(ranked, queries, val, 2, ks[:1], also=also)[0].recall
         return first[1], first[ks[-1]], second[1]
 
-    scored = {setting: scores(setting) for setting in settings(weights)}
+    scored = {setting: scores(setting) for setting in settings(weights, tuple(generation))}
     on = f"val: {val.num_identities} people, {len(val)} faces, {len(queries)} queries"
     every_view = {s.weight: v for s, v in scored.items() if s.views == "all"}
     chosen = best_candidate(scored)
@@ -515,8 +540,8 @@ def report_markdown(record: dict) -> str:
                      f"{record['fusion']['chosen_on']}")
     if record.get("chosen"):
         chosen = record["chosen"]
-        lines.append(f"- ours, chosen on val: {'every pose' if chosen['views'] == 'all' else 'the target pose'}'s "
-                     f"view, Deep weight {chosen['weight']:g}, chosen on {chosen['chosen_on']}")
+        lines.append(f"- ours, chosen on val: views {chosen['views']} (every pose's or the target pose's alone), "
+                     f"Deep weight {chosen['weight']:g}, chosen on {chosen['chosen_on']}")
     if not with_paper:
         lines += ["", "The paper reports retrieval and Table 1 for the pose task on Multi-PIE only: no paper figures here."]
     lines += ["", "## How each row reads pixels", ""]

@@ -76,6 +76,7 @@ def choose_weight(score: Callable[[float], tuple[float, ...]], weights=WEIGHTS) 
 
 
 VIEWS = ("all", "target")  # the generation distances a setting may use: every value's view, or the target's alone
+DISTILLED_VIEWS = ("distilled all", "distilled target")  # the same with a distilled model's descriptor head
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,10 @@ class Setting:
         return f"views {self.views}, Deep weight {self.weight:g}"
 
 
-def settings(weights=WEIGHTS) -> list[Setting]:
-    """Every setting in order of preference on ties: the lower weight, then every view over the target's alone
-    (averaging V views is the steadier evidence; measured on KDEF, see the README)."""
-    return [Setting(views, float(w)) for w in weights for views in VIEWS]
+def settings(weights=WEIGHTS, views=VIEWS) -> list[Setting]:
+    """Every setting in order of preference on ties: the lower weight, then the views in the order given
+    (every view before the target's alone: averaging V views is the steadier evidence)."""
+    return [Setting(v, float(w)) for w in weights for v in views]
 
 
 def best_candidate(scores: dict):

@@ -96,11 +96,11 @@ def tiny_gallery(identities: int = 3, lights: int = 2, train_identities: int | N
     return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny", factors={"pose": POSES})
 
 
-def save_untrained(path, size=(16, 16), normalization=None):
+def save_untrained(path, size=(16, 16), normalization=None, descriptor_dim=0):
     """A real, untrained checkpoint of the pose task (weights seeded) for command-line tests."""
     normalization = normalization or Normalization(mean=90.0, std=40.0)
     torch.manual_seed(0)
-    config = ModelConfig(num_values=len(POSES), image_size=size)
+    config = ModelConfig(num_values=len(POSES), image_size=size, descriptor_dim=descriptor_dim)
     info = CheckpointInfo(architecture=config.to_json(), task="pose", edit_factor="pose", vocabulary=POSES,
                           normalization=normalization.to_json(), trained_epochs={"1": 1, "2": 1})
     save_checkpoint(path, TwoStageGenerator(config), info)

@@ -71,3 +71,19 @@ def test_resuming_a_distilled_run_without_distillation_is_refused(tmp_path):
           descriptors=identity_descriptors(faces))
     with pytest.raises(UserError, match="distill_weight: 1.0 → 0.0"):
         train(faces, quick(epochs=2, stages=(1, 2)), tmp_path / "run", progress=False)
+
+
+def test_the_bench_ranks_a_distilled_model_by_its_head_too_and_may_choose_it_on_val(tmp_path):
+    from fakes import save_untrained
+
+    from facedata.faceset import FaceSet
+    from retrieval.benchmark import DISTILLED, BenchConfig, run_benchmark
+
+    faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model", descriptor_dim=8))
+    config = BenchConfig(queries=30, generation_pairs=0, grid_queries=2, batch_size=64, all_values=True, ks=(1, 5))
+    record = run_benchmark(generator, faces, tmp_path / "report", config)
+    rows = {(r["method"], r["features"]) for r in record["results"]}
+    assert {("ours, classifier pose", DISTILLED), ("ours, all poses, classifier pose", DISTILLED)} <= rows
+    assert set(record["chosen"]["val_scores"]) == {f"views {v}, Deep weight 0" for v in
+                                                   ("all", "target", "distilled all", "distilled target")}
