@@ -1,9 +1,11 @@
-"""The README's result tables, generated from the result files under docs/results/.
+"""The result tables of README.md and docs/*.md, generated from the result files under docs/results/.
 
-    .venv/bin/python benchmarks/results_tables.py            # rewrite the tables in README.md
-    .venv/bin/python benchmarks/results_tables.py --check    # exit 1 if any table differs from its file
+    .venv/bin/python benchmarks/results_tables.py            # rewrite the tables in README.md and docs/*.md
+    .venv/bin/python benchmarks/results_tables.py --check    # exit 1 if any table differs from its files
+    .venv/bin/python benchmarks/results_tables.py docs/results.md   # only the files named
 
-A generated table sits between two markers naming its file and its layout:
+A generated table sits between two markers naming its file (or files, joined by commas; paths from
+the repository root, wherever the page lies) and its layout:
 
     <!-- results: docs/results/kdef_skip.json bench -->
     ...table...
@@ -11,7 +13,8 @@ A generated table sits between two markers naming its file and its layout:
 
 Each layout below renders one kind of result file (an `rbg bench` report.json, a benchmark script's
 JSON) as Markdown, and a line under the table names the command that made the file, so every figure
-in a table has its file and its command.
+in a table has its file and its command. The `headline` layout sets several bench reports side by
+side: ours against the best 2-step row on each set.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("README.md", "docs/*.md")  # the pages whose tables are generated, as globs from the root
 MARKER = re.compile(r"(<!-- results: (?P<file>\S+) (?P<layout>\S+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
@@ -80,7 +84,52 @@ def _benchmark_markdown(module: str) -> Callable[[dict], str]:
     return render
 
 
-LAYOUTS: dict[str, Callable[[dict], str]] = {
+class MarkerError(ValueError):
+    """A results marker names a layout or a result file that does not exist, or files its layout cannot set."""
+
+
+OURS_DEFAULT = "ours, all poses, classifier pose"  # the real-face recipe's search: every pose, the pose classifier's filter
+
+
+def _r1(row: dict, criterion: int) -> float:
+    return row[f"criterion{criterion}"]["recall"]["1"]
+
+
+def headline_rows(results: Sequence[dict]) -> tuple[dict, dict]:
+    """(ours, best 2-step) of one bench report, the rows the headline table sets side by side.
+
+    Ours: the OURS_DEFAULT row where the report has it, else the "ours" row with the highest
+    criterion-1 R@1 (ties: the row listed first, so the paper's own "ours" row before its variants);
+    rows given the true pose are never ours. Best 2-step: the 2-step row with the highest criterion-1
+    R@1, the true-pose one included (an upper bound for any pose classifier).
+    """
+    default = [r for r in results if r["method"] == OURS_DEFAULT]
+    ours = default or [r for r in results if r["method"].startswith("ours") and "true pose" not in r["method"]]
+    two_step = [r for r in results if r["method"].startswith("2-step")]
+    if not ours or not two_step:
+        raise MarkerError("a headline report needs an 'ours' row and a '2-step' row")
+    return max(ours, key=lambda r: _r1(r, 1)), max(two_step, key=lambda r: _r1(r, 1))
+
+
+def headline(records: Sequence[dict], files: Sequence[str]) -> str:
+    """Ours against the best 2-step row on each set: criterion-1 and -2 R@1, each row named, the better in bold."""
+    head = ["set", "gallery faces", "C2 also matches", "ours: row", "C1 R@1", "C2 R@1",
+            "best 2-step: row", "C1 R@1", "C2 R@1"]
+    cells = []
+    for record in records:
+        ours, two_step = headline_rows(record["results"])
+        figures = {}
+        for c in (1, 2):
+            a, b = 100 * _r1(ours, c), 100 * _r1(two_step, c)
+            figures[c] = [f"**{a:.1f}**" if a > b else f"{a:.1f}", f"**{b:.1f}**" if b > a else f"{b:.1f}"]
+        cells.append([record["data"]["name"], f"{record['data']['gallery']:,}", str(record.get("criterion2_factor", "—")),
+                      f"{ours['method']} / {ours['features']}", figures[1][0], figures[2][0],
+                      f"{two_step['method']} / {two_step['features']}", figures[1][1], figures[2][1]])
+    names = ", ".join(f"`{f}`" for f in files)
+    return _table(head, cells) + f"\n\nFrom {names}; the command that made each is under its table in docs/results.md."
+
+
+LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "bench": bench_both,
     "bench-table2": bench_paper(1),
     "bench-table3": bench_paper(2),
@@ -88,42 +137,63 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {
     "sharded": _benchmark_markdown("bench_sharded"),
     "scale": _benchmark_markdown("bench_scale"),
 }
+COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
+    "headline": headline,
+}
 
 
 def render(text: str, root: Path = ROOT) -> str:
-    """`text` with every marked table regenerated from its file."""
+    """`text` with every marked table regenerated from its files (paths from `root`)."""
     def replace(match: re.Match) -> str:
-        path, layout = root / match["file"], match["layout"]
-        if layout not in LAYOUTS:
-            raise SystemExit(f"Error: README marker names layout '{layout}' (known: {', '.join(LAYOUTS)})")
-        if not path.is_file():
-            raise SystemExit(f"Error: README marker names {match['file']}, which does not exist")
-        body = LAYOUTS[layout](json.loads(path.read_text()))
+        files, layout = match["file"].split(","), match["layout"]
+        if layout not in LAYOUTS and layout not in COMBINED:
+            raise MarkerError(f"marker names layout '{layout}' (known: {', '.join([*LAYOUTS, *COMBINED])})")
+        if layout in LAYOUTS and len(files) != 1:
+            raise MarkerError(f"marker names {len(files)} files for layout '{layout}', which shows one")
+        missing = [f for f in files if not (root / f).is_file()]
+        if missing:
+            raise MarkerError(f"marker names {missing[0]}, which does not exist")
+        records = [json.loads((root / f).read_text()) for f in files]
+        body = LAYOUTS[layout](records[0]) if layout in LAYOUTS else COMBINED[layout](records, files)
         return f"{match.group(1)}{body}\n{match.group(5)}"
 
     return MARKER.sub(replace, text)
 
 
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages whose tables are generated: README.md and docs/*.md."""
+    return [path for pattern in PAGES for path in sorted(root.glob(pattern)) if path.is_file()]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
-    parser.add_argument("--check", action="store_true", help="only report whether the README's tables are current")
+    parser.add_argument("pages", nargs="*", type=Path, help="Markdown files to update (default: README.md and docs/*.md)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the folder the markers' result paths start from")
+    parser.add_argument("--check", action="store_true", help="only report whether the tables are current")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    text = readme.read_text()
-    updated = render(text, readme.parent)
-    if args.check:
-        if updated != text:
-            print(f"{readme}: tables differ from docs/results (run benchmarks/results_tables.py)", file=sys.stderr)
-            return 1
-        return 0
-    if updated != text:
-        from facedata.atomic import atomic_file
+    rendered = {}
+    for page in args.pages or pages(args.root):  # every page rendered before any is written: an error changes none
+        try:
+            text = page.read_text()
+            rendered[page] = (text, render(text, args.root))
+        except (OSError, MarkerError, ValueError, KeyError) as exc:
+            reason = f"a result file lacks {exc}" if isinstance(exc, KeyError) else exc
+            print(f"Error: {page}: {reason}", file=sys.stderr)
+            return 2
+    stale = [page for page, (text, updated) in rendered.items() if updated != text]
+    for page, (text, updated) in rendered.items():
+        tables = len(MARKER.findall(text))
+        if page not in stale:
+            print(f"{page}: {tables} tables, current")
+        elif args.check:
+            print(f"{page}: tables differ from docs/results (run benchmarks/results_tables.py)", file=sys.stderr)
+        else:
+            from facedata.atomic import atomic_file
 
-        with atomic_file(readme) as tmp:
-            tmp.write_text(updated)
-    print(f"{readme}: {len(MARKER.findall(text))} tables from docs/results")
-    return 0
+            with atomic_file(page) as tmp:
+                tmp.write_text(updated)
+            print(f"{page}: {tables} tables from docs/results")
+    return 1 if stale and args.check else 0
 
 
 if __name__ == "__main__":
