@@ -62,7 +62,7 @@ def test_bench_adds_the_fused_row_with_its_weight_chosen_on_val(tmp_path, monkey
     record = run_benchmark(generator, faces, tmp_path / "report", config)
     assert (OURS_FUSED, SECOND_NET_DEEP) in {(r["method"], r["features"]) for r in record["results"]}
     fusion = record["fusion"]
-    assert fusion["chosen_on"].startswith("val: 2 people") and set(fusion["val_scores"]) == {f"{w / 10:g}" for w in range(11)}
+    assert fusion["chosen_on"].startswith("val: 40 queries of the 2 val people, gallery") and set(fusion["val_scores"]) == {f"{w / 10:g}" for w in range(11)}
     best = max(tuple(v) for v in fusion["val_scores"].values())
     assert tuple(fusion["val_scores"][f"{fusion['weight']:g}"]) == best
 
