@@ -39,6 +39,7 @@ from index.faiss_factory import (
     set_search_parameters,
 )
 from index.features import compute_feature_chunks, l2_normalize
+from index.kept_filter import KeptFilter, supports_selectors, widening_search
 from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
@@ -165,6 +166,7 @@ class GalleryIndex:
         self.pose_classifier = pose_classifier  # the kept values' classifier of a cheap normalization
         set_search_parameters(index, config)
         self._searcher: faiss.Index | None = None
+        self._kept_filter: KeptFilter | bool | None = None  # made at the first search_among
 
     def __len__(self) -> int:
         return self.info.count
@@ -323,30 +325,24 @@ class GalleryIndex:
     def search_among(self, vectors: np.ndarray, k: int, targets) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest gallery rows whose kept value is each query's target: distances, rows (q, k).
 
-        For an index of all views, whose vectors carry no target. The search widens (4× at a time, up
-        to the whole gallery) until k rows of the target are found or none are left.
+        For an index of all views, whose vectors carry no target. The filter runs inside the index's
+        scan (index.kept_filter: FAISS ID selectors, on the CPU index), so its cost does not grow as the
+        target gets rarer; an index type without selectors searches wider until k rows of the target turn up.
         """
         targets = np.asarray(targets).astype(str)
         vectors = np.asarray(vectors, dtype=np.float32)
         assert targets.shape == (len(vectors),), (targets.shape, vectors.shape)
-        kept = self.faces[f"kept_{self.info.edit_factor}"].to_numpy().astype(str)
-        n, k = self.info.count, int(k)
         self.search(vectors[:0], k)  # refuses a bad k or an empty gallery
-        distances = np.full((len(vectors), k), np.inf, dtype=np.float32)
-        rows = np.full((len(vectors), k), -1, dtype=np.int64)
-        pending, width = np.arange(len(vectors)), min(n, 4 * k * max(1, len(self.info.vocabulary)))
-        while len(pending):
-            found_d, found_r = self.search(vectors[pending], width)
-            still = []
-            for j, i in enumerate(pending):
-                ok = (found_r[j] >= 0) & (kept[np.maximum(found_r[j], 0)] == targets[i])
-                take = np.flatnonzero(ok)[:k]
-                if len(take) < k and width < n:
-                    still.append(i)
-                    continue
-                rows[i, : len(take)], distances[i, : len(take)] = found_r[j, take], found_d[j, take]
-            pending, width = np.asarray(still, dtype=np.int64), min(n, 4 * width)
-        return distances, rows
+        kept = self.faces[f"kept_{self.info.edit_factor}"].to_numpy().astype(str)
+        if self._kept_filter is None:
+            self._kept_filter = KeptFilter(kept) if supports_selectors(self.index) else False
+        if self._kept_filter:
+            distances, rows = self._kept_filter.search(self.index, l2_normalize(vectors), int(k), targets,
+                                                       self.config.nprobe, self.config.ef_search)
+        else:
+            distances, rows = widening_search(self.search, vectors, int(k), kept, targets, self.info.count,
+                                              4 * int(k) * max(1, len(self.info.vocabulary)))
+        return order_ties(distances, rows)
 
 
 # -- building from a generator and a gallery --------------------------------------------------------
