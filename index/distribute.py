@@ -124,9 +124,10 @@ class RayDistributor:
 
     def start(self) -> None:
         """Start (or join) the cluster now; map does it on first use, so a fully cached build never starts it."""
-        self._connect()
+        self.connect()
 
-    def _connect(self):
+    def connect(self):
+        """Start or join the cluster (once) and return the ray module."""
         if self._ray is not None:
             return self._ray
         for name, value in (RAY_ENVIRONMENT if self.address else LOCAL_RAY_ENVIRONMENT).items():
@@ -159,7 +160,7 @@ class RayDistributor:
         tasks = list(tasks)
         if not tasks:
             return
-        ray = self._connect()
+        ray = self.connect()
         from ray.exceptions import RayTaskError
         from ray.util import ActorPool
 
