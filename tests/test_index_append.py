@@ -249,3 +249,23 @@ def test_an_index_of_a_cheap_normalization_adds_faces_with_its_own_saved_classif
     again = GalleryIndex.load(tmp_path / "index")
     expected = np.asarray(POSES)[generator.target_codes(list(classifier.predict(test.images)))]
     assert again.faces["kept_pose"].tolist()[len(built.faces):] == list(expected)
+
+
+def test_a_compact_all_views_index_grows_by_addition_and_searches_among_the_target(tmp_path):
+    """`--views all --factory PCA…,SQ8`: trained once at the build, the added faces are coded by that training,
+    and a search keeps only rows whose kept value is the target, through the index's selectors."""
+    both = tiny_gallery(identities=4)  # 56 faces
+    first, second = both.take(range(28)), both.take(range(28, 56))
+    config = IndexConfig(views="all", factory="PCA16,SQ8")
+    build_index(FakeGenerator(), first, tmp_path / "grown", config, batch_size=8, progress=False)
+    add_to_index(FakeGenerator(), tmp_path / "grown", second, progress=False)
+    loaded = GalleryIndex.load(tmp_path / "grown", generator=FakeGenerator())
+    assert loaded.views == "all" and len(loaded) == 56 and loaded.info.factory == "PCA16,SQ8"
+    from index.features import all_value_features
+
+    vectors = all_value_features(FakeGenerator(), both.images[:6])
+    targets = np.asarray([POSES[(POSES.index(p) + 2) % len(POSES)] for p in both.faces["pose"][:6]])
+    distances, rows = loaded.search_among(vectors, 4, targets)
+    kept = loaded.faces["kept_pose"].to_numpy()
+    assert loaded._kept_filter and (rows >= 0).all() and np.all(kept[rows] == targets[:, None])
+    assert np.all(np.diff(distances, axis=1) >= 0)
