@@ -53,8 +53,20 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 def value_views(generator, images: np.ndarray, layer: str | None = None,
                 batch_size: int = 256) -> Iterator[np.ndarray]:
-    """Each face generated in each value of the vocabulary in turn: one (n, d) L2-normalized view per value."""
-    for value in generator.vocabulary:
+    """Each face generated in each value of the vocabulary in turn: one (n, d) L2-normalized view per value.
+
+    A few faces (n·V ≤ batch_size, e.g. one query) go through the network as one batch of all their
+    values: one pass instead of V, the latency of a single all-views query.
+    """
+    values = list(generator.vocabulary)
+    images = np.asarray(images)
+    if 1 < len(images) * len(values) <= batch_size:
+        every = generator.features(np.repeat(images, len(values), axis=0), values * len(images), layer=layer,
+                                   batch_size=batch_size).reshape(len(images), len(values), -1)
+        for v in range(len(values)):
+            yield l2_normalize(every[:, v])
+        return
+    for value in values:
         yield l2_normalize(generator.features(images, [value] * len(images), layer=layer, batch_size=batch_size))
 
 

@@ -28,3 +28,19 @@ def test_ranking_keeps_the_target_value_only_and_pads_with_minus_one():
     values = np.array(["0", "+30", "+30", "0"])
     rows = rank_among(distances, values, np.array(["+30", "0"]), k=3)
     assert rows.tolist() == [[1, 2, -1], [3, 0, -1]]
+
+
+def test_a_few_faces_go_through_the_network_once_for_all_values_with_the_same_views(tmp_path):
+    from index.features import all_value_features
+
+    faces = FaceSet.open(tiny_faceset(identities=2, test_identities=1).write(tmp_path / "faces"))
+    generator = Generator.load(save_untrained(tmp_path / "model"))
+    calls = []
+    features = generator.features
+    generator.features = lambda *a, **k: calls.append(len(a[0])) or features(*a, **k)
+    one_pass = all_value_features(generator, faces.images[:2], batch_size=256)
+    assert calls == [2 * len(generator.vocabulary)]
+    calls.clear()
+    per_value = all_value_features(generator, faces.images[:2], batch_size=1)
+    assert calls == [2] * len(generator.vocabulary)
+    np.testing.assert_allclose(one_pass, per_value, atol=1e-5)
