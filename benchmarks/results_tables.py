@@ -137,6 +137,8 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "normalize": _benchmark_markdown("bench_normalize"),
     "sharded": _benchmark_markdown("bench_sharded"),
     "scale": _benchmark_markdown("bench_scale"),
+    "compact": _benchmark_markdown("bench_compact"),
+    "scale-views": _benchmark_markdown("bench_scale_views"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,
