@@ -39,6 +39,17 @@ class IndexConfig:
     normalize: str = "full"  # how the kept value is found: "full" (§4.1.2), "classifier", "none" (index.pose_normalize)
 
 
+ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face; within 1 point of exact on KDEF val and test (benchmarks/bench_compact.py)
+
+
+def default_factory(views: str, count: int) -> str:
+    """The factory a build takes when none is given: Flat for kept views; for all views (V·d floats a face,
+    328 KB on KDEF) ALL_VIEWS_FACTORY, or Flat for a gallery too small to fit its PCA."""
+    if views == "all" and count >= int(ALL_VIEWS_FACTORY.split(",")[0][3:]):
+        return ALL_VIEWS_FACTORY
+    return "Flat"
+
+
 def new_index(factory: str, dimension: int) -> faiss.Index:
     """An empty FAISS index for `factory` over `dimension`-d vectors, or a UserError naming the factory."""
     try:

@@ -28,7 +28,9 @@ def index_group() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Index folder to write (replaced whole when done).")
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True, help="Which rows form the gallery.")
 @click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
-@click.option("--factory", default="Flat", show_default=True, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …")
+@click.option("--factory", default=None, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, … "
+              "[Flat; with --views all: PCA64,Flat, 256 B a face, within 1 point of the exact search on KDEF "
+              "(Flat for a gallery under 64 faces)]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
 @click.option("--views", type=click.Choice(["kept", "all"]), default="kept", show_default=True,
               help="kept: each face's features in its kept value (the paper); all: in every value side by side, "
@@ -62,6 +64,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from generator.inference import Generator
     from facedata.errors import UserError
     from index.distribute import open_distributor
+    from index.faiss_factory import default_factory
     from index.faiss_index import KIND, IndexConfig, build_index
     from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
@@ -86,6 +89,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     resumed = cache.is_dir()
     if resumed:
         click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
+    factory = factory or default_factory(views, len(gallery))
     config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views, normalize=normalize)
     with distributor or nullcontext():
         built = build_index(generator, gallery, out, config, progress=not quiet, force=force, classifier=classifier,
