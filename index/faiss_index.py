@@ -167,6 +167,7 @@ class GalleryIndex:
         set_search_parameters(index, config)
         self._searcher: faiss.Index | None = None
         self._kept_filter: KeptFilter | bool | None = None  # made at the first search_among
+        self._kept: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.info.count
@@ -333,9 +334,10 @@ class GalleryIndex:
         vectors = np.asarray(vectors, dtype=np.float32)
         assert targets.shape == (len(vectors),), (targets.shape, vectors.shape)
         self.search(vectors[:0], k)  # refuses a bad k or an empty gallery
-        kept = self.faces[f"kept_{self.info.edit_factor}"].to_numpy().astype(str)
-        if self._kept_filter is None:
-            self._kept_filter = KeptFilter(kept) if supports_selectors(self.index) else False
+        if self._kept_filter is None:  # once: reading 10^6 kept values costs more than a search
+            self._kept = self.faces[f"kept_{self.info.edit_factor}"].to_numpy().astype(str)
+            self._kept_filter = KeptFilter(self._kept) if supports_selectors(self.index) else False
+        kept = self._kept
         if self._kept_filter:
             distances, rows = self._kept_filter.search(self.index, l2_normalize(vectors), int(k), targets,
                                                        self.config.nprobe, self.config.ef_search)
