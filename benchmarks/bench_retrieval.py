@@ -6,7 +6,7 @@ The gallery (the FaceSet's test split) is pose-normalized once (index.features, 
 does); every factory is then trained and filled from those cached features, so all factories index the
 same vectors. Queries are the paper's protocol (retrieval.protocol.sample_queries, seeded) and recall is
 scored with retrieval.protocol.score. "latency" is one query end to end (generate its features in the
-target value + search, retrieval.baselines.generate_and_search), the median of N; "batch" is the same
+target value + search, retrieval.search.search_by_generation), the median of N; "batch" is the same
 for `batch` queries at once. Memory is the serialized index size, and the process's peak RSS while
 that factory is trained, filled and searched by vector (Linux: VmHWM, reset before each factory) with
 its growth over the RSS before (the baseline holds torch, the model and the query vectors). Ratios are to
@@ -36,7 +36,7 @@ from facedata.provenance import provenance
 from index.faiss_factory import IndexConfig, fill_index
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import FeatureChunks, compute_feature_chunks
-from retrieval.baselines import generate_and_search
+from retrieval.search import search_by_generation
 from retrieval.metrics import PAPER_KS
 from retrieval.protocol import QuerySet, sample_queries, score
 
@@ -174,9 +174,9 @@ def bench_factory(factory: str, generator, work: Workload, config: RetrievalBenc
     search_s, ranked = seconds_of(lambda: search_all(gallery, work.vectors, k, config.batch))
     one_search_s = median_seconds(lambda i: gallery.search(work.vectors[i % q][None], k), config.latency_runs)
     peak = rss_bytes()  # the index's own cost: before the generator runs below allocate its buffers
-    latency_s = median_seconds(lambda i: generate_and_search(generator, gallery, images[i % q][None], [targets[i % q]], k),
+    latency_s = median_seconds(lambda i: search_by_generation(generator, gallery, images[i % q][None], [targets[i % q]], k),
                                config.latency_runs)
-    batch_s = median_seconds(lambda i: generate_and_search(generator, gallery, images[:b], targets[:b], k, b), 2)
+    batch_s = median_seconds(lambda i: search_by_generation(generator, gallery, images[:b], targets[:b], k, b), 2)
     row = {
         "factory": factory, "train_count": train_count, "train_add_s": round(build_s, 3),
         "index_bytes": index_bytes(index), "peak_rss_bytes": peak, "rss_growth_bytes": peak - rss_before,

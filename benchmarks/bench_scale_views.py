@@ -176,15 +176,15 @@ def _serve_process(index_file: str, faces_file: str, info: dict, model: str, que
     generator = Generator.load(model, "cpu")
     data = np.load(query_file)
     images, targets = data["images"], data["targets"].astype(str)
-    from retrieval.baselines import generate_and_search
+    from retrieval.search import search_by_generation
 
     q = len(images)
-    one = lambda i: generate_and_search(generator, gallery, images[i % q][None], [targets[i % q]], config["k"])  # noqa: E731
+    one = lambda i: search_by_generation(generator, gallery, images[i % q][None], [targets[i % q]], config["k"])  # noqa: E731
     with one_thread():
         latency = median_seconds(one, config["latency_runs"])
         generate_only = median_seconds(lambda i: generator.features(images[i % q][None], [targets[i % q]]), config["latency_runs"])
     b = min(config["batch"], q)
-    batch = median_seconds(lambda i: generate_and_search(generator, gallery, images[:b], list(targets[:b]), config["k"], b), 2)
+    batch = median_seconds(lambda i: search_by_generation(generator, gallery, images[:b], list(targets[:b]), config["k"], b), 2)
     Path(result).write_text(json.dumps({"latency_ms": round(1e3 * latency, 2),
                                         "one_generation_ms": round(1e3 * generate_only, 2),
                                         "batch_qps": round(b / batch, 1), "batch": b,

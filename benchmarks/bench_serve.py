@@ -87,7 +87,7 @@ def free_port() -> int:
 
 def start_server(config: ServeBenchConfig, port: int) -> subprocess.Popen:
     """`rbg serve` on 127.0.0.1:port in its own process, returned once /health answers."""
-    command = [sys.executable, "-c", "from retrieval.cli import main; main()", "serve", "--index", config.index,
+    command = [sys.executable, "-c", "from rbg.cli import main; main()", "serve", "--index", config.index,
                "--port", str(port), "--threads", str(config.threads), "--max-batch", str(config.max_batch)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -27,7 +27,7 @@ from facedata.atomic import write_json
 from facedata.errors import UserError
 from index.faiss_factory import IndexConfig, fill_index, new_index, plan_training, set_search_parameters
 from index.faiss_index import GalleryIndex, IndexInfo
-from retrieval.baselines import generate_and_search
+from retrieval.search import search_by_generation
 from retrieval.metrics import PAPER_KS, evaluate_ranking
 
 DEFAULT_FACTORIES = ("PCA256,Flat", "PCA256,IVF4096,PQ64", "PCA256,HNSW32")
@@ -226,12 +226,12 @@ def measure_factory(factory: str, pack: Workpack, config: ScaleBenchConfig, gene
 
         generator = Generator.load(pack.model, config.device)
     images, targets = pack.array("query_images"), list(pack.array("query_targets"))
-    one_query = lambda i: generate_and_search(generator, reloaded, images[i % q][None], [targets[i % q]], config.k)  # noqa: E731
+    one_query = lambda i: search_by_generation(generator, reloaded, images[i % q][None], [targets[i % q]], config.k)  # noqa: E731
     with one_thread():
         latency_s = median_seconds(one_query, config.latency_runs)
     latency_all_threads_s = median_seconds(one_query, config.latency_runs)
     b = min(config.batch, q)
-    batch_s = median_seconds(lambda i: generate_and_search(generator, reloaded, images[:b], targets[:b], config.k, b), 2)
+    batch_s = median_seconds(lambda i: search_by_generation(generator, reloaded, images[:b], targets[:b], config.k, b), 2)
     return {
         "factory": factory, "ef_construction": ef_construction, "setting_name": name, "setting": chosen["setting"] if name else None,
         "train_count": train_count, "own_train_add_s": round(build_s, 2),

@@ -70,12 +70,13 @@ def conform_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @torch.inference_mode()
 def run_model(model: TwoStageGenerator, normalization: Normalization, images: np.ndarray, codes: np.ndarray,
-              layer: str = "pixels", batch_size: int = 256, device: torch.device | str = "cpu",
+              layer: str | tuple[str, str] = "pixels", batch_size: int = 256, device: torch.device | str = "cpu",
               channels_last: bool = False, generate: bool = True) -> tuple[np.ndarray, ...]:
     """Run both stages over (n, H, W) uint8 sources and (n,) codes in batches.
 
     layer="pixels" → (stage1, stage2), each (n, H, W) float32 on the 0–255 scale, unclipped;
-    a feature layer name of Generator.FEATURE_LAYERS → a 1-tuple of (n, d) float32.
+    a feature layer name of Generator.FEATURE_LAYERS → a 1-tuple of (n, d) float32;
+    ("pixels", a feature layer) → (stage1, stage2, features) from one pass.
     generate=False skips stage 1: the source itself stands in for its output (Generator.source_features).
     """
     assert images.ndim == 3 and images.dtype == np.uint8 and codes.shape == (len(images),), (images.shape, codes.shape)
@@ -96,7 +97,7 @@ def run_model(model: TwoStageGenerator, normalization: Normalization, images: np
 
 
 def _forward(model: TwoStageGenerator, norm: Normalization, x: torch.Tensor, codes: torch.Tensor,
-             stats: tuple[torch.Tensor, torch.Tensor], layer: str, generate: bool = True) -> tuple[torch.Tensor, ...]:
+             stats: tuple[torch.Tensor, torch.Tensor], layer: str | tuple[str, str], generate: bool = True) -> tuple[torch.Tensor, ...]:
     """One batch through as much of the network as `layer` needs (without stage 1 when not `generate`)."""
     n = len(x)
     if layer == "stage1.fusion":
@@ -108,11 +109,34 @@ def _forward(model: TwoStageGenerator, norm: Normalization, x: torch.Tensor, cod
         return (model.stage2.descriptor(model.stage2.middle_maps(x, coarse)),)
     if layer in ("stage2.mid", "stage2.mid128"):
         return (model.stage2.middle_maps(x, coarse, convs=4 if layer == "stage2.mid" else 3).reshape(n, -1),)
+    if isinstance(layer, tuple):  # ("pixels", feature layer): the images and the features of one pass
+        return (norm.invert(coarse, stats)[:, 0], *_images_and_features(model, norm, x, codes, stats, coarse, layer[1]))
     refined = model.stage2(x, coarse)
     if layer == "stage2.pixels":
         return (norm.invert(refined, stats).clamp(0, 255).reshape(n, -1),)
     assert layer == "pixels", layer
     return norm.invert(coarse, stats)[:, 0], norm.invert(refined, stats)[:, 0]
+
+
+def _images_and_features(model: TwoStageGenerator, norm: Normalization, x: torch.Tensor, codes: torch.Tensor,
+                         stats: tuple[torch.Tensor, torch.Tensor], coarse: torch.Tensor,
+                         layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2's image and the features of `layer` from one pass: the refiner's middle maps are both the
+    decoder's input and the default feature layer, so the query's image costs nothing beside its features."""
+    n = len(x)
+    middle = model.stage2.middle_maps(x, coarse)
+    out = model.stage2.decoder(middle)
+    refined = out + coarse if model.config.refiner == "residual" else out
+    image = norm.invert(refined, stats)
+    features = {
+        "stage2.mid": lambda: middle,
+        "stage2.mid128": lambda: model.stage2.middle_maps(x, coarse, convs=3),
+        "stage2.pixels": lambda: image.clamp(0, 255),
+        "stage1.pixels": lambda: norm.invert(coarse, stats).clamp(0, 255),
+        "stage1.fusion": lambda: model.stage1.fused(x, codes),
+        "stage2.descriptor": lambda: model.stage2.descriptor(middle),
+    }[layer]()
+    return image[:, 0], features.reshape(n, -1)
 
 
 class Generator:
@@ -136,6 +160,7 @@ class Generator:
     FEATURE_LAYERS: tuple[str, ...] = ("stage2.mid", "stage2.mid128", "stage2.pixels", "stage1.pixels", "stage1.fusion",
                                        "stage2.descriptor")
     default_feature_layer: str = "stage2.mid"
+    image_layer: str = "stage2.pixels"  # the generated image as a feature (ours / image)
 
     def __init__(self, model: TwoStageGenerator, info: CheckpointInfo, checkpoint_hash: str,
                  device: torch.device, path: Path | None = None):
@@ -212,6 +237,19 @@ class Generator:
         codes = self.target_codes(targets, len(images))
         (features,) = run_model(self.model, self.normalization, images, codes, layer, batch_size, self.device, self.channels_last)
         return features.reshape(len(images), self.feature_dim(layer))
+
+    def generate_with_features(self, images: np.ndarray, targets, layer: str | None = None,
+                               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(n, H, W) uint8 sources + targets → the stage-2 images (n, H, W) float32 (0–255, unclipped) and the
+        (n, d) float32 features of `layer` of the same generations, from one pass through the network."""
+        layer = self.check_layer(layer)
+        images = conform_images(images, self.image_size)
+        codes = self.target_codes(targets, len(images))
+        if not len(images):
+            return np.zeros((0, *self.image_size), np.float32), np.zeros((0, self.feature_dim(layer)), np.float32)
+        _, stage2, features = run_model(self.model, self.normalization, images, codes, ("pixels", layer), batch_size,
+                                        self.device, self.channels_last)
+        return stage2, features.reshape(len(images), self.feature_dim(layer))
 
     def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
         """Features of the images as they are, with no generation: (n, d) float32 of `layer`.

@@ -1,9 +1,8 @@
-"""The paper's 2-step retrieval baselines (§4.1.2) and "ours" (generate the target, then search the index).
+"""The paper's 2-step retrieval baselines (§4.1.2).
 
-2-step: (1) a pose classifier keeps the gallery images predicted to be in the target pose; (2) those
-are ranked by squared L2 distance between L2-normalized vectors — raw pixels (pixel_vectors) or the
-generator's features (reconstruction_features). Ours: generate the query in the target pose and
-search the pose-normalized gallery index with its features (generate_and_search).
+(1) a pose classifier keeps the gallery images predicted to be in the target pose; (2) those are
+ranked by squared L2 distance between L2-normalized vectors — raw pixels (pixel_vectors) or the
+generator's features (reconstruction_features). Ours is retrieval.search.search_by_generation.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from facedata.errors import UserError
-from index.faiss_index import GalleryIndex
-from index.features import all_value_features, l2_normalize
+from index.features import l2_normalize
 from index.pose_classifier import PoseClassifier, PoseClassifierConfig, standardized_pixels  # noqa: F401 (step 1)
 
 
@@ -78,19 +76,3 @@ def two_step_rank(query_vectors: np.ndarray, gallery_vectors: np.ndarray, galler
                   targets: np.ndarray, k: int) -> np.ndarray:
     """The gallery rows of two_step_search, (q, k) int64, -1 where fewer than k survive the pose filter."""
     return two_step_search(query_vectors, gallery_vectors, gallery_pred, targets, k)[1]
-
-
-def generate_and_search(generator, index: GalleryIndex, images: np.ndarray, targets, k: int,
-                        batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Ours: features of the query generated in its target value, searched in the pose-normalized index.
-
-    Returns distances (q, k) and gallery rows (q, k) of `index.faces`. The features come from the
-    layer the index was built with ("stage2.pixels" is the generated image itself); an index built by
-    another model is refused.
-    """
-    index.check_model(generator)
-    if index.views == "all":  # every value side by side: the target picks gallery rows, not the vector
-        canonical = np.asarray(generator.vocabulary)[generator.target_codes(targets, len(images))]
-        return index.search_among(all_value_features(generator, images, index.layer, batch_size), k, canonical)
-    vectors = generator.features(images, targets, layer=index.layer, batch_size=batch_size)
-    return index.search(vectors, k)

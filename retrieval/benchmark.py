@@ -55,6 +55,7 @@ from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, p
 from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import mse_table, recall_table
+from retrieval.search import search_by_generation
 from retrieval.baselines import two_step_rank
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
@@ -215,10 +216,10 @@ def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, b
     return GalleryFeatures(kept, pixels, np.asarray(vectors, dtype=np.float32))
 
 
-def search_ours(gallery_vectors: np.ndarray, query_vectors: np.ndarray, config: BenchConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Search the pose-normalized gallery for generated queries with the configured FAISS factory: (q, k) distances, rows."""
-    index = GalleryIndex.from_vectors(gallery_vectors, config=IndexConfig(factory=config.factory, seed=config.seed))
-    return index.search(query_vectors, k)
+def ours_index(generator, vectors: np.ndarray, layer: str, config: BenchConfig) -> GalleryIndex:
+    """The pose-normalized gallery's vectors of `layer` in the configured FAISS factory, as this model's index."""
+    return GalleryIndex.from_vectors(vectors, config=IndexConfig(factory=config.factory, seed=config.seed),
+                                     checkpoint_hash=generator.checkpoint_hash, layer=layer)
 
 
 def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfig = BenchConfig(),
@@ -292,11 +293,13 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     timings["pose-normalize gallery"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _, generated = generator.generate(query_images, list(queries.targets), batch_size=config.batch_size)
-    query_pixels = np.clip(generated, 0, 255).reshape(len(queries), -1)
-    query_features = generator.features(query_images, list(queries.targets), layer=config.layer, batch_size=config.batch_size)
-    rankings[(OURS, IMAGE)] = search_ours(normalized.pixels, query_pixels, config, k)[1]
-    distances, rankings[(OURS, SECOND_NET)] = search_ours(normalized.features, query_features, config, k)
+    layer = config.layer or generator.default_feature_layer
+    by_image = search_by_generation(generator, ours_index(generator, normalized.pixels, generator.image_layer, config),
+                                    query_images, list(queries.targets), k, config.batch_size)
+    found = search_by_generation(generator, ours_index(generator, normalized.features, layer, config),
+                                 query_images, list(queries.targets), k, config.batch_size)
+    rankings[(OURS, IMAGE)], rankings[(OURS, SECOND_NET)] = by_image.rows, found.rows
+    query_pixels, query_features, generated, distances = by_image.vectors, found.vectors, found.generated, found.distances
     timings["ours: generate + search"] = time.perf_counter() - t
     t = time.perf_counter()
     rankings[(OURS_POSE_AWARE, IMAGE)] = two_step_rank(query_pixels, normalized.pixels, normalized.kept, queries.targets, k)

@@ -24,7 +24,7 @@ from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
 from facedata.photo import photo_face
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
-from retrieval.baselines import generate_and_search
+from retrieval.search import canonical_targets, correct_hits, search_by_generation
 
 FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
 CSV_COLUMNS = ("path", "target", "k")
@@ -166,28 +166,12 @@ def _at_line(csv_path: Path | None, spec: QuerySpec, work):
 
 
 # -- searching --------------------------------------------------------------------------------------
-def edit_target(generator, **given: str | None) -> str:
-    """The one target value given for the generator's edited factor (e.g. pose="+30"), checked."""
-    factor = generator.edit_factor
-    given = {name: value for name, value in given.items() if value is not None}
-    other = sorted(set(given) - {factor})
-    if factor not in given or other:
-        refused = f"--{other[0]} does not apply; " if other else ""
-        raise UserError(f"the model edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
-    return canonical_targets(generator, [given[factor]])[0]
-
-
-def canonical_targets(generator, targets: Sequence) -> tuple[str, ...]:
-    """Target values in the generator's vocabulary spelling ("30" → "+30"); unknown ones are a UserError listing the valid."""
-    return tuple(generator.vocabulary[int(code)] for code in generator.target_codes(list(targets), len(targets)))
-
-
 def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], targets, k: int,
                  batch_size: int = 256) -> QueryResult:
     """Generate each query face in its target value, search the index for the k nearest, tabulate.
 
     `targets` is one value for all queries or one per query. The features are those of the layer the
-    index was built with (generate_and_search); an index built by another model is refused.
+    index was built with (retrieval.search.search_by_generation); an index built by another model is refused.
     """
     if not queries:
         raise UserError("no query images given")
@@ -196,9 +180,8 @@ def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], 
     if len(targets) != len(queries):
         raise UserError(f"{len(targets)} targets for {len(queries)} query images (give one for all, or one each)")
     index.search(np.zeros((0, index.info.dimension), np.float32), k)  # refuses a bad k or an empty gallery before generating
-    distances, rows = generate_and_search(generator, index, images, list(targets), int(k), batch_size)
-    _, stage2 = generator.generate(images, list(targets), batch_size=batch_size)
-    generated = np.clip(np.rint(np.asarray(stage2)), 0, 255).astype(np.uint8)
+    found = search_by_generation(generator, index, images, list(targets), int(k), batch_size)
+    distances, rows, generated = found.distances, found.rows, found.generated
     labels = tuple(q.label for q in queries)
     truth = tuple(dict(q.truth) for q in queries)
     table = result_table(index.faces, distances, rows, labels, targets, truth, generator.edit_factor)
@@ -236,8 +219,8 @@ def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, l
     known = table["query_identity"] != ""
     correct = pd.array([pd.NA] * len(table), dtype="boolean")
     if "identity" in table.columns and edit in table.columns:
-        hits = (table["identity"] == table["query_identity"]) & (table[edit] == table["target"])
-        correct[known.to_numpy()] = hits[known].to_numpy()
+        hits = correct_hits(table["identity"], table[edit], table["query_identity"], table["target"])
+        correct[known.to_numpy()] = hits[known.to_numpy()]
     table["correct"] = correct
     return table
 

@@ -28,6 +28,7 @@ class FakeGenerator:
     FEATURE_LAYERS = ("mid", "pixels")
     feature_layers = FEATURE_LAYERS
     default_feature_layer = "mid"
+    image_layer = "pixels"
 
     def __init__(self, checkpoint_hash: str = "a" * 64, fail_after: int | None = None):
         self.task = "pose"
@@ -62,6 +63,14 @@ class FakeGenerator:
         assert layer in self.FEATURE_LAYERS, layer
         _, stage2 = self.generate(images, targets, batch_size)
         return self._read(stage2, layer)
+
+    def generate_with_features(self, images: np.ndarray, targets, layer: str | None = None,
+                               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The stage-2 images and their features, as one pass of the real generator gives them."""
+        layer = layer or self.default_feature_layer
+        assert layer in self.FEATURE_LAYERS, layer
+        _, stage2 = self.generate(images, targets, batch_size)
+        return stage2, self._read(stage2, layer)
 
     def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
         """The features of the images themselves, nothing generated (the targets are only checked)."""

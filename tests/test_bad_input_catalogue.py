@@ -31,7 +31,7 @@ from facedata.faceset import FaceSet
 from facedata.outputs import exclusive_lock
 from generator.inference import Generator
 from index.faiss_index import build_index
-from retrieval.cli import cli
+from rbg.cli import cli
 
 HANG_SECONDS = 20
 

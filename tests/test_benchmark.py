@@ -11,7 +11,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from generator.inference import Generator
 from retrieval.benchmark import BenchConfig, report_markdown, run_benchmark
-from retrieval.cli import cli
+from rbg.cli import cli
 
 QUICK = BenchConfig(queries=40, generation_pairs=20, grid_queries=3, batch_size=64)
 

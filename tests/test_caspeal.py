@@ -15,7 +15,7 @@ from facedata.errors import DataError
 from facedata.faceset import FaceSet
 from facedata.imageio import EyesTemplate, align_on_eyes
 from facedata.pairs import expected_pair_count, make_pairs
-from retrieval.cli import cli
+from rbg.cli import cli
 
 FRAME = (48, 36)  # (H, W), the 480×360 frames scaled down by 10
 PEOPLE = ("000064", "000101", "000230", "000007")

@@ -17,7 +17,7 @@ from test_training import tiny_faceset
 
 from facedata.imageio import load_face
 from generator.inference import Generator
-from retrieval.cli import cli
+from rbg.cli import cli
 
 
 def rbg(*args):

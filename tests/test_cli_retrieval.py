@@ -15,7 +15,7 @@ from PIL import Image
 from test_training import tiny_faceset
 
 from index.faiss_index import GalleryIndex
-from retrieval.cli import cli
+from rbg.cli import cli
 
 
 def rbg(*args) -> "click.testing.Result":  # noqa: F821

@@ -268,7 +268,7 @@ def test_an_index_of_all_views_ranks_among_faces_kept_in_the_target(tmp_path):
     from generator.inference import Generator
     from index.faiss_index import GalleryIndex, IndexConfig, build_index
     from index.features import all_value_features
-    from retrieval.baselines import generate_and_search
+    from retrieval.search import search_by_generation
     from retrieval.multi_view import all_value_distances
 
     faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
@@ -280,7 +280,7 @@ def test_an_index_of_all_views_ranks_among_faces_kept_in_the_target(tmp_path):
     vectors = all_value_features(generator, gallery.images[:3])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     targets = ["+15", "-45", "0"]
-    distances, rows = generate_and_search(generator, index, gallery.images[:3], targets, k=4)
+    rows = search_by_generation(generator, index, gallery.images[:3], targets, k=4).rows
     kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy()
     for i, target in enumerate(targets):
         found = rows[i][rows[i] >= 0]
@@ -298,7 +298,7 @@ def test_the_server_engine_searches_an_index_of_all_views_among_the_target(tmp_p
     from facedata.faceset import FaceSet
     from generator.inference import Generator
     from index.faiss_index import GalleryIndex, IndexConfig, build_index
-    from retrieval.serve.engine import Query, QueryEngine
+    from rbg.serve.engine import Query, QueryEngine
 
     faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
     generator = Generator.load(save_untrained(tmp_path / "model"))

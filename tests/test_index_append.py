@@ -21,7 +21,7 @@ from index.faiss_factory import IndexConfig
 from index.faiss_index import GalleryIndex, build_index, gallery_codes
 from index.features import l2_normalize
 from retrieval.query import load_query_image, open_galleries, query_images, retrieved_images
-from retrieval.serve.engine import QueryEngine
+from rbg.serve.engine import QueryEngine
 
 
 def queries_of(gallery: FaceSet) -> np.ndarray:

@@ -17,7 +17,7 @@ from generator.evaluate import pair_errors
 from generator.inference import Generator, ImageConversionWarning
 from generator.model import TwoStageGenerator
 from generator.normalize import Normalization, fit_normalization
-from retrieval.cli import cli
+from rbg.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,14 @@ def test_eval_generation_refuses_data_of_another_vocabulary(tmp_path):
                                       "--out", str(tmp_path / "eval")])
     assert result.exit_code == 2 and "the data has pose over ['left', 'right']" in result.output
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("layer", ["stage2.mid", "stage2.mid128", "stage2.pixels", "stage1.pixels", "stage1.fusion"])
+def test_one_pass_gives_the_same_face_and_features_as_separate_generate_and_features_calls(tmp_path, layer):
+    generator = Generator.load(save_untrained(tmp_path / "model"), "cpu")
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16), dtype=np.uint8)
+    targets = ["+30", "-45", "0", "+15", "+30"]
+    stage2, features = generator.generate_with_features(images, targets, layer, batch_size=2)
+    np.testing.assert_allclose(stage2, generator.generate(images, targets)[1], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(features, generator.features(images, targets, layer=layer), rtol=1e-4, atol=1e-4)
+    assert generator.generate_with_features(images[:0], "0", layer)[1].shape == (0, generator.feature_dim(layer))

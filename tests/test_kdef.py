@@ -12,7 +12,7 @@ from PIL import Image
 from facedata.errors import DataError
 from facedata.faceset import FaceSet
 from facedata.kdef import KDEF_CROP_CENTRE_Y, kdef_crop, parse_kdef_name, read_kdef
-from retrieval.cli import cli
+from rbg.cli import cli
 
 
 def portrait(level: int, seed: int) -> Image.Image:

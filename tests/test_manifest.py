@@ -13,7 +13,7 @@ from PIL import Image
 from facedata.errors import DataError
 from facedata.faceset import FaceSet
 from facedata.manifest import read_manifest
-from retrieval.cli import cli
+from rbg.cli import cli
 
 SHARED = Path("/work/shared/data")
 

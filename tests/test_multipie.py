@@ -14,7 +14,7 @@ from facedata.faceset import FaceSet
 from facedata.imageio import EyesChinTemplate, align_on_eyes_chin
 from facedata.multipie import MULTIPIE_CAMERAS, MULTIPIE_POSES, read_multipie
 from facedata.pairs import expected_pair_count, make_pairs
-from retrieval.cli import cli
+from rbg.cli import cli
 
 SUBJECTS = ("001", "002", "005")
 ILLUMS = ("00", "07")

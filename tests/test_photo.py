@@ -23,7 +23,7 @@ from facedata.errors import DataError, UserError
 from facedata.faceset import FaceSet
 from facedata.manifest import read_manifest
 from facedata.photo import AlignConfig, NoFaceError, choose_face, load_face, read_photo
-from retrieval.cli import cli
+from rbg.cli import cli
 from test_cli_retrieval import rbg, refused, setup  # noqa: F401 (setup is a fixture)
 
 CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"

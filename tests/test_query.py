@@ -18,10 +18,10 @@ from retrieval.figures import (
     draw_query_grid,
     write_query_grid,
 )
+from retrieval.search import edit_target
 from retrieval.query import (
     QueryImage,
     QueryImageWarning,
-    edit_target,
     keep_ranks,
     load_query_image,
     open_gallery,

@@ -21,8 +21,8 @@ from PIL import Image
 from facedata.faceset import FaceSet
 from index.faiss_index import build_index
 from retrieval.query import open_gallery
-from retrieval.serve.app import create_app
-from retrieval.serve.engine import QueryEngine
+from rbg.serve.app import create_app
+from rbg.serve.engine import QueryEngine
 
 pytestmark = pytest.mark.slow
 

@@ -273,7 +273,7 @@ def test_output_size_is_any_size_asked_for():
 
 
 def test_cli_synth_then_show(tmp_path):
-    from retrieval.cli import cli
+    from rbg.cli import cli
 
     out = tmp_path / "faces"
     result = CliRunner().invoke(cli, ["data", "synth", "--preset", "small", "--identities", "2", "--size", "16", "--eye-bar",
@@ -301,7 +301,7 @@ def test_cli_synth_then_show(tmp_path):
     ],
 )
 def test_cli_synth_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
-    from retrieval.cli import cli
+    from rbg.cli import cli
 
     result = CliRunner().invoke(cli, ["data", "synth", "--out", str(tmp_path / "x"), *args])
     assert result.exit_code == 2

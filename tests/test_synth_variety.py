@@ -176,7 +176,7 @@ def test_bad_variety_settings_raise_data_error_naming_them(overrides, message):
 
 
 def test_cli_synth_varied_with_poses(tmp_path):
-    from retrieval.cli import cli
+    from rbg.cli import cli
 
     out = tmp_path / "faces"
     args = ["data", "synth", "--preset", "varied", "--identities", "2", "--size", "16", "--poses=-90,0,90", "--out", str(out)]
@@ -188,7 +188,7 @@ def test_cli_synth_varied_with_poses(tmp_path):
 
 
 def test_cli_synth_bad_poses_exit_2_with_one_line(tmp_path):
-    from retrieval.cli import cli
+    from rbg.cli import cli
 
     result = CliRunner().invoke(cli, ["data", "synth", "--poses", "left,right", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--poses" in result.output and "Traceback" not in result.output

@@ -204,7 +204,7 @@ def test_completion_pairs_go_from_occluded_to_clear_and_train_with_mae(tmp_path)
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_continues_losing_at_most_one_epoch(tmp_path):
     tiny_faceset(identities=3, size=32).write(tmp_path / "faces")
-    command = [sys.executable, "-c", "from retrieval.cli import main; main()", "train", "--data",
+    command = [sys.executable, "-c", "from rbg.cli import main; main()", "train", "--data",
                str(tmp_path / "faces"), "--out", str(tmp_path / "run"), "--epochs", "4", "--stage", "1",
                "--threads", "1", "--device", "cpu", "--val-pairs", "10", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from retrieval.cli.outputs import check_faceset_out, force_option
+from rbg.cli.outputs import check_faceset_out, force_option
 
 val_identities_option = click.option(
     "--val-identities", type=click.IntRange(min=0), default=None,

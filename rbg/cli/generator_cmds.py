@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from retrieval.cli.outputs import check_out, force_option
-from retrieval.cli.face_options import face_options
+from rbg.cli.outputs import check_out, force_option
+from rbg.cli.face_options import face_options
 
 
 def register(cli: click.Group) -> None:
@@ -127,29 +127,24 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
     import numpy as np
     from PIL import Image
 
-    from facedata.errors import UserError
     from facedata.imageio import image_format, save_image
     from facedata.outputs import check_output_file
     from generator.inference import Generator
     from retrieval.query import load_query_image
+    from retrieval.search import edit_target
 
     outputs = [out, *([out.with_name(out.stem + "_stage1" + out.suffix)] if both_stages else [])]
     for path in outputs:
         image_format(path)
         check_output_file(path)
     generator = Generator.load(model, device)
-    given = {name: value for name, value in (("pose", pose), ("accessory", accessory), ("occluded", occluded)) if value is not None}
-    factor = generator.edit_factor
-    other = sorted(set(given) - {factor})
-    if factor not in given or other:
-        refused = f"--{other[0]} does not apply; " if other else ""
-        raise UserError(f"{model} edits {factor} only: {refused}give --{factor} VALUE (valid: {', '.join(generator.vocabulary)})")
+    target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = load_query_image(str(image), tuple(generator.image_size), align=align, face=face).image
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
-    stage1, stage2 = generator.generate(source[None], given[factor])
+    stage1, stage2 = generator.generate(source[None], target)
     for path, pixels in zip(outputs, (stage2[0], stage1[0])):
         picture = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         picture = np.kron(picture, np.ones((scale, scale), np.uint8))

@@ -31,13 +31,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from retrieval.cli import data
+    from rbg.cli import data
 
     cli.add_command(data.data)
-    __import__("retrieval.cli.generator_cmds", fromlist=["register"]).register(cli)
-    __import__("retrieval.cli.retrieval_cmds", fromlist=["register"]).register(cli)
-    __import__("retrieval.cli.serve_cmds", fromlist=["register"]).register(cli)
-    from retrieval.cli.bench_cmds import bench
+    __import__("rbg.cli.generator_cmds", fromlist=["register"]).register(cli)
+    __import__("rbg.cli.retrieval_cmds", fromlist=["register"]).register(cli)
+    __import__("rbg.cli.serve_cmds", fromlist=["register"]).register(cli)
+    from rbg.cli.bench_cmds import bench
 
     cli.add_command(bench)
 

@@ -4,7 +4,6 @@ batches of (face, target, k) with the generated faces and the k nearest gallery 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -13,8 +12,8 @@ import numpy as np
 from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
-from index.features import all_value_features
-from retrieval.query import as_galleries, canonical_targets
+from retrieval.query import as_galleries
+from retrieval.search import correct_hits, search_by_generation
 
 
 @dataclass(frozen=True)
@@ -36,36 +35,6 @@ class Answer:
     hits: list[dict]  # rank, distance, gallery_row, identity, factors, kept, source, correct
     generate_ms: float  # of the whole batch this query ran in
     search_ms: float
-
-
-def generate_with_features(generator, images: np.ndarray, targets, layer: str,
-                           batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Stage-2 faces (n, H, W) uint8 and the features of `layer` (n, d) float32 of the same sources and targets.
-
-    For the default layer, stage2.mid (the refiner's middle maps, which are exactly the input of stage
-    2's decoder), one forward pass gives both: a hook reads the decoder's input. The generated image
-    (stage2.pixels) is its own feature; any other layer costs a second pass.
-    """
-    assert images.ndim == 3 and images.dtype == np.uint8, (images.shape, images.dtype)
-    decoder = getattr(getattr(getattr(generator, "model", None), "stage2", None), "decoder", None)
-    captured: list[np.ndarray] = []
-    handle = None
-    if layer == "stage2.mid" and decoder is not None:
-        handle = decoder.register_forward_pre_hook(
-            lambda module, inputs: captured.append(inputs[0].float().cpu().numpy().reshape(len(inputs[0]), -1)))
-    try:
-        _, stage2 = generator.generate(images, targets, batch_size=batch_size)
-    finally:
-        if handle is not None:
-            handle.remove()
-    generated = np.clip(np.rint(np.asarray(stage2)), 0, 255).astype(np.uint8)
-    if captured:
-        features = np.concatenate(captured)
-    elif layer == "stage2.pixels":
-        features = np.clip(np.asarray(stage2, np.float32), 0, 255).reshape(len(images), -1)
-    else:
-        features = generator.features(images, targets, layer=layer, batch_size=batch_size)
-    return generated, np.asarray(features, dtype=np.float32)
 
 
 class QueryEngine:
@@ -106,10 +75,6 @@ class QueryEngine:
     def vocabulary(self) -> tuple[str, ...]:
         return tuple(self.generator.vocabulary)
 
-    def target(self, value: str) -> str:
-        """A target value in the vocabulary's spelling ("30" → "+30"); unknown ones are a UserError listing the valid."""
-        return canonical_targets(self.generator, [value])[0]
-
     def check_k(self, k: int) -> int:
         """k itself if 1 ≤ k ≤ gallery size, else a UserError saying the valid range."""
         if not 1 <= int(k) <= len(self):
@@ -130,24 +95,17 @@ class QueryEngine:
         return Query(image=image, target=target, k=k, label=f"gallery:{int(row)}", truth=truth)
 
     def answer(self, queries: list[Query]) -> list[Answer]:
-        """Run a batch: one generator call and one search (at the batch's largest k), each cut to its own k."""
+        """Run a batch: one search by generation at the batch's largest k, each query cut to its own k."""
         images = np.stack([q.image for q in queries])  # (n, H, W) uint8
-        targets = [q.target for q in queries]
         widest = max(q.k for q in queries)
-        start = time.perf_counter()
-        generated, features = generate_with_features(self.generator, images, targets, self.index.layer, self.batch_size)
-        if self.index.views == "all":  # an index of every value: compare the query in every value too
-            features = all_value_features(self.generator, images, self.index.layer, self.batch_size)
-        middle = time.perf_counter()
-        distances, rows = (self.index.search_among(features, widest, canonical_targets(self.generator, targets))
-                           if self.index.views == "all" else self.index.search(features, widest))
-        end = time.perf_counter()
-        return [Answer(generated[i], self.hits(distances[i, : q.k], rows[i, : q.k], q),
-                       1000 * (middle - start), 1000 * (end - middle)) for i, q in enumerate(queries)]
+        found = search_by_generation(self.generator, self.index, images, [q.target for q in queries], widest,
+                                     self.batch_size)
+        return [Answer(found.generated[i], self.hits(found.distances[i, : q.k], found.rows[i, : q.k], q),
+                       found.generate_ms, found.search_ms) for i, q in enumerate(queries)]
 
     def hits(self, distances: np.ndarray, rows: np.ndarray, query: Query) -> list[dict]:
-        """One query's found rows (k,) as records; `correct` is criterion 1 as in retrieval.query.result_table
-        (the query's identity in the target value), None when the query's identity is unknown."""
+        """One query's found rows (k,) as records; `correct` is criterion 1 (retrieval.search.correct_hits),
+        None when the query's identity is unknown."""
         text, edit = self._text, self.edit_factor
         known = query.truth.get("identity")
         records = []
@@ -158,7 +116,7 @@ class QueryEngine:
             factors = {c: text[c][row] for c in self._factors}
             correct = None
             if known is not None and identity is not None and edit in factors:
-                correct = bool(identity == known and factors[edit] == query.target)
+                correct = bool(correct_hits(identity, factors[edit], known, query.target))
             records.append({"rank": rank, "distance": float(distance), "gallery_row": int(row), "identity": identity,
                             "factors": factors, "kept": text[self._kept][row],
                             "source": text["source"][row] if "source" in text else None, "correct": correct})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from retrieval.cli.data_import import import_group, val_identities_option
-from retrieval.cli.outputs import check_faceset_out, force_option
+from rbg.cli.data_import import import_group, val_identities_option
+from rbg.cli.outputs import check_faceset_out, force_option
 
 
 @click.group()

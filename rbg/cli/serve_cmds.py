@@ -33,10 +33,10 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     import torch
     import uvicorn
 
-    from retrieval.cli.retrieval_cmds import _open
     from retrieval.query import open_galleries
-    from retrieval.serve.app import ServeConfig, create_app
-    from retrieval.serve.engine import QueryEngine
+    from retrieval.search import open_index
+    from rbg.serve.app import ServeConfig, create_app
+    from rbg.serve.engine import QueryEngine
 
     _check_listen(host, port)  # before the model loads: a busy port fails at once, in one line
     if threads is not None:
@@ -44,7 +44,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
 
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
-    generator, index = _open(index_path, model, device)
+    generator, index = open_index(index_path, model, device)
     engine = QueryEngine(generator, index, open_galleries(index, gallery))
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                          max_pixels=max_pixels, max_batch=max_batch)

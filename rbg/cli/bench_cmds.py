@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from retrieval.cli.outputs import check_out, force_option
+from rbg.cli.outputs import check_out, force_option
 
 
 @click.command("bench")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from retrieval.cli.outputs import check_out, force_option
-from retrieval.cli.face_options import face_options
+from rbg.cli.outputs import check_out, force_option
+from rbg.cli.face_options import face_options
 
 
 def register(cli: click.Group) -> None:
@@ -126,8 +126,9 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
     """
     from facedata.faceset import FaceSet
     from index.append import add_cache, add_to_index
+    from retrieval.search import open_index
 
-    generator, _ = _open(index_path, model, device)
+    generator, _ = open_index(index_path, model, device)
     faces = FaceSet.open(data)
     gallery = faces if split == "all" else faces.split(split)
     resumed = add_cache(index_path).is_dir()
@@ -176,7 +177,8 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
-    from retrieval.query import edit_target, load_query_image, open_galleries, query_csv, query_images
+    from retrieval.query import load_query_image, open_galleries, query_csv, query_images
+    from retrieval.search import edit_target, open_index
 
     if (image is None) == (batch_csv is None):
         raise UserError("give one query IMAGE (a file or FACESET:ROW) or --batch CSV, not both or neither")
@@ -194,7 +196,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     if batch_csv is not None:
         check_output_file(out)
 
-    generator, index = _open(index_path, model, device)
+    generator, index = open_index(index_path, model, device)
     # the pictures' galleries, checked against the index before any search: a wrong --gallery is refused, not shown
     galleries = open_galleries(index, gallery) if picture is not None or gallery is not None else None
     if batch_csv is not None:
@@ -221,25 +223,6 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
         pixels = retrieved_images(result, galleries)
         title = f"{index_path} · model {generator.checkpoint_hash[:12]} · {index.info.layer} · {index.info.factory}"
         click.echo(f"grid: {write_query_grid(result, pixels, picture, title=title)}")
-
-
-def _open(index_path: Path, model: Path | None, device: str):
-    """The generator and the index it built: --model, else the checkpoint index.json records."""
-    from facedata.errors import UserError
-    from generator.inference import Generator
-    from index.faiss_index import GalleryIndex
-
-    if model is not None:
-        generator = Generator.load(model, device)
-        return generator, GalleryIndex.load(index_path, generator=generator)
-    index = GalleryIndex.load(index_path)
-    recorded = index.locate(index.info.provenance.get("model"))
-    if recorded is None:
-        sha = str(index.info.checkpoint_hash)[:12]
-        raise UserError(f"{index_path}: index.json records no model path; give --model (the checkpoint with sha256 {sha}…)")
-    generator = Generator.load(recorded, device)
-    index.check_model(generator)
-    return generator, index
 
 
 def _with_warnings(work):

@@ -26,9 +26,10 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 
 from facedata.errors import UserError
-from retrieval.serve.batcher import QueryBatcher
-from retrieval.serve.engine import Query, QueryEngine
-from retrieval.serve.photo import ImageTooLarge, NotAnImage, upload_face
+from retrieval.search import edit_target
+from rbg.serve.batcher import QueryBatcher
+from rbg.serve.engine import Query, QueryEngine
+from rbg.serve.photo import ImageTooLarge, NotAnImage, upload_face
 
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 FAVICON = "favicon.ico"  # served at /favicon.ico, where browsers ask for it
@@ -90,7 +91,7 @@ def png_data_url(image: np.ndarray) -> str:
 
 def page_files() -> dict[str, bytes]:
     """The UI's files, read once from the package (no build step, nothing fetched from elsewhere)."""
-    folder = resources.files("retrieval.serve") / "static"
+    folder = resources.files("rbg.serve") / "static"
     return {name: (folder / name).read_bytes() for name in ("index.html", FAVICON, *PAGE_FILES)}
 
 
@@ -189,8 +190,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
                                               "model's size (as rbg query); yes; no: resize the whole image"),
         face: int = Form(1, description="With alignment: the face-th largest face of the photo"),
     ):
-        value = _target_value(edit, engine.vocabulary, target, pose=pose, accessory=accessory, occluded=occluded)
-        canonical = engine.target(value)
+        canonical = edit_target(engine.generator, target, options=False, pose=pose, accessory=accessory, occluded=occluded)
         if not 1 <= k <= max_k:
             raise UserError(f"k={k} is out of range (use 1 ≤ k ≤ {max_k})")
         if (image is None) == (row is None):
@@ -229,15 +229,3 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
 
 
 ALIGN_CHOICES = {"auto": None, "yes": True, "no": False}  # the form's align field → photo_face's align
-
-
-def _target_value(edit: str, vocabulary, target: str | None, **named: str | None) -> str:
-    """The one target given, as `target` or under the edited factor's name; anything else is a UserError."""
-    named = {name: value for name, value in named.items() if value is not None}
-    other = sorted(set(named) - {edit})
-    if other:
-        raise UserError(f"the model edits {edit} only: '{other[0]}' does not apply (valid {edit}: {', '.join(vocabulary)})")
-    given = [v for v in (target, named.get(edit)) if v is not None]
-    if len(given) != 1:
-        raise UserError(f"give the target once, as target or {edit} (valid: {', '.join(vocabulary)})")
-    return given[0]

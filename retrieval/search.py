@@ -1,0 +1,124 @@
+"""Search by generation (§4.1.2): the one path from query faces and target values to gallery hits.
+
+`rbg query`, `rbg serve` and the benchmark's "ours" rows all call `search_by_generation`: the query is
+generated in its target value, the refiner's features of that same pass are the query vector, and the
+gallery index is searched with it. An index of every view (`--views all`) takes the query generated in
+every value, from one pass too, and ranks among the faces whose normalization kept the target; the
+target's own view is the generated image shown. `correct_hits` is the one definition of a correct hit
+(criterion 1: the query's identity in the target value).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from facedata.errors import UserError
+from index.faiss_index import GalleryIndex
+from index.features import l2_normalize
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a batch of queries found, and the generations that found it."""
+
+    distances: np.ndarray  # (q, k) float32 squared L2, ascending
+    rows: np.ndarray  # (q, k) int64 rows of index.faces, -1 where an approximate index found fewer than k
+    generated: np.ndarray  # (q, H, W) uint8 stage-2 faces in their target values
+    vectors: np.ndarray  # (q, d) float32 the query vectors searched (all views: (q, V·d))
+    generate_ms: float  # the whole batch's generation
+    search_ms: float
+
+
+def canonical_targets(generator, targets: Sequence) -> tuple[str, ...]:
+    """Target values in the generator's vocabulary spelling ("30" → "+30"); unknown ones are a UserError listing the valid."""
+    return tuple(generator.vocabulary[int(code)] for code in generator.target_codes(list(targets), len(targets)))
+
+
+def edit_target(generator, target: str | None = None, options: bool = True, **named: str | None) -> str:
+    """The one target value given, as `target` or under the edited factor's name (pose="+30"), checked.
+
+    `named` holds every factor a caller offers (pose, accessory, occluded); one for another factor than
+    the model's, none, or two values are a UserError naming what to give: as command-line options
+    (--pose) when `options`, else as the HTTP form's fields.
+    """
+    factor = generator.edit_factor
+    name = (lambda f: f"--{f}") if options else (lambda f: f)
+    valid = ", ".join(generator.vocabulary)
+    named = {key: value for key, value in named.items() if value is not None}
+    other = sorted(set(named) - {factor})
+    if other:
+        raise UserError(f"the model edits {factor} only: {name(other[0])} does not apply; give {name(factor)} VALUE "
+                        f"(valid: {valid})")
+    given = [value for value in (target, named.get(factor)) if value is not None]
+    if len(given) != 1:
+        ask = f"give {name(factor)} VALUE" if options else f"give the target once, as target or {factor}"
+        raise UserError(f"the model edits {factor} only: {ask} (valid: {valid})")
+    return canonical_targets(generator, given)[0]
+
+
+def open_index(index_path: str | Path, model: str | Path | None = None, device: str = "auto"):
+    """The generator and the index it built, (generator, GalleryIndex): `model`, else the checkpoint
+    index.json records (found beside the index when both moved together)."""
+    from generator.inference import Generator
+
+    if model is not None:
+        generator = Generator.load(model, device)
+        return generator, GalleryIndex.load(index_path, generator=generator)
+    index = GalleryIndex.load(index_path)
+    recorded = index.locate(index.info.provenance.get("model"))
+    if recorded is None:
+        sha = str(index.info.checkpoint_hash)[:12]
+        raise UserError(f"{index_path}: index.json records no model path; give --model (the checkpoint with sha256 {sha}…)")
+    generator = Generator.load(recorded, device)
+    index.check_model(generator)
+    return generator, index
+
+
+def search_by_generation(generator, index: GalleryIndex, images: np.ndarray, targets, k: int,
+                         batch_size: int = 256) -> Found:
+    """Generate each query face in its target value and search the index with that generation's features.
+
+    `images` (q, H, W) uint8 at the model's size; `targets` one value for all or one per query. The
+    features are those of the layer the index was built with ("stage2.pixels": the generated image
+    itself); an index built by another model is refused. Equal distances rank the lower row first.
+    """
+    index.check_model(generator)
+    images = np.asarray(images)
+    targets = canonical_targets(generator, [targets] * len(images) if isinstance(targets, str) else list(targets))
+    start = time.perf_counter()
+    if index.views == "all":
+        stage2, vectors = every_value(generator, images, targets, index.layer, batch_size)
+    else:
+        stage2, vectors = generator.generate_with_features(images, list(targets), layer=index.layer,
+                                                           batch_size=batch_size)
+    middle = time.perf_counter()
+    distances, rows = (index.search_among(vectors, k, targets) if index.views == "all"
+                       else index.search(np.asarray(vectors, np.float32), k))
+    end = time.perf_counter()
+    generated = np.clip(np.rint(np.asarray(stage2)), 0, 255).astype(np.uint8)
+    return Found(distances, rows, generated, np.asarray(vectors, np.float32), 1000 * (middle - start), 1000 * (end - middle))
+
+
+def every_value(generator, images: np.ndarray, targets: Sequence[str], layer: str | None,
+                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each query generated in every value in one pass: the stage-2 image in its target, (q, H, W), and the
+    V views' L2-normalized features side by side over √V, (q, V·d), as index.features.all_value_features."""
+    values = list(generator.vocabulary)
+    n, v = len(images), len(values)
+    stage2, features = generator.generate_with_features(np.repeat(images, v, axis=0), values * n, layer=layer,
+                                                        batch_size=batch_size)
+    views = l2_normalize(np.asarray(features, np.float32).reshape(n * v, -1)).reshape(n, -1)
+    chosen = np.arange(n) * v + np.asarray([values.index(t) for t in targets], dtype=np.int64)
+    return np.asarray(stage2)[chosen], np.ascontiguousarray(views / np.float32(np.sqrt(v)))
+
+
+def correct_hits(identities: np.ndarray, values: np.ndarray, query_identity: np.ndarray,
+                 targets: np.ndarray) -> np.ndarray:
+    """Criterion 1, element-wise: the found face is the query's person in the target value (bool array)."""
+    return (np.asarray(identities).astype(str) == np.asarray(query_identity).astype(str)) & (
+        np.asarray(values).astype(str) == np.asarray(targets).astype(str))
