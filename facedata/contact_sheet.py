@@ -52,7 +52,27 @@ def summarize(faceset: FaceSet) -> str:
         wrapped = _wrap_items([f"{v}: {n}" for v, n in counts.items()], width=72)
         lines.append(f"  {factor:<14}{len(counts):>11}  {wrapped[0]}")
         lines.extend(f"  {'':<25}  {more}" for more in wrapped[1:])
-    return "\n".join(lines)
+    return "\n".join(lines + import_notes(faceset.info.extra))
+
+
+def import_notes(extra: dict) -> list[str]:
+    """What an import recorded in faceset.json besides the faces: alignment, and what it left out and why."""
+    notes = []
+    if "alignment" in extra:
+        notes.append(f"  alignment: {extra['alignment']}")
+    if extra.get("skipped_cameras"):
+        notes.append("  skipped (other cameras): " + ", ".join(f"{k} {v}" for k, v in extra["skipped_cameras"].items()))
+    if extra.get("dropped_identities"):
+        notes.append(f"  dropped: {extra['dropped_identities']} identities without any accessory image")
+    if extra.get("missing_classes"):
+        notes.append(f"  no images of: {', '.join(extra['missing_classes'])}")
+    if extra.get("skipped_blank"):
+        notes.append(f"  skipped: {len(extra['skipped_blank'])} blank placeholder images")
+    if extra.get("unaligned"):
+        notes.append(f"  left out: {len(extra['unaligned'])} rows without a usable face (listed in faceset.json)")
+    if extra.get("ignored_columns"):
+        notes.append(f"  ignored columns: {', '.join(extra['ignored_columns'])}")
+    return notes
 
 
 def reference_values(faceset: FaceSet) -> dict[str, str]:

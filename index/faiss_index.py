@@ -373,6 +373,11 @@ def indexed_faces(gallery: FaceSet, kept_values: np.ndarray, edit: str) -> pd.Da
     return faces
 
 
+def build_cache(out: Path) -> Path:
+    """The feature cache of a build of index folder `out`, `.<out>.build` beside it, which a rerun resumes from."""
+    return out.with_name(f".{out.name}.build")
+
+
 def build_lock(out: Path) -> Path:
     """The lock a writer of index folder `out` holds (a build, or an addition): `.<out>.build.lock` beside it."""
     return out.with_name(f".{out.name}.build.lock")
@@ -416,7 +421,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
     dimension = probe.shape[1] * (len(vocabulary) if config.views == "all" else 1)
     plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
-    cache = out.with_name(f".{out.name}.build")
+    cache = build_cache(out)
     with exclusive_lock(build_lock(out), what=str(out)):
         return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
                              classifier, classifier_info or {}, distributor)

@@ -61,15 +61,16 @@ def edit_target(generator, target: str | None = None, options: bool = True, **na
     return canonical_targets(generator, given)[0]
 
 
-def open_index(index_path: str | Path, model: str | Path | None = None, device: str = "auto"):
+def open_index(index_path: str | Path, model: str | Path | None = None, device: str = "auto", **search_overrides):
     """The generator and the index it built, (generator, GalleryIndex): `model`, else the checkpoint
-    index.json records (found beside the index when both moved together)."""
+    index.json records (found beside the index when both moved together). `search_overrides` go to
+    GalleryIndex.load (e.g. gpu=False)."""
     from generator.inference import Generator
 
     if model is not None:
         generator = Generator.load(model, device)
-        return generator, GalleryIndex.load(index_path, generator=generator)
-    index = GalleryIndex.load(index_path)
+        return generator, GalleryIndex.load(index_path, generator=generator, **search_overrides)
+    index = GalleryIndex.load(index_path, **search_overrides)
     recorded = index.locate(index.info.provenance.get("model"))
     if recorded is None:
         sha = str(index.info.checkpoint_hash)[:12]

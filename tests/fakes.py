@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import torch
@@ -114,3 +116,9 @@ def save_untrained(path, size=(16, 16), normalization=None, descriptor_dim=0):
                           normalization=normalization.to_json(), trained_epochs={"1": 1, "2": 1})
     save_checkpoint(path, TwoStageGenerator(config), info)
     return path
+
+
+def split_identities(summary: str) -> dict[str, int]:
+    """The identities per split that facedata.contact_sheet.summarize prints (its split table)."""
+    rows = re.findall(r"^  (train|val|test)\s+(\d+)\s+\d+$", summary, flags=re.M)
+    return {split: int(count) for split, count in rows}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import split_identities
 from click.testing import CliRunner
 from PIL import Image
 
@@ -160,8 +161,9 @@ def test_cli_import_caspeal_takes_several_folders_and_prints_counts(tmp_path, tr
     result = CliRunner().invoke(cli, ["data", "import", "caspeal", str(tree / "Accessory"), str(tree / "Normal"),
                                       "--out", str(out), "--size", "8", "--train-identities", "3"])
     assert result.exit_code == 0, result.output
-    assert "28 faces of 8x8, 4 identities (train 2, val 1, test 1)" in result.stdout
-    assert "accessory (7 values): none 4, hat1 4," in result.stdout
+    assert "28 images of 8×8, 4 identities" in result.stdout
+    assert split_identities(result.stdout) == {"train": 2, "val": 1, "test": 1}
+    assert "none: 4, hat1: 4," in result.stdout
     assert "dropped: 1 identities" in result.stdout
     assert len(FaceSet.open(out)) == 28
 

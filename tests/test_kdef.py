@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import split_identities
 from click.testing import CliRunner
 from PIL import Image
 
@@ -90,6 +91,7 @@ def test_cli_import_kdef_writes_the_faceset(tmp_path):
     result = CliRunner().invoke(cli, ["data", "import", "kdef", str(root), "--out", str(tmp_path / "out"),
                                       "--size", "8", "--train-identities", "2", "--val-identities", "0"])
     assert result.exit_code == 0, result.output
-    assert "18 faces of 8x8, 3 identities (train 2, val 0, test 1)" in result.stdout
-    assert "session (2 values): A 9, B 9" in result.stdout
+    assert "18 images of 8×8, 3 identities" in result.stdout
+    assert split_identities(result.stdout) == {"train": 2, "test": 1}
+    assert "A: 9, B: 9" in result.stdout
     assert FaceSet.open(tmp_path / "out").factors == ("pose", "expression", "session")

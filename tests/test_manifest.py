@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import split_identities
 from click.testing import CliRunner
 from PIL import Image
 
@@ -249,14 +250,15 @@ def test_cli_import_manifest_writes_and_prints_counts(tmp_path):
     result = CliRunner().invoke(cli, ["data", "import", "manifest", str(tmp_path / "m.csv"), "--out", str(out),
                                       "--size", "6x5", "--name", "mine", "--train-identities", "3"])
     assert result.exit_code == 0, result.output
-    assert "8 faces of 6x5, 4 identities (train 2, val 1, test 1)" in result.stdout
-    assert "pose (2 values): 0 4, +30 4" in result.stdout
+    assert "8 images of 6×5, 4 identities" in result.stdout
+    assert split_identities(result.stdout) == {"train": 2, "val": 1, "test": 1}
+    assert "0: 4, +30: 4" in result.stdout
     written = FaceSet.open(out)
     assert written.info.name == "mine" and written.image_size == (6, 5) and written.info.val_identities == ("cy",)
     result = CliRunner().invoke(cli, ["data", "import", "manifest", str(tmp_path / "m.csv"), "--out", str(out), "--force",
                                       "--size", "6x5", "--train-identities", "3", "--val-identities", "0"])
     assert result.exit_code == 0, result.output
-    assert "4 identities (train 3, val 0, test 1)" in result.stdout and not FaceSet.open(out).has_split("val")
+    assert split_identities(result.stdout) == {"train": 3, "test": 1} and not FaceSet.open(out).has_split("val")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import split_identities
 from click.testing import CliRunner
 from PIL import Image
 
@@ -195,8 +196,9 @@ def test_cli_import_multipie_writes_a_faceset_and_prints_counts(tmp_path, tree):
     result = CliRunner().invoke(cli, ["data", "import", "multipie", str(tree), "--out", str(out),
                                       "--size", "8", "--train-identities", "2"])
     assert result.exit_code == 0, result.output
-    assert "42 faces of 8x8, 3 identities (train 1, val 1, test 1)" in result.stdout
-    assert "pose (7 values): -45 6," in result.stdout
+    assert "42 images of 8×8, 3 identities" in result.stdout
+    assert split_identities(result.stdout) == {"train": 1, "val": 1, "test": 1}
+    assert "-45: 6," in result.stdout
     assert "skipped (other cameras): 11_0 6" in result.stdout
     written = FaceSet.open(out)
     assert len(written) == 42 and written.info.provenance["command"]

@@ -280,7 +280,7 @@ def test_manifest_import_with_align_and_skip_no_face_lists_what_it_left_out(cmu,
     result = CliRunner().invoke(cli, ["data", "import", "manifest", str(manifest), "--align", "--skip-no-face",
                                       "--size", "40", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "4 faces of 40x40" in result.output and "left out: 1 rows without a usable face" in result.output
+    assert "4 images of 40×40" in result.output and "left out: 1 rows without a usable face" in result.output
     written = FaceSet.open(out)
     assert written.image_size == (40, 40) and list(written.faces["source"]) == [f"{i}.png" for i in rows]
     assert [r["source"] for r in written.info.extra["unaligned"]] == ["noise.png"]

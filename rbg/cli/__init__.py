@@ -5,6 +5,11 @@ from __future__ import annotations
 import click
 
 from facedata.errors import UserError
+from rbg.cli.bench_cmds import bench
+from rbg.cli.data import data
+from rbg.cli.generator_cmds import eval_group, generate, train
+from rbg.cli.retrieval_cmds import index_group, query
+from rbg.cli.serve_cmds import serve
 
 
 class UserFacingError(click.ClickException):
@@ -30,19 +35,9 @@ def cli() -> None:
     """Retrieval by generation: edit a face's pose or accessory, then find that person in a gallery."""
 
 
-def _register() -> None:
-    from rbg.cli import data
-
-    cli.add_command(data.data)
-    __import__("rbg.cli.generator_cmds", fromlist=["register"]).register(cli)
-    __import__("rbg.cli.retrieval_cmds", fromlist=["register"]).register(cli)
-    __import__("rbg.cli.serve_cmds", fromlist=["register"]).register(cli)
-    from rbg.cli.bench_cmds import bench
-
-    cli.add_command(bench)
-
-
-_register()
+# Every command is a click command of one module above, added here and nowhere else.
+for command in (data, train, eval_group, generate, index_group, query, serve, bench):
+    cli.add_command(command)
 
 
 def main() -> None:

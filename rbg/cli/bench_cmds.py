@@ -61,8 +61,8 @@ def bench(ctx, model_path, data_path, out, queries, seed, layer, factory, genera
     from facedata.outputs import check_output_file
     from facedata.errors import UserError
     from generator.inference import Generator
-    from index.faiss_index import GalleryIndex
     from retrieval.benchmark import KIND, BenchConfig, run_benchmark
+    from retrieval.search import open_index
 
     check_out(out, KIND, force, data_path, model_path, cache, index_path)
     if paper:  # the paper's settings where the user left the option at its default
@@ -72,7 +72,8 @@ def bench(ctx, model_path, data_path, out, queries, seed, layer, factory, genera
     if index_path is not None and (layer is not None or normalize != "full" or gallery_identities is not None):
         raise UserError("--index brings its own gallery, layer and normalization: drop --layer, --normalize and "
                         "--gallery-identities")
-    generator = Generator.load(model_path, device=device)
+    generator, index = (open_index(index_path, model_path, device, gpu=False) if index_path is not None
+                        else (Generator.load(model_path, device=device), None))
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
@@ -81,7 +82,6 @@ def bench(ctx, model_path, data_path, out, queries, seed, layer, factory, genera
                          fusion_weight=fusion_weight, split=split)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"
     check_output_file(cache_dir / "gallery.npz", "--cache")  # fails now, not after the gallery's long pass
-    index = GalleryIndex.load(index_path, gpu=False) if index_path is not None else None
     record = run_benchmark(generator, faces, out, config, cache=cache_dir, force=force, index=index)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"report → {out}/report.md ({record['queries']:,} queries, gallery {record['data']['gallery']:,})")

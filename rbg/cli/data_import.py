@@ -127,29 +127,9 @@ def manifest(file: Path, out: Path, size: str | None, name: str | None, train_id
 
 
 def _write(faceset, out: Path, force: bool = False) -> None:
-    """Write the FaceSet atomically and print what it holds: counts per split and per factor value."""
+    """Write the FaceSet atomically and print its summary (facedata.contact_sheet.summarize)."""
+    from facedata.contact_sheet import summarize
+
     faceset.write(out, force=force)
-    faces = faceset.faces
-    splits = faces.groupby("split")["identity"].nunique()
-    h, w = faceset.image_size
-    click.echo(f"Wrote {out}: {len(faceset)} faces of {h}x{w}, {faceset.num_identities} identities "
-               f"(train {splits.get('train', 0)}, val {splits.get('val', 0)}, test {splits.get('test', 0)})")
-    for factor in faceset.factors:
-        counts = faces[factor].value_counts()
-        listed = ", ".join(f"{value} {int(counts.get(value, 0))}" for value in faceset.vocabulary(factor))
-        click.echo(f"  {factor} ({len(counts)} values): {listed}")
-    extra = faceset.info.extra
-    if "alignment" in extra:
-        click.echo(f"  alignment: {extra['alignment']}")
-    if extra.get("skipped_cameras"):
-        click.echo("  skipped (other cameras): " + ", ".join(f"{k} {v}" for k, v in extra["skipped_cameras"].items()))
-    if extra.get("dropped_identities"):
-        click.echo(f"  dropped: {extra['dropped_identities']} identities without any accessory image")
-    if extra.get("missing_classes"):
-        click.echo(f"  no images of: {', '.join(extra['missing_classes'])}")
-    if extra.get("skipped_blank"):
-        click.echo(f"  skipped: {len(extra['skipped_blank'])} blank placeholder images")
-    if extra.get("unaligned"):
-        click.echo(f"  left out: {len(extra['unaligned'])} rows without a usable face (listed in faceset.json)")
-    if extra.get("ignored_columns"):
-        click.echo(f"  ignored columns: {', '.join(extra['ignored_columns'])}")
+    click.echo(f"Wrote {out}")
+    click.echo(summarize(faceset))

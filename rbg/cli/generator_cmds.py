@@ -10,13 +10,6 @@ from rbg.cli.outputs import check_out, force_option
 from rbg.cli.face_options import face_options
 
 
-def register(cli: click.Group) -> None:
-    """Add the generator's commands to the `rbg` group."""
-    cli.add_command(train)
-    cli.add_command(eval_group)
-    cli.add_command(generate)
-
-
 @click.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder (train split trains, val split validates; test is never read).")
 @click.option("--task", default="pose", show_default=True, help="pose, accessory or completion.")

@@ -11,12 +11,6 @@ from rbg.cli.outputs import check_out, force_option
 from rbg.cli.face_options import face_options
 
 
-def register(cli: click.Group) -> None:
-    """Add the retrieval commands to the `rbg` group."""
-    cli.add_command(index_group)
-    cli.add_command(query)
-
-
 @click.group("index")
 def index_group() -> None:
     """The gallery index: pose-normalized features of a FaceSet in FAISS."""
@@ -62,51 +56,35 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
 
     from facedata.faceset import FaceSet
     from generator.inference import Generator
-    from facedata.errors import UserError
     from index.distribute import open_distributor
-    from index.faiss_factory import default_factory
-    from index.faiss_index import KIND, IndexConfig, build_index
-    from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
+    from index.faiss_index import KIND, IndexConfig, build_cache
+    from index.gallery_build import build_gallery, check_classifier_options
 
     started = time.perf_counter()
     distributor = open_distributor(engine, workers, address)
     check_out(out, KIND, force, data, model)
-    if classifier_data is not None and normalize == "full":
-        raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
-    if pose_classifier != "logreg" and normalize == "full":
-        raise UserError("--pose-classifier goes with --normalize classifier or none (full normalization uses no classifier)")
+    check_classifier_options(normalize, classifier_data, pose_classifier)
     generator = Generator.load(model, device)
-    faces = FaceSet.open(data)
-    gallery = faces if split == "all" else faces.split(split)
-    classifier, classifier_info, classifier_seconds = None, None, 0.0
-    if normalize != "full":
-        labelled = FaceSet.open(classifier_data) if classifier_data is not None else faces
-        t = time.perf_counter()
-        classifier, classifier_info = fit_on_train_split(labelled, generator.edit_factor,
-                                                         PoseClassifierConfig(model=pose_classifier))
-        classifier_seconds = time.perf_counter() - t
-    cache = out.with_name(f".{out.name}.build")
-    resumed = cache.is_dir()
-    if resumed:
-        click.echo(f"found an interrupted build's features ({cache}): reused if made by the same model, layer, gallery and batch size", err=True)
-    factory = factory or default_factory(views, len(gallery))
-    config = IndexConfig(factory=factory, layer=layer, batch_size=batch_size, views=views, normalize=normalize)
+    if build_cache(out).is_dir():
+        click.echo(f"found an interrupted build's features ({build_cache(out)}): reused if made by the same model, "
+                   "layer, gallery and batch size", err=True)
+    config = IndexConfig(layer=layer, batch_size=batch_size, views=views, normalize=normalize)
     with distributor or nullcontext():
-        built = build_index(generator, gallery, out, config, progress=not quiet, force=force, classifier=classifier,
-                            classifier_info=classifier_info, distributor=distributor)
-    info = built.info
+        built = build_gallery(generator, FaceSet.open(data), out, config, split=split, factory=factory,
+                              classifier_data=FaceSet.open(classifier_data) if classifier_data is not None else None,
+                              pose_classifier=pose_classifier, progress=not quiet, force=force, distributor=distributor)
+    info = built.index.info
     seconds = float(info.provenance.get("build_seconds", 0.0))
     click.echo(f"index: {out}")
-    click.echo(f"  {info.count} {split} images of {gallery.info.name} × {info.dimension}-d features of {info.layer}, "
+    click.echo(f"  {info.count} {split} images of {built.gallery.info.name} × {info.dimension}-d features of {info.layer}, "
                f"factory {info.factory}, normalization {normalize}")
     if info.kept_accuracy is not None:
         click.echo(f"  kept-{info.edit_factor} accuracy (a free {info.edit_factor} estimate): {100 * info.kept_accuracy:.1f} %")
     rate = f", {info.count / seconds:.1f} images/s" if seconds > 0 else ""
     shards = f" on {workers} {engine} workers" if distributor is not None else ""
-    wall = time.perf_counter() - started
-    parts = f"pose classifier {classifier_seconds:.1f} s, " if classifier is not None else ""
-    click.echo(f"  time: {wall:.1f} s wall ({parts}features and index {seconds:.1f} s{rate}{shards})"
-               f"{' (after an interrupted build: cached features were not recomputed)' if resumed else ''}")
+    parts = f"pose classifier {built.classifier_seconds:.1f} s, " if built.classifier_seconds is not None else ""
+    click.echo(f"  time: {time.perf_counter() - started:.1f} s wall ({parts}features and index {seconds:.1f} s{rate}{shards})"
+               f"{' (after an interrupted build: cached features were not recomputed)' if built.resumed else ''}")
 
 
 @index_group.command("add")
@@ -126,11 +104,12 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
     """
     from facedata.faceset import FaceSet
     from index.append import add_cache, add_to_index
+    from index.gallery_build import gallery_rows
     from retrieval.search import open_index
 
     generator, _ = open_index(index_path, model, device)
     faces = FaceSet.open(data)
-    gallery = faces if split == "all" else faces.split(split)
+    gallery = gallery_rows(faces, split)
     resumed = add_cache(index_path).is_dir()
     grown = add_to_index(generator, index_path, gallery, progress=not quiet, batch_size=batch_size)
     info, addition = grown.info, grown.info.additions[-1]

@@ -7,11 +7,6 @@ from pathlib import Path
 import click
 
 
-def register(cli: click.Group) -> None:
-    """Add `rbg serve` to the `rbg` group."""
-    cli.add_command(serve)
-
-
 @click.command()
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Checkpoint that built the index [the one index.json records].")

@@ -1,0 +1,71 @@
+"""A gallery index from a FaceSet, as `rbg index build` asks for one: which rows form the gallery, the
+default factory for its views, and the pose classifier a cheap normalization takes the kept value from.
+
+index.faiss_index.build_index does the long work (streaming, resumable, locked); this puts the
+choices around it in one library call, so the command line only parses options.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from facedata.errors import UserError
+from facedata.faceset import FaceSet
+from index.faiss_factory import IndexConfig, default_factory
+from index.faiss_index import GalleryIndex, build_cache, build_index
+from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
+
+SPLITS = ("test", "val", "train", "all")  # "all": every row of the FaceSet
+
+
+@dataclass(frozen=True)
+class GalleryBuild:
+    """What a build made and how long its parts took."""
+
+    index: GalleryIndex
+    gallery: FaceSet
+    split: str
+    resumed: bool  # an interrupted build's cached features were there to reuse
+    classifier_seconds: float | None  # fitting the pose classifier (None: full normalization fits none)
+
+
+def gallery_rows(faces: FaceSet, split: str) -> FaceSet:
+    """The FaceSet's rows that form the gallery: one split, or every row for "all"."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' for the gallery (valid: {', '.join(SPLITS)})")
+    return faces if split == "all" else faces.split(split)
+
+
+def check_classifier_options(normalize: str, classifier_data: FaceSet | Path | None, pose_classifier: str) -> None:
+    """Full normalization fits no pose classifier: options of one are a mistake, said before any work."""
+    if normalize == "full" and classifier_data is not None:
+        raise UserError("--classifier-data goes with --normalize classifier or none (full normalization uses no classifier)")
+    if normalize == "full" and pose_classifier != "logreg":
+        raise UserError("--pose-classifier goes with --normalize classifier or none (full normalization uses no classifier)")
+
+
+def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfig = IndexConfig(),
+                  split: str = "test", factory: str | None = None, classifier_data: FaceSet | None = None,
+                  pose_classifier: str = "logreg", progress: bool = True, force: bool = False,
+                  distributor=None) -> GalleryBuild:
+    """Index the `split` rows of `faces` at `out` (build_index), choosing what the options left open.
+
+    `factory` None takes index.faiss_factory.default_factory for the views and the gallery's size. With
+    normalization "classifier" or "none" the pose classifier (`pose_classifier`: logreg or cnn) is
+    fitted on the train split of `classifier_data`, else of `faces`, and saved with the index.
+    """
+    check_classifier_options(config.normalize, classifier_data, pose_classifier)
+    gallery = gallery_rows(faces, split)
+    classifier, classifier_info, classifier_seconds = None, None, None
+    if config.normalize != "full":
+        t = time.perf_counter()
+        classifier, classifier_info = fit_on_train_split(classifier_data if classifier_data is not None else faces,
+                                                         generator.edit_factor, PoseClassifierConfig(model=pose_classifier))
+        classifier_seconds = time.perf_counter() - t
+    config = replace(config, factory=factory or default_factory(config.views, len(gallery)))
+    resumed = build_cache(Path(out)).is_dir()
+    built = build_index(generator, gallery, out, config, progress=progress, force=force, classifier=classifier,
+                        classifier_info=classifier_info, distributor=distributor)
+    return GalleryBuild(built, gallery, split, resumed, classifier_seconds)
