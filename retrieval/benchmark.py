@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,71 +52,23 @@ from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import compute_feature_chunks
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
-from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
-                               second_criterion_factor)
-from retrieval.paper_figures import POSE_CLASSIFIER_ACCURACY
-from retrieval.protocol import QuerySet, sample_queries, score
-from retrieval.report_tables import mse_table, recall_table
-from retrieval.search import search_by_generation
-from retrieval.baselines import two_step_rank
+from retrieval.baselines import pixel_vectors
+from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED, SECOND_NET_DEEP, TRUE
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from retrieval.fusion import DISTILLED_VIEWS, VIEWS, WEIGHTS, best_candidate, fused_ranking, settings
+from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
+                               second_criterion_factor)
 from retrieval.multi_view import rank_among, view_distances
-from retrieval.two_step import (
-    fit_pose_filter,
-    gallery_descriptors,
-    rank_by_generator_features,
-    rank_by_pixels,
-    true_pose_filter,
-)
+from retrieval.protocol import QuerySet, sample_queries, score
+from retrieval.report_tables import report_markdown  # noqa: F401 (report.md, written here)
+from retrieval.search import Found, search_by_generation
+from retrieval.two_step import fit_pose_filter, gallery_descriptors, true_pose_filter
 
-TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
-OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
 REPORT_FILE = "report.json"  # the manifest that marks a report folder
 KIND = ArtifactKind("report", REPORT_FILE, (REPORT_FILE, "report.md", "recall.png", "figure*.png"),  # what run_benchmark writes
                     folders=(("generation", GENERATION_KIND),))
-OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
-OURS_FUSED = "ours + Deep, all poses, classifier pose"
-OURS_CHOSEN = "ours, chosen on val"
-IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
-CHOSEN = "our 2nd network, views and Deep weight chosen on val"
-DISTILLED = "distilled descriptor"  # a model trained with --distill-images: its head's 128-d prediction
 DISTILLED_LAYER = "stage2.descriptor"
-
-
-PIXELS = {  # how each row turns images into the vectors it compares (report.md says it beside the tables)
-    (TWO_STEP, IMAGE): "the gallery's uint8 pixels as one vector per image, L2-normalized; the pose classifier "
-                       "reads each image standardized to zero mean and unit variance",
-    (TWO_STEP_TRUE, IMAGE): "as 2-step / image; the filter is the true pose label",
-    (TWO_STEP, SECOND_NET): "the generator's input standardization (train-split pixel mean and std), features of "
-                            "each image regenerated in its predicted pose, L2-normalized",
-    (TWO_STEP, DEEP): "dlib's own 150-px chip: HOG detection and 5-landmark alignment on each face at the resolution "
-                      "given by --deep-images (else the 32-px crop), the whole face resized where none is detected; "
-                      "dlib's own normalization, 128-d descriptor",
-    (OURS, IMAGE): "the stage-2 output on the 0-255 scale, clipped, L2-normalized; gallery: each face regenerated "
-                   "in its kept pose",
-    (OURS, SECOND_NET): "the refiner's mid-layer activations for standardized inputs, L2-normalized",
-    (OURS_POSE_AWARE, IMAGE): "as ours / image",
-    (OURS_POSE_AWARE, SECOND_NET): "as ours / our 2nd network",
-    (OURS_CLASSIFIER, SECOND_NET): "as ours / our 2nd network; the filter is the 2-step pose classifier",
-    (OURS_TRUE, SECOND_NET): "as ours / our 2nd network; the filter is the true pose label",
-    (OURS_ALL_VALUES, SECOND_NET): "as ours / our 2nd network, for query and gallery face generated in every value, "
-                                   "each view L2-normalized, squared distances averaged; the filter is the kept pose",
-    (OURS_ALL_CLASSIFIER, SECOND_NET): "as ours, all poses; the filter is the 2-step pose classifier",
-    (OURS_FUSED, SECOND_NET_DEEP): "ours, all poses, classifier pose, and the Deep row's descriptors: each query's two "
-                                   "distance rows divided by their medians and mixed with the weight chosen on the val "
-                                   "people, where dlib found both faces; the generation distance alone elsewhere",
-    (OURS_CLASSIFIER, DISTILLED): "the descriptor head's prediction (stage2.descriptor, trained to give dlib's "
-                                  "descriptor of the target) for query and gallery face both generated in the target "
-                                  "pose, L2-normalized; the filter is the 2-step pose classifier",
-    (OURS_ALL_CLASSIFIER, DISTILLED): "as ours, classifier pose / distilled descriptor, for every generated pose, "
-                                      "squared distances averaged",
-    (OURS_CHOSEN, CHOSEN): "the setting that ranks best on the val people: the all-poses distance or the target "
-                           "pose's view alone (query and gallery face both generated in the target), fused with the "
-                           "Deep descriptor distance at the chosen weight (0: the generation distance alone; no "
-                           "Deep row: 0); the filter is the 2-step pose classifier",
-}
 
 
 @dataclass(frozen=True)
@@ -222,9 +176,111 @@ def ours_index(generator, vectors: np.ndarray, layer: str, config: BenchConfig) 
                                      checkpoint_hash=generator.checkpoint_hash, layer=layer)
 
 
+class BenchRun:
+    """One benchmark's shared work, each piece computed once, when a row (retrieval.bench_methods) first needs it.
+
+    The pose classifier and the gallery's normalization are timed under their own names; whatever else a
+    row computes first counts in that row's stage.
+    """
+
+    def __init__(self, generator, faces: FaceSet, train: FaceSet, gallery: FaceSet, queries: QuerySet,
+                 config: BenchConfig, cache: Path | None, index: GalleryIndex | None, also: tuple[str, ...]):
+        self.generator, self.faces, self.train, self.gallery, self.queries = generator, faces, train, gallery, queries
+        self.config, self.cache, self.index, self.also = config, cache, index, also
+        self.k = max(config.ks)
+        self.timer = StageTimer()
+
+    def among(self, which: str) -> np.ndarray | None:
+        """The gallery faces' values a row's filter compares with the query's target (None: no filter)."""
+        return {CLASSIFIER: lambda: self.pose_filter.gallery_pred, TRUE: lambda: self.true_filter.gallery_pred,
+                KEPT: lambda: self.normalized.kept, EVERY: lambda: None}[which]()
+
+    @cached_property
+    def pose_filter(self):
+        with self.timer.stage(f"pose classifier ({self.config.pose_classifier}): train + predict"):
+            return fit_pose_filter(self.train, self.gallery, self.queries,
+                                   PoseClassifierConfig(model=self.config.pose_classifier, seed=self.config.seed), self.cache)
+
+    @cached_property
+    def true_filter(self):
+        return true_pose_filter(self.gallery, self.queries)
+
+    @cached_property
+    def pixel_vectors(self) -> np.ndarray:
+        return pixel_vectors(self.gallery.images)
+
+    @cached_property
+    def descriptors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """dlib's descriptors of the gallery and whether it found each face; None without --deep."""
+        if not self.config.deep:
+            return None
+        images = (source_resolution_images(self.faces, self.gallery, self.config.deep_images)
+                  if self.config.deep_images else None)
+        return gallery_descriptors(self.gallery, cache=self.cache, images=images)
+
+    @cached_property
+    def normalized(self) -> GalleryFeatures:
+        """The pose-normalized gallery; the cheap normalizations take the kept pose from the 2-step's classifier."""
+        classifier = self.pose_filter.classifier if self.index is None else None
+        with self.timer.stage("pose-normalize gallery"):
+            if self.index is not None:
+                return indexed_gallery_features(self.generator, self.index, self.gallery, self.config.batch_size)
+            return gallery_features(self.generator, self.gallery, self.config.layer, self.config.batch_size, self.cache,
+                                    self.config.normalize, classifier)
+
+    def _search(self, vectors: np.ndarray, layer: str) -> Found:
+        index = ours_index(self.generator, vectors, layer, self.config)
+        return search_by_generation(self.generator, index, self.gallery.images[self.queries.positions],
+                                    list(self.queries.targets), self.k, self.config.batch_size)
+
+    @cached_property
+    def by_image(self) -> Found:
+        """Ours with the generated image as the feature, searched among the regenerated gallery images."""
+        return self._search(self.normalized.pixels, self.generator.image_layer)
+
+    @cached_property
+    def by_features(self) -> Found:
+        """Ours with the refiner's features, searched in the normalized gallery (Figure 7's search)."""
+        return self._search(self.normalized.features, self.config.layer or self.generator.default_feature_layer)
+
+    @cached_property
+    def generation(self) -> dict[str, np.ndarray]:
+        return generation_distances(self.generator, self.gallery.images, self.queries, self.config)
+
+    @cached_property
+    def choice(self) -> dict:
+        return val_choice(self.generator, self.faces, self.config, self.pose_filter.classifier, self.cache, self.also,
+                          deep=self.descriptors is not None)
+
+    def in_query_chunks(self, rank, size: int = 2048) -> np.ndarray:
+        """rank(slice) over the queries `size` at a time, concatenated: (q, g) distance rows stay bounded in memory."""
+        return np.concatenate([rank(slice(start, start + size)) for start in range(0, len(self.queries), size)])
+
+
+class StageTimer:
+    """Seconds per named stage, each stage's own: time spent in a stage nested inside it counts for the inner one."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._nested: list[float] = []
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        self._nested.append(0.0)
+        try:
+            yield
+        finally:
+            inner, total = self._nested.pop(), time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + total - inner
+            if self._nested:
+                self._nested[-1] += total
+
+
 def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfig = BenchConfig(),
                   cache: Path | None = None, force: bool = False, index: GalleryIndex | None = None) -> dict:
-    """Run every method on the same queries; write report.md, report.json and figures into `out` atomically.
+    """Run every row of retrieval.bench_methods.METHODS that applies on the same queries; write report.md,
+    report.json and figures into `out` atomically.
 
     An existing `out` is replaced only if it is a report holding nothing else, or with `force`. With
     `index` (a Flat index of the test gallery built by this model) ours reads the gallery from it and
@@ -233,7 +289,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     check_compatible(generator, faces)
     if index is not None:
         config = replace(config, layer=index.layer, normalize=index.config.normalize)
-    classifier_config = PoseClassifierConfig(model=config.pose_classifier, seed=config.seed)  # refuses an unknown model
+    PoseClassifierConfig(model=config.pose_classifier, seed=config.seed)  # refuses an unknown model
     if config.normalize not in NORMALIZE_MODES:
         raise UserError(f"unknown normalization '{config.normalize}' (valid: {', '.join(NORMALIZE_MODES)})")
     if config.normalize != "full" and config.pose_classifier not in SAVABLE_MODELS:
@@ -257,91 +313,19 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         if factor == edit or factor not in faces.factors:
             raise UserError(f"--criterion2: '{factor}' is not a factor to keep besides {edit} (factors of "
                             f"{faces.info.name}: {', '.join(f for f in faces.factors if f != edit) or 'none'})")
-    timings: dict[str, float] = {}
     queries = sample_queries(gallery, edit, config.queries, seed=config.seed)
-    query_images = gallery.images[queries.positions]
+    run = BenchRun(generator, faces, train, gallery, queries, config, cache, index, also)
+    rankings, reads = {}, {}
+    for method in METHODS:
+        if method.applies(run):
+            with run.timer.stage(method.stage):
+                rankings[method.key] = method.rank(run, run.among(method.among))
+            reads[method.key] = method.pixels
+    timings = run.timer.seconds
 
-    t = time.perf_counter()
-    pose_filter = fit_pose_filter(train, gallery, queries, classifier_config, cache)
-    timings[f"pose classifier ({config.pose_classifier}): train + predict"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rankings = {(TWO_STEP, IMAGE): rank_by_pixels(gallery, queries, pose_filter, k)}
-    timings["2-step image"] = time.perf_counter() - t
-    rankings[(TWO_STEP_TRUE, IMAGE)] = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), k)
-
-    t = time.perf_counter()
-    rankings[(TWO_STEP, SECOND_NET)] = rank_by_generator_features(
-        generator, gallery, queries, pose_filter, k, layer=config.layer, batch_size=config.batch_size)
-    timings["2-step 2nd network"] = time.perf_counter() - t
-
-    deep_detected, descriptors = None, None
-    if config.deep:
-        t = time.perf_counter()
-        deep_images = source_resolution_images(faces, gallery, config.deep_images) if config.deep_images else None
-        descriptors, found = gallery_descriptors(gallery, cache=cache, images=deep_images)
-        rankings[(TWO_STEP, DEEP)] = two_step_rank(descriptors[queries.positions], descriptors, pose_filter.gallery_pred,
-                                                   queries.targets, k)
-        deep_detected = float(np.mean(found))
-        timings["2-step deep"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if index is not None:
-        normalized = indexed_gallery_features(generator, index, gallery, config.batch_size)
-    else:  # the cheap normalizations take the kept pose from the 2-step's classifier (train identities only)
-        normalized = gallery_features(generator, gallery, config.layer, config.batch_size, cache, config.normalize,
-                                      pose_filter.classifier)
-    timings["pose-normalize gallery"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    layer = config.layer or generator.default_feature_layer
-    by_image = search_by_generation(generator, ours_index(generator, normalized.pixels, generator.image_layer, config),
-                                    query_images, list(queries.targets), k, config.batch_size)
-    by_features = search_by_generation(generator, ours_index(generator, normalized.features, layer, config),
-                                       query_images, list(queries.targets), k, config.batch_size)
-    rankings[(OURS, IMAGE)], rankings[(OURS, SECOND_NET)] = by_image.rows, by_features.rows
-    query_pixels, query_features = by_image.vectors, by_features.vectors
-    generated, distances = by_features.generated, by_features.distances
-    timings["ours: generate + search"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rankings[(OURS_POSE_AWARE, IMAGE)] = two_step_rank(query_pixels, normalized.pixels, normalized.kept, queries.targets, k)
-    rankings[(OURS_POSE_AWARE, SECOND_NET)] = two_step_rank(query_features, normalized.features, normalized.kept,
-                                                            queries.targets, k)
-    rankings[(OURS_CLASSIFIER, SECOND_NET)] = two_step_rank(query_features, normalized.features, pose_filter.gallery_pred,
-                                                            queries.targets, k)
-    truth = true_pose_filter(gallery, queries).gallery_pred
-    rankings[(OURS_TRUE, SECOND_NET)] = two_step_rank(query_features, normalized.features, truth, queries.targets, k)
-    timings["ours, pose-aware: search"] = time.perf_counter() - t
-    choice = None
-    if config.all_values:
-        t = time.perf_counter()
-        generation = generation_distances(generator, gallery.images, queries, config)
-        if "distilled all" in generation:
-            rankings[(OURS_CLASSIFIER, DISTILLED)] = in_query_chunks(len(queries), lambda part: rank_among(
-                generation["distilled target"][part], pose_filter.gallery_pred, queries.targets[part], k))
-            rankings[(OURS_ALL_CLASSIFIER, DISTILLED)] = in_query_chunks(len(queries), lambda part: rank_among(
-                generation["distilled all"][part], pose_filter.gallery_pred, queries.targets[part], k))
-        for row, kept in ((OURS_ALL_VALUES, normalized.kept), (OURS_ALL_CLASSIFIER, pose_filter.gallery_pred)):
-            rankings[(row, SECOND_NET)] = in_query_chunks(
-                len(queries), lambda part: rank_among(generation["all"][part], kept, queries.targets[part], k))
-        timings["ours, all poses: features + search"] = time.perf_counter() - t
-        t = time.perf_counter()
-        choice = val_choice(generator, faces, config, pose_filter.classifier, cache, also, deep=descriptors is not None)
-        query_found = found[queries.positions] if descriptors is not None else None
-
-        def ranked(views: str, weight: float):
-            if descriptors is None:
-                return lambda part: rank_among(generation[views][part], pose_filter.gallery_pred, queries.targets[part], k)
-            return lambda part: fused_ranking(generation[views][part], descriptors[queries.positions[part]], descriptors,
-                                              query_found[part], found, weight, pose_filter.gallery_pred,
-                                              queries.targets[part], k)
-
-        if descriptors is not None:
-            rankings[(OURS_FUSED, SECOND_NET_DEEP)] = in_query_chunks(len(queries), ranked("all", choice["fusion"]["weight"]))
-        chosen = choice["chosen"]
-        rankings[(OURS_CHOSEN, CHOSEN)] = in_query_chunks(len(queries), ranked(chosen["views"], chosen["weight"]))
-        timings["ours, chosen on val: val runs + search"] = time.perf_counter() - t
-
-    results = score_all(rankings, queries, gallery, config.ks, also)
+    results = score_all(rankings, queries, gallery, config.ks, also, reads)
+    choice = run.__dict__.get("choice")  # made only where a row chose on val
+    descriptors = run.descriptors
     record = {
         "fusion": choice["fusion"] if (OURS_FUSED, SECOND_NET_DEEP) in rankings else None,
         "chosen": choice["chosen"] if choice else None,
@@ -357,10 +341,10 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "criterion2_factor": criterion2_label(also),
         "criterion2_factors": list(also),
         "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))),
-        "pose_classifier_accuracy": pose_filter.accuracy,
-        "pose_normalization_accuracy": kept_accuracy(normalized.kept, gallery.faces[edit].to_numpy()),
-        "deep": ({"images": config.deep_images or "the gallery's own crops", "faces_detected": deep_detected}
-                 if config.deep else None),
+        "pose_classifier_accuracy": run.pose_filter.accuracy,
+        "pose_normalization_accuracy": kept_accuracy(run.normalized.kept, gallery.faces[edit].to_numpy()),
+        "deep": ({"images": config.deep_images or "the gallery's own crops",
+                  "faces_detected": float(np.mean(descriptors[1]))} if descriptors is not None else None),
         "results": results,
         "change_groups": change_groups(rankings, queries, gallery, also),
         "value_pairs": value_pairs(rankings, queries, gallery),
@@ -378,16 +362,12 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         if record["change_groups"]:
             report_figures.change_curve(record["change_groups"], edit, tmp / "figure6_change.png")
         shown = slice(0, config.grid_queries)
-        report_figures.retrieval_grid(query_images[shown], generated[shown], queries, gallery, distances[shown, :5],
-                                      rankings[(OURS, SECOND_NET)][shown, :5], tmp / "figure7_retrievals.png")
+        found = run.by_features
+        report_figures.retrieval_grid(gallery.images[queries.positions][shown], found.generated[shown], queries, gallery,
+                                      found.distances[shown, :5], found.rows[shown, :5], tmp / "figure7_retrievals.png")
         (tmp / REPORT_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
         (tmp / "report.md").write_text(report_markdown(record))
     return record
-
-
-def in_query_chunks(count: int, rank, size: int = 2048) -> np.ndarray:
-    """rank(slice) over the queries `size` at a time, concatenated: (q, g) distance rows stay bounded in memory."""
-    return np.concatenate([rank(slice(start, start + size)) for start in range(0, count, size)])
 
 
 def generation_distances(generator, images: np.ndarray, queries: QuerySet, config: BenchConfig) -> dict[str, np.ndarray]:
@@ -457,11 +437,14 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
                        "val_scores": {s.label(): list(v) for s, v in scored.items()}}}
 
 
-def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: tuple[str, ...]) -> list[dict]:
-    """recall@K of each method under both criteria, as a list of JSON-ready rows."""
+def score_all(rankings: dict, queries: QuerySet, gallery: FaceSet, ks, also: tuple[str, ...],
+              reads: dict | None = None) -> list[dict]:
+    """recall@K of each method under both criteria, as a list of JSON-ready rows (with how each reads pixels)."""
     rows = []
     for (method, features), ranked in rankings.items():
         row = {"method": method, "features": features}
+        if reads and (method, features) in reads:
+            row["pixels"] = reads[(method, features)]
         for criterion in (1, 2):
             report, _ = score(ranked, queries, gallery, criterion, ks, also=also)
             row[f"criterion{criterion}"] = report.to_json()
@@ -497,96 +480,6 @@ def value_pairs(rankings: dict, queries: QuerySet, gallery: FaceSet, k: int = 1)
 def source_resolution_images(faces: FaceSet, gallery: FaceSet, path: str) -> np.ndarray:
     """The gallery's faces taken from another FaceSet of the same faces (same rows) at another resolution."""
     return same_faces_at_resolution(faces, path, "--deep-images").take(gallery.rows).images  # positions = rows
-
-
-def report_markdown(record: dict) -> str:
-    """report.md: Tables 1–3 laid out as the paper's, our figures beside the paper's, plus what made them."""
-    rows = {c: [{"method": r["method"], "features": r["features"],
-                 "recall": {int(k): 100 * v for k, v in r[f"criterion{c}"]["recall"].items()}} for r in record["results"]]
-            for c in (1, 2)}
-    gen = record.get("generation", {})
-    mse = {f"stage {s}": gen[f"stage{s}_mse"] for s in (1, 2) if f"stage{s}_mse" in gen}
-    data, model = record["data"], record["model"]
-    edit, also = model["edit"], record["criterion2_factor"]
-    split = data.get("split", "test")  # reports from before --split were all on test
-    with_paper = model["task"] == "pose"  # the paper's Tables 1–3 are Multi-PIE pose figures
-    lines = [
-        f"# Retrieval by generation: {data['name']} — {model['task']} task",
-        "",
-        f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} {split} images "
-        f"({data[f'{split}_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
-        f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`, gallery normalization "
-        f"`{record['config'].get('normalize', 'full')}`" + (f" (read from the index `{record['gallery_index']}`)"
-                                                            if record.get("gallery_index") else "") + ".",
-        "",
-        "## Table 1 — mean per-pixel generation error (MSE, 0–255 scale)",
-        "",
-        mse_table(mse, with_paper) if mse else "(not computed)",
-        "",
-        f"## Table 2 — criterion 1: identity and target {edit} correct",
-        "",
-        recall_table(rows[1], 1, with_paper=with_paper),
-        "",
-        f"## Table 3 — criterion 2: also the query's {also}",
-        "",
-        recall_table(rows[2], 2, with_paper=with_paper) if record.get("criterion2_values", 2) > 1 else
-        f"(not informative here: the gallery has a single {also}, so criterion 2 equals criterion 1)",
-        "",
-        "## Side figures",
-        "",
-        f"- 2-step {edit} classifier (`{record['config'].get('pose_classifier', 'logreg')}`) accuracy on the test "
-        f"gallery: {100 * record['pose_classifier_accuracy']:.1f} %"
-        + (f" (paper: {POSE_CLASSIFIER_ACCURACY} % with VGG-Face fc6 features)" if with_paper else ""),
-        f"- {edit} normalization's kept value = true value (a free {edit} estimate): "
-        f"{100 * record['pose_normalization_accuracy']:.1f} %",
-    ]
-    if record.get("deep"):
-        detected = record["deep"]["faces_detected"]
-        lines.append(f"- Deep row: dlib on {record['deep']['images']}; dlib's detector found a face in "
-                     f"{100 * detected:.1f} % of them (the others are taken whole)" if detected == detected else
-                     f"- Deep row: dlib on {record['deep']['images']}")
-    if record.get("fusion"):
-        lines.append(f"- ours + Deep: descriptor weight {record['fusion']['weight']:g}, chosen on "
-                     f"{record['fusion']['chosen_on']}")
-    if record.get("chosen"):
-        chosen = record["chosen"]
-        lines.append(f"- ours, chosen on val: views {chosen['views']} (every pose's or the target pose's alone), "
-                     f"Deep weight {chosen['weight']:g}, chosen on {chosen['chosen_on']}")
-    if not with_paper:
-        lines += ["", "The paper reports retrieval and Table 1 for the pose task on Multi-PIE only: no paper figures here."]
-    lines += ["", "## How each row reads pixels", ""]
-    lines += [f"- {r['method']} / {r['features']}: {PIXELS[(r['method'], r['features'])]}"
-              for r in record["results"] if (r["method"], r["features"]) in PIXELS]
-    if record.get("change_groups"):
-        lines += ["", "## Figure 6 — recall@5 (criterion 1) per size of the change", ""]
-        methods = list(record["change_groups"])
-        groups = sorted({g for m in methods for g in record["change_groups"][m]}, key=float)
-        lines.append("| method | " + " | ".join(f"{g}°" for g in groups) + " |")
-        lines.append("|---|" + "---|" * len(groups))
-        for m in methods:
-            cells = [f"{100 * record['change_groups'][m][g]['recall']:.1f}%" if g in record["change_groups"][m] else "—" for g in groups]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    if record.get("value_pairs"):
-        lines += ["", f"## recall@1 (criterion 1) per {edit} change: source (rows) × target (columns)", ""]
-        for method, pairs in record["value_pairs"].items():
-            lines += [f"**{method}**", "", *change_matrix(pairs, model["vocabulary"], edit), ""]
-    lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {v:.1f}" for k, v in record["timings_seconds"].items()]
-    lines += ["", "## Made by", "", f"`{record['provenance']['command']}`", "",
-              "Pictures: `recall.png`, " + ("`figure6_change.png`, " if record.get("change_groups") else "")
-              + "`figure7_retrievals.png`" + (", `generation/`." if record.get("generation") else "."), ""]
-    return "\n".join(lines)
-
-
-def change_matrix(pairs: dict, vocabulary: list[str], edit: str) -> list[str]:
-    """Markdown rows of one method's recall@1 per "source → target" as a source × target matrix ("—": no query)."""
-    lines = [f"| {edit}: source ↓ target → | " + " | ".join(vocabulary) + " |", "|---|" + "---|" * len(vocabulary)]
-    for source in vocabulary:
-        cells = []
-        for target in vocabulary:
-            cell = pairs.get(f"{source} → {target}")
-            cells.append("·" if source == target else f"{100 * cell['recall']:.1f}" if cell else "—")
-        lines.append(f"| {source} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def _json_default(value):

@@ -77,7 +77,8 @@ def test_the_bench_ranks_a_distilled_model_by_its_head_too_and_may_choose_it_on_
     from fakes import save_untrained
 
     from facedata.faceset import FaceSet
-    from retrieval.benchmark import DISTILLED, BenchConfig, run_benchmark
+    from retrieval.bench_methods import DISTILLED
+    from retrieval.benchmark import BenchConfig, run_benchmark
 
     faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
     generator = Generator.load(save_untrained(tmp_path / "model", descriptor_dim=8))

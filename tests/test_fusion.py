@@ -8,7 +8,8 @@ from facedata.faceset import FaceSet
 from generator.inference import Generator
 from retrieval import two_step
 from retrieval.baselines import pixel_vectors
-from retrieval.benchmark import CHOSEN, OURS_CHOSEN, OURS_FUSED, SECOND_NET_DEEP, BenchConfig, run_benchmark
+from retrieval.bench_methods import CHOSEN, OURS_CHOSEN, OURS_FUSED, SECOND_NET_DEEP
+from retrieval.benchmark import BenchConfig, run_benchmark
 from retrieval.fusion import choose_weight, descriptor_distances, fuse, median_scaled
 
 GENERATION = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], dtype=np.float32)
