@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/bench_sharded.py --model synthpie-pose --data runs/paper \\
         --gallery-limit 2000 --workers 2 --out runs/bench/sharded.json
 
-Both builds index the same gallery (the first --gallery-limit faces of --split) with the same factory
-and chunk size, one after the other in this run (--repeats alternates them and keeps the medians).
+Both builds index the same gallery (the first --gallery-limit faces of --split) with the same factory,
+chunk size, views and normalization, one after the other in this run (--repeats alternates them and
+keeps the medians). `--views all --normalize classifier` times the all-poses build a gallery face costs
+1 generation and V feature passes in (the pose classifier, fitted once on --data's train split, is not
+timed); each row also gives the hours 10^6 faces would take at its rate.
 A build's time is its whole wall time: for Ray that includes starting the local cluster, its worker
 processes and each worker's model load. The two indexes are checked to give the same search results.
 """
@@ -29,6 +32,7 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.distribute import RayDistributor
 from index.faiss_index import GalleryIndex, IndexConfig, build_index
+from index.pose_classifier import fit_on_train_split
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class BenchConfig:
     batch_size: int = 256
     repeats: int = 1
     queries: int = 50  # search results compared between the two indexes
+    views: str = "kept"  # "all": every value side by side (`rbg index build --views all`)
+    normalize: str = "full"  # "classifier": 1 generation in a fitted pose classifier's pose, not 7
 
 
 def open_gallery(config: BenchConfig) -> FaceSet:
@@ -54,7 +60,7 @@ def open_gallery(config: BenchConfig) -> FaceSet:
 
 
 def timed_build(generator, gallery: FaceSet, out: Path, index_config: IndexConfig, workers: int,
-                threads: int | None = None) -> float:
+                threads: int | None = None, classifier=None) -> float:
     """Seconds of one build into `out`: one process when workers == 1 (torch on `threads`, default all), else
     a fresh local Ray cluster."""
     start = time.perf_counter()
@@ -62,12 +68,13 @@ def timed_build(generator, gallery: FaceSet, out: Path, index_config: IndexConfi
         before = torch.get_num_threads()
         torch.set_num_threads(threads or before)
         try:
-            build_index(generator, gallery, out, index_config, progress=False, force=True)
+            build_index(generator, gallery, out, index_config, progress=False, force=True, classifier=classifier)
         finally:
             torch.set_num_threads(before)
     else:
         with RayDistributor(workers) as distributor:
-            build_index(generator, gallery, out, index_config, progress=False, force=True, distributor=distributor)
+            build_index(generator, gallery, out, index_config, progress=False, force=True, distributor=distributor,
+                        classifier=classifier)
     return time.perf_counter() - start
 
 
@@ -84,7 +91,11 @@ def run(config: BenchConfig, work: Path) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         generator = Generator.load(config.model, "cpu")
     gallery = open_gallery(config)
-    index_config = IndexConfig(factory=config.factory, batch_size=config.batch_size)
+    index_config = IndexConfig(factory=config.factory, batch_size=config.batch_size, views=config.views,
+                               normalize=config.normalize)
+    classifier = None
+    if config.normalize != "full":
+        classifier, _ = fit_on_train_split(FaceSet.open(config.data), generator.edit_factor)
     plans = {"one process": (1, None), "one process, 1 thread": (1, 1), f"ray ×{config.workers}": (config.workers, 1)}
     seconds: dict[str, list[float]] = {name: [] for name in plans}
     load_before = os.getloadavg()
@@ -92,7 +103,7 @@ def run(config: BenchConfig, work: Path) -> dict:
         order = list(plans) if repeat % 2 == 0 else list(reversed(plans))
         for name in order:
             seconds[name].append(timed_build(generator, gallery, work / name.replace(" ", "-").replace(",", ""),
-                                             index_config, *plans[name]))
+                                             index_config, *plans[name], classifier=classifier))
             print(f"  {name}: {seconds[name][-1]:.1f} s", file=sys.stderr)
     load_after = os.getloadavg()
     built = {name: GalleryIndex.load(work / name.replace(" ", "-").replace(",", "")) for name in plans}
@@ -104,6 +115,7 @@ def run(config: BenchConfig, work: Path) -> dict:
         rows.append({"build": name, "workers": workers, "torch_threads": threads or torch.get_num_threads(),
                      "seconds": round(median, 2), "all_seconds": [round(s, 2) for s in seconds[name]],
                      "faces_per_s": round(len(gallery) / median, 2), "ratio": round(base / median, 3),
+                     "million_faces_hours": round(1e6 * median / len(gallery) / 3600, 1),
                      "ratio_to_one_thread": round(one_thread / median, 3)})
     try:
         import ray
@@ -131,14 +143,17 @@ def print_table(record: dict) -> None:
 
 def markdown(record: dict) -> str:
     """The run as a Markdown table (the README's results layout "sharded")."""
-    lines = [f"{record['faces']:,} faces, factory {record['config']['factory']}, {record['config']['repeats']} repeat(s) "
+    config = record["config"]
+    lines = [f"{record['faces']:,} faces, factory {config['factory']}, views {config.get('views', 'kept')}, normalization "
+             f"{config.get('normalize', 'full')}, {config['repeats']} repeat(s) "
              f"(medians), load average {record['load_average']['before'][0]:.2f} → {record['load_average']['after'][0]:.2f} "
              f"on {record['machine']['cpus']} CPUs; same search results: {'yes' if record['same_results'] else 'NO'}", "",
-             "| build | workers | torch threads each | seconds | faces/s | × one process | × one thread |",
-             "|---|---|---|---|---|---|---|"]
+             "| build | workers | torch threads each | seconds | faces/s | × one process | × one thread | 10^6 faces, hours |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in record["rows"]:
+        hours = r.get("million_faces_hours", round(1e6 / r["faces_per_s"] / 3600, 1))
         lines.append(f"| {r['build']} | {r['workers']} | {r['torch_threads']} | {r['seconds']:.1f} | {r['faces_per_s']:.1f} "
-                     f"| {r['ratio']:.2f} | {r['ratio_to_one_thread']:.2f} |")
+                     f"| {r['ratio']:.2f} | {r['ratio_to_one_thread']:.2f} | {hours:.1f} |")
     return "\n".join(lines)
 
 
@@ -153,13 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factory", default=defaults.factory)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--views", default=defaults.views, choices=["kept", "all"])
+    parser.add_argument("--normalize", default=defaults.normalize, choices=["full", "classifier", "none"])
     parser.add_argument("--work-dir", type=Path, default=None, help="where the two indexes are built [a temporary folder]")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/sharded.json"))
     args = parser.parse_args(argv)
     if args.workers < 2 or args.repeats < 1:
         sys.exit("Error: --workers must be ≥ 2 and --repeats ≥ 1")
     config = BenchConfig(model=args.model, data=args.data, split=args.split, gallery_limit=args.gallery_limit,
-                         workers=args.workers, factory=args.factory, batch_size=args.batch_size, repeats=args.repeats)
+                         workers=args.workers, factory=args.factory, batch_size=args.batch_size, repeats=args.repeats,
+                         views=args.views, normalize=args.normalize)
     record = in_work_folder(args.work_dir, "bench-sharded-", lambda work: run(config, work))
     publish(record, args.out, print_table)
 
