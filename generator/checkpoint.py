@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -157,11 +159,15 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: CheckpointInfo,
                     extra_files: dict[str, dict[str, torch.Tensor]] | None = None,
-                    extra_json: dict[str, dict] | None = None) -> CheckpointInfo:
-    """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written."""
+                    extra_json: dict[str, dict] | None = None, dtype: torch.dtype | None = None) -> CheckpointInfo:
+    """Write weights + manifest (and any extra tensor/JSON files) atomically; returns the info as written.
+
+    `dtype` (e.g. torch.float16) stores the floating-point weights in that type: half the bytes for the
+    shipped models; load_checkpoint casts them back to the model's float32.
+    """
     target = Path(path)
     with atomic_dir(target, kind=KIND) as tmp:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        tensors = {k: stored(v, dtype) for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
         info = CheckpointInfo(**{**asdict(info), "weights_sha256": sha256_file(tmp / WEIGHTS_FILE)})
         info = CheckpointInfo(**{**asdict(info), "model_sha256": model_hash(info)})
@@ -173,6 +179,28 @@ def save_checkpoint(path: str | Path, model: TwoStageGenerator, info: Checkpoint
         for written in tmp.iterdir():
             written.chmod(default_file_mode())  # safetensors writes owner-only files; weights are shared
     return info
+
+
+def store_half(path: str | Path) -> CheckpointInfo:
+    """Rewrite checkpoint `path`'s weights as float16, its other files kept: how the shipped models are stored.
+
+    The manifest's hashes are recomputed for the new weights. The two files are replaced one after the
+    other; a stop between them leaves a manifest whose hash refuses the weights, never a silent mix.
+    """
+    model, info, folder = load_checkpoint(path)
+    with tempfile.TemporaryDirectory(prefix=".half-", dir=folder.parent) as scratch:
+        written = save_checkpoint(Path(scratch) / "half", model, info, dtype=torch.float16)
+        for name in (WEIGHTS_FILE, META_FILE):
+            os.replace(Path(scratch) / "half" / name, folder / name)
+    return written
+
+
+def stored(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A weight as written to disk: on the CPU, contiguous, floating point in `dtype` when given."""
+    tensor = tensor.detach().to("cpu")
+    if dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    return tensor.contiguous()
 
 
 def read_info(path: str | Path) -> tuple[Path, CheckpointInfo]:
@@ -226,7 +254,7 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
             ) if part
         )
         raise CheckpointError(f"{source}: weights do not fit the {ARCHITECTURE} architecture ({detail})")
-    model.load_state_dict(tensors)
+    model.load_state_dict({k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in tensors.items()})
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[TwoStageGenerator, CheckpointInfo, Path]:

@@ -265,3 +265,24 @@ def test_an_index_records_a_shipped_model_by_name_and_finds_it_again(tmp_path):
     index.path = tmp_path / "ix"
     assert index.locate("synthpie-pose") == shipped_model("synthpie-pose")
     assert index.locate("../run") == tmp_path / "ix" / "../run"
+
+
+def test_weights_stored_as_float16_take_half_the_bytes_and_load_back_as_float32(tmp_path):
+    from fakes import save_untrained
+    from safetensors.torch import load_file
+
+    from generator.checkpoint import store_half
+
+    folder = save_untrained(tmp_path / "model")
+    (folder / "README.md").write_text("kept\n")
+    before = (folder / "model.safetensors").stat().st_size
+    full = Generator.load(folder, "cpu")
+    images = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8).numpy()
+    expected = full.generate(images, "+30")[1]
+    written = store_half(folder)
+    assert all(t.dtype == torch.float16 for t in load_file(str(folder / "model.safetensors")).values())
+    assert (folder / "model.safetensors").stat().st_size < 0.55 * before and (folder / "README.md").read_text() == "kept\n"
+    half = Generator.load(folder, "cpu")  # the manifest's hashes match the new weights
+    assert half.checkpoint_hash == written.model_sha256 != full.checkpoint_hash
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert abs(half.generate(images, "+30")[1] - expected).max() < 2.0  # 0–255 scale
