@@ -35,7 +35,7 @@ from index.faiss_index import GalleryIndex, build_index
 from index.features import all_value_features
 from index.pose_classifier import fit_on_train_split
 from index.pose_normalize import NORMALIZE_MODES, normalize_features
-from retrieval.metrics import PAPER_KS, criterion2_factors, second_criterion_factor
+from retrieval.metrics import PAPER_KS, criterion2_factors, default_criterion2
 from retrieval.protocol import sample_queries, score
 
 
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         speed_images = gallery.images[: min(args.speed_faces, len(gallery))]
         rates = build_speed(generator, speed_images, modes, classifier, layer, args.batch_size, args.rounds)
 
-        also = criterion2_factors(args.criterion2) or (second_criterion_factor(list(gallery.faces.columns), generator.edit_factor),)
+        also = criterion2_factors(args.criterion2) or default_criterion2(list(gallery.faces.columns), generator.edit_factor)
         queries = sample_queries(gallery, generator.edit_factor, args.queries, seed=args.seed)
         index_dir = Path(args.index_dir) if args.index_dir else Path(args.out).resolve().parent / f".{Path(args.out).stem}-indexes"
         vectors = query_vectors(generator, gallery, queries, args.views, args.batch_size)

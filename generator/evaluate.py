@@ -29,7 +29,8 @@ PAPER_TABLE1 = {"stage1_mse": 380.89, "stage2_mse": 369.16}
 SCALE = 4
 TABLE_FILE = "table.json"  # the manifest that marks an evaluation folder
 KIND = ArtifactKind("evaluation", TABLE_FILE, ("table.md", TABLE_FILE, "figure*.png"))  # what evaluate_generation writes
-PAIR_FIGURES = {"pose": "figure5_pairs.png", "accessory": "figure9_pairs.png", "completion": "figure10_pairs.png"}
+PAIR_FIGURES = {"pose": "figure5_pairs.png", "accessory": "figure9_pairs.png", "completion": "figure10_pairs.png",
+                "illumination": "figure_light_pairs.png"}
 
 
 def pair_errors(stage1: np.ndarray, stage2: np.ndarray, targets: np.ndarray) -> dict:

@@ -31,6 +31,8 @@ TASKS: dict[str, Task] = {
         "completion", "occluded", "mae", ("yes",), ("no",),
         description="§4.3: fill in the eyes hidden by a black bar (MAE against the uncertainty behind it)",
     ),
+    "illumination": Task("illumination", "illumination", "mse",
+                         description="the authors' third task: the same face under another light"),
 }
 
 

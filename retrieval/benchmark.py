@@ -57,8 +57,8 @@ from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from retrieval.fusion import DISTILLED_VIEWS, VIEWS, WEIGHTS, best_candidate, fused_ranking, settings
-from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, pose_change, recall_by_group,
-                               second_criterion_factor)
+from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, default_criterion2, pose_change,
+                               recall_by_group)
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.report_tables import report_markdown  # noqa: F401 (report.md, written here)
@@ -308,7 +308,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     k = max(config.ks)
     if len(gallery) < k:
         raise UserError(f"{faces.info.name}: the {config.split} gallery holds {len(gallery)} images, fewer than K={k}")
-    also = criterion2_factors(config.criterion2_factor) or (second_criterion_factor(list(gallery.faces.columns), edit),)
+    also = criterion2_factors(config.criterion2_factor) or default_criterion2(list(gallery.faces.columns), edit)
     for factor in also:
         if factor == edit or factor not in faces.factors:
             raise UserError(f"--criterion2: '{factor}' is not a factor to keep besides {edit} (factors of "
@@ -340,7 +340,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "queries": len(queries),
         "criterion2_factor": criterion2_label(also),
         "criterion2_factors": list(also),
-        "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))),
+        "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))) if also else 1,
         "pose_classifier_accuracy": run.pose_filter.accuracy,
         "pose_normalization_accuracy": kept_accuracy(run.normalized.kept, gallery.faces[edit].to_numpy()),
         "deep": ({"images": config.deep_images or "the gallery's own crops",

@@ -21,7 +21,7 @@ from facedata.faceset import pose_degrees
 PAPER_KS = (1, 5, 20)
 # The factor criterion 2 keeps in place, in order of preference (§4.1.2 uses illumination; cmu_faces
 # has no illumination and keeps the expression instead).
-SECOND_CRITERION_FACTORS = ("illumination", "expression")
+SECOND_CRITERION_FACTORS = ("illumination", "expression", "pose")
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,11 @@ def match_keys(query_columns: Sequence[np.ndarray], gallery_columns: Sequence[np
     return keys[:q], keys[q:]
 
 
-def second_criterion_factor(columns: Sequence[str], edit: str) -> str:
-    """The factor criterion 2 also asks to match: illumination, else expression (never the edited one)."""
-    for factor in SECOND_CRITERION_FACTORS:
-        if factor in columns and factor != edit:
-            return factor
-    raise UserError(
-        f"criterion 2 needs one of the factors {', '.join(SECOND_CRITERION_FACTORS)} besides '{edit}' "
-        f"(columns present: {', '.join(columns)})"
-    )
+def default_criterion2(columns: Sequence[str], edit: str) -> tuple[str, ...]:
+    """Criterion 2's default factor: the first of SECOND_CRITERION_FACTORS present besides the edited one
+    (illumination, else expression, else pose), as a 1-tuple; () where the faces vary in nothing else,
+    and criterion 2 is criterion 1 (e.g. relighting frontal faces)."""
+    return tuple(f for f in SECOND_CRITERION_FACTORS if f in columns and f != edit)[:1]
 
 
 def criterion2_factors(also: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -89,7 +85,9 @@ def criterion2_factors(also: str | Sequence[str] | None) -> tuple[str, ...] | No
 
 def criterion2_label(also: str | Sequence[str]) -> str:
     """Criterion 2's factors for a report: "illumination", "expression and session"."""
-    factors = criterion2_factors(also) or ()
+    factors = criterion2_factors(also) if also else ()
+    if not factors:
+        return "no other factor"
     return factors[0] if len(factors) == 1 else ", ".join(factors[:-1]) + " and " + factors[-1]
 
 
@@ -115,7 +113,8 @@ def criterion_keys(
     q_cols = [queries["identity"].to_numpy(), targets]
     g_cols = [gallery["identity"].to_numpy(), gallery[edit].to_numpy()]
     if criterion == 2:
-        factors = criterion2_factors(also) or (second_criterion_factor([c for c in queries.columns if c in gallery.columns], edit),)
+        factors = (criterion2_factors(also) if also else None) or default_criterion2(
+            [c for c in queries.columns if c in gallery.columns], edit)
         for factor in factors:
             if factor == edit:
                 raise UserError(f"criterion 2: '{factor}' is the edited factor; name another (e.g. expression)")

@@ -73,10 +73,13 @@ def report_markdown(record: dict) -> str:
         "",
         recall_table(rows[1], 1, with_paper=with_paper),
         "",
-        f"## Table 3 — criterion 2: also the query's {also}",
+        f"## Table 3 — criterion 2: also the query's {also}" if record.get("criterion2_factors", True) else
+        "## Table 3 — criterion 2",
         "",
         recall_table(rows[2], 2, with_paper=with_paper) if record.get("criterion2_values", 2) > 1 else
-        f"(not informative here: the gallery has a single {also}, so criterion 2 equals criterion 1)",
+        f"(not informative here: the gallery has a single {also}, so criterion 2 equals criterion 1)"
+        if record.get("criterion2_factors", True) else
+        f"(not informative here: the faces vary in nothing besides identity and {edit}, so criterion 2 equals criterion 1)",
         "",
         "## Side figures",
         "",

@@ -76,11 +76,6 @@ def test_criterion_two_keeps_the_expression_on_sets_without_illumination():
     assert correct_matrix(np.array([[0, 1, 4]]), qk[:1], gk).tolist() == [[False, True, False]]
 
 
-def test_criterion_two_without_a_second_factor_is_a_user_error():
-    with pytest.raises(UserError, match="criterion 2"):
-        criterion_keys(QUERIES[["identity"]], TARGETS, GALLERY[["identity", "pose"]], "pose", criterion=2)
-
-
 def test_queries_with_no_correct_gallery_item_are_misses_and_are_counted():
     queries = pd.DataFrame({"identity": ["a", "z"], "pose": ["0", "0"], "illumination": ["01", "01"]})
     qk, gk = criterion_keys(queries, TARGETS, GALLERY, "pose")
@@ -132,3 +127,16 @@ def test_criterion_two_can_ask_for_several_factors_at_once():
     assert criterion2_label(("expression", "session")) == "expression and session"
     with pytest.raises(UserError, match="'pose' is the edited factor"):
         criterion_keys(queries, TARGETS, gallery, "pose", criterion=2, also="pose")
+
+
+def test_criterion2_defaults_to_light_then_expression_then_pose_and_is_criterion1_without_any():
+    from retrieval.metrics import default_criterion2
+
+    assert default_criterion2(["identity", "pose", "illumination"], "pose") == ("illumination",)
+    assert default_criterion2(["identity", "pose", "illumination"], "illumination") == ("pose",)
+    assert default_criterion2(["identity", "illumination"], "illumination") == ()
+    faces = pd.DataFrame({"identity": ["a", "a", "b"], "illumination": ["L0", "L1", "L1"]})
+    first = criterion_keys(faces.iloc[[0]], np.array(["L1"]), faces, "illumination", criterion=1)
+    second = criterion_keys(faces.iloc[[0]], np.array(["L1"]), faces, "illumination", criterion=2)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert criterion2_label(()) == "no other factor"

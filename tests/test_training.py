@@ -17,6 +17,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from generator import train as train_module
 from generator.checkpoint import load_checkpoint, read_info
+from generator.inference import Generator
 from generator.tasks import get_task, task_pairs
 from generator.train import TrainConfig, TrainingDiverged, make_optimizer, train
 
@@ -186,6 +187,20 @@ def test_paper_optimizer_scales_the_lr_to_the_mean_reduced_loss():
 def test_unknown_task_lists_the_valid_ones():
     with pytest.raises(UserError, match="valid: pose, accessory, completion"):
         TrainConfig(task="age").resolved()
+
+
+def test_illumination_pairs_change_the_light_alone_and_train_a_relighting_model(tmp_path):
+    faces = tiny_faceset(illuminations=3)
+    pairs = task_pairs(get_task("illumination"), faces)
+    table = faces.faces.reset_index(drop=True)
+    source, target = table.iloc[pairs[:, 0]], table.iloc[pairs[:, 1]]
+    assert len(pairs) == len(faces) * 2  # each face to the 2 other lights
+    assert (source["illumination"].to_numpy() != target["illumination"].to_numpy()).all()
+    assert (source[["identity", "pose"]].to_numpy() == target[["identity", "pose"]].to_numpy()).all()
+    train(faces, quick(task="illumination", epochs=1, max_pairs=16), tmp_path / "run", progress=False)
+    generator = Generator.load(tmp_path / "run", "cpu")
+    assert generator.edit_factor == "illumination" and generator.vocabulary == ("L0", "L1", "L2")
+    assert generator.generate(faces.images[:2], "L2")[1].shape == (2, 16, 16)
 
 
 def test_completion_pairs_go_from_occluded_to_clear_and_train_with_mae(tmp_path):

@@ -12,7 +12,7 @@ from rbg.cli.face_options import face_options
 
 @click.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder (train split trains, val split validates; test is never read).")
-@click.option("--task", default="pose", show_default=True, help="pose, accessory or completion.")
+@click.option("--task", default="pose", show_default=True, help="pose, accessory, completion or illumination.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; re-running the same command resumes it.")
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
               help="paper: §3's network; skip: stage 1 as a 4-scale encoder-decoder with skip connections (beyond the paper).")
@@ -107,12 +107,14 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
 @click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion, e.g. no (for a completion model).")
+@click.option("--illumination", default=None, help="Target light, e.g. 07 (for an illumination model).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The stage-2 image: .png, .jpg or .jpeg.")
 @click.option("--both-stages", is_flag=True, help="Also write OUT's stem + '_stage1' + its suffix.")
 @click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="Upscale the image (nearest) by this factor.")
 @click.option("--device", default="auto", show_default=True)
 @face_options
-def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None, out: Path,
+def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None,
+             illumination: str | None, out: Path,
              both_stages: bool, scale: int, device: str, align: bool | None, face: int) -> None:
     """Edit one face: IMAGE (a photo, its face found and eye-aligned, see --align; or FACESET:ROW) → OUT (PNG or JPEG)."""
     import warnings
@@ -131,7 +133,7 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         image_format(path)
         check_output_file(path)
     generator = Generator.load(model, device)
-    target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded)
+    target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = load_query_image(str(image), tuple(generator.image_size), align=align, face=face).image

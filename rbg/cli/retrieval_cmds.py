@@ -131,6 +131,7 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
 @click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
 @click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion (for a completion model).")
+@click.option("--illumination", default=None, help="Target light (for an illumination model).")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Gallery faces per query.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="One IMAGE: the grid (.png or .jpg). --batch: the results CSV.")
 @click.option("--batch", "batch_csv", type=click.Path(path_type=Path), default=None, help="CSV of queries: columns path, target[, k].")
@@ -140,7 +141,7 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @face_options
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
-          occluded: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
+          occluded: str | None, illumination: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
           gallery: Path | None, device: str, batch_size: int, align: bool | None, face: int) -> None:
     """Find the person of IMAGE in the target pose (or accessory): generate, extract, search.
 
@@ -164,8 +165,9 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     if batch_csv is not None:
         if out is None:
             raise UserError("--batch needs --out RESULTS.csv for the results table")
-        if any(v is not None for v in (pose, accessory, occluded)):
-            raise UserError("with --batch the targets come from the CSV's target column; drop --pose/--accessory/--occluded")
+        if any(v is not None for v in (pose, accessory, occluded, illumination)):
+            raise UserError("with --batch the targets come from the CSV's target column; drop "
+                            "--pose/--accessory/--occluded/--illumination")
     elif grid is not None:
         raise UserError("--grid goes with --batch; for one IMAGE the grid is --out GRID.png")
     picture = grid if batch_csv is not None else out
@@ -188,7 +190,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
             share = 100 * known.astype(bool).mean()
             click.echo(f"  right person in the target value at rank 1: {share:.1f} % of the {len(known)} queries of known identity")
     else:
-        target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded)
+        target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
         source = _with_warnings(lambda: load_query_image(image, tuple(generator.image_size), align=align, face=face))
         result = query_images(generator, index, [source], target, k, batch_size)
         edit = generator.edit_factor

@@ -185,12 +185,14 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         pose: str | None = Form(None, description="Same as target, for a pose model"),
         accessory: str | None = Form(None, description="Same as target, for an accessory model"),
         occluded: str | None = Form(None, description="Same as target, for a completion model"),
+        illumination: str | None = Form(None, description="Same as target, for an illumination model"),
         k: int = Form(5, description="How many gallery faces to return"),
         align: str = Form("auto", description="auto: detect and eye-align the face of a photo not already of the "
                                               "model's size (as rbg query); yes; no: resize the whole image"),
         face: int = Form(1, description="With alignment: the face-th largest face of the photo"),
     ):
-        canonical = edit_target(engine.generator, target, options=False, pose=pose, accessory=accessory, occluded=occluded)
+        canonical = edit_target(engine.generator, target, options=False, pose=pose, accessory=accessory,
+                                occluded=occluded, illumination=illumination)
         if not 1 <= k <= max_k:
             raise UserError(f"k={k} is out of range (use 1 ≤ k ≤ {max_k})")
         if (image is None) == (row is None):
