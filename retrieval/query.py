@@ -234,6 +234,13 @@ def keep_ranks(result: QueryResult, ks: Sequence[int | None]) -> QueryResult:
                        result.edit_factor, result.k)
 
 
+def query_image(generator, index: GalleryIndex, spec: str, target: str, k: int, batch_size: int = 256,
+                align: bool | None = None, face: int = 1) -> QueryResult:
+    """One query: the face of an image file or FACESET:ROW (load_query_image), generated in `target` and searched."""
+    source = load_query_image(spec, tuple(generator.image_size), align=align, face=face)
+    return query_images(generator, index, [source], target, k, batch_size)
+
+
 def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256,
               align: bool | None = None, face: int = 1) -> QueryResult:
     """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""

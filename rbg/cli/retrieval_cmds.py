@@ -157,7 +157,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
-    from retrieval.query import load_query_image, open_galleries, query_csv, query_images
+    from retrieval.query import open_galleries, query_csv, query_image
     from retrieval.search import edit_target, open_index
 
     if (image is None) == (batch_csv is None):
@@ -191,10 +191,9 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
             click.echo(f"  right person in the target value at rank 1: {share:.1f} % of the {len(known)} queries of known identity")
     else:
         target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
-        source = _with_warnings(lambda: load_query_image(image, tuple(generator.image_size), align=align, face=face))
-        result = query_images(generator, index, [source], target, k, batch_size)
-        edit = generator.edit_factor
-        truth = f" ({source.truth.get('identity')}, {edit} {source.truth.get(edit, '?')})" if source.truth else ""
+        result = _with_warnings(lambda: query_image(generator, index, image, target, k, batch_size, align, face))
+        edit, known = generator.edit_factor, result.truth[0]
+        truth = f" ({known.get('identity')}, {edit} {known.get(edit, '?')})" if known else ""
         click.echo(f"query {image}{truth} → {edit} {target}: top {k} of {len(index)} gallery faces")
         click.echo(_printable(result.table, generator.edit_factor))
     if picture is not None:
