@@ -139,6 +139,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "scale": _benchmark_markdown("bench_scale"),
     "compact": _benchmark_markdown("bench_compact"),
     "scale-views": _benchmark_markdown("bench_scale_views"),
+    "half": _benchmark_markdown("bench_half"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -91,10 +92,20 @@ def format_pose(degrees: float) -> str:
 MIRRORED_NAMES = {"left": "right", "right": "left"}  # named values that swap under a left-right flip
 
 
+LIGHT_DIRECTION = re.compile(r"^A([+-])(\d{3})E([+-]\d{2})$")  # Yale B's light names: azimuth, elevation in degrees
+
+
 def mirror_value(value: str) -> str:
-    """The value a face takes when flipped left-right: yaw −p for p, left for right, others unchanged."""
+    """The value a face takes when flipped left-right: yaw −p for p, left for right, a light's azimuth
+    negated (Yale B's A+050E+20 ↔ A-050E+20), others unchanged."""
     degrees = pose_degrees(value)
-    return format_pose(-degrees) if degrees is not None else MIRRORED_NAMES.get(value, value)
+    if degrees is not None:
+        return format_pose(-degrees)
+    light = LIGHT_DIRECTION.match(value)
+    if light:
+        sign, azimuth, elevation = light.groups()
+        return f"A{'-' if sign == '+' and azimuth != '000' else '+'}{azimuth}E{elevation}"
+    return MIRRORED_NAMES.get(value, value)
 
 
 def sorted_vocabulary(values: Iterable[str]) -> tuple[str, ...]:

@@ -243,8 +243,9 @@ def test_open_refuses_val_people_that_disagree_with_the_faces_table(tmp_path):
         FaceSet.open(tmp_path / "fs")
 
 
-def test_a_left_right_flip_mirrors_yaws_and_named_sides_only():
+def test_a_left_right_flip_mirrors_yaws_named_sides_and_light_azimuths_only():
     from facedata.faceset import mirror_value
 
     assert [mirror_value(v) for v in ("+45", "-30", "0", "left", "right", "up", "sunglasses")] == \
         ["-45", "+30", "0", "right", "left", "up", "sunglasses"]
+    assert [mirror_value(v) for v in ("A+050E+20", "A-110E-20", "A+000E+90")] == ["A-050E+20", "A+110E-20", "A+000E+90"]
