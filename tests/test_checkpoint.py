@@ -209,7 +209,7 @@ def test_a_checkpoint_without_its_model_hash_is_refused_unless_it_is_of_format_1
             load_checkpoint(path)
 
 
-@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory"])
+@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory", "synthpie-illumination"])
 def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
     folder = shipped_model(name)
     with warnings.catch_warnings():
@@ -221,7 +221,7 @@ def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
 
 # -- shipped checkpoints by name ------------------------------------------------------------------
 def test_the_package_ships_the_pose_and_accessory_models_inside_the_generator_package():
-    assert shipped_names() == ("synthpie-accessory", "synthpie-pose")
+    assert shipped_names() == ("synthpie-accessory", "synthpie-illumination", "synthpie-pose")
     package = Path(generator.__file__).resolve().parent
     for name in shipped_names():
         assert shipped_model(name).resolve() == package / "shipped" / name
@@ -251,7 +251,7 @@ def test_a_folder_that_exists_wins_over_a_shipped_name(saved, tmp_path, monkeypa
 def test_a_name_that_is_neither_a_folder_nor_shipped_is_refused_listing_the_shipped_names(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match=rf"^{name}: no such checkpoint folder, nor a shipped model's name "
-                                              r"\(synthpie-accessory, synthpie-pose\)$"):
+                                              r"\(synthpie-accessory, synthpie-illumination, synthpie-pose\)$"):
         load_checkpoint(name)
 
 
@@ -286,3 +286,13 @@ def test_weights_stored_as_float16_take_half_the_bytes_and_load_back_as_float32(
     assert half.checkpoint_hash == written.model_sha256 != full.checkpoint_hash
     assert all(p.dtype == torch.float32 for p in half.model.parameters())
     assert abs(half.generate(images, "+30")[1] - expected).max() < 2.0  # 0–255 scale
+
+
+def test_the_shipped_weights_are_float16_and_take_at_most_20_mb_together():
+    from safetensors.torch import load_file
+
+    from generator.shipped import shipped_names
+
+    files = [shipped_model(name) / "model.safetensors" for name in shipped_names()]
+    assert all(t.dtype == torch.float16 for f in files for t in load_file(str(f)).values())
+    assert sum(f.stat().st_size for f in files) <= 20 * 1024 * 1024
