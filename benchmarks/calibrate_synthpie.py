@@ -71,7 +71,7 @@ def main(spreads, ambient, light_range, queries, val_people, seed, out):
         train, gallery = calibration_splits(faces, paper_train_people())
         qs = sample_queries(gallery, "pose", queries, seed=seed)
         pose_filter = fit_pose_filter(train, gallery, qs)
-        report, _ = score(rank_by_pixels(gallery, qs, pose_filter, k=20), qs, gallery, criterion=1)
+        report, _ = score(rank_by_pixels(gallery, qs, pose_filter.gallery_pred, k=20), qs, gallery, criterion=1)
         r = report.percent()
         rows.append({"identity_spread": spread, "ambient": config.ambient, "light_range": config.light_range,
                      "gallery": f"val: ids {gallery.identities()[0]}..{gallery.identities()[-1]}", "recall": r, "pose_accuracy": pose_filter.accuracy, "render_seconds": render_s})

@@ -125,9 +125,7 @@ def _images_and_features(model: TwoStageGenerator, norm: Normalization, x: torch
     decoder's input and the default feature layer, so the query's image costs nothing beside its features."""
     n = len(x)
     middle = model.stage2.middle_maps(x, coarse)
-    out = model.stage2.decoder(middle)
-    refined = out + coarse if model.config.refiner == "residual" else out
-    image = norm.invert(refined, stats)
+    image = norm.invert(model.stage2.decode(middle, coarse), stats)
     features = {
         "stage2.mid": lambda: middle,
         "stage2.mid128": lambda: model.stage2.middle_maps(x, coarse, convs=3),

@@ -250,9 +250,12 @@ class Stage2(nn.Module):
     def refine_and_describe(self, sources: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The refined images and, with a DescriptorHead, the descriptors of them, from one pass."""
         middle = self.middle_maps(sources, coarse)
+        return self.decode(middle, coarse), (self.descriptor(middle) if self.descriptor is not None else None)
+
+    def decode(self, middle: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """The refined images from the middle maps (and stage 1's images, which a residual refiner corrects)."""
         out = self.decoder(middle)
-        refined = out + coarse if self.config.refiner == "residual" else out
-        return refined, (self.descriptor(middle) if self.descriptor is not None else None)
+        return out + coarse if self.config.refiner == "residual" else out
 
 
 class TwoStageGenerator(nn.Module):

@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from retrieval.baselines import reconstruction_features, two_step_rank
+from retrieval.baselines import two_step_rank
 from retrieval.fusion import fused_ranking
 from retrieval.multi_view import rank_among
+from retrieval.two_step import rank_by_generator_features, rank_by_pixels
 
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
 OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
@@ -55,15 +56,13 @@ class Method:
 # -- rankings ---------------------------------------------------------------------------------------
 def pixels_among(run, among: np.ndarray) -> np.ndarray:
     """2-step (a): the survivors ranked by L2-normalized raw pixels."""
-    vectors = run.pixel_vectors
-    return two_step_rank(vectors[run.queries.positions], vectors, among, run.queries.targets, run.k)
+    return rank_by_pixels(run.gallery, run.queries, among, run.k)
 
 
 def reconstruction_among(run, among: np.ndarray) -> np.ndarray:
     """2-step (b): the survivors ranked by the 2nd network's features of each face regenerated in its predicted pose."""
-    vectors = reconstruction_features(run.generator, run.gallery.images, among, layer=run.config.layer,
+    return rank_by_generator_features(run.generator, run.gallery, run.queries, among, run.k, layer=run.config.layer,
                                       batch_size=run.config.batch_size)
-    return two_step_rank(vectors[run.queries.positions], vectors, among, run.queries.targets, run.k)
 
 
 def descriptor_among(run, among: np.ndarray) -> np.ndarray:

@@ -52,7 +52,6 @@ from index.faiss_index import GalleryIndex, IndexConfig
 from index.features import compute_feature_chunks
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
-from retrieval.baselines import pixel_vectors
 from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED, SECOND_NET_DEEP, TRUE
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
@@ -61,7 +60,7 @@ from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, d
                                recall_by_group)
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import QuerySet, sample_queries, score
-from retrieval.report_tables import report_markdown  # noqa: F401 (report.md, written here)
+from retrieval.report_tables import report_markdown
 from retrieval.search import Found, search_by_generation
 from retrieval.two_step import fit_pose_filter, gallery_descriptors, true_pose_filter
 
@@ -204,10 +203,6 @@ class BenchRun:
     @cached_property
     def true_filter(self):
         return true_pose_filter(self.gallery, self.queries)
-
-    @cached_property
-    def pixel_vectors(self) -> np.ndarray:
-        return pixel_vectors(self.gallery.images)
 
     @cached_property
     def descriptors(self) -> tuple[np.ndarray, np.ndarray] | None:

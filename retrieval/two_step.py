@@ -47,17 +47,19 @@ def true_pose_filter(gallery: FaceSet, queries: QuerySet) -> PoseFilter:
     return PoseFilter(classifier=None, gallery_pred=truth, query_pred=truth[queries.positions], accuracy=1.0)
 
 
-def rank_by_pixels(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int) -> np.ndarray:
-    """Baseline (a): survivors of the pose filter ranked by L2-normalized raw pixels; (q, k) rows."""
+def rank_by_pixels(gallery: FaceSet, queries: QuerySet, among: np.ndarray, k: int) -> np.ndarray:
+    """Baseline (a): the gallery rows whose value in `among` (a filter's gallery_pred) is the query's target,
+    ranked by L2-normalized raw pixels; (q, k) rows."""
     vectors = pixel_vectors(gallery.images)
-    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)
+    return two_step_rank(vectors[queries.positions], vectors, among, queries.targets, k)
 
 
-def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int,
+def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, among: np.ndarray, k: int,
                                layer: str | None = None, batch_size: int = 256) -> np.ndarray:
-    """Baseline (b): survivors ranked by the 2nd network's features of each image at its predicted pose."""
-    vectors = reconstruction_features(generator, gallery.images, pose_filter.gallery_pred, layer=layer, batch_size=batch_size)
-    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k)
+    """Baseline (b): the survivors of `among` ranked by the 2nd network's features of each image regenerated
+    in its value there (its predicted pose)."""
+    vectors = reconstruction_features(generator, gallery.images, among, layer=layer, batch_size=batch_size)
+    return two_step_rank(vectors[queries.positions], vectors, among, queries.targets, k)
 
 
 def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size: int = 64,
@@ -71,14 +73,15 @@ def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size:
     return deep_descriptors(images, cache=cache, batch_size=batch_size)
 
 
-def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, pose_filter: PoseFilter, k: int,
+def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, among: np.ndarray, k: int,
                             cache: Path | None = None, batch_size: int = 64,
                             images: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Baseline "Deep" (Table 2): survivors ranked by dlib's 128-d ResNet face descriptor; ((q, k) rows, detected share).
+    """Baseline "Deep" (Table 2): the survivors of `among` ranked by dlib's 128-d ResNet face descriptor;
+    ((q, k) rows, detected share).
 
     `images` are the gallery's faces at their source resolution, (g, H', W') uint8 row for row (default:
     the gallery's own crops); dlib aligns them with its own landmarks. Needs the `deep` extra; the
     descriptors are cached in `cache` (keyed by the images).
     """
     vectors, found = gallery_descriptors(gallery, cache, batch_size, images)
-    return two_step_rank(vectors[queries.positions], vectors, pose_filter.gallery_pred, queries.targets, k), float(np.mean(found))
+    return two_step_rank(vectors[queries.positions], vectors, among, queries.targets, k), float(np.mean(found))

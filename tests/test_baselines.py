@@ -7,7 +7,6 @@ import pytest
 from fakes import POSES, FakeGenerator, face, tiny_gallery
 
 from facedata.errors import UserError
-from index.faiss_index import build_index
 from retrieval.baselines import (
     PoseClassifier,
     PoseClassifierConfig,
@@ -16,7 +15,6 @@ from retrieval.baselines import (
     two_step_rank,
     two_step_search,
 )
-from retrieval.metrics import criterion_keys, evaluate_ranking
 
 GALLERY = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.2], [1, 0.05]], np.float32)
 PREDICTED = np.array(["0", "+15", "0", "+15", "0"])

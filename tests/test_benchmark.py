@@ -134,7 +134,7 @@ def test_true_pose_row_returns_only_faces_in_the_target_pose(bench):
     root, record = bench
     gallery = FaceSet.open(record["data"]["path"]).split("test")
     queries = sample_queries(gallery, "pose", 30, seed=1)
-    ranked = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries), 4)  # 4 faces per pose
+    ranked = rank_by_pixels(gallery, queries, true_pose_filter(gallery, queries).gallery_pred, 4)  # 4 faces per pose
     poses = gallery.faces["pose"].to_numpy().astype(str)
     assert (ranked >= 0).all() and (poses[ranked] == queries.targets[:, None]).all()
 

@@ -87,7 +87,7 @@ def test_deep_ranking_keeps_only_rows_predicted_in_the_target_pose(model, tmp_pa
     predicted = np.array(["0", "+15", "0", "+15", "0", "+15", "0"])
     queries = QuerySet(positions=np.array([0, 2, 1]), targets=np.array(["+15", "0", "-45"]), edit="pose")
     pose_filter = PoseFilter(classifier=None, gallery_pred=predicted, query_pred=predicted[queries.positions], accuracy=0.0)
-    rows, _ = rank_by_deep_descriptor(gallery, queries, pose_filter, k=4, cache=tmp_path)
+    rows, _ = rank_by_deep_descriptor(gallery, queries, pose_filter.gallery_pred, k=4, cache=tmp_path)
     assert rows.shape == (3, 4)
     assert set(rows[0, :3]) == {1, 3, 5} and rows[0, 3] == -1  # 3 survivors, then padding
     assert set(rows[1]) == {0, 2, 4, 6} and rows[1, 0] == 2  # the query image itself comes first

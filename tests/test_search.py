@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fakes import POSES, FakeGenerator, save_untrained, tiny_gallery
+from fakes import FakeGenerator, save_untrained, tiny_gallery
 
 from facedata.errors import UserError
 from index.faiss_index import build_index
