@@ -130,6 +130,15 @@ def headline(records: Sequence[dict], files: Sequence[str]) -> str:
     return _table(head, cells) + f"\n\nFrom {names}; the command that made each is under its table in docs/results.md."
 
 
+def light_change(record: dict) -> str:
+    """Criterion-1 R@1 by the angle between source and target light, for the report's rows that have it."""
+    groups = record["light_change_angle"]["rows"]
+    bins = next(iter(groups.values()))
+    head = ["Method / features"] + [f"{g['angle_from']}–{min(g['angle_to'], 180)}° ({g['queries']} queries)" for g in bins]
+    cells = [[name] + [f"{100 * g['recall_at_1']:.1f}" for g in rows] for name, rows in groups.items()]
+    return _table(head, _bold_best(cells, range(1, len(head)))) + _made_by(record)
+
+
 LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "bench": bench_both,
     "bench-table2": bench_paper(1),
@@ -140,6 +149,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "compact": _benchmark_markdown("bench_compact"),
     "scale-views": _benchmark_markdown("bench_scale_views"),
     "half": _benchmark_markdown("bench_half"),
+    "light-change": light_change,
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,
