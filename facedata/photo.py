@@ -52,8 +52,8 @@ def choose_face(faces: list[DetectedFace], face: int, label: str, image_hw: tupl
     if face < 1:
         raise DataError(f"{label}: face {face} is not a face number (1 is the largest, 2 the next, …)")
     if not faces:
-        raise NoFaceError(f"{label}: no face found (dlib's frontal detector finds faces at least "
-                          f"{detect.smallest_findable(image_hw):.0f} px wide, turned less than about 45°)")
+        raise NoFaceError(f"{label}: no face found ({detect.describe()} finds faces at least "
+                          f"{detect.smallest_findable(image_hw):.0f} px wide{detect.turn_limit()})")
     if face > len(faces):
         raise NoFaceError(f"{label}: face {face} asked for, but {len(faces)} found (valid: 1..{len(faces)}, largest first)")
     chosen = faces[face - 1]
@@ -118,8 +118,9 @@ class AlignConfig:
         """One line for reports: what was aligned how."""
         c = self.crop
         which = "the largest face" if self.face == 1 else f"face {self.face} by size"
-        return (f"eye-aligned by dlib (HOG detector, 5 landmarks), {which}: eye distance {c.eye_distance}, "
-                f"eye line {c.eye_line}, eye to nose {c.eye_to_nose} of the {c.size}-px side")
+        return (f"eye-aligned by {self.detect.describe()} (dlib's 5 landmarks; a profile framed from its box), "
+                f"{which}: eye distance {c.eye_distance}, eye line {c.eye_line}, eye to nose {c.eye_to_nose} of the "
+                f"{c.size}-px side")
 
 
 def align_rows(photos, labels: list[str], config: AlignConfig = AlignConfig(),
