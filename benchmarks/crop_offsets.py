@@ -59,7 +59,7 @@ def corrected(table: pd.DataFrame, train: pd.Series) -> pd.DataFrame:
     out = table.copy()
     found = table["found"]
     for kind, group in table[found & train].groupby("kind"):
-        scale = float((group["scale"] / group["box_scale"]).pow(-1).median())  # dataset side per box width
+        scale = float((1 / group["box_scale"]).median())  # dataset side per box width
         ox = float(((0 - group["box_dx"]) / group["box_scale"]).median())  # dataset centre from box centre, box widths
         oy = float(((0 - group["box_dy"]) / group["box_scale"]).median())
         mask = found & (table["kind"] == kind)

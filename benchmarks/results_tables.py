@@ -151,6 +151,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "half": _benchmark_markdown("bench_half"),
     "light-change": light_change,
     "detect": _benchmark_markdown("detect_faces"),
+    "crop-offsets": _benchmark_markdown("crop_offsets"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,
