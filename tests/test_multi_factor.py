@@ -1,0 +1,154 @@
+"""Several attributes at once: pose and accessory edited together by one generator, one one-hot block each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from facedata.combined import combined_vocabulary, edited_factors, with_factor
+from facedata.errors import DataError, UserError
+from facedata.faceset import FaceSet
+from facedata.pairs import make_pairs
+from generator.checkpoint import read_info
+from generator.inference import Generator
+from generator.model import ModelConfig, TwoStageGenerator, attribute_code
+from generator.tasks import get_task
+from generator.train import TrainConfig, train
+from retrieval.search import edit_target
+
+POSES = ("-15", "0", "+15")
+ACCESSORIES = ("none", "glasses")
+
+
+def pose_accessory_faceset(identities: int = 4, size: int = 16, test_identities: int = 1, val_identities: int = 1,
+                           seed: int = 0) -> FaceSet:
+    """Disc faces whose centre moves with pose, with a dark bar over the eyes for glasses; radius by identity."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images, rows = [], []
+    for i in range(identities):
+        radius = 0.25 + 0.1 * rng.random()
+        split = "test" if i >= identities - test_identities else \
+            "val" if i >= identities - test_identities - val_identities else "train"
+        for pi, pose in enumerate(POSES):
+            for accessory in ACCESSORIES:
+                cx = 0.5 + (pi - 1) * 0.06
+                face = (xx - cx) ** 2 + (yy - 0.5) ** 2 < radius ** 2
+                image = 30 + 150 * face + rng.normal(0, 2, (size, size))
+                if accessory == "glasses":
+                    image[int(0.38 * size): int(0.46 * size), int((cx - 0.25) * size): int((cx + 0.25) * size)] = 10
+                images.append(np.clip(image, 0, 255).astype(np.uint8))
+                rows.append({"identity": f"id{i:02d}", "pose": pose, "accessory": accessory, "illumination": "07",
+                             "split": split})
+    return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny-pa",
+                               factors={"pose": POSES, "accessory": ACCESSORIES})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A pose+accessory model trained for a few steps on the tiny set (both stages)."""
+    out = tmp_path_factory.mktemp("multi") / "run"
+    config = TrainConfig(task="pose+accessory", epochs=1, max_pairs=48, batch_size=16, val_pairs=12, threads=1,
+                         device="cpu")
+    train(pose_accessory_faceset(), config, out, progress=False)
+    return out
+
+
+def test_combined_vocabulary_varies_the_last_factor_fastest():
+    assert combined_vocabulary([("a", "b"), ("x", "y", "z")]) == ("a/x", "a/y", "a/z", "b/x", "b/y", "b/z")
+    assert edited_factors("pose+accessory") == ("pose", "accessory")
+    assert edited_factors("pose") == ("pose",)
+
+
+def test_with_factor_adds_the_combined_column_whose_codes_are_mixed_radix():
+    faces = with_factor(pose_accessory_faceset(identities=2), "pose+accessory")
+    codes = faces.codes("pose+accessory")
+    assert np.array_equal(codes, faces.codes("pose") * len(ACCESSORIES) + faces.codes("accessory"))
+    assert faces.vocabulary("pose+accessory")[0] == "-15/none"
+
+
+def test_with_factor_refuses_a_factor_the_faces_lack():
+    with pytest.raises(DataError, match="'expression' is not a factor"):
+        with_factor(pose_accessory_faceset(identities=2), "pose+expression")
+
+
+def test_pairs_of_several_factors_share_identity_and_differ_in_at_least_one_edited_factor():
+    faces = pose_accessory_faceset(identities=2)
+    pairs = make_pairs(faces, "pose+accessory")
+    table = faces.faces.reset_index(drop=True)
+    src, tgt = table.iloc[pairs[:, 0]].reset_index(drop=True), table.iloc[pairs[:, 1]].reset_index(drop=True)
+    assert (src["identity"] == tgt["identity"]).all() and (src["illumination"] == tgt["illumination"]).all()
+    assert ((src["pose"] != tgt["pose"]) | (src["accessory"] != tgt["accessory"])).all()
+    values = len(POSES) * len(ACCESSORIES)
+    assert len(pairs) == 2 * values * (values - 1)  # every ordered pair of the 6 combinations, per person
+    assert ((src["pose"] != tgt["pose"]) & (src["accessory"] != tgt["accessory"])).any()
+
+
+def test_pairs_cannot_match_on_an_edited_factor():
+    with pytest.raises(DataError, match="cannot match on 'accessory'"):
+        make_pairs(pose_accessory_faceset(identities=2), "pose+accessory", match=("accessory",))
+
+
+def test_attribute_code_is_one_one_hot_block_per_factor():
+    config = ModelConfig(num_values=6, image_size=(16, 16), factor_sizes=(3, 2))
+    code = attribute_code(torch.tensor([0, 5, 3]), config, torch.float32)
+    assert code.tolist() == [[1, 0, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 0, 1]]
+    assert config.onehot_width == 5
+    assert TwoStageGenerator(config).stage1.attribute_encoder[0].in_features == 5
+
+
+def test_a_single_factor_config_keeps_the_papers_one_hot_and_manifest():
+    config = ModelConfig(num_values=7)
+    assert "factor_sizes" not in config.to_json()
+    assert attribute_code(torch.tensor([2]), config, torch.float32).tolist() == [[0, 0, 1, 0, 0, 0, 0]]
+    assert ModelConfig.from_json(ModelConfig(num_values=6, factor_sizes=(3, 2)).to_json()).factor_sizes == (3, 2)
+    with pytest.raises(ValueError, match="multiply to num_values"):
+        ModelConfig(num_values=7, factor_sizes=(3, 2))
+
+
+def test_combined_task_names_and_their_refusals():
+    assert get_task("pose+accessory").edit_factor == "pose+accessory"
+    with pytest.raises(UserError, match="'completion' cannot be combined"):
+        get_task("pose+completion")
+    with pytest.raises(UserError, match="appears twice"):
+        get_task("pose+pose")
+
+
+def test_the_shipped_single_factor_models_load_as_before():
+    generator = Generator.load("synthpie-pose", device="cpu")
+    assert generator.factors == ("pose",) and generator.factor_vocabularies == {"pose": generator.vocabulary}
+    manifest = json.loads((generator.path / "checkpoint.json").read_text())
+    assert "factor_vocabularies" not in manifest and "factor_sizes" not in manifest["architecture"]
+
+
+def test_a_checkpoint_records_a_vocabulary_per_factor(trained):
+    _, info = read_info(trained)
+    assert info.edit_factor == "pose+accessory"
+    assert info.factor_vocabularies == {"pose": POSES, "accessory": ACCESSORIES}
+    assert info.model_config.factor_sizes == (3, 2) and len(info.vocabulary) == 6
+
+
+def test_generate_takes_one_value_per_factor(trained):
+    generator = Generator.load(trained, device="cpu")
+    faces = pose_accessory_faceset(identities=1)
+    target = generator.combine_targets({"pose": "15", "accessory": "glasses"})
+    assert target == "+15/glasses"
+    stage1, stage2 = generator.generate(faces.images[:2], target)
+    assert stage1.shape == stage2.shape == (2, 16, 16)
+    assert generator.target_codes(["+15/glasses", "-15/none"]).tolist() == [5, 0]
+
+
+def test_a_factor_left_out_keeps_the_sources_value_or_must_be_given(trained):
+    generator = Generator.load(trained, device="cpu")
+    assert edit_target(generator, pose="+15", known={"accessory": "glasses"}) == "+15/glasses"
+    assert edit_target(generator, pose="+15", accessory="none") == "+15/none"
+    with pytest.raises(UserError, match="give --accessory VALUE"):
+        edit_target(generator, pose="+15")
+    with pytest.raises(UserError, match="unknown accessory 'hat'"):
+        edit_target(generator, pose="+15", accessory="hat")
+    with pytest.raises(UserError, match="--occluded does not apply"):
+        edit_target(generator, pose="+15", occluded="no")
