@@ -85,6 +85,14 @@ def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None,
     return _file_image(spec, _resolve(spec, base), size, align, face)
 
 
+def known_factors(spec: str, size: tuple[int, int]) -> dict:
+    """The factors a query face is known to have: a FACESET:ROW's row, {} for an image file (nothing read)."""
+    match = FACESET_ROW.match(str(spec).strip())
+    if match and _resolve(match["faceset"], None).is_dir():
+        return load_query_image(spec, size).truth
+    return {}
+
+
 def _resolve(path: str, base: Path | None) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() or base is None else base / candidate
@@ -213,7 +221,7 @@ def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, l
         "gallery": gallery_codes(faces)[found],
         "image_row": image_rows(faces)[found],
     })
-    for column in ("identity", *FACTOR_COLUMNS, f"kept_{edit}", "source"):
+    for column in dict.fromkeys(("identity", *FACTOR_COLUMNS, edit, f"kept_{edit}", "source")):  # edit: also a combined one
         if column in gallery.columns:
             table[column] = gallery[column].astype(str).to_numpy()
     known = table["query_identity"] != ""

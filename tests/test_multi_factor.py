@@ -152,3 +152,87 @@ def test_a_factor_left_out_keeps_the_sources_value_or_must_be_given(trained):
         edit_target(generator, pose="+15", accessory="hat")
     with pytest.raises(UserError, match="--occluded does not apply"):
         edit_target(generator, pose="+15", occluded="no")
+
+
+def rbg(*args):
+    from click.testing import CliRunner
+
+    from rbg.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def world(trained, tmp_path_factory):
+    """The tiny set on disk and a classifier-normalized index of its test person, built by the trained model."""
+    root = tmp_path_factory.mktemp("multi-world")
+    pose_accessory_faceset().write(root / "faces")
+    result = rbg("index", "build", "--model", trained, "--data", root / "faces", "--out", root / "index",
+                 "--normalize", "classifier")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_index_build_normalizes_over_both_factors_with_one_classifier_each(world):
+    from index.faiss_index import GalleryIndex
+    from index.factor_classifiers import FactorClassifiers
+
+    index = GalleryIndex.load(world / "index")
+    assert isinstance(index.pose_classifier, FactorClassifiers)
+    assert index.pose_classifier.factors == ("pose", "accessory")
+    assert set(index.faces["kept_pose+accessory"]) <= set(combined_vocabulary([POSES, ACCESSORIES]))
+    assert (index.faces["pose+accessory"] == index.faces["pose"] + "/" + index.faces["accessory"]).all()
+
+
+def test_full_normalization_generates_every_combination(trained, tmp_path):
+    from index.pose_normalize import pose_normalize
+
+    generator = Generator.load(trained, device="cpu")
+    faces = pose_accessory_faceset(identities=1)
+    normalized = pose_normalize(generator, faces.images[:2])
+    assert normalized.kept.shape == (2,) and normalized.kept.max() < len(POSES) * len(ACCESSORIES)
+
+
+def test_query_takes_a_pose_and_an_accessory_together(world):
+    result = rbg("query", "--index", world / "index", f"{world / 'faces'}:0", "--pose", "+15", "--accessory",
+                 "glasses", "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert "→ pose+accessory +15/glasses" in result.output
+
+
+def test_query_keeps_a_faceset_rows_accessory_when_only_the_pose_is_given(world):
+    row = 1  # id00, pose -15, glasses
+    result = rbg("query", "--index", world / "index", f"{world / 'faces'}:{row}", "--pose", "0", "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert "→ pose+accessory 0/glasses" in result.output
+
+
+def test_generate_writes_the_face_in_both_targets(trained, world, tmp_path):
+    out = tmp_path / "edited.png"
+    result = rbg("generate", "--model", trained, f"{world / 'faces'}:0", "--pose", "+15", "--accessory", "glasses",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("args, names", [
+    (("--pose", "+15"), "give --accessory VALUE"),
+    (("--pose", "+15", "--accessory", "hat"), "unknown accessory 'hat'"),
+    (("--pose", "+15", "--accessory", "none", "--occluded", "no"), "--occluded does not apply"),
+])
+def test_generate_refuses_a_missing_or_wrong_factor_in_one_line(trained, tmp_path, args, names):
+    image = tmp_path / "face.png"
+    from PIL import Image
+
+    Image.fromarray(pose_accessory_faceset(identities=1).images[0]).save(image)
+    result = rbg("generate", "--model", trained, image, *args, "--out", tmp_path / "out.png")
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.startswith("Error:")]
+    assert len(lines) == 1 and names in lines[0], result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_train_refuses_an_uncombinable_task_in_one_line(world, tmp_path):
+    result = rbg("train", "--data", world / "faces", "--task", "pose+completion", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and result.output.count("Error:") == 1, result.output
+    assert "'completion' cannot be combined" in result.output
