@@ -236,3 +236,14 @@ def test_train_refuses_an_uncombinable_task_in_one_line(world, tmp_path):
     result = rbg("train", "--data", world / "faces", "--task", "pose+completion", "--out", tmp_path / "run")
     assert result.exit_code == 2 and result.output.count("Error:") == 1, result.output
     assert "'completion' cannot be combined" in result.output
+
+
+def test_bench_scores_criterion1_as_identity_and_every_target_value(trained, tmp_path):
+    from retrieval.benchmark import BenchConfig, run_benchmark
+
+    faces = pose_accessory_faceset(identities=5, test_identities=2)
+    config = BenchConfig(queries=12, generation_pairs=6, grid_queries=2, batch_size=64, ks=(1, 5))
+    record = run_benchmark(Generator.load(trained, device="cpu"), faces, tmp_path / "report", config,
+                           cache=tmp_path / "cache")
+    assert record["model"]["edit"] == "pose+accessory"
+    assert (tmp_path / "report" / "report.json").is_file()
