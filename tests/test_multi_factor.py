@@ -247,3 +247,25 @@ def test_bench_scores_criterion1_as_identity_and_every_target_value(trained, tmp
                            cache=tmp_path / "cache")
     assert record["model"]["edit"] == "pose+accessory"
     assert (tmp_path / "report" / "report.json").is_file()
+
+
+def test_the_chained_baseline_runs_on_the_same_queries_as_ours(trained, world, tmp_path):
+    import bench_chained
+
+    singles = {}
+    for task in ("pose", "accessory"):
+        config = TrainConfig(task=task, epochs=1, max_pairs=24, batch_size=12, val_pairs=0, threads=1, device="cpu")
+        train(FaceSet.open(world / "faces"), config, tmp_path / task, progress=False)
+        singles[task] = tmp_path / task
+    bench_chained.main(["--data", str(world / "faces"), "--model", str(trained), "--pose-model", str(singles["pose"]),
+                        "--accessory-model", str(singles["accessory"]), "--queries", "10", "--out", str(tmp_path / "c")])
+    record = json.loads((tmp_path / "c" / "chained.json").read_text())
+    assert [row["method"].split(" (")[0] for row in record["rows"]] == ["ours", "chained", "chained, known skips"]
+    assert record["queries"] == 10 and record["gallery"] == 6
+
+
+def test_the_chained_baseline_refuses_models_of_other_factors(trained, world):
+    import bench_chained
+
+    with pytest.raises(UserError, match="give models of pose and accessory"):
+        bench_chained.run(bench_chained.ChainedConfig(str(world / "faces"), str(trained), str(trained), str(trained)))
