@@ -269,3 +269,46 @@ def test_the_chained_baseline_refuses_models_of_other_factors(trained, world):
 
     with pytest.raises(UserError, match="give models of pose and accessory"):
         bench_chained.run(bench_chained.ChainedConfig(str(world / "faces"), str(trained), str(trained), str(trained)))
+
+
+@pytest.fixture(scope="module")
+def served(trained, world):
+    """The HTTP app over the pose+accessory index of the tiny set."""
+    from fastapi.testclient import TestClient
+
+    from index.faiss_index import GalleryIndex
+    from rbg.serve.app import create_app
+    from rbg.serve.engine import QueryEngine
+
+    index = GalleryIndex.load(world / "index")
+    engine = QueryEngine(Generator.load(trained, device="cpu"), index, FaceSet.open(world / "faces"))
+    with TestClient(create_app(engine)) as client:
+        yield client
+
+
+def test_serve_info_lists_a_vocabulary_per_factor(served):
+    info = served.get("/info").json()
+    assert info["edit_factor"] == "pose+accessory"
+    assert info["factors"] == {"pose": list(POSES), "accessory": list(ACCESSORIES)}
+
+
+def test_serve_takes_a_target_per_factor_and_marks_hits_on_both(served):
+    answer = served.post("/query", data={"row": "0", "pose": "+15", "accessory": "glasses", "k": "3"}).json()
+    assert answer["target"] == "+15/glasses"
+    assert all(hit["correct"] is not None for hit in answer["results"])
+
+
+def test_serve_keeps_a_rows_own_accessory_when_only_the_pose_is_given(served):
+    assert served.post("/query", data={"row": "1", "pose": "0", "k": "2"}).json()["target"] == "0/glasses"
+
+
+def test_serve_refuses_an_upload_without_every_factor(served):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pose_accessory_faceset(identities=1).images[0]).save(buffer, format="PNG")
+    response = served.post("/query", files={"image": ("face.png", buffer.getvalue(), "image/png")},
+                           data={"pose": "+15", "align": "no"})
+    assert response.status_code == 400 and "give accessory VALUE" in response.json()["error"]
