@@ -312,3 +312,24 @@ def test_serve_refuses_an_upload_without_every_factor(served):
     response = served.post("/query", files={"image": ("face.png", buffer.getvalue(), "image/png")},
                            data={"pose": "+15", "align": "no"})
     assert response.status_code == 400 and "give accessory VALUE" in response.json()["error"]
+
+
+def test_table1_of_a_model_of_several_factors(trained, world, tmp_path):
+    result = rbg("eval", "generation", "--model", trained, "--data", world / "faces", "--out", tmp_path / "t1",
+                 "--pairs", "20")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "t1" / "table.json").read_text())
+    assert record["task"] == "pose+accessory" and record["pairs"] == 20
+
+
+def test_index_add_grows_an_index_of_several_factors(trained, world, tmp_path):
+    import shutil
+
+    shutil.copytree(world / "index", tmp_path / "index")
+    more = pose_accessory_faceset(identities=2, seed=3)
+    more.write(tmp_path / "more")
+    result = rbg("index", "add", "--index", tmp_path / "index", "--data", tmp_path / "more")
+    assert result.exit_code == 0, result.output
+    from index.faiss_index import GalleryIndex
+
+    assert len(GalleryIndex.load(tmp_path / "index")) == 6 + len(more.split("test"))  # the test split is added
