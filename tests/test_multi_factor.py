@@ -333,3 +333,15 @@ def test_index_add_grows_an_index_of_several_factors(trained, world, tmp_path):
     from index.faiss_index import GalleryIndex
 
     assert len(GalleryIndex.load(tmp_path / "index")) == 6 + len(more.split("test"))  # the test split is added
+
+
+def test_the_bench_filter_of_several_factors_is_one_classifier_per_factor(trained):
+    from index.factor_classifiers import FactorClassifiers
+    from retrieval.protocol import sample_queries
+    from retrieval.two_step import fit_pose_filter
+
+    faces = with_factor(pose_accessory_faceset(identities=5, test_identities=2), "pose+accessory")
+    gallery = faces.split("test")
+    found = fit_pose_filter(faces.split("train"), gallery, sample_queries(gallery, "pose+accessory", 8))
+    assert isinstance(found.classifier, FactorClassifiers)
+    assert set(found.gallery_pred) <= set(faces.vocabulary("pose+accessory"))
