@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from facedata.combined import with_factor
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
@@ -296,6 +297,8 @@ def open_gallery(index: GalleryIndex, path: str | Path | None = None, code: int 
             raise UserError(f"{root}: the folder of {added} is gone; put it back there to show its pictures")
         raise UserError(f"{root}: the gallery this index was built from is gone; give its new place (--gallery)")
     gallery = FaceSet.open(root)
+    if index.info.edit_factor:  # several edited factors: the combined column the build added, in the fingerprint too
+        gallery = with_factor(gallery, index.info.edit_factor)
     mine = gallery_codes(index.faces) == code
     faces, positions = index.faces[mine], image_rows(index.faces)[mine]
     option = "" if code else " (--gallery)"

@@ -345,3 +345,10 @@ def test_the_bench_filter_of_several_factors_is_one_classifier_per_factor(traine
     found = fit_pose_filter(faces.split("train"), gallery, sample_queries(gallery, "pose+accessory", 8))
     assert isinstance(found.classifier, FactorClassifiers)
     assert set(found.gallery_pred) <= set(faces.vocabulary("pose+accessory"))
+
+
+def test_query_draws_its_grid_from_the_gallery_of_an_index_of_several_factors(world, tmp_path):
+    result = rbg("query", "--index", world / "index", f"{world / 'faces'}:0", "--pose", "+15", "--accessory", "glasses",
+                 "-k", "2", "--out", tmp_path / "grid.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "grid.png").is_file()
