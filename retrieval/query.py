@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from facedata.combined import with_factor
+from facedata.combined import edited_factors, join_values, with_factor
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
@@ -192,10 +192,18 @@ def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], 
     found = search_by_generation(generator, index, images, list(targets), int(k), batch_size)
     distances, rows, generated = found.distances, found.rows, found.generated
     labels = tuple(q.label for q in queries)
-    truth = tuple(dict(q.truth) for q in queries)
+    truth = tuple(with_combined_value(q.truth, generator.edit_factor) for q in queries)
     table = result_table(index.faces, distances, rows, labels, targets, truth, generator.edit_factor)
     return QueryResult(table=table, queries=images, generated=generated, labels=labels, targets=targets,
                        truth=truth, edit_factor=generator.edit_factor, k=int(k))
+
+
+def with_combined_value(truth: dict, edit: str) -> dict:
+    """A query's known factors with the value of a combined edited factor added ("0/glasses"), where every part is known."""
+    parts = edited_factors(edit)
+    if len(parts) > 1 and edit not in truth and all(p in truth for p in parts):
+        return {**truth, edit: join_values([truth[p] for p in parts])}
+    return dict(truth)
 
 
 def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, labels: Sequence[str],

@@ -197,7 +197,7 @@ def test_query_takes_a_pose_and_an_accessory_together(world):
     result = rbg("query", "--index", world / "index", f"{world / 'faces'}:0", "--pose", "+15", "--accessory",
                  "glasses", "-k", "3")
     assert result.exit_code == 0, result.output
-    assert "→ pose+accessory +15/glasses" in result.output
+    assert "(id00, pose+accessory -15/none) → pose+accessory +15/glasses" in result.output
 
 
 def test_query_keeps_a_faceset_rows_accessory_when_only_the_pose_is_given(world):
