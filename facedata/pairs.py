@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from facedata.combined import edited_factors, with_factor
 from facedata.errors import DataError
 from facedata.faceset import FaceSet
 
@@ -21,10 +22,12 @@ def make_pairs(faces: FaceSet, edit: str, source_values: tuple[str, ...] | None 
     `source_values`/`target_values` restrict the edited factor on either side (e.g. the completion
     task pairs occluded="yes" sources with occluded="no" targets). `match` names the factors a pair
     must share (default: every factor but `edit`); the others may differ, e.g. KDEF's two sessions.
+    A combined `edit` ("pose+accessory") pairs faces that differ in at least one of its factors.
     """
-    if edit not in faces.factors:
+    if any(part not in faces.factors for part in edited_factors(edit)):
         raise DataError(f"{faces.info.name}: cannot pair on '{edit}': not a factor (present: {', '.join(faces.factors)})")
     keys = ["identity"] + pair_match_factors(faces, edit, match)
+    faces = with_factor(faces, edit)
     table = faces.faces[keys + [edit]].reset_index(drop=True)
     table["position"] = np.arange(len(table), dtype=np.int64)
     src = table if source_values is None else table[table[edit].isin(source_values)]
@@ -37,15 +40,17 @@ def make_pairs(faces: FaceSet, edit: str, source_values: tuple[str, ...] | None 
 
 
 def pair_match_factors(faces: FaceSet, edit: str, match: Sequence[str] | None) -> list[str]:
-    """The factors both faces of a pair share: `match` checked against the FaceSet, or all but `edit`."""
+    """The factors both faces of a pair share: `match` checked against the FaceSet, or all but the edited ones."""
+    edited = (edit, *edited_factors(edit))
     if match is None:
-        return [f for f in faces.factors if f != edit]
+        return [f for f in faces.factors if f not in edited]
     unknown = [f for f in match if f not in faces.factors]
     if unknown:
         raise DataError(f"{faces.info.name}: pair match factor '{unknown[0]}' is not a factor "
                         f"(factors: {', '.join(faces.factors)})")
-    if edit in match:
-        raise DataError(f"{faces.info.name}: a pair cannot match on '{edit}', the factor it edits")
+    shared = [f for f in match if f in edited]
+    if shared:
+        raise DataError(f"{faces.info.name}: a pair cannot match on '{shared[0]}', a factor it edits")
     return [f for f in faces.factors if f in match]
 
 

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from facedata.atomic import atomic_dir, default_file_mode
+from facedata.combined import combined_vocabulary
 from facedata.outputs import ArtifactKind
 from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
@@ -61,6 +62,12 @@ class CheckpointInfo:
     provenance: dict = field(default_factory=dict)
     weights_sha256: str = ""
     model_sha256: str = ""  # model_hash(): what a Generator, an index or a report names the model by
+    factor_vocabularies: dict = field(default_factory=dict)  # several edited factors: {factor: its values}, in order
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The edited factors: (edit_factor,) for one, the combined one's parts in block order for several."""
+        return tuple(self.factor_vocabularies) or (self.edit_factor,)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -73,6 +80,9 @@ class CheckpointInfo:
     def to_json(self) -> dict:
         record = asdict(self)
         record["vocabulary"] = list(self.vocabulary)
+        record["factor_vocabularies"] = {k: list(v) for k, v in self.factor_vocabularies.items()}
+        if not self.factor_vocabularies:  # one factor: the manifest as before
+            del record["factor_vocabularies"]
         record["format_version"] = FORMAT_VERSION
         return record
 
@@ -92,6 +102,8 @@ class CheckpointInfo:
                 provenance=dict(record.get("provenance", {})),
                 weights_sha256=str(record.get("weights_sha256", "")),
                 model_sha256=str(record.get("model_sha256", "")),
+                factor_vocabularies={str(k): tuple(str(x) for x in v)
+                                     for k, v in dict(record.get("factor_vocabularies", {})).items()},
             )
             Normalization.from_json(info.normalization)
             config = info.model_config
@@ -105,6 +117,11 @@ class CheckpointInfo:
             )
         if config.num_values != len(info.vocabulary):
             raise CheckpointError(f"{source}: one-hot width {config.num_values} ≠ vocabulary of {len(info.vocabulary)}")
+        blocks = tuple(len(v) for v in info.factor_vocabularies.values())
+        if blocks != config.factor_sizes or (blocks and tuple(info.vocabulary) != combined_vocabulary(
+                list(info.factor_vocabularies.values()))):
+            raise CheckpointError(f"{source}: factor vocabularies {dict(info.factor_vocabularies)} do not fit the "
+                                  f"one-hot blocks {list(config.factor_sizes)} and the vocabulary")
         return info
 
 
@@ -115,7 +132,8 @@ def model_hash(info: CheckpointInfo) -> str:
     (another vocabulary order, image size or mean/std) no longer matches the hash it records. Hashed
     in their JSON form, so the value is the same before and after writing the manifest.
     """
-    record = json.loads(json.dumps({name: getattr(info, name) for name in MODEL_FIELDS}))
+    fields = MODEL_FIELDS + (("factor_vocabularies",) if info.factor_vocabularies else ())  # one factor: as before
+    record = json.loads(json.dumps({name: getattr(info, name) for name in fields}))
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

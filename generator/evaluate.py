@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facedata.atomic import atomic_dir
+from facedata.combined import with_factor
 from facedata.contact_sheet import fit_text
 from facedata.faceset import FaceSet
 from facedata.outputs import ArtifactKind
@@ -47,6 +48,7 @@ def pair_errors(stage1: np.ndarray, stage2: np.ndarray, targets: np.ndarray) -> 
 
 def sample_test_pairs(generator: Generator, faces: FaceSet, count: int, seed: int) -> tuple[FaceSet, np.ndarray]:
     """The test split and up to `count` of its task pairs, drawn at random without replacement: (P, 2)."""
+    faces = with_factor(faces, generator.edit_factor)
     check_vocabulary(generator.info, generator.edit_factor, faces.vocabulary(generator.edit_factor), str(faces.root or faces.info.name))
     test = faces.split("test")
     match = generator.info.training.get("pair_match")  # the pairing rule the model was trained on

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from facedata.combined import VALUE_JOIN, join_values, split_value
 from facedata.errors import UserError
 from facedata.faceset import format_pose, pose_degrees
 from facedata.imageio import ImageConversionWarning, load_face
@@ -137,6 +138,12 @@ def _images_and_features(model: TwoStageGenerator, norm: Normalization, x: torch
     return image[:, 0], features.reshape(n, -1)
 
 
+def canonical_value(value: str, vocabulary: Sequence[str]) -> str:
+    """A factor value as `vocabulary` spells it: as given where listed, else a number as a signed pose ("30" → "+30")."""
+    degrees = pose_degrees(value)
+    return format_pose(degrees) if value not in vocabulary and degrees is not None else value
+
+
 class Generator:
     """A trained two-stage generator: edit one factor of faces, or read features for retrieval.
 
@@ -168,6 +175,9 @@ class Generator:
         self.task: str = info.task
         self.edit_factor: str = info.edit_factor
         self.vocabulary: tuple[str, ...] = tuple(info.vocabulary)
+        self.factors: tuple[str, ...] = info.factors  # the edited factors: (edit_factor,), or each one of several
+        self.factor_vocabularies: dict[str, tuple[str, ...]] = (
+            {f: tuple(v) for f, v in info.factor_vocabularies.items()} or {self.edit_factor: self.vocabulary})
         self.image_size: tuple[int, int] = info.image_size
         self.checkpoint_hash: str = checkpoint_hash
         self.device = device
@@ -216,10 +226,35 @@ class Generator:
         text = value.decode() if isinstance(value, bytes) else str(value)
         if text in lookup:
             return lookup[text]
-        degrees = pose_degrees(text)
-        if degrees is not None and format_pose(degrees) in lookup:
-            return lookup[format_pose(degrees)]
+        parts = split_value(text, len(self.factors))
+        if parts is not None:
+            spelled = join_values(canonical_value(part, self.factor_vocabularies[f]) for f, part in zip(self.factors, parts))
+            if spelled in lookup:
+                return lookup[spelled]
+        if len(self.factors) > 1:
+            raise UserError(f"unknown {self.edit_factor} '{text}' (give one value of each of "
+                            f"{', '.join(self.factors)}, joined by '{VALUE_JOIN}': e.g. {self.vocabulary[-1]})")
         raise UserError(f"unknown {self.edit_factor} '{text}' (valid: {', '.join(self.vocabulary)})")
+
+    def combine_targets(self, values: dict[str, str | None], known: dict | None = None, given_as=str) -> str:
+        """One target value from a value per edited factor ({"pose": "+30", "accessory": "sunglasses"}), checked.
+
+        A factor left out (None) keeps the source's value from `known` (the query face's factors, where it
+        came from a FaceSet); unknown there, it is a UserError asking for it by `given_as(factor)`.
+        """
+        chosen = []
+        for factor in self.factors:
+            value = values.get(factor)
+            value = value if value is not None else (known or {}).get(factor)
+            valid = self.factor_vocabularies[factor]
+            if value is None:
+                raise UserError(f"the model edits {' and '.join(self.factors)}: give {given_as(factor)} VALUE "
+                                f"(valid: {', '.join(valid)})")
+            spelled = canonical_value(str(value), valid)
+            if spelled not in valid:
+                raise UserError(f"unknown {factor} '{value}' (valid: {', '.join(valid)})")
+            chosen.append(spelled)
+        return join_values(chosen)
 
     # -- generation -------------------------------------------------------------------------------
     def generate(self, images: np.ndarray, targets, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,18 +25,23 @@ REFINERS = ("paper", "residual")  # stage 2 as §3.2 states it, or adding its ou
 class ModelConfig:
     """Shape of the network: the one-hot width and the image size; the layer widths are the paper's."""
 
-    num_values: int  # V: size of the edited factor's vocabulary = one-hot width
+    num_values: int  # V: size of the edited factor's vocabulary (several factors: of every combination)
     image_size: tuple[int, int] = (32, 32)  # (H, W), both even
     attribute_maps: int = 7  # §3.1: FC(1792) reshaped to 7 maps of 16×16
     attribute_hidden: int = 512  # §3.1: FC(512)
     arch: str = "paper"  # "skip": stage 1 with a deeper encoder and skip connections (Stage1Skip)
     refiner: str = "paper"  # "residual": stage 2 outputs a correction added to stage 1's image
     descriptor_dim: int = 0  # > 0: stage 2 also predicts a face descriptor of this width (DescriptorHead)
+    factor_sizes: tuple[int, ...] = ()  # several edited factors: each one's vocabulary size, one one-hot block each
 
     def __post_init__(self) -> None:
         h, w = self.image_size
+        object.__setattr__(self, "factor_sizes", tuple(int(s) for s in self.factor_sizes))
         if self.num_values < 1:
             raise ValueError(f"num_values must be ≥ 1, got {self.num_values}")
+        if self.factor_sizes and (min(self.factor_sizes) < 1 or int(np.prod(self.factor_sizes)) != self.num_values):
+            raise ValueError(f"factor_sizes {list(self.factor_sizes)} must be ≥ 1 each and multiply to num_values "
+                             f"{self.num_values}")
         if self.arch not in ARCHES:
             raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
         if self.refiner not in REFINERS:
@@ -46,6 +52,11 @@ class ModelConfig:
         if h < step or w < step or h % step or w % step:
             rule = "even and ≥ 2" if step == 2 else f"a multiple of {step} (arch {self.arch})"
             raise ValueError(f"image_size must be {rule}, got {self.image_size}")
+
+    @property
+    def onehot_width(self) -> int:
+        """Width of the attribute code: V for one factor, the sum of the blocks' sizes for several."""
+        return sum(self.factor_sizes) if self.factor_sizes else self.num_values
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -64,6 +75,7 @@ class ModelConfig:
             "arch": self.arch,
             **({"refiner": self.refiner} if self.refiner != "paper" else {}),  # older checkpoints: the paper's
             **({"descriptor_dim": self.descriptor_dim} if self.descriptor_dim else {}),  # older ones: no head
+            **({"factor_sizes": list(self.factor_sizes)} if self.factor_sizes else {}),  # one factor: none
         }
 
     @classmethod
@@ -76,7 +88,23 @@ class ModelConfig:
             arch=str(record.get("arch", "paper")),
             refiner=str(record.get("refiner", "paper")),
             descriptor_dim=int(record.get("descriptor_dim", 0)),
+            factor_sizes=tuple(int(v) for v in record.get("factor_sizes", ())),
         )
+
+
+def attribute_code(codes: torch.Tensor, config: ModelConfig, dtype: torch.dtype) -> torch.Tensor:
+    """(n,) int64 target codes → (n, onehot_width) attribute codes: the paper's one-hot for one factor.
+
+    For several factors a code is the mixed-radix number of the per-factor codes (the last factor
+    varying fastest, facedata.combined) and the attribute code is one one-hot block per factor, side by side.
+    """
+    if not config.factor_sizes:
+        return F.one_hot(codes, config.num_values).to(dtype)
+    blocks, rest = [], codes
+    for size in reversed(config.factor_sizes):
+        blocks.append(F.one_hot(rest % size, size))
+        rest = torch.div(rest, size, rounding_mode="floor")
+    return torch.cat(blocks[::-1], dim=1).to(dtype)
 
 
 def unpool2x2(x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +145,7 @@ class Stage1(nn.Module):
         self.image_encoder = nn.Sequential(*conv_relu(1, 64, 64), nn.MaxPool2d(2))
         # one-hot(V) → FC(512)-ReLU-FC(7·H/2·W/2)-ReLU, reshaped to (n,7,H/2,W/2)
         self.attribute_encoder = nn.Sequential(
-            nn.Linear(config.num_values, config.attribute_hidden),
+            nn.Linear(config.onehot_width, config.attribute_hidden),
             nn.ReLU(inplace=True),
             nn.Linear(config.attribute_hidden, k * h * w),
             nn.ReLU(inplace=True),
@@ -129,7 +157,7 @@ class Stage1(nn.Module):
 
     def attribute_maps(self, codes: torch.Tensor) -> torch.Tensor:
         """(n,) int64 target codes → (n, 7, H/2, W/2) maps (Figure 4); independent of the image."""
-        onehot = F.one_hot(codes, self.config.num_values).to(self.attribute_encoder[0].weight.dtype)
+        onehot = attribute_code(codes, self.config, self.attribute_encoder[0].weight.dtype)
         return self.attribute_encoder(onehot).view(len(codes), self.config.attribute_maps, *self.config.map_size)
 
     def fused(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -155,7 +183,7 @@ class Stage1Skip(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        k, (h, w), v = config.attribute_maps, config.map_size, config.num_values
+        k, (h, w), v = config.attribute_maps, config.map_size, config.onehot_width
         c0, c1, c2 = self.widths
         self.enc0 = nn.Sequential(*conv_relu(1, c0, c0))
         self.enc1 = nn.Sequential(nn.MaxPool2d(2), *conv_relu(c0, c1, c1))
@@ -172,7 +200,7 @@ class Stage1Skip(nn.Module):
 
     def attribute_maps(self, codes: torch.Tensor) -> torch.Tensor:
         """(n,) int64 target codes → (n, 7, H/8, W/8) maps; independent of the image."""
-        onehot = F.one_hot(codes, self.config.num_values).to(self.attribute_encoder[0].weight.dtype)
+        onehot = attribute_code(codes, self.config, self.attribute_encoder[0].weight.dtype)
         return self.attribute_encoder(onehot).view(len(codes), self.config.attribute_maps, *self.config.map_size)
 
     def fused(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -182,7 +210,7 @@ class Stage1Skip(nn.Module):
 
     def forward(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(n,1,H,W) standardized sources, (n,) codes → (n,1,H,W) standardized coarse images."""
-        onehot = F.one_hot(codes, self.config.num_values).to(images.dtype)[:, :, None, None]
+        onehot = attribute_code(codes, self.config, images.dtype)[:, :, None, None]
 
         def up_with(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from facedata.combined import combined_name, edited_factors
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.pairs import make_pairs
@@ -36,10 +37,25 @@ TASKS: dict[str, Task] = {
 }
 
 
+COMBINABLE = ("pose", "accessory", "illumination")  # tasks whose factor any value may be edited to and from
+
+
 def get_task(name: str) -> Task:
-    """The task called `name`; an unknown name is a UserError listing the known ones."""
+    """The task called `name`, or several combinable tasks joined by "+" ("pose+accessory": both edited at once).
+
+    An unknown name is a UserError listing the known ones.
+    """
+    parts = edited_factors(name)
+    if len(parts) > 1:
+        bad = [p for p in parts if p not in COMBINABLE]
+        if bad or len(set(parts)) != len(parts):
+            what = f"'{bad[0]}' cannot be combined" if bad else "a factor appears twice"
+            raise UserError(f"unknown task '{name}': {what} (combine {', '.join(COMBINABLE)} with '+', e.g. pose+accessory)")
+        return Task(name, combined_name(parts), "mse",
+                    description=f"edit {' and '.join(parts)} at once: one one-hot block per factor")
     if name not in TASKS:
-        raise UserError(f"unknown task '{name}' (valid: {', '.join(TASKS)})")
+        raise UserError(f"unknown task '{name}' (valid: {', '.join(TASKS)}, or several of "
+                        f"{', '.join(COMBINABLE)} joined by '+')")
     return TASKS[name]
 
 

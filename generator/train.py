@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from facedata.atomic import atomic_file, write_json
+from facedata.combined import edited_factors, with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, mirror_value
 from facedata.provenance import provenance
@@ -330,9 +331,12 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     if device.type == "cuda":
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     task = get_task(config.task)
-    vocabulary = faces.vocabulary(task.edit_factor)
     run = Run(out)
     fingerprint = data_fingerprint(faces)
+    faces = with_factor(faces, task.edit_factor)  # several factors: their combined column
+    vocabulary = faces.vocabulary(task.edit_factor)
+    parts = edited_factors(task.edit_factor)
+    factor_vocabularies = {p: faces.vocabulary(p) for p in parts} if len(parts) > 1 else {}
     train_faces = faces.split("train")
     if (descriptors is None) != (config.distill_weight == 0):
         raise UserError("distillation needs both descriptors and --distill-weight > 0 (give --distill-images)")
@@ -355,6 +359,7 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
         try:
             model_config = ModelConfig(num_values=len(vocabulary), image_size=faces.image_size, arch=config.arch,
                                        refiner=config.refiner,
+                                       factor_sizes=tuple(len(v) for v in factor_vocabularies.values()),
                                        descriptor_dim=int(descriptors.shape[1]) if descriptors is not None else 0)
         except ValueError as exc:
             raise UserError(f"{faces.info.name}: {exc}") from None
@@ -371,7 +376,7 @@ def train(faces: FaceSet, config: TrainConfig, out: str | Path, init: str | Path
     base_info = CheckpointInfo(
         architecture=model.config.to_json(), task=task.name, edit_factor=task.edit_factor, vocabulary=vocabulary,
         normalization=norm.to_json(), training=config.to_json(), data=fingerprint,
-        provenance=provenance(seed=config.seed),
+        provenance=provenance(seed=config.seed), factor_vocabularies=factor_vocabularies,
     )
     trained = loop["trained_epochs"]
     if config.stages == (2,) and not trained["1"]:

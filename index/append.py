@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from facedata.combined import with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.outputs import check_output_folder, exclusive_lock
@@ -61,6 +62,7 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
         raise UserError(f"{index_dir}: no such index folder")
     if batch_size is not None and batch_size < 1:
         raise UserError(f"batch size must be ≥ 1, got {batch_size}")
+    new_gallery = with_factor(new_gallery, generator.edit_factor)  # several factors: as the build saw its gallery
     with exclusive_lock(build_lock(index_dir), what=str(index_dir)):
         index = GalleryIndex.load(index_dir, generator=generator, layer=layer)
         check_addition(index, generator, new_gallery)

@@ -41,6 +41,7 @@ from index.faiss_factory import (
 from index.features import compute_feature_chunks, l2_normalize
 from index.kept_filter import KeptFilter, supports_selectors, widening_search
 from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
+from index.factor_classifiers import load_classifier
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
 
@@ -270,7 +271,7 @@ class GalleryIndex:
         if config.normalize != "full":
             if not (root / CLASSIFIER_FILE).is_file():
                 raise UserError(f"{root / CLASSIFIER_FILE}: missing (the index's '{config.normalize}' normalization needs it)")
-            classifier = PoseClassifier.load(root / CLASSIFIER_FILE)
+            classifier = load_classifier(root / CLASSIFIER_FILE)
         return cls(index, faces, info, config, path=root, pose_classifier=classifier)
 
     def locate(self, recorded: str | None) -> Path | None:

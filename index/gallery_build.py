@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from facedata.combined import with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index.faiss_factory import IndexConfig, default_factory
@@ -57,6 +58,7 @@ def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfi
     fitted on the train split of `classifier_data`, else of `faces`, and saved with the index.
     """
     check_classifier_options(config.normalize, classifier_data, pose_classifier)
+    faces = with_factor(faces, generator.edit_factor)  # a model of several factors: their combined column
     gallery = gallery_rows(faces, split)
     classifier, classifier_info, classifier_seconds = None, None, None
     if config.normalize != "full":

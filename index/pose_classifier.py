@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedata.combined import edited_factors
 from facedata.errors import UserError
 
 CLASSIFIER_MODELS = ("logreg", "mlp", "cnn")
@@ -218,8 +219,17 @@ def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseCl
     """A classifier of `factor` fitted on a FaceSet's train split, and a record of what it learned from.
 
     The cheap normalizations of a gallery build learn pose from labelled faces of other people: by
-    default the train identities of the gallery's own FaceSet.
+    default the train identities of the gallery's own FaceSet. Several factors ("pose+accessory") fit
+    one classifier per factor (index.factor_classifiers).
     """
+    parts = edited_factors(factor)
+    if len(parts) > 1:
+        from index.factor_classifiers import fit_per_factor
+
+        classifier = fit_per_factor(faces, parts, config)
+        train = faces.split("train")
+        return classifier, {"fitted_on": faces.info.name, "path": str(faces.root) if faces.root else None,
+                            "faces": len(train), "identities": train.num_identities, "factors": list(parts)}
     if factor not in faces.factors or "train" not in set(faces.faces["split"]):
         raise UserError(f"{faces.root or faces.info.name}: no train split with {factor} labels to fit the pose classifier "
                         "on (give --classifier-data FACESET with labelled faces, or --normalize full)")

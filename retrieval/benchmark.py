@@ -43,6 +43,7 @@ from tqdm import tqdm
 import faiss
 
 from facedata.atomic import atomic_dir
+from facedata.combined import edited_factors, with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
 from facedata.outputs import ArtifactKind, exclusive_lock
@@ -281,6 +282,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     `index` (a Flat index of the test gallery built by this model) ours reads the gallery from it and
     takes its layer and normalization, instead of pose-normalizing the gallery again.
     """
+    faces = with_factor(faces, generator.edit_factor)  # several factors: criterion 1 asks for every target value
     check_compatible(generator, faces)
     if index is not None:
         config = replace(config, layer=index.layer, normalize=index.config.normalize)
@@ -305,7 +307,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         raise UserError(f"{faces.info.name}: the {config.split} gallery holds {len(gallery)} images, fewer than K={k}")
     also = criterion2_factors(config.criterion2_factor) or default_criterion2(list(gallery.faces.columns), edit)
     for factor in also:
-        if factor == edit or factor not in faces.factors:
+        if factor in (edit, *edited_factors(edit)) or factor not in faces.factors:
             raise UserError(f"--criterion2: '{factor}' is not a factor to keep besides {edit} (factors of "
                             f"{faces.info.name}: {', '.join(f for f in faces.factors if f != edit) or 'none'})")
     queries = sample_queries(gallery, edit, config.queries, seed=config.seed)

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from facedata.combined import edited_factors
 from facedata.errors import UserError
 from facedata.faceset import pose_degrees
 
@@ -69,7 +70,7 @@ def default_criterion2(columns: Sequence[str], edit: str) -> tuple[str, ...]:
     """Criterion 2's default factor: the first of SECOND_CRITERION_FACTORS present besides the edited one
     (illumination, else expression, else pose), as a 1-tuple; () where the faces vary in nothing else,
     and criterion 2 is criterion 1 (e.g. relighting frontal faces)."""
-    return tuple(f for f in SECOND_CRITERION_FACTORS if f in columns and f != edit)[:1]
+    return tuple(f for f in SECOND_CRITERION_FACTORS if f in columns and f not in (edit, *edited_factors(edit)))[:1]
 
 
 def criterion2_factors(also: str | Sequence[str] | None) -> tuple[str, ...] | None:

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from facedata.combined import edited_factors, join_values, with_factor
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
@@ -83,6 +84,14 @@ def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None,
     if match and _resolve(match["faceset"], base).is_dir():
         return _faceset_image(spec, _resolve(match["faceset"], base), int(match["row"]), size)
     return _file_image(spec, _resolve(spec, base), size, align, face)
+
+
+def known_factors(spec: str, size: tuple[int, int]) -> dict:
+    """The factors a query face is known to have: a FACESET:ROW's row, {} for an image file (nothing read)."""
+    match = FACESET_ROW.match(str(spec).strip())
+    if match and _resolve(match["faceset"], None).is_dir():
+        return load_query_image(spec, size).truth
+    return {}
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -183,10 +192,18 @@ def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], 
     found = search_by_generation(generator, index, images, list(targets), int(k), batch_size)
     distances, rows, generated = found.distances, found.rows, found.generated
     labels = tuple(q.label for q in queries)
-    truth = tuple(dict(q.truth) for q in queries)
+    truth = tuple(with_combined_value(q.truth, generator.edit_factor) for q in queries)
     table = result_table(index.faces, distances, rows, labels, targets, truth, generator.edit_factor)
     return QueryResult(table=table, queries=images, generated=generated, labels=labels, targets=targets,
                        truth=truth, edit_factor=generator.edit_factor, k=int(k))
+
+
+def with_combined_value(truth: dict, edit: str) -> dict:
+    """A query's known factors with the value of a combined edited factor added ("0/glasses"), where every part is known."""
+    parts = edited_factors(edit)
+    if len(parts) > 1 and edit not in truth and all(p in truth for p in parts):
+        return {**truth, edit: join_values([truth[p] for p in parts])}
+    return dict(truth)
 
 
 def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, labels: Sequence[str],
@@ -213,7 +230,7 @@ def result_table(faces: pd.DataFrame, distances: np.ndarray, rows: np.ndarray, l
         "gallery": gallery_codes(faces)[found],
         "image_row": image_rows(faces)[found],
     })
-    for column in ("identity", *FACTOR_COLUMNS, f"kept_{edit}", "source"):
+    for column in dict.fromkeys(("identity", *FACTOR_COLUMNS, edit, f"kept_{edit}", "source")):  # edit: also a combined one
         if column in gallery.columns:
             table[column] = gallery[column].astype(str).to_numpy()
     known = table["query_identity"] != ""
@@ -288,6 +305,8 @@ def open_gallery(index: GalleryIndex, path: str | Path | None = None, code: int 
             raise UserError(f"{root}: the folder of {added} is gone; put it back there to show its pictures")
         raise UserError(f"{root}: the gallery this index was built from is gone; give its new place (--gallery)")
     gallery = FaceSet.open(root)
+    if index.info.edit_factor:  # several edited factors: the combined column the build added, in the fingerprint too
+        gallery = with_factor(gallery, index.info.edit_factor)
     mine = gallery_codes(index.faces) == code
     faces, positions = index.faces[mine], image_rows(index.faces)[mine]
     option = "" if code else " (--gallery)"

@@ -39,21 +39,35 @@ def canonical_targets(generator, targets: Sequence) -> tuple[str, ...]:
     return tuple(generator.vocabulary[int(code)] for code in generator.target_codes(list(targets), len(targets)))
 
 
-def edit_target(generator, target: str | None = None, options: bool = True, **named: str | None) -> str:
+def edit_target(generator, target: str | None = None, options: bool = True, known: dict | None = None,
+                **named: str | None) -> str:
     """The one target value given, as `target` or under the edited factor's name (pose="+30"), checked.
 
     `named` holds every factor a caller offers (pose, accessory, occluded); one for another factor than
     the model's, none, or two values are a UserError naming what to give: as command-line options
-    (--pose) when `options`, else as the HTTP form's fields.
+    (--pose) when `options`, else as the HTTP form's fields. A model of several factors takes one value
+    per factor (pose="+30", accessory="sunglasses"), or the combined `target` ("+30/sunglasses"); a
+    factor left out keeps the query face's value in `known` (a FaceSet row's factors) where there is one.
     """
     factor = generator.edit_factor
     name = (lambda f: f"--{f}") if options else (lambda f: f)
     valid = ", ".join(generator.vocabulary)
     named = {key: value for key, value in named.items() if value is not None}
-    other = sorted(set(named) - {factor})
+    factors = tuple(getattr(generator, "factors", (factor,)))
+    edits = " and ".join(factors) + ("" if len(factors) > 1 else " only")
+    other = sorted(set(named) - set(factors))
     if other:
-        raise UserError(f"the model edits {factor} only: {name(other[0])} does not apply; give {name(factor)} VALUE "
-                        f"(valid: {valid})")
+        wanted = " ".join(f"{name(f)} VALUE" for f in factors)
+        raise UserError(f"the model edits {edits}: {name(other[0])} does not apply; give {wanted}"
+                        + (f" (valid: {valid})" if len(factors) == 1 else ""))
+    if len(factors) > 1:
+        if target is not None and named:
+            raise UserError(f"give the target once: as target, or as {', '.join(name(f) for f in factors)}")
+        if target is not None:
+            return canonical_targets(generator, [target])[0]
+        if not named:
+            raise UserError(f"the model edits {edits}: give {' '.join(f'{name(f)} VALUE' for f in factors)}")
+        return generator.combine_targets(named, known, name)
     given = [value for value in (target, named.get(factor)) if value is not None]
     if len(given) != 1:
         ask = f"give {name(factor)} VALUE" if options else f"give the target once, as target or {factor}"

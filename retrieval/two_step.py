@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedata.combined import edited_factors
 from facedata.faceset import FaceSet
 from retrieval.baselines import (
     PoseClassifier,
@@ -16,6 +17,7 @@ from retrieval.baselines import (
     reconstruction_features,
     two_step_rank,
 )
+from index.factor_classifiers import FactorClassifiers
 from index.pose_classifier import fit_cached
 from retrieval.deep_descriptor import deep_descriptors
 from retrieval.protocol import QuerySet
@@ -33,9 +35,17 @@ class PoseFilter:
 
 def fit_pose_filter(train: FaceSet, gallery: FaceSet, queries: QuerySet,
                     config: PoseClassifierConfig = PoseClassifierConfig(), cache: Path | None = None) -> PoseFilter:
-    """Train the pose classifier on the train identities (or read it from `cache`) and predict every gallery image's pose."""
+    """Train the pose classifier on the train identities (or read it from `cache`) and predict every gallery image's pose.
+
+    Several edited factors ("pose+accessory") take one classifier per factor (index.factor_classifiers).
+    """
     edit = queries.edit
-    classifier = fit_cached(config, train.images, train.faces[edit].to_numpy(), cache)
+    parts = edited_factors(edit)
+    if len(parts) > 1:  # several edited factors: one classifier per factor, their predictions joined
+        classifier = FactorClassifiers(parts, [fit_cached(config, train.images, train.faces[p].to_numpy(), cache)
+                                               for p in parts])
+    else:
+        classifier = fit_cached(config, train.images, train.faces[edit].to_numpy(), cache)
     gallery_pred = classifier.predict(gallery.images)
     accuracy = float(np.mean(gallery_pred == gallery.faces[edit].to_numpy().astype(str)))
     return PoseFilter(classifier, gallery_pred, gallery_pred[queries.positions], accuracy)

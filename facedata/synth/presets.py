@@ -206,6 +206,16 @@ PRESETS: dict[str, SynthConfig] = {
         flash=0.6,
         name="synthpie-varied",
     ),
+    # Several attributes at once (pose and accessory edited together): 150 identities × 5 poses × 4
+    # accessories under the frontal flash, 3,000 faces, first 120 people train (the last 12 of them val).
+    "pose-accessory": SynthConfig(
+        identities=150,
+        train_identities=120,
+        poses=(-30.0, -15.0, 0.0, 15.0, 30.0),
+        illumination_subset=("07",),
+        accessories=("none", "glasses", "sunglasses", "cap"),
+        name="synthpie-pose-accessory",
+    ),
     # Demo and tests: renders in seconds.
     "small": SynthConfig(identities=24, train_identities=16, illumination_subset=("00", "04", "07", "17"), name="synthpie-small"),
 }

@@ -19,7 +19,8 @@ data.add_command(import_group)
 @data.command("synth")
 @click.option("--preset", default="small", show_default=True,
               help="paper | accessory | completion | small | varied (expressions, sex and age, skin texture, backdrops, "
-                   "exposure, tilt, noise; framed like KDEF)")
+                   "exposure, tilt, noise; framed like KDEF) | pose-accessory (5 poses × 4 accessories: for "
+                   "--task pose+accessory)")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="FaceSet folder to write")
 @click.option("--identities", type=int, help="number of identities (keeps the preset's train share)")
 @click.option("--train-identities", type=int, help="how many of the first identities form the train side (train and val)")

@@ -12,7 +12,9 @@ from rbg.cli.face_options import face_options
 
 @click.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="FaceSet folder (train split trains, val split validates; test is never read).")
-@click.option("--task", default="pose", show_default=True, help="pose, accessory, completion or illumination.")
+@click.option("--task", default="pose", show_default=True,
+              help="pose, accessory, completion or illumination; or several of pose, accessory, illumination joined "
+                   "by '+' (pose+accessory: one model edits both at once).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; re-running the same command resumes it.")
 @click.option("--arch", type=click.Choice(["paper", "skip"]), default="paper", show_default=True,
               help="paper: §3's network; skip: stage 1 as a 4-scale encoder-decoder with skip connections (beyond the paper).")
@@ -104,8 +106,8 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @click.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Checkpoint or run folder.")
-@click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
-@click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
+@click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model; with --accessory for a pose+accessory one).")
+@click.option("--accessory", default=None, help="Target accessory (for an accessory or pose+accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion, e.g. no (for a completion model).")
 @click.option("--illumination", default=None, help="Target light, e.g. 07 (for an illumination model).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The stage-2 image: .png, .jpg or .jpeg.")
@@ -133,12 +135,17 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         image_format(path)
         check_output_file(path)
     generator = Generator.load(model, device)
-    target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
+    named = dict(pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
+    if len(generator.factors) == 1:  # checked before the photo is read
+        target = edit_target(generator, **named)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = load_query_image(str(image), tuple(generator.image_size), align=align, face=face).image
+        query = load_query_image(str(image), tuple(generator.image_size), align=align, face=face)
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
+    if len(generator.factors) > 1:  # a factor left out keeps a FaceSet row's own value
+        target = edit_target(generator, known=query.truth, **named)
+    source = query.image
     stage1, stage2 = generator.generate(source[None], target)
     for path, pixels in zip(outputs, (stage2[0], stage1[0])):
         picture = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

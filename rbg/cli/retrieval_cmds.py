@@ -128,8 +128,8 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
 @click.argument("image", required=False)
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Checkpoint that built the index [the one index.json records].")
-@click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model).")
-@click.option("--accessory", default=None, help="Target accessory (for an accessory model).")
+@click.option("--pose", default=None, help="Target pose, e.g. +30 (for a pose model; with --accessory for a pose+accessory one).")
+@click.option("--accessory", default=None, help="Target accessory (for an accessory or pose+accessory model).")
 @click.option("--occluded", default=None, help="Target occlusion (for a completion model).")
 @click.option("--illumination", default=None, help="Target light (for an illumination model).")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="Gallery faces per query.")
@@ -157,7 +157,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
-    from retrieval.query import open_galleries, query_csv, query_image
+    from retrieval.query import known_factors, open_galleries, query_csv, query_image
     from retrieval.search import edit_target, open_index
 
     if (image is None) == (batch_csv is None):
@@ -190,10 +190,13 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
             share = 100 * known.astype(bool).mean()
             click.echo(f"  right person in the target value at rank 1: {share:.1f} % of the {len(known)} queries of known identity")
     else:
-        target = edit_target(generator, pose=pose, accessory=accessory, occluded=occluded, illumination=illumination)
+        known = known_factors(image, tuple(generator.image_size)) if len(generator.factors) > 1 else None
+        target = edit_target(generator, known=known, pose=pose, accessory=accessory, occluded=occluded,
+                             illumination=illumination)
         result = _with_warnings(lambda: query_image(generator, index, image, target, k, batch_size, align, face))
         edit, known = generator.edit_factor, result.truth[0]
-        truth = f" ({known.get('identity')}, {edit} {known.get(edit, '?')})" if known else ""
+        value = known.get(edit) or "/".join(known.get(f, "?") for f in generator.factors) if known else ""
+        truth = f" ({known.get('identity')}, {edit} {value})" if known else ""
         click.echo(f"query {image}{truth} → {edit} {target}: top {k} of {len(index)} gallery faces")
         click.echo(_printable(result.table, generator.edit_factor))
     if picture is not None:

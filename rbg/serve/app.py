@@ -159,6 +159,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "task": generator.task,
             "edit_factor": edit,
             "vocabulary": list(engine.vocabulary),
+            "factors": {f: list(v) for f, v in engine.factor_vocabularies.items()},  # one target per factor
             "image_size": list(size),
             "layer": index.layer,
             "factory": index.info.factory,
@@ -182,8 +183,9 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
         image: UploadFile | None = File(None, description="A face photo (PNG, JPEG, …); or give row"),
         row: int | None = Form(None, description="A gallery row as the query face (its identity is known)"),
         target: str | None = Form(None, description="The target value, e.g. +30 or sunglasses"),
-        pose: str | None = Form(None, description="Same as target, for a pose model"),
-        accessory: str | None = Form(None, description="Same as target, for an accessory model"),
+        pose: str | None = Form(None, description="Same as target, for a pose model; with accessory for a "
+                                                  "pose+accessory one (a factor left out keeps a row's own value)"),
+        accessory: str | None = Form(None, description="Same as target, for an accessory model; see pose"),
         occluded: str | None = Form(None, description="Same as target, for a completion model"),
         illumination: str | None = Form(None, description="Same as target, for an illumination model"),
         k: int = Form(5, description="How many gallery faces to return"),
@@ -191,7 +193,8 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
                                               "model's size (as rbg query); yes; no: resize the whole image"),
         face: int = Form(1, description="With alignment: the face-th largest face of the photo"),
     ):
-        canonical = edit_target(engine.generator, target, options=False, pose=pose, accessory=accessory,
+        known = engine.row_truth(row) if row is not None and len(engine.factor_vocabularies) > 1 else None
+        canonical = edit_target(engine.generator, target, options=False, known=known, pose=pose, accessory=accessory,
                                 occluded=occluded, illumination=illumination)
         if not 1 <= k <= max_k:
             raise UserError(f"k={k} is out of range (use 1 ≤ k ≤ {max_k})")

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facedata.combined import edited_factors, join_values
 from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
@@ -75,6 +76,18 @@ class QueryEngine:
     def vocabulary(self) -> tuple[str, ...]:
         return tuple(self.generator.vocabulary)
 
+    @property
+    def factor_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """Each edited factor's values: one target per factor for a model of several."""
+        return dict(getattr(self.generator, "factor_vocabularies", {self.edit_factor: self.vocabulary}))
+
+    def row_truth(self, row: int) -> dict:
+        """The known factors of gallery row `row` ({} for a row outside the index: gallery_query refuses it)."""
+        if not 0 <= int(row) < len(self):
+            return {}
+        record = self.index.faces.iloc[int(row)]
+        return {c: str(record[c]) for c in self._truth_columns}
+
     def check_k(self, k: int) -> int:
         """k itself if 1 ≤ k ≤ gallery size, else a UserError saying the valid range."""
         if not 1 <= int(k) <= len(self):
@@ -115,9 +128,16 @@ class QueryEngine:
             identity = text["identity"][row] if "identity" in text else None
             factors = {c: text[c][row] for c in self._factors}
             correct = None
-            if known is not None and identity is not None and edit in factors:
-                correct = bool(correct_hits(identity, factors[edit], known, query.target))
+            value = factors.get(edit) or combined_value(factors, edit)
+            if known is not None and identity is not None and value is not None:
+                correct = bool(correct_hits(identity, value, known, query.target))
             records.append({"rank": rank, "distance": float(distance), "gallery_row": int(row), "identity": identity,
                             "factors": factors, "kept": text[self._kept][row],
                             "source": text["source"][row] if "source" in text else None, "correct": correct})
         return records
+
+
+def combined_value(factors: dict, edit: str) -> str | None:
+    """A hit's value of a combined factor ("+30/sunglasses") from its parts; None where one is missing."""
+    parts = edited_factors(edit)
+    return join_values([factors[p] for p in parts]) if len(parts) > 1 and all(p in factors for p in parts) else None

@@ -22,6 +22,21 @@ async function loadInfo() {
   const select = $("target");
   select.replaceChildren(...info.vocabulary.map((value) => new Option(value, value)));
   select.value = info.vocabulary.includes("+30") ? "+30" : info.vocabulary[info.vocabulary.length - 1];
+  const factors = Object.entries(info.factors || {});
+  if (factors.length > 1) { // a model of several factors: one target per factor, from its own vocabulary
+    $("target-label").hidden = true;
+    $("targets").replaceChildren(...factors.map(([factor, values]) => {
+      const label = document.createElement("label");
+      const choice = document.createElement("select");
+      choice.id = `target-${factor}`;
+      choice.dataset.factor = factor;
+      choice.replaceChildren(...values.map((value) => new Option(value, value)));
+      choice.value = values.includes("+30") ? "+30" : values[values.length - 1];
+      choice.addEventListener("change", search);
+      label.append(`Target ${factor} `, choice);
+      return label;
+    }));
+  }
   $("k").max = info.limits.max_k;
   $("k").value = Math.min(5, info.limits.max_k);
   setStatus("Choose a face to search for.");
@@ -136,7 +151,9 @@ async function search() {
   const form = new FormData();
   if (state.file !== null) form.append("image", state.file);
   else form.append("row", String(state.row));
-  form.append("target", $("target").value);
+  const perFactor = $("targets").querySelectorAll("select");
+  if (perFactor.length) perFactor.forEach((choice) => form.append(choice.dataset.factor, choice.value));
+  else form.append("target", $("target").value);
   form.append("k", $("k").value);
   const sequence = ++state.sequence;
   setStatus("Searching…");
