@@ -23,6 +23,7 @@ from facedata.combined import edited_factors, join_values, with_factor
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from facedata.imageio import ImageConversionWarning, decode_image
+from facedata.detect import DetectConfig
 from facedata.photo import photo_face
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
 from retrieval.search import canonical_targets, correct_hits, search_by_generation
@@ -70,7 +71,7 @@ class QueryResult:
 
 # -- query images -----------------------------------------------------------------------------------
 def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None, align: bool | None = None,
-                     face: int = 1) -> QueryImage:
+                     face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryImage:
     """An image file or FACESET:ROW as a (H, W) uint8 face of `size`; relative paths are taken from `base`.
 
     An image file is detected and eye-aligned (facedata.photo, face-th largest face) when `align` is
@@ -83,7 +84,7 @@ def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None,
     match = FACESET_ROW.match(spec)
     if match and _resolve(match["faceset"], base).is_dir():
         return _faceset_image(spec, _resolve(match["faceset"], base), int(match["row"]), size)
-    return _file_image(spec, _resolve(spec, base), size, align, face)
+    return _file_image(spec, _resolve(spec, base), size, align, face, detect)
 
 
 def known_factors(spec: str, size: tuple[int, int]) -> dict:
@@ -111,9 +112,10 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
     return QueryImage(label=spec, image=faceset.image(row), truth=truth)
 
 
-def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1) -> QueryImage:
+def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1,
+                detect: DetectConfig = DetectConfig()) -> QueryImage:
     image, mode = decode_image(path, spec)  # (h, w) uint8 upright, or a DataError naming the file
-    return QueryImage(label=spec, image=photo_face(spec, image, mode, size, align, face), truth={})
+    return QueryImage(label=spec, image=photo_face(spec, image, mode, size, align, face, detect=detect), truth={})
 
 
 # -- batch query files ---------------------------------------------------------------------------------
@@ -158,9 +160,10 @@ def read_query_csv(path: str | Path) -> list[QuerySpec]:
 
 
 def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None,
-                     csv_path: Path | None = None, align: bool | None = None, face: int = 1) -> list[QueryImage]:
+                     csv_path: Path | None = None, align: bool | None = None, face: int = 1,
+                     detect: DetectConfig = DetectConfig()) -> list[QueryImage]:
     """The images of batch queries, relative paths taken from `base` (the CSV's folder); errors name the CSV line."""
-    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base, align, face))
+    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base, align, face, detect))
             for spec in specs]
 
 
@@ -252,14 +255,14 @@ def keep_ranks(result: QueryResult, ks: Sequence[int | None]) -> QueryResult:
 
 
 def query_image(generator, index: GalleryIndex, spec: str, target: str, k: int, batch_size: int = 256,
-                align: bool | None = None, face: int = 1) -> QueryResult:
+                align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryResult:
     """One query: the face of an image file or FACESET:ROW (load_query_image), generated in `target` and searched."""
-    source = load_query_image(spec, tuple(generator.image_size), align=align, face=face)
+    source = load_query_image(spec, tuple(generator.image_size), align=align, face=face, detect=detect)
     return query_images(generator, index, [source], target, k, batch_size)
 
 
 def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256,
-              align: bool | None = None, face: int = 1) -> QueryResult:
+              align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryResult:
     """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""
     csv_path = Path(csv_path)
     specs = read_query_csv(csv_path)
@@ -268,7 +271,7 @@ def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batc
         if spec.k is not None and spec.k > len(index):
             raise DataError(f"{csv_path}:{spec.line}: k={spec.k} is out of range: the gallery holds {len(index)} images")
     queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent, csv_path=csv_path,
-                               align=align, face=face)
+                               align=align, face=face, detect=detect)
     ks = [s.k for s in specs]
     widest = max([k, *[s for s in ks if s is not None]])
     result = query_images(generator, index, queries, [s.target for s in specs], widest, batch_size)

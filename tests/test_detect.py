@@ -98,3 +98,23 @@ def test_the_detection_benchmark_counts_each_set_per_pose_for_each_detector(cmu,
     per_pose = table[(table["set"] == "cmu") & (table["factor"] == "pose")]
     assert per_pose.groupby("detector")["total"].sum().tolist() == [8, 8]
     assert set(record["speed"]) == {"hog", "hog+haar"} and "| hog+haar |" in detect_faces.markdown(record)
+
+
+def test_generate_takes_the_detector_a_turned_face_needs(cmu, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from rbg.cli import cli
+
+    images, labels = cmu
+    row = int(labels.index[(labels["identity"] == "alex") & (labels["pose"] == "left")][0])  # HOG finds no face here
+    photo = tmp_path / "left.png"
+    Image.fromarray(images[row]).save(photo)
+    run = lambda *extra: CliRunner().invoke(cli, ["generate", "--model", "synthpie-pose", str(photo), "--pose", "+15",  # noqa: E731
+                                                  "--out", str(tmp_path / "out.png"), *extra])
+    refused = run("--detector", "hog")
+    assert refused.exit_code == 2 and "no face found (dlib's frontal detector" in refused.output
+    assert not (tmp_path / "out.png").exists()
+    found = run()  # the default, hog+haar
+    assert found.exit_code == 0, found.output
+    assert Image.open(tmp_path / "out.png").size == (32, 32)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rbg.cli.face_options import detector_option
 from rbg.cli.outputs import check_faceset_out, force_option
 
 val_identities_option = click.option(
@@ -99,9 +100,11 @@ def kdef(root: Path, out: Path, size: str, train_identities: int, val_identities
 @click.option("--face", type=int, default=1, show_default=True, help="With --align: the N-th largest face of each photo.")
 @click.option("--skip-no-face", is_flag=True, help="With --align: leave out rows without a usable face (listed in "
               "faceset.json) instead of stopping.")
+@detector_option
 @force_option("FaceSet")
 def manifest(file: Path, out: Path, size: str | None, name: str | None, train_identities: int | None,
-             val_identities: int | None, factors: str | None, images: Path | None, align: bool, face: int, skip_no_face: bool, force: bool) -> None:
+             val_identities: int | None, factors: str | None, images: Path | None, align: bool, face: int, skip_no_face: bool,
+             detector: str, force: bool) -> None:
     """Your own faces listed in FILE (CSV or Parquet).
 
     Columns: identity (required); path (an image file) or an images.npy beside FILE (or --images),
@@ -115,11 +118,12 @@ def manifest(file: Path, out: Path, size: str | None, name: str | None, train_id
     from facedata.errors import UserError
     from facedata.imageio import size_hw
     from facedata.manifest import read_manifest
+    from facedata.detect import DetectConfig
     from facedata.photo import AlignConfig
 
     if not align and (face != 1 or skip_no_face):
         raise UserError("--face and --skip-no-face go with --align")
-    aligned = AlignConfig(face=face, skip_no_face=skip_no_face) if align else None
+    aligned = AlignConfig(face=face, skip_no_face=skip_no_face, detect=DetectConfig(detector=detector)) if align else None
     kept = [f.strip() for f in factors.split(",") if f.strip()] if factors is not None else None
     faceset = read_manifest(file, size=size_hw(size) if size else None, name=name, train_identities=train_identities,
                             val_identities=val_identities, factors=kept, images=images, align=aligned)

@@ -8,8 +8,22 @@ ALIGN_HELP = ("Detect the face (dlib, the deep extra) and crop it eye-aligned, o
               "Default: align image files unless they already have the model's size; FACESET:ROW faces as stored.")
 
 
+DETECTOR_HELP = ("Face detector for photos: hog (dlib's frontal detector, the fastest), haar (OpenCV's frontal and "
+                 "profile cascades), cnn (dlib's CNN, slow), hog+haar (HOG, then the cascades for turned faces), "
+                 "hog+haar+cnn. Measured: docs/data.md.")
+
+
+def detector_option(command):
+    """Add --detector NAME to a command."""
+    from facedata.detect import DETECTORS, DetectConfig
+
+    return click.option("--detector", type=click.Choice(list(DETECTORS)), default=DetectConfig.detector,
+                        show_default=True, help=DETECTOR_HELP)(command)
+
+
 def face_options(command):
-    """Add --align/--no-align and --face N to a command."""
+    """Add --align/--no-align, --face N and --detector NAME to a command."""
+    command = detector_option(command)
     command = click.option("--face", type=int, default=1, show_default=True,
                            help="With several faces in a photo: the N-th largest (1 = the largest).")(command)
     return click.option("--align/--no-align", default=None, help=ALIGN_HELP)(command)

@@ -117,13 +117,14 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 @face_options
 def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None,
              illumination: str | None, out: Path,
-             both_stages: bool, scale: int, device: str, align: bool | None, face: int) -> None:
+             both_stages: bool, scale: int, device: str, align: bool | None, face: int, detector: str) -> None:
     """Edit one face: IMAGE (a photo, its face found and eye-aligned, see --align; or FACESET:ROW) → OUT (PNG or JPEG)."""
     import warnings
 
     import numpy as np
     from PIL import Image
 
+    from facedata.detect import DetectConfig
     from facedata.imageio import image_format, save_image
     from facedata.outputs import check_output_file
     from generator.inference import Generator
@@ -140,7 +141,8 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         target = edit_target(generator, **named)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        query = load_query_image(str(image), tuple(generator.image_size), align=align, face=face)
+        query = load_query_image(str(image), tuple(generator.image_size), align=align, face=face,
+                                 detect=DetectConfig(detector=detector))
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
     if len(generator.factors) > 1:  # a factor left out keeps a FaceSet row's own value

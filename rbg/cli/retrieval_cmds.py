@@ -142,7 +142,7 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
 @face_options
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
           occluded: str | None, illumination: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
-          gallery: Path | None, device: str, batch_size: int, align: bool | None, face: int) -> None:
+          gallery: Path | None, device: str, batch_size: int, align: bool | None, face: int, detector: str) -> None:
     """Find the person of IMAGE in the target pose (or accessory): generate, extract, search.
 
     IMAGE is an image file (PNG, JPG, …; a photo's face is detected and eye-aligned, see --align) or FACESET:ROW, row ROW (0-based) of a FaceSet folder, whose known identity lets the grid
@@ -154,6 +154,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     rbg query --index runs/idx --batch queries.csv --out results.csv --grid grid.png
     """
     from facedata.atomic import atomic_file
+    from facedata.detect import DetectConfig
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
@@ -162,6 +163,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
 
     if (image is None) == (batch_csv is None):
         raise UserError("give one query IMAGE (a file or FACESET:ROW) or --batch CSV, not both or neither")
+    detect = DetectConfig(detector=detector)
     if batch_csv is not None:
         if out is None:
             raise UserError("--batch needs --out RESULTS.csv for the results table")
@@ -181,7 +183,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     # the pictures' galleries, checked against the index before any search: a wrong --gallery is refused, not shown
     galleries = open_galleries(index, gallery) if picture is not None or gallery is not None else None
     if batch_csv is not None:
-        result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size, align, face))
+        result = _with_warnings(lambda: query_csv(generator, index, batch_csv, k, batch_size, align, face, detect))
         with atomic_file(out) as tmp:
             result.table.to_csv(tmp, index=False)
         click.echo(f"{len(result)} queries, {len(result.table)} results: {out}")
@@ -193,7 +195,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
         known = known_factors(image, tuple(generator.image_size)) if len(generator.factors) > 1 else None
         target = edit_target(generator, known=known, pose=pose, accessory=accessory, occluded=occluded,
                              illumination=illumination)
-        result = _with_warnings(lambda: query_image(generator, index, image, target, k, batch_size, align, face))
+        result = _with_warnings(lambda: query_image(generator, index, image, target, k, batch_size, align, face, detect))
         edit, known = generator.edit_factor, result.truth[0]
         value = known.get(edit) or "/".join(known.get(f, "?") for f in generator.factors) if known else ""
         truth = f" ({known.get('identity')}, {edit} {value})" if known else ""
