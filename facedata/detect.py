@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facedata.dlib_models import import_dlib, model_file
+from facedata.errors import UserError
 from facedata.imageio import resize
 
 SMALLEST_BOX = 73  # px: the narrowest face box dlib's frontal detector reports (its window is 80×80)
@@ -57,8 +58,6 @@ class DetectConfig:
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
-            from facedata.errors import UserError
-
             raise UserError(f"unknown face detector '{self.detector}' (valid: {', '.join(DETECTORS)})")
 
     def work_scale(self, hw: tuple[int, int], smallest_box: float = SMALLEST_BOX) -> float:
@@ -70,8 +69,8 @@ class DetectConfig:
     def describe(self) -> str:
         """The detector in words, for messages and reports."""
         return {"hog": "dlib's frontal detector", "haar": "OpenCV's frontal and profile cascades",
-                "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's profile cascades",
-                "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's profile cascades"}[self.detector]
+                "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's frontal and profile cascades",
+                "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's frontal and profile cascades"}[self.detector]
 
     def turn_limit(self) -> str:
         """How far a face may be turned to be found, as a clause (measured on KDEF's yaws: benchmarks/detect_faces.py)."""
@@ -122,13 +121,9 @@ def haar_cascades():
     try:
         import cv2
     except ImportError:
-        from facedata.errors import UserError
-
         raise UserError("the haar face detector needs OpenCV: pip install 'opencv-python-headless<5'") from None
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if not folder:
-        from facedata.errors import UserError
-
         raise UserError(f"OpenCV {cv2.__version__} ships no Haar cascades (5.x dropped them): "
                         "pip install 'opencv-python-headless<5'")
     return cv2, cv2.CascadeClassifier(folder + "haarcascade_frontalface_alt.xml"), \
