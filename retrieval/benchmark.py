@@ -44,6 +44,7 @@ import faiss
 
 from facedata.atomic import atomic_dir
 from facedata.combined import edited_factors, with_factor
+from facedata.detect import DetectConfig
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
 from facedata.outputs import ArtifactKind, exclusive_lock
@@ -87,6 +88,7 @@ class BenchConfig:
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
     deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
     deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
+    deep_detector: str = DetectConfig.detector  # finds the faces dlib describes (facedata.detect.DETECTORS)
     all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
     normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
     pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)
@@ -212,7 +214,7 @@ class BenchRun:
             return None
         images = (source_resolution_images(self.faces, self.gallery, self.config.deep_images)
                   if self.config.deep_images else None)
-        return gallery_descriptors(self.gallery, cache=self.cache, images=images)
+        return gallery_descriptors(self.gallery, cache=self.cache, images=images, detector=self.config.deep_detector)
 
     @cached_property
     def normalized(self) -> GalleryFeatures:
@@ -340,7 +342,7 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))) if also else 1,
         "pose_classifier_accuracy": run.pose_filter.accuracy,
         "pose_normalization_accuracy": kept_accuracy(run.normalized.kept, gallery.faces[edit].to_numpy()),
-        "deep": ({"images": config.deep_images or "the gallery's own crops",
+        "deep": ({"images": config.deep_images or "the gallery's own crops", "detector": config.deep_detector,
                   "faces_detected": float(np.mean(descriptors[1]))} if descriptors is not None else None),
         "results": results,
         "change_groups": change_groups(rankings, queries, gallery, also),
@@ -409,7 +411,7 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
     generation = generation_distances(generator, pool.images, queries, config)
     if deep:
         deep_images = source_resolution_images(faces, pool, config.deep_images) if config.deep_images else None
-        descriptors, found = gallery_descriptors(pool, cache=cache, images=deep_images)
+        descriptors, found = gallery_descriptors(pool, cache=cache, images=deep_images, detector=config.deep_detector)
     ks = (1, min(5, len(pool)))
 
     def scores(setting) -> tuple[float, ...]:

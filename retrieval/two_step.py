@@ -19,6 +19,7 @@ from retrieval.baselines import (
 )
 from index.factor_classifiers import FactorClassifiers
 from index.pose_classifier import fit_cached
+from facedata.detect import DetectConfig
 from retrieval.deep_descriptor import deep_descriptors
 from retrieval.protocol import QuerySet
 
@@ -73,19 +74,21 @@ def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, a
 
 
 def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size: int = 64,
-                        images: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """dlib's descriptor of every gallery face, (g, 128) float32, and whether its detector found the face, (g,) bool.
+                        images: np.ndarray | None = None,
+                        detector: str = DetectConfig.detector) -> tuple[np.ndarray, np.ndarray]:
+    """dlib's descriptor of every gallery face, (g, 128) float32, and whether `detector` found the face, (g,) bool.
 
     `images` are the gallery's faces at their source resolution, row for row (default: its own crops).
     """
     images = gallery.images if images is None else images
     assert len(images) == len(gallery), (len(images), len(gallery))
-    return deep_descriptors(images, cache=cache, batch_size=batch_size)
+    return deep_descriptors(images, cache=cache, batch_size=batch_size, detector=detector)
 
 
 def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, among: np.ndarray, k: int,
                             cache: Path | None = None, batch_size: int = 64,
-                            images: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                            images: np.ndarray | None = None,
+                            detector: str = DetectConfig.detector) -> tuple[np.ndarray, float]:
     """Baseline "Deep" (Table 2): the survivors of `among` ranked by dlib's 128-d ResNet face descriptor;
     ((q, k) rows, detected share).
 
@@ -93,5 +96,5 @@ def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, among: np.ndarr
     the gallery's own crops); dlib aligns them with its own landmarks. Needs the `deep` extra; the
     descriptors are cached in `cache` (keyed by the images).
     """
-    vectors, found = gallery_descriptors(gallery, cache, batch_size, images)
+    vectors, found = gallery_descriptors(gallery, cache, batch_size, images, detector)
     return two_step_rank(vectors[queries.positions], vectors, among, queries.targets, k), float(np.mean(found))

@@ -16,7 +16,8 @@ from generator.inference import Generator
 from retrieval import deep_descriptor, two_step
 from retrieval.baselines import pixel_vectors, two_step_rank
 from retrieval.benchmark import BenchConfig, run_benchmark
-from retrieval.deep_descriptor import compute_descriptors, deep_descriptors, face_chips
+from facedata.detect import DetectedFace
+from retrieval.deep_descriptor import box_chip, cache_key, compute_descriptors, deep_descriptors, face_chips
 from retrieval.protocol import QuerySet
 from retrieval.two_step import PoseFilter, rank_by_deep_descriptor
 
@@ -74,6 +75,24 @@ def test_the_cache_is_reused_and_a_rerun_does_not_call_the_model(tmp_path, monke
     assert fake.chips == 12 and len(list(tmp_path.glob("deep-*.npz"))) == 2
 
 
+def test_each_detector_has_its_own_cache_key():
+    images = crops()
+    keys = {cache_key(images, detector=name) for name in ("hog", "hog+haar", "cnn")}
+    assert len(keys) == 3 and cache_key(images, align=False, detector="hog") == cache_key(images, align=False)
+
+
+def test_a_profile_box_is_cut_square_with_the_chips_padding_and_edges_repeated():
+    image = np.zeros((40, 40), np.uint8)
+    image[10:30, 10:30] = 200  # the box's content; a 20-px box padded by 5 px a side fits the image
+    face = DetectedFace(box=(10.0, 10.0, 30.0, 30.0), eyes=None, nose=None, score=1.0, kind="profile-left", source="haar-profile")
+    chip = box_chip(image, face, size=30)
+    assert chip.shape == (30, 30, 3) and chip.dtype == np.uint8
+    assert chip[15, 15, 0] == 200 and chip[1, 1, 0] == 0  # the box in the middle, its padding around it
+    edge = DetectedFace(box=(0.0, 0.0, 20.0, 20.0), eyes=None, nose=None, score=1.0, kind="profile-right", source="haar-profile")
+    corner = box_chip(np.full((40, 40), 90, np.uint8), edge, size=30)
+    assert np.all(corner == 90)  # past the image's edge: its edge pixels, not black
+
+
 def test_descriptors_are_128_wide_and_deterministic(model):
     images = crops()
     first, found = compute_descriptors(model, images, batch_size=4)
@@ -97,7 +116,7 @@ def test_deep_ranking_keeps_only_rows_predicted_in_the_target_pose(model, tmp_pa
 
 
 def test_bench_with_deep_adds_the_papers_deep_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64: (pixel_vectors(images), np.arange(len(images)) % 2 == 0))
+    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64, detector="hog+haar": (pixel_vectors(images), np.arange(len(images)) % 2 == 0))
     faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
     config = BenchConfig(queries=40, generation_pairs=20, grid_queries=3, batch_size=64, deep=True)
     record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "report", config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rbg.cli.face_options import deep_detector_option
 from rbg.cli.outputs import check_out, force_option
 
 
@@ -26,6 +27,7 @@ from rbg.cli.outputs import check_out, force_option
 @click.option("--deep-images", default=None, type=click.Path(file_okay=False),
               help="with --deep: a FaceSet of the same faces at their source resolution (e.g. imported without "
                    "--size) for dlib, which aligns them itself [the --data crops]")
+@deep_detector_option
 @click.option("--all-values/--no-all-values", default=True, show_default=True,
               help="also 'ours, all poses' (query and gallery compared in every generated value, V more feature "
                    "passes per gallery face) and 'ours, chosen on val' (every view or the target's, and the Deep "
@@ -52,7 +54,7 @@ from rbg.cli.outputs import check_out, force_option
 @force_option("report")
 @click.pass_context
 def bench(ctx, model_path, data_path, out, queries, seed, layer, factory, generation_pairs, criterion2_factor, split,
-          gallery_identities, deep, deep_images, all_values, normalize, pose_classifier, paper, fusion_weight, index_path,
+          gallery_identities, deep, deep_images, deep_detector, all_values, normalize, pose_classifier, paper, fusion_weight, index_path,
           batch_size, device, cache, force) -> None:
     """Tables 1–3 and Figures 6–7 of the paper: ours against the 2-step baselines, both criteria."""
     from pathlib import Path
@@ -77,7 +79,7 @@ def bench(ctx, model_path, data_path, out, queries, seed, layer, factory, genera
     faces = FaceSet.open(data_path)
     config = BenchConfig(queries=queries, seed=seed, layer=layer, factory=factory, generation_pairs=generation_pairs,
                          criterion2_factor=criterion2_factor, gallery_identities=gallery_identities, batch_size=batch_size,
-                         deep=deep or deep_images is not None, deep_images=deep_images,
+                         deep=deep or deep_images is not None, deep_images=deep_images, deep_detector=deep_detector,
                          all_values=all_values, normalize=normalize, pose_classifier=pose_classifier,
                          fusion_weight=fusion_weight, split=split)
     cache_dir = Path(cache) if cache else Path(out).resolve().parent / ".bench-cache"

@@ -21,6 +21,15 @@ def detector_option(command):
                         show_default=True, help=DETECTOR_HELP)(command)
 
 
+def deep_detector_option(command):
+    """Add --deep-detector NAME: the detector in front of dlib's descriptor in the Deep rows."""
+    from facedata.detect import DETECTORS, DetectConfig
+
+    return click.option("--deep-detector", type=click.Choice(list(DETECTORS)), default=DetectConfig.detector,
+                        show_default=True, help="with --deep: the face detector in front of dlib's descriptor (as the "
+                        "photo path's --detector); a face it misses is described whole and not fused")(command)
+
+
 def face_options(command):
     """Add --align/--no-align, --face N and --detector NAME to a command."""
     command = detector_option(command)
