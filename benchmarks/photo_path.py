@@ -1,0 +1,220 @@
+"""The photo path end to end: queries that are photos, not crops, against the crop-based bench's gallery.
+
+    python benchmarks/photo_path.py --model runs/kdef-skip --data runs/kdef32 --photos runs/kdef64 \
+        --queries 1000 --out runs/photo_path
+
+Each query face (the test people's, drawn as `rbg bench` draws them, seeded) is pasted at a random
+scale and place into a 640×480 background (photo_scenes: scikit-image pictures and textures, seeded),
+then goes the way a user's photo goes: the detector (`--detector`, the photo path's default), the
+largest face, a crop, generation and the search. The crop is taken from the detection box with a
+framing per detector and kind (frontal, profile-left, profile-right) fitted on the train people's
+faces, pasted and detected the same way: the median offset and size of the dataset's own crop
+relative to the box (facedata.align.BoxFraming). The same queries as crops (the dataset's own) give
+the crop-based figures in the same run.
+
+Both sides search the same way: "ours, all poses, classifier pose" (query and gallery faces generated
+in every pose, refiner features compared view by view, among gallery faces the CNN pose classifier,
+fitted on the train people, puts in the target pose). A query whose photo yields no face is a miss.
+Reported per source pose: the detection rate, then criterion-1 R@1/5/20 for photos and crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from facedata.align import BoxFraming
+from facedata.atomic import atomic_file, write_json
+from facedata.detect import DETECTORS, DetectConfig, DetectedFace, detect_faces
+from facedata.faceset import FaceSet
+from facedata.imageio import crop_square
+from facedata.provenance import provenance
+from generator.inference import Generator
+from index.pose_classifier import PoseClassifierConfig
+from photo_scenes import found_at, scenes
+from retrieval.deep_descriptor import same_faces_at_resolution
+from retrieval.multi_view import rank_among, view_distances
+from retrieval.protocol import sample_queries, score
+from retrieval.two_step import fit_pose_filter
+
+KS = (1, 5, 20)
+
+
+def framing_key(face: DetectedFace) -> str:
+    """Which fitted framing a face takes: its detector and kind (HOG and the cascades frame a face differently)."""
+    return f"{face.source}/{face.kind}"
+
+
+def fit_framings(faces: np.ndarray, config: DetectConfig, seed: int) -> tuple[dict[str, BoxFraming], dict]:
+    """Per framing key, the median relation of the pasted dataset crop to the detection box, on these faces."""
+    offsets: dict[str, list[tuple[float, float, float]]] = {}
+    for scene in tqdm(scenes(faces, seed), desc="fit framing (train people)", unit="photo"):
+        hits = [f for f in detect_faces(scene.image, config) if found_at(f.box, scene.truth)]
+        if not hits:
+            continue
+        face = max(hits, key=lambda f: f.area)
+        left, top, right, bottom = face.box
+        width = right - left
+        tx, ty = (scene.truth[0] + scene.truth[2]) / 2, (scene.truth[1] + scene.truth[3]) / 2
+        across = (tx - (left + right) / 2) / width
+        if face.kind == "profile-right":  # box_transform mirrors `across` for a face looking right
+            across = -across
+        offsets.setdefault(framing_key(face), []).append(
+            ((scene.truth[2] - scene.truth[0]) / width, across, (ty - (top + bottom) / 2) / width))
+    framings = {key: BoxFraming(*(float(v) for v in np.median(np.asarray(rows), axis=0))) for key, rows in offsets.items()}
+    record = {key: {**asdict(framings[key]), "faces": len(offsets[key])} for key in sorted(framings)}
+    return framings, record
+
+
+def framed_transform(face: DetectedFace, framing: BoxFraming, aspect: float) -> np.ndarray:
+    """The (2, 3) transform from the unit square to the photo's dataset-shaped crop (height = aspect × width) of
+    this face, placed by `framing` from its box (facedata.align.box_transform, for crops that need not be square)."""
+    left, top, right, bottom = face.box
+    width = right - left
+    across = -framing.across if face.kind == "profile-right" else framing.across
+    cx, cy = (left + right) / 2 + across * width, (top + bottom) / 2 + framing.down * width
+    w = framing.side * width
+    h = w * aspect
+    return np.array([[w, 0.0, cx - w / 2], [0.0, h, cy - h / 2]])
+
+
+def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: DetectConfig, size: tuple[int, int],
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+    """Each face pasted into a photo, detected and cropped: (crops (n, h, w) uint8, found (n,) bool, right (n,)
+    bool: the largest face is the pasted one, framing key per face or None); seconds of detection + crop per photo
+    are printed by the caller from the wall time."""
+    crops = np.zeros((len(faces), *size), dtype=np.uint8)
+    found = np.zeros(len(faces), dtype=bool)
+    right = np.zeros(len(faces), dtype=bool)
+    keys: list[str | None] = [None] * len(faces)
+    fallback = BoxFraming()
+    for i, scene in enumerate(tqdm(scenes(faces, seed), desc="photo queries: detect + crop", unit="photo")):
+        detected = detect_faces(scene.image, config)
+        if not detected:
+            continue
+        face = detected[0]  # the largest, as `rbg query` takes it
+        found[i], right[i], keys[i] = True, found_at(face.box, scene.truth), framing_key(face)
+        framing = framings.get(keys[i], fallback)
+        transform = framed_transform(face, framing, faces.shape[1] / faces.shape[2])  # unit square → photo pixels
+        crops[i] = crop_square(scene.image, transform, size)
+    return crops, found, right, keys
+
+
+def per_pose(edit_values: np.ndarray, found: np.ndarray, right: np.ndarray, correct: dict[str, np.ndarray]) -> list[dict]:
+    """Rows per source value and one for all: detection rate and criterion-1 recall@K of each query kind."""
+    rows = []
+    values = sorted(set(edit_values), key=lambda v: (float(v) if _number(v) else 0.0, v))
+    for value in [*values, "all"]:
+        mask = np.ones(len(edit_values), bool) if value == "all" else edit_values == value
+        row = {"source": value, "queries": int(mask.sum()), "detected": round(100 * float(found[mask].mean()), 1),
+               "detected_right_face": round(100 * float(right[mask].mean()), 1)}
+        for name, hits in correct.items():
+            for k in KS:
+                row[f"{name}_r{k}"] = round(100 * float(hits[mask, :k].any(axis=1).mean()), 1)
+        rows.append(row)
+    return rows
+
+
+def _number(value: str) -> bool:
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
+
+
+def markdown(record: dict) -> str:
+    lines = [f"Photo path ({record['detector']}) against crops: criterion-1 recall, {record['queries']} queries, "
+             f"ours, all poses, classifier pose.", "",
+             "| source pose | queries | detected % | photo R@1 | R@5 | R@20 | crop R@1 | R@5 | R@20 | photo / crop R@1 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in record["per_pose"]:
+        ratio = f"{r['photo_r1'] / r['crop_r1']:.2f}" if r["crop_r1"] else "—"
+        name = f"**{r['source']}**" if r["source"] == "all" else r["source"]
+        lines.append(f"| {name} | {r['queries']} | {r['detected']} | {r['photo_r1']} | {r['photo_r5']} | {r['photo_r20']} | "
+                     f"{r['crop_r1']} | {r['crop_r5']} | {r['crop_r20']} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> dict:
+    started = time.perf_counter()
+    faces = FaceSet.open(args.data)
+    photos = same_faces_at_resolution(faces, args.photos, "--photos")
+    generator = Generator.load(args.model)
+    edit = generator.edit_factor
+    config = DetectConfig(detector=args.detector)
+    train_rows = np.flatnonzero((faces.faces["split"] == "train").to_numpy())
+    rng = np.random.default_rng(args.seed)
+    fit_rows = np.sort(rng.choice(train_rows, size=min(args.fit_faces, len(train_rows)), replace=False))
+    framings, framing_record = fit_framings(photos.images[fit_rows], config, args.seed)
+
+    gallery, train = faces.split("test"), faces.split("train")
+    queries = sample_queries(gallery, edit, args.queries, seed=args.seed)
+    gallery_rows = np.flatnonzero((faces.faces["split"] == "test").to_numpy())
+    asked = np.unique(queries.positions)  # each query face is photographed once
+    t0 = time.perf_counter()
+    crops, found, right, keys = photo_crops(photos.images[gallery_rows[asked]], framings, config, faces.images.shape[1:],
+                                            seed=args.seed + 1)
+    detect_seconds = time.perf_counter() - t0
+    photo_of = {int(p): i for i, p in enumerate(asked)}
+    photo_index = np.array([photo_of[int(p)] for p in queries.positions])
+
+    pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model="cnn", seed=args.seed),
+                                  Path(args.cache) if args.cache else None)
+    images = np.concatenate([gallery.images, crops])
+    g = len(gallery)
+    crop_all, _ = view_distances(generator, images, queries.positions, None, batch_size=args.batch_size)
+    photo_all, _ = view_distances(generator, images, g + photo_index, None, batch_size=args.batch_size)
+    ranked = {"crop": rank_among(crop_all[:, :g], pose_filter.gallery_pred, queries.targets, max(KS)),
+              "photo": rank_among(photo_all[:, :g], pose_filter.gallery_pred, queries.targets, max(KS))}
+    ranked["photo"][~found[photo_index]] = -1  # no face found: nothing to search with
+    correct = {name: score(rows, queries, gallery, 1, KS)[1] for name, rows in ranked.items()}
+    source = gallery.faces[edit].to_numpy().astype(str)[queries.positions]
+    record = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "model": str(args.model), "data": str(args.data), "photos": str(args.photos),
+        "detector": args.detector, "detect_config": asdict(config), "seed": args.seed,
+        "queries": len(queries), "query_photos": len(asked), "method": "ours, all poses, classifier pose",
+        "pose_classifier_accuracy": round(100 * pose_filter.accuracy, 1),
+        "framings": framing_record, "framing_fit_faces": len(fit_rows),
+        "per_pose": per_pose(source, found[photo_index], right[photo_index], correct),
+        "framing_used": pd.Series([k or "none" for k in keys]).value_counts().to_dict(),
+        "ms_per_photo_detect_and_crop": round(1000 * detect_seconds / max(1, len(asked)), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "provenance": provenance(seed=args.seed),
+    }
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint (or training run) folder")
+    parser.add_argument("--data", required=True, help="the FaceSet the model works on (its test people are the gallery)")
+    parser.add_argument("--photos", required=True, help="the same faces at source resolution, pasted into the photos")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--fit-faces", type=int, default=400, help="train faces the framing is fitted on")
+    parser.add_argument("--detector", choices=list(DETECTORS), default=DetectConfig.detector)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")
+    parser.add_argument("--out", required=True, help="folder for photo_path.json and photo_path.md")
+    args = parser.parse_args(argv)
+    record = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "photo_path.json", record)
+    with atomic_file(out / "photo_path.md") as tmp:
+        Path(tmp).write_text(markdown(record))
+    print(markdown(record))
+    print(f"detection + crop: {record['ms_per_photo_detect_and_crop']} ms per photo; wall time {record['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
