@@ -152,6 +152,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "light-change": light_change,
     "detect": _benchmark_markdown("detect_faces"),
     "crop-offsets": _benchmark_markdown("crop_offsets"),
+    "photo-path": _benchmark_markdown("photo_path"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,

@@ -175,8 +175,9 @@ METHODS: tuple[Method, ...] = (
     Method(OURS_CHOSEN, CHOSEN, CLASSIFIER,
            fused_among(lambda run: (run.choice["chosen"]["views"], run.choice["chosen"]["weight"])),
            stage="ours, chosen on val: val runs + search", applies=_all_values, pixels=(
-               "the setting that ranks best on the val people: the all-poses distance or the target pose's view "
-               "alone (query and gallery face both generated in the target), fused with the Deep descriptor "
+               "the setting that ranks best on the val people: the all-poses distance, the target pose's view "
+               "alone (query and gallery face both generated in the target) or the paper's single view (the "
+               "gallery face in its kept pose, as ours, classifier pose), fused with the Deep descriptor "
                "distance at the chosen weight (0: the generation distance alone; no Deep row: 0); the filter is the "
                "2-step pose classifier")),
 )

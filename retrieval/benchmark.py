@@ -51,7 +51,7 @@ from facedata.outputs import ArtifactKind, exclusive_lock
 from facedata.provenance import provenance
 from generator.evaluate import KIND as GENERATION_KIND
 from index.faiss_index import GalleryIndex, IndexConfig
-from index.features import compute_feature_chunks
+from index.features import compute_feature_chunks, l2_normalize
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED, SECOND_NET_DEEP, TRUE
@@ -61,7 +61,7 @@ from retrieval.fusion import DISTILLED_VIEWS, VIEWS, WEIGHTS, best_candidate, fu
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, default_criterion2, pose_change,
                                recall_by_group)
 from retrieval.multi_view import rank_among, view_distances
-from retrieval.protocol import QuerySet, sample_queries, score
+from retrieval.protocol import QuerySet, mean_average_precision, sample_queries, score
 from retrieval.report_tables import report_markdown
 from retrieval.search import Found, search_by_generation
 from retrieval.two_step import fit_pose_filter, gallery_descriptors, true_pose_filter
@@ -243,7 +243,8 @@ class BenchRun:
 
     @cached_property
     def generation(self) -> dict[str, np.ndarray]:
-        return generation_distances(self.generator, self.gallery.images, self.queries, self.config)
+        return generation_distances(self.generator, self.gallery.images, self.queries, self.config,
+                                    normalized=self.normalized.features)
 
     @cached_property
     def choice(self) -> dict:
@@ -369,12 +370,20 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
     return record
 
 
-def generation_distances(generator, images: np.ndarray, queries: QuerySet, config: BenchConfig) -> dict[str, np.ndarray]:
+def generation_distances(generator, images: np.ndarray, queries: QuerySet, config: BenchConfig,
+                         normalized: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The (q, g) generation distances a setting may rank by: "all" and "target" views of the configured
-    layer and, for a model with a descriptor head (and another layer configured), its "distilled" pair."""
-    distances = dict(zip(VIEWS, view_distances(generator, images, queries.positions, queries.targets, config.layer,
-                                               config.batch_size)))
+    layer; with `normalized` (the pose-normalized gallery's features, (g, d) L2-normalized) "kept", the
+    paper's single view (the query generated in its target against each face in its kept pose, as "ours,
+    classifier pose" ranks); and, for a model with a descriptor head (and another layer configured), its
+    "distilled" pair."""
+    distances = dict(zip(VIEWS[:2], view_distances(generator, images, queries.positions, queries.targets, config.layer,
+                                                   config.batch_size)))
     layer = config.layer or generator.default_feature_layer
+    if normalized is not None:
+        query = l2_normalize(generator.features(images[queries.positions], list(queries.targets), layer=layer,
+                                                batch_size=config.batch_size))
+        distances["kept"] = np.maximum(2.0 - 2.0 * (query @ np.asarray(normalized, np.float32).T), 0.0).astype(np.float32)
     if DISTILLED_LAYER in getattr(generator, "feature_layers", ()) and layer != DISTILLED_LAYER:
         distances.update(zip(DISTILLED_VIEWS, view_distances(generator, images, queries.positions, queries.targets,
                                                              DISTILLED_LAYER, config.batch_size)))
@@ -386,12 +395,13 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
     """The settings of "ours, chosen on val" and of ours + Deep's weight, chosen on the val people.
 
     On val the bench's own protocol runs with the val people as queries (seeded) and a gallery of the val
-    people and the train people as distractors (the train-fitted pose classifier, the all-poses and
-    target-view distances, dlib's descriptors with `deep`): a handful of val people alone is too easy a
-    gallery to tell settings apart (cmu_faces' 2 val people: R@1 100 % for almost every setting). Every setting
-    (fusion.settings: views × weight, weight 0 alone without `deep`, config.fusion_weight alone if set)
-    is scored by criterion-1 R@1, then R@5, then criterion-2 R@1; ties go to the earlier setting. The
-    test people are never looked at. Without val people: every view, weight config.fusion_weight, else
+    people and the train people as distractors (the train-fitted pose classifier, the all-poses,
+    target-view and kept-view distances, dlib's descriptors with `deep`): a handful of val people alone is
+    too easy a gallery to tell settings apart (cmu_faces' 2 val people: R@1 100 % for almost every setting).
+    Every setting (fusion.settings: views × weight, weight 0 alone without `deep`, config.fusion_weight
+    alone if set) is scored by criterion-1 mAP (the rank of every right face: R@1 of 2 val people ties
+    most settings at 99 %), then criterion-1 R@1, R@5, then criterion-2 R@1; ties go to the earlier
+    setting. The test people are never looked at. Without val people: every view, weight config.fusion_weight, else
     the default 0.5 with `deep`, else 0. Returns {"fusion": …, "chosen": …}, each with its choice and scores.
     """
     fixed = config.fusion_weight
@@ -408,7 +418,9 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
     queries = QuerySet(positions=np.flatnonzero((pool.faces["split"] == "val").to_numpy())[drawn.positions],
                        targets=drawn.targets, edit=edit)
     predicted = classifier.predict(pool.images)
-    generation = generation_distances(generator, pool.images, queries, config)
+    normalized = gallery_features(generator, pool, config.layer, config.batch_size, cache, config.normalize,
+                                  classifier).features
+    generation = generation_distances(generator, pool.images, queries, config, normalized=normalized)
     if deep:
         deep_images = source_resolution_images(faces, pool, config.deep_images) if config.deep_images else None
         descriptors, found = gallery_descriptors(pool, cache=cache, images=deep_images, detector=config.deep_detector)
@@ -417,11 +429,11 @@ def val_choice(generator, faces: FaceSet, config: BenchConfig, classifier, cache
     def scores(setting) -> tuple[float, ...]:
         distances = generation[setting.views]
         ranked = (fused_ranking(distances, descriptors[queries.positions], descriptors, found[queries.positions], found,
-                                setting.weight, predicted, queries.targets, ks[-1])
-                  if deep else rank_among(distances, predicted, queries.targets, ks[-1]))
+                                setting.weight, predicted, queries.targets, len(pool))
+                  if deep else rank_among(distances, predicted, queries.targets, len(pool)))
         first = score(ranked, queries, pool, 1, ks, also=also)[0].recall
         second = score(ranked, queries, pool, 2, ks[:1], also=also)[0].recall
-        return first[1], first[ks[-1]], second[1]
+        return round(mean_average_precision(ranked, queries, pool, 1, also=also), 4), first[1], first[ks[-1]], second[1]
 
     scored = {setting: scores(setting) for setting in settings(weights, tuple(generation))}
     on = (f"val: {len(queries)} queries of the {val.num_identities} val people, gallery {len(pool)} faces of them and "

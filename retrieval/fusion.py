@@ -75,7 +75,9 @@ def choose_weight(score: Callable[[float], tuple[float, ...]], weights=WEIGHTS) 
     return WeightChoice(weight=best_candidate(scores), scores=scores)
 
 
-VIEWS = ("all", "target")  # the generation distances a setting may use: every value's view, or the target's alone
+# The generation distances a setting may use: every value's view; the target's view of both faces; the query's
+# target view against each gallery face in its kept value (the paper's pose-normalized gallery).
+VIEWS = ("all", "target", "kept")
 DISTILLED_VIEWS = ("distilled all", "distilled target")  # the same with a distilled model's descriptor head
 
 

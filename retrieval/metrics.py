@@ -144,6 +144,21 @@ def relevant_counts(query_keys: np.ndarray, gallery_keys: np.ndarray) -> np.ndar
     return np.bincount(gallery_keys, minlength=size)[query_keys].astype(np.int64)
 
 
+def average_precision(correct: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Each query's average precision, (q,) float64: the precision at the rank of each of its `relevant` right
+    gallery rows, averaged (a right row not in the ranking counts 0; a query with none scores 0).
+
+    Where a small val set answers nearly every query right at rank 1, recall@1 ties many settings; the rank of
+    every right face still tells them apart.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    relevant = np.asarray(relevant, dtype=np.int64)
+    assert correct.ndim == 2 and relevant.shape == (correct.shape[0],), (correct.shape, relevant.shape)
+    hits = np.cumsum(correct, axis=1)
+    precision = np.where(correct, hits / np.arange(1, correct.shape[1] + 1)[None, :], 0.0)
+    return np.where(relevant > 0, precision.sum(axis=1) / np.maximum(relevant, 1), 0.0)
+
+
 def recall_at_k(correct: np.ndarray, ks: Sequence[int] = PAPER_KS, gallery_size: int | None = None) -> dict[int, float]:
     """recall@K = share of queries with ≥ 1 correct item among their top K, from a (q, w) bool matrix.
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
-from retrieval.metrics import PAPER_KS, RecallReport, correct_matrix, criterion_keys, evaluate_ranking
+from retrieval.metrics import (PAPER_KS, RecallReport, average_precision, correct_matrix, criterion_keys, evaluate_ranking,
+                               relevant_counts)
 
 
 @dataclass(frozen=True)
@@ -54,3 +55,11 @@ def score(ranked: np.ndarray, queries: QuerySet, gallery: FaceSet, criterion: in
     q_keys, g_keys = criterion_keys(queries.faces(gallery), queries.targets, gallery.faces.reset_index(drop=True),
                                     queries.edit, criterion, also=also)
     return evaluate_ranking(ranked, q_keys, g_keys, ks), correct_matrix(ranked, q_keys, g_keys)
+
+
+def mean_average_precision(ranked: np.ndarray, queries: QuerySet, gallery: FaceSet, criterion: int,
+                           also: str | None = None) -> float:
+    """mAP of ranked gallery rows (q, w) under a criterion; rank the whole gallery (w = its size) for the exact figure."""
+    q_keys, g_keys = criterion_keys(queries.faces(gallery), queries.targets, gallery.faces.reset_index(drop=True),
+                                    queries.edit, criterion, also=also)
+    return float(np.mean(average_precision(correct_matrix(ranked, q_keys, g_keys), relevant_counts(q_keys, g_keys))))

@@ -87,4 +87,4 @@ def test_the_bench_ranks_a_distilled_model_by_its_head_too_and_may_choose_it_on_
     rows = {(r["method"], r["features"]) for r in record["results"]}
     assert {("ours, classifier pose", DISTILLED), ("ours, all poses, classifier pose", DISTILLED)} <= rows
     assert set(record["chosen"]["val_scores"]) == {f"views {v}, Deep weight 0" for v in
-                                                   ("all", "target", "distilled all", "distilled target")}
+                                                   ("all", "target", "kept", "distilled all", "distilled target")}

@@ -82,13 +82,14 @@ def test_the_chosen_row_takes_the_best_val_setting_of_views_and_weight(tmp_path,
     record = run_benchmark(generator, faces, tmp_path / "report", config)
     chosen = record["chosen"]
     scores = {label: tuple(v) for label, v in chosen["val_scores"].items()}
-    assert len(scores) == 2 * 11 and scores[f"views {chosen['views']}, Deep weight {chosen['weight']:g}"] == max(scores.values())
+    assert len(scores) == 3 * 11 and scores[f"views {chosen['views']}, Deep weight {chosen['weight']:g}"] == max(scores.values())
     rows = {(r["method"], r["features"]) for r in record["results"]}
     assert (OURS_CHOSEN, CHOSEN) in rows and "ours, chosen on val:" in (tmp_path / "report" / "report.md").read_text()
 
     without_deep = run_benchmark(generator, faces, tmp_path / "plain", BenchConfig(**{**config.__dict__, "deep": False}))
     assert without_deep["chosen"]["weight"] == 0.0 and set(without_deep["chosen"]["val_scores"]) == {
-        "views all, Deep weight 0", "views target, Deep weight 0"}
+        "views all, Deep weight 0", "views target, Deep weight 0", "views kept, Deep weight 0"}
+    assert all(len(v) == 4 for v in without_deep["chosen"]["val_scores"].values())  # mAP, R@1, R@5, criterion-2 R@1
 
 
 def test_view_distances_give_every_views_mean_and_the_target_views_own():

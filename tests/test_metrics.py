@@ -140,3 +140,16 @@ def test_criterion2_defaults_to_light_then_expression_then_pose_and_is_criterion
     second = criterion_keys(faces.iloc[[0]], np.array(["L1"]), faces, "illumination", criterion=2)
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
     assert criterion2_label(()) == "no other factor"
+
+
+def test_average_precision_counts_every_right_face_at_its_rank():
+    from retrieval.metrics import average_precision
+
+    correct = np.array([[True, False, True, False],   # right at ranks 1 and 3: (1 + 2/3) / 2
+                        [False, True, False, False],  # one of its 2 right faces ranked, at 2: (1/2) / 2
+                        [False, False, False, False]])  # nothing right to find
+    ap = average_precision(correct, np.array([2, 2, 0]))
+    np.testing.assert_allclose(ap, [(1 + 2 / 3) / 2, 0.25, 0.0])
+    # two rankings with R@1 = 100 % both: the one ranking the second right face higher scores more
+    assert average_precision(np.array([[True, True, False]]), np.array([2]))[0] > \
+        average_precision(np.array([[True, False, True]]), np.array([2]))[0]
