@@ -44,7 +44,6 @@ import faiss
 
 from facedata.atomic import atomic_dir
 from facedata.combined import edited_factors, with_factor
-from facedata.detect import DetectConfig
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, pose_degrees
 from facedata.outputs import ArtifactKind, exclusive_lock
@@ -55,7 +54,7 @@ from index.features import compute_feature_chunks, l2_normalize
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED, SECOND_NET_DEEP, TRUE
-from retrieval.deep_descriptor import same_faces_at_resolution
+from retrieval.deep_descriptor import DEEP_DETECTOR, same_faces_at_resolution
 from retrieval.fusion import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from retrieval.fusion import DISTILLED_VIEWS, VIEWS, WEIGHTS, best_candidate, fused_ranking, settings
 from retrieval.metrics import (PAPER_KS, criterion2_factors, criterion2_label, default_criterion2, pose_change,
@@ -88,7 +87,7 @@ class BenchConfig:
     gallery_identities: int | None = None  # keep only the first N test identities (quick runs, the demo)
     deep: bool = False  # also the 2-step baseline on dlib's face descriptor (needs the `deep` extra)
     deep_images: str | None = None  # a FaceSet of the same faces at source resolution, for the Deep row
-    deep_detector: str = DetectConfig.detector  # finds the faces dlib describes (facedata.detect.DETECTORS)
+    deep_detector: str = DEEP_DETECTOR  # finds the faces dlib describes (facedata.detect.DETECTORS)
     all_values: bool = False  # also ours over every generated value (V more feature passes per gallery face)
     normalize: str = "full"  # how gallery faces are pose-normalized for ours (index.pose_normalize.NORMALIZE_MODES)
     pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)

@@ -19,8 +19,7 @@ from retrieval.baselines import (
 )
 from index.factor_classifiers import FactorClassifiers
 from index.pose_classifier import fit_cached
-from facedata.detect import DetectConfig
-from retrieval.deep_descriptor import deep_descriptors
+from retrieval.deep_descriptor import DEEP_DETECTOR, deep_descriptors
 from retrieval.protocol import QuerySet
 
 
@@ -75,7 +74,7 @@ def rank_by_generator_features(generator, gallery: FaceSet, queries: QuerySet, a
 
 def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size: int = 64,
                         images: np.ndarray | None = None,
-                        detector: str = DetectConfig.detector) -> tuple[np.ndarray, np.ndarray]:
+                        detector: str = DEEP_DETECTOR) -> tuple[np.ndarray, np.ndarray]:
     """dlib's descriptor of every gallery face, (g, 128) float32, and whether `detector` found the face, (g,) bool.
 
     `images` are the gallery's faces at their source resolution, row for row (default: its own crops).
@@ -88,7 +87,7 @@ def gallery_descriptors(gallery: FaceSet, cache: Path | None = None, batch_size:
 def rank_by_deep_descriptor(gallery: FaceSet, queries: QuerySet, among: np.ndarray, k: int,
                             cache: Path | None = None, batch_size: int = 64,
                             images: np.ndarray | None = None,
-                            detector: str = DetectConfig.detector) -> tuple[np.ndarray, float]:
+                            detector: str = DEEP_DETECTOR) -> tuple[np.ndarray, float]:
     """Baseline "Deep" (Table 2): the survivors of `among` ranked by dlib's 128-d ResNet face descriptor;
     ((q, k) rows, detected share).
 

@@ -116,7 +116,7 @@ def test_deep_ranking_keeps_only_rows_predicted_in_the_target_pose(model, tmp_pa
 
 
 def test_bench_with_deep_adds_the_papers_deep_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64, detector="hog+haar": (pixel_vectors(images), np.arange(len(images)) % 2 == 0))
+    monkeypatch.setattr(two_step, "deep_descriptors", lambda images, cache=None, batch_size=64, detector="hog": (pixel_vectors(images), np.arange(len(images)) % 2 == 0))
     faces = FaceSet.open(tiny_faceset(identities=3, test_identities=2).write(tmp_path / "faces"))
     config = BenchConfig(queries=40, generation_pairs=20, grid_queries=3, batch_size=64, deep=True)
     record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "report", config)

@@ -49,7 +49,7 @@ def test_choose_weight_takes_the_best_score_then_the_lower_weight():
 
 def test_bench_adds_the_fused_row_with_its_weight_chosen_on_val(tmp_path, monkeypatch):
     # dlib stands in as raw pixels, every face detected
-    def by_identity(images, cache=None, batch_size=64, detector="hog+haar"):
+    def by_identity(images, cache=None, batch_size=64, detector="hog"):
         return pixel_vectors(images), np.ones(len(images), dtype=bool)
 
     monkeypatch.setattr(two_step, "deep_descriptors", by_identity)
@@ -72,7 +72,7 @@ def test_bench_adds_the_fused_row_with_its_weight_chosen_on_val(tmp_path, monkey
 
 
 def test_the_chosen_row_takes_the_best_val_setting_of_views_and_weight(tmp_path, monkeypatch):
-    def by_identity(images, cache=None, batch_size=64, detector="hog+haar"):
+    def by_identity(images, cache=None, batch_size=64, detector="hog"):
         return pixel_vectors(images), np.ones(len(images), dtype=bool)
 
     monkeypatch.setattr(two_step, "deep_descriptors", by_identity)

@@ -23,11 +23,13 @@ def detector_option(command):
 
 def deep_detector_option(command):
     """Add --deep-detector NAME: the detector in front of dlib's descriptor in the Deep rows."""
-    from facedata.detect import DETECTORS, DetectConfig
+    from facedata.detect import DETECTORS
+    from retrieval.deep_descriptor import DEEP_DETECTOR
 
-    return click.option("--deep-detector", type=click.Choice(list(DETECTORS)), default=DetectConfig.detector,
+    return click.option("--deep-detector", type=click.Choice(list(DETECTORS)), default=DEEP_DETECTOR,
                         show_default=True, help="with --deep: the face detector in front of dlib's descriptor (as the "
-                        "photo path's --detector); a face it misses is described whole and not fused")(command)
+                        "photo path's --detector; hog, dlib's own, describes cmu_faces best); a face it misses is "
+                        "described whole and not fused")(command)
 
 
 def face_options(command):
