@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facedata.atomic import atomic_dir
-from facedata.combined import with_factor
+from facedata.combined import join_values, with_factor
 from facedata.contact_sheet import fit_text
 from facedata.faceset import FaceSet
 from facedata.outputs import ArtifactKind
@@ -144,6 +144,18 @@ def figure_all_targets(generator: Generator, sources: np.ndarray, path: Path) ->
     save_png(tile(grid), path, columns=("input", *generator.vocabulary), cell=sources.shape[2])
 
 
+def figure_value_grid(generator: Generator, source: np.ndarray, path: Path) -> None:
+    """Figure 8 for a model editing two factors: one source face (first column, first row), then its stage-2
+    image for every pair of values, a row per value of the second factor, a column per value of the first."""
+    first, second = (generator.factor_vocabularies[f] for f in generator.factors[:2])
+    vocabulary = list(generator.vocabulary)
+    codes = [vocabulary.index(join_values((a, b))) for b in second for a in first]
+    _, stage2 = generator.generate(np.repeat(source[None], len(codes), axis=0), np.asarray(codes))
+    blank = np.full(source.shape, 255.0)
+    grid = [[source if r == 0 else blank, *stage2[r * len(first) : (r + 1) * len(first)]] for r in range(len(second))]
+    save_png(tile(grid), path, columns=("input", *first), cell=source.shape[1])
+
+
 def figure_attribute_maps(generator: Generator, path: Path) -> None:
     """Figure 4: the attribute maps of each target value (one row per value), each map min–max scaled."""
     maps = generator.attribute_maps()  # (V, 7, h, w)
@@ -169,5 +181,7 @@ def evaluate_generation(generator: Generator, faces: FaceSet, out: str | Path, c
         figure_pairs(generator, test, shuffled, tmp / PAIR_FIGURES.get(generator.task, "figure5_pairs.png"))
         first = np.unique(shuffled[:6, 0])
         figure_all_targets(generator, test.images[first], tmp / "figure8_all_targets.png")
+        if len(generator.factors) == 2:  # two edited factors: also one face over every pair of values, as a grid
+            figure_value_grid(generator, test.images[first[0]], tmp / "figure8_value_grid.png")
         figure_attribute_maps(generator, tmp / "figure4_attribute_maps.png")
     return record

@@ -209,7 +209,7 @@ def test_a_checkpoint_without_its_model_hash_is_refused_unless_it_is_of_format_1
             load_checkpoint(path)
 
 
-@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory", "synthpie-illumination"])
+@pytest.mark.parametrize("name", ["synthpie-pose", "synthpie-accessory", "synthpie-illumination", "synthpie-pose-accessory"])
 def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
     folder = shipped_model(name)
     with warnings.catch_warnings():
@@ -221,12 +221,23 @@ def test_the_shipped_checkpoints_carry_a_model_hash_that_checks(name):
 
 # -- shipped checkpoints by name ------------------------------------------------------------------
 def test_the_package_ships_the_pose_and_accessory_models_inside_the_generator_package():
-    assert shipped_names() == ("synthpie-accessory", "synthpie-illumination", "synthpie-pose")
+    assert shipped_names() == ("synthpie-accessory", "synthpie-illumination", "synthpie-pose", "synthpie-pose-accessory")
     package = Path(generator.__file__).resolve().parent
     for name in shipped_names():
         assert shipped_model(name).resolve() == package / "shipped" / name
         assert (shipped_model(name) / "model.safetensors").stat().st_size > 1_000_000
     assert shipped_model("synthpie") is None and shipped_model("../shipped") is None
+
+
+def test_the_four_shipped_models_together_stay_within_20_mb():
+    sizes = {name: (shipped_model(name) / "model.safetensors").stat().st_size for name in shipped_names()}
+    assert len(sizes) == 4 and sum(sizes.values()) <= 20_000_000, sizes
+
+
+def test_the_shipped_two_factor_model_edits_pose_and_accessory_together():
+    generator = Generator.load("synthpie-pose-accessory", device="cpu")
+    assert generator.factors == ("pose", "accessory") and len(generator.vocabulary) == 20
+    assert generator.factor_vocabularies["accessory"] == ("none", "glasses", "sunglasses", "cap")
 
 
 def test_a_shipped_name_loads_its_checkpoint_from_any_working_directory(tmp_path, monkeypatch):
@@ -251,7 +262,8 @@ def test_a_folder_that_exists_wins_over_a_shipped_name(saved, tmp_path, monkeypa
 def test_a_name_that_is_neither_a_folder_nor_shipped_is_refused_listing_the_shipped_names(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match=rf"^{name}: no such checkpoint folder, nor a shipped model's name "
-                                              r"\(synthpie-accessory, synthpie-illumination, synthpie-pose\)$"):
+                                              r"\(synthpie-accessory, synthpie-illumination, synthpie-pose, "
+                                              r"synthpie-pose-accessory\)$"):
         load_checkpoint(name)
 
 

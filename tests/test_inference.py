@@ -196,7 +196,7 @@ def test_generate_command_refuses_an_unknown_model_name_listing_the_shipped_ones
     Image.fromarray(np.zeros((32, 32), np.uint8)).save("face.png")
     result = CliRunner().invoke(cli, ["generate", "--model", "synthpie-pse", "face.png", "--pose", "+30", "--out", "out.png"])
     assert result.exit_code == 2 and not (tmp_path / "out.png").exists()
-    assert result.output == "Error: synthpie-pse: no such checkpoint folder, nor a shipped model's name (synthpie-accessory, synthpie-illumination, synthpie-pose)\n"
+    assert result.output == "Error: synthpie-pse: no such checkpoint folder, nor a shipped model's name (synthpie-accessory, synthpie-illumination, synthpie-pose, synthpie-pose-accessory)\n"
 
 
 def test_eval_generation_writes_table_1_and_the_figures(model_dir, tmp_path):
