@@ -21,16 +21,17 @@ middle layer (stage2.mid), L2-normalized, searched exactly. Criterion 1 = identi
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facedata.atomic import atomic_file, write_json
 from facedata.combined import combined_name, edited_factors, split_value, with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
+from facedata.provenance import provenance
 from generator.inference import Generator
 from index.features import l2_normalize
 from index.pose_classifier import fit_on_train_split
@@ -132,6 +133,7 @@ def run(config: ChainedConfig) -> dict:
         "rows": rows, "seconds": {k: round(v, 2) for k, v in timings.items()},
         "ratio_r1": (rows[0]["recall"][config.ks[0]] / rows[1]["recall"][config.ks[0]]
                      if rows[1]["recall"][config.ks[0]] else None),
+        "provenance": provenance(seed=config.seed),
     }
 
 
@@ -141,9 +143,18 @@ def table(record: dict) -> str:
     head = "| method | " + " | ".join(f"R@{k}" for k in ks) + " | " + " | ".join(f"R@{k}, both changed" for k in ks) + " |"
     lines = [head, "|" + "---|" * (1 + 2 * len(ks))]
     for row in record["rows"]:
-        cells = [f"{100 * row['recall'][k]:.1f}" for k in ks] + [f"{100 * row['recall_both_changed'][k]:.1f}" for k in ks]
+        recall, both = ({int(k): v for k, v in row[name].items()} for name in ("recall", "recall_both_changed"))  # JSON keys are text
+        cells = [f"{100 * recall[k]:.1f}" for k in ks] + [f"{100 * both[k]:.1f}" for k in ks]
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def markdown(record: dict) -> str:
+    """The table with what it was measured on, for docs pages (benchmarks/results_tables.py)."""
+    ratio = f"; ours / chained at R@{record['config']['ks'][0]}: {record['ratio_r1']:.2f}×" if record["ratio_r1"] else ""
+    return (f"{record['queries']:,} queries ({record['queries_both_changed']:,} change both factors), gallery of "
+            f"{record['gallery']:,} faces of {record['gallery_identities']} unseen people, criterion 1 (identity, pose "
+            f"and accessory), recall in %{ratio}\n\n" + table(record))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ours / chained at R@{config.ks[0]}: {record['ratio_r1']:.2f}×" if record["ratio_r1"] else "")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "chained.json").write_text(json.dumps(record, indent=2) + "\n")
-        (args.out / "chained.md").write_text(text)
+        write_json(args.out / "chained.json", record)
+        with atomic_file(args.out / "chained.md") as tmp:
+            tmp.write_text(markdown(record))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ def headline(records: Sequence[dict], files: Sequence[str]) -> str:
         for c in (1, 2):
             a, b = 100 * _r1(ours, c), 100 * _r1(two_step, c)
             figures[c] = [f"**{a:.1f}**" if a > b else f"{a:.1f}", f"**{b:.1f}**" if b > a else f"{b:.1f}"]
-        cells.append([record["data"]["name"], f"{record['data']['gallery']:,}", str(record.get("criterion2_factor", "—")),
+        edit = record.get("model", {}).get("edit", "pose")
+        name = record["data"]["name"] + (f" ({edit})" if edit != "pose" else "")  # the edit, where it is not the pose
+        cells.append([name, f"{record['data']['gallery']:,}", str(record.get("criterion2_factor", "—")),
                       f"{ours['method']} / {ours['features']}", figures[1][0], figures[2][0],
                       f"{two_step['method']} / {two_step['features']}", figures[1][1], figures[2][1]])
     names = ", ".join(f"`{f}`" for f in files)
@@ -153,6 +155,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "detect": _benchmark_markdown("detect_faces"),
     "crop-offsets": _benchmark_markdown("crop_offsets"),
     "photo-path": _benchmark_markdown("photo_path"),
+    "chained": _benchmark_markdown("bench_chained"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order
     "headline": headline,

@@ -262,6 +262,8 @@ def test_the_chained_baseline_runs_on_the_same_queries_as_ours(trained, world, t
     record = json.loads((tmp_path / "c" / "chained.json").read_text())
     assert [row["method"].split(" (")[0] for row in record["rows"]] == ["ours", "chained", "chained, known skips"]
     assert record["queries"] == 10 and record["gallery"] == 6
+    text = bench_chained.markdown(record)  # as the docs pages render it from the JSON file
+    assert "10 queries" in text and "| ours (one pose+accessory model) |" in text
 
 
 def test_the_chained_baseline_refuses_models_of_other_factors(trained, world):
