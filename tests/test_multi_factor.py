@@ -322,6 +322,14 @@ def test_table1_of_a_model_of_several_factors(trained, world, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "t1" / "table.json").read_text())
     assert record["task"] == "pose+accessory" and record["pairs"] == 20
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "t1" / "figure8_value_grid.png")  # a row per accessory, a column per pose (+ input)
+    strip = Image.open(tmp_path / "t1" / "figure8_all_targets.png")
+    generator = Generator.load(trained, device="cpu")
+    poses, accessories = (len(generator.factor_vocabularies[f]) for f in ("pose", "accessory"))
+    assert round(strip.width / grid.width * (poses + 1)) == poses * accessories + 1  # same cell width
+    assert grid.height > grid.width / (poses + 1) * accessories  # a row of cells per accessory, under labels
 
 
 def test_index_add_grows_an_index_of_several_factors(trained, world, tmp_path):
