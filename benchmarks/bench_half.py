@@ -73,7 +73,9 @@ def markdown(record: dict) -> str:
     """Both precisions side by side (the results layout "half")."""
     a, b = record["results"]["float32"], record["results"]["float16"]
     mib = {k: v / 2**20 for k, v in record["bytes"].items()}
-    lines = [f"`{Path(record['model']).name}`: weights {mib['float32']:.1f} MiB as float32, {mib['float16']:.1f} MiB as "
+    folder = Path(record["model"])
+    name = folder.parent.name if folder.name == "checkpoint" else folder.name  # a training run's folder, not its checkpoint/
+    lines = [f"`{name}`: weights {mib['float32']:.1f} MiB as float32, {mib['float16']:.1f} MiB as "
              f"float16; Table 1 on {record['pairs']:,} test pairs, recall on {record['queries']:,} queries (`rbg bench --paper`)", "",
              "| figure | float32 | float16 | difference |", "|---|---:|---:|---:|"]
     for stage in ("stage1_mse", "stage2_mse"):
