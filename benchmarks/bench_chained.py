@@ -154,7 +154,7 @@ def markdown(record: dict) -> str:
     ratio = f"; ours / chained at R@{record['config']['ks'][0]}: {record['ratio_r1']:.2f}×" if record["ratio_r1"] else ""
     return (f"{record['queries']:,} queries ({record['queries_both_changed']:,} change both factors), gallery of "
             f"{record['gallery']:,} faces of {record['gallery_identities']} unseen people, criterion 1 (identity, pose "
-            f"and accessory), recall in %{ratio}\n\n" + table(record))
+            f"and accessory), recall in %{ratio}\n\n" + table(record).rstrip("\n"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -149,7 +149,7 @@ def run(args) -> dict:
     photos = same_faces_at_resolution(faces, args.photos, "--photos")
     generator = Generator.load(args.model)
     edit = generator.edit_factor
-    config = DetectConfig(detector=args.detector)
+    config = DetectConfig(detector=args.detector, min_face=args.min_face)
     train_rows = np.flatnonzero((faces.faces["split"] == "train").to_numpy())
     rng = np.random.default_rng(args.seed)
     fit_rows = np.sort(rng.choice(train_rows, size=min(args.fit_faces, len(train_rows)), replace=False))
@@ -199,8 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="the FaceSet the model works on (its test people are the gallery)")
     parser.add_argument("--photos", required=True, help="the same faces at source resolution, pasted into the photos")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--fit-faces", type=int, default=400, help="train faces the framing is fitted on")
+    parser.add_argument("--fit-faces", type=int, default=150, help="train faces the framing is fitted on")
     parser.add_argument("--detector", choices=list(DETECTORS), default=DetectConfig.detector)
+    parser.add_argument("--min-face", type=int, default=24,
+                        help="narrowest face searched for, px in the photo (the pasted faces are 64-200 px photos)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")
