@@ -67,5 +67,6 @@ def test_the_table_has_a_row_per_source_pose_and_one_for_all():
     assert list(table) == ["0", "+45", "all"]
     assert table["0"]["detected"] == 50.0 and table["0"]["photo_r1"] == 50.0 and table["0"]["crop_r1"] == 100.0
     assert table["+45"]["photo_r1"] == 0.0 and table["+45"]["photo_r5"] == 50.0
-    text = markdown({"detector": "hog", "queries": 4, "per_pose": rows})
-    assert "| **all** | 4 | 75.0 |" in text
+    text = markdown({"detector": "hog", "queries": 4, "per_pose": rows, "data": "runs/kdef32",
+                     "ms_per_photo_detect_and_crop": 80.0})
+    assert "| **all** | 4 | 75.0 |" in text and text.startswith("`kdef32`: 4 queries as photos")
