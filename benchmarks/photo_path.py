@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from facedata.align import BoxFraming
+from facedata.align import BoxFraming, box_transform
 from facedata.atomic import atomic_file, write_json
 from facedata.detect import DETECTORS, DetectConfig, DetectedFace, detect_faces
 from facedata.faceset import FaceSet
@@ -73,18 +73,6 @@ def fit_framings(faces: np.ndarray, config: DetectConfig, seed: int) -> tuple[di
     return framings, record
 
 
-def framed_transform(face: DetectedFace, framing: BoxFraming, aspect: float) -> np.ndarray:
-    """The (2, 3) transform from the unit square to the photo's dataset-shaped crop (height = aspect × width) of
-    this face, placed by `framing` from its box (facedata.align.box_transform, for crops that need not be square)."""
-    left, top, right, bottom = face.box
-    width = right - left
-    across = -framing.across if face.kind == "profile-right" else framing.across
-    cx, cy = (left + right) / 2 + across * width, (top + bottom) / 2 + framing.down * width
-    w = framing.side * width
-    h = w * aspect
-    return np.array([[w, 0.0, cx - w / 2], [0.0, h, cy - h / 2]])
-
-
 def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: DetectConfig, size: tuple[int, int],
                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
     """Each face pasted into a photo, detected and cropped: (crops (n, h, w) uint8, found (n,) bool, right (n,)
@@ -102,7 +90,7 @@ def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: Dete
         face = detected[0]  # the largest, as `rbg query` takes it
         found[i], right[i], keys[i] = True, found_at(face.box, scene.truth), framing_key(face)
         framing = framings.get(keys[i], fallback)
-        transform = framed_transform(face, framing, faces.shape[1] / faces.shape[2])  # unit square → photo pixels
+        transform = box_transform(face, framing=framing, aspect=faces.shape[1] / faces.shape[2])  # unit square → photo
         crops[i] = crop_square(scene.image, transform, size)
     return crops, found, right, keys
 

@@ -47,14 +47,17 @@ class BoxFraming:
     down: float = -0.12
 
 
-def box_transform(face: DetectedFace, crop: FaceCrop = FaceCrop(), framing: BoxFraming = BoxFraming()) -> np.ndarray:
-    """The (2, 3) transform from the crop's unit square to photo pixels, from the face's box alone."""
+def box_transform(face: DetectedFace, crop: FaceCrop = FaceCrop(), framing: BoxFraming = BoxFraming(),
+                  aspect: float = 1.0) -> np.ndarray:
+    """The (2, 3) transform from the crop's unit square to photo pixels, from the face's box alone; with
+    `aspect` (height / width) for crops that are not square, such as a dataset's whole photos."""
     left, top, right, bottom = face.box
     width = right - left
     across = -framing.across if face.kind == "profile-right" else framing.across
     centre = np.array([(left + right) / 2 + across * width, (top + bottom) / 2 + framing.down * width])
     side = framing.side * width
-    return np.array([[side, 0.0, centre[0] - side / 2], [0.0, side, centre[1] - side / 2]])
+    height = side * aspect
+    return np.array([[side, 0.0, centre[0] - side / 2], [0.0, height, centre[1] - height / 2]])
 
 
 def crop_transform(face: DetectedFace, crop: FaceCrop = FaceCrop()) -> np.ndarray:

@@ -21,7 +21,9 @@ def forward_faces() -> np.ndarray:
 
 
 def test_a_fitted_framing_crops_the_pasted_dataset_square_from_the_box(forward_faces):
-    from photo_path import fit_framings, framed_transform, framing_key
+    from photo_path import fit_framings, framing_key
+
+    from facedata.align import box_transform
     from photo_scenes import found_at, scenes
 
     config = DetectConfig(detector="hog")
@@ -33,7 +35,7 @@ def test_a_fitted_framing_crops_the_pasted_dataset_square_from_the_box(forward_f
         hits = [f for f in detect_faces(scene.image, config) if found_at(f.box, scene.truth)]
         if not hits:
             continue
-        t = framed_transform(hits[0], framings[framing_key(hits[0])], aspect)
+        t = box_transform(hits[0], framing=framings[framing_key(hits[0])], aspect=aspect)
         (x0, y0), (x1, y1) = t @ np.array([0.0, 0.0, 1.0]), t @ np.array([1.0, 1.0, 1.0])
         truth_side = scene.truth[2] - scene.truth[0]
         errors.append(np.abs(np.array([x0, y0, x1, y1]) - np.array(scene.truth)) / truth_side)
