@@ -27,6 +27,8 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index.pose_normalize import check_normalize, classified_kept, normalize_batch, normalize_features
 
+EVERY_VALUE_BYTES = 1 << 30  # every view of a batch of faces held at once, up to this (value_views)
+
 VIEWS = ("kept", "all")
 
 STATE_FILE = "build.json"
@@ -52,17 +54,18 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def value_views(generator, images: np.ndarray, layer: str | None = None,
-                batch_size: int = 256) -> Iterator[np.ndarray]:
+                batch_size: int = 256, memory: int = EVERY_VALUE_BYTES) -> Iterator[np.ndarray]:
     """Each face generated in each value of the vocabulary in turn: one (n, d) L2-normalized view per value.
 
-    A few faces (n·V ≤ batch_size, e.g. one query) go through the network as one batch of all their
-    values: one pass instead of V, the latency of a single all-views query.
+    Where every view of every face fits in `memory` bytes, the faces go through the generator's
+    every-value pass (each source encoded once, no pictures decoded: about 60 % of V passes' arithmetic);
+    otherwise one value at a time over all faces, one view in memory at a time.
     """
     values = list(generator.vocabulary)
     images = np.asarray(images)
-    if 1 < len(images) * len(values) <= batch_size:
-        every = generator.features(np.repeat(images, len(values), axis=0), values * len(images), layer=layer,
-                                   batch_size=batch_size).reshape(len(images), len(values), -1)
+    every_value = getattr(generator, "every_value", None)
+    if every_value is not None and len(images) * len(values) * generator.feature_dim(layer) * 4 <= memory:
+        every, _ = every_value(images, layer, batch_size=batch_size)
         for v in range(len(values)):
             yield l2_normalize(every[:, v])
         return

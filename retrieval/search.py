@@ -123,13 +123,10 @@ def every_value(generator, images: np.ndarray, targets: Sequence[str], layer: st
                 batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Each query generated in every value in one pass: the stage-2 image in its target, (q, H, W), and the
     V views' L2-normalized features side by side over √V, (q, V·d), as index.features.all_value_features."""
-    values = list(generator.vocabulary)
-    n, v = len(images), len(values)
-    stage2, features = generator.generate_with_features(np.repeat(images, v, axis=0), values * n, layer=layer,
-                                                        batch_size=batch_size)
+    features, stage2 = generator.every_value(images, layer, pictures=list(targets), batch_size=batch_size)
+    n, v = features.shape[:2]
     views = l2_normalize(np.asarray(features, np.float32).reshape(n * v, -1)).reshape(n, -1)
-    chosen = np.arange(n) * v + np.asarray([values.index(t) for t in targets], dtype=np.int64)
-    return np.asarray(stage2)[chosen], np.ascontiguousarray(views / np.float32(np.sqrt(v)))
+    return np.asarray(stage2), np.ascontiguousarray(views / np.float32(np.sqrt(v)))
 
 
 def correct_hits(identities: np.ndarray, values: np.ndarray, query_identity: np.ndarray,

@@ -74,6 +74,18 @@ class FakeGenerator:
         _, stage2 = self.generate(images, targets, batch_size)
         return stage2, self._read(stage2, layer)
 
+    def every_value(self, images: np.ndarray, layer: str | None = None, pictures=None,
+                    batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each image generated in every pose: (n, V, d) features, and the images in `pictures`' poses."""
+        n, v = len(images), len(self.vocabulary)
+        features = self.features(np.repeat(images, v, axis=0), list(self.vocabulary) * n, layer, batch_size)
+        shown = self.generate(images, pictures, batch_size)[1] if pictures is not None else None
+        return features.reshape(n, v, -1), shown
+
+    def feature_dim(self, layer: str | None = None) -> int:
+        width = SIZE[0] * SIZE[1]
+        return width if (layer or self.default_feature_layer) == "pixels" else 2 * width
+
     def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
         """The features of the images themselves, nothing generated (the targets are only checked)."""
         self.target_codes(targets, len(images))
@@ -107,11 +119,11 @@ def tiny_gallery(identities: int = 3, lights: int = 2, train_identities: int | N
     return FaceSet.from_arrays(np.stack(images), pd.DataFrame(rows), name="tiny", factors={"pose": POSES})
 
 
-def save_untrained(path, size=(16, 16), normalization=None, descriptor_dim=0):
+def save_untrained(path, size=(16, 16), normalization=None, descriptor_dim=0, arch="paper"):
     """A real, untrained checkpoint of the pose task (weights seeded) for command-line tests."""
     normalization = normalization or Normalization(mean=90.0, std=40.0)
     torch.manual_seed(0)
-    config = ModelConfig(num_values=len(POSES), image_size=size, descriptor_dim=descriptor_dim)
+    config = ModelConfig(num_values=len(POSES), image_size=size, descriptor_dim=descriptor_dim, arch=arch)
     info = CheckpointInfo(architecture=config.to_json(), task="pose", edit_factor="pose", vocabulary=POSES,
                           normalization=normalization.to_json(), trained_epochs={"1": 1, "2": 1})
     save_checkpoint(path, TwoStageGenerator(config), info)

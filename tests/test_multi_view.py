@@ -30,17 +30,35 @@ def test_ranking_keeps_the_target_value_only_and_pads_with_minus_one():
     assert rows.tolist() == [[1, 2, -1], [3, 0, -1]]
 
 
-def test_a_few_faces_go_through_the_network_once_for_all_values_with_the_same_views(tmp_path):
-    from index.features import all_value_features
+def test_faces_go_through_the_every_value_pass_once_with_the_views_of_one_pass_per_value(tmp_path):
+    from index.features import value_views
 
     faces = FaceSet.open(tiny_faceset(identities=2, test_identities=1).write(tmp_path / "faces"))
     generator = Generator.load(save_untrained(tmp_path / "model"))
     calls = []
-    features = generator.features
-    generator.features = lambda *a, **k: calls.append(len(a[0])) or features(*a, **k)
-    one_pass = all_value_features(generator, faces.images[:2], batch_size=256)
-    assert calls == [2 * len(generator.vocabulary)]
+    features, every_value = generator.features, generator.every_value
+    generator.features = lambda *a, **k: calls.append(("features", len(a[0]))) or features(*a, **k)
+    generator.every_value = lambda *a, **k: calls.append(("every", len(a[0]))) or every_value(*a, **k)
+    one_pass = np.concatenate(list(value_views(generator, faces.images[:3])), axis=1)
+    assert calls == [("every", 3)]
     calls.clear()
-    per_value = all_value_features(generator, faces.images[:2], batch_size=1)
-    assert calls == [2] * len(generator.vocabulary)
+    per_value = np.concatenate(list(value_views(generator, faces.images[:3], memory=0)), axis=1)
+    assert calls == [("features", 3)] * len(generator.vocabulary)
     np.testing.assert_allclose(one_pass, per_value, atol=1e-5)
+
+
+def test_the_every_value_pass_gives_each_value_s_features_and_the_asked_pictures(tmp_path):
+    """Sharing the encoder and splitting the decoders' convolutions changes nothing but float rounding."""
+    faces = FaceSet.open(tiny_faceset(identities=2, test_identities=1).write(tmp_path / "faces"))
+    for arch in ("paper", "skip"):
+        generator = Generator.load(save_untrained(tmp_path / arch, arch=arch, descriptor_dim=8))
+        values = list(generator.vocabulary)
+        images = faces.images[:3]
+        wanted = [values[1], values[0], values[-1]]
+        for layer in generator.feature_layers:
+            every, shown = generator.every_value(images, layer, pictures=wanted, batch_size=4)
+            one_by_one = generator.features(np.repeat(images, len(values), axis=0), values * 3, layer)
+            scale = max(1.0, float(np.abs(one_by_one).max()))
+            np.testing.assert_allclose(every.reshape(len(one_by_one), -1), one_by_one, atol=1e-4 * scale)
+            np.testing.assert_allclose(shown, generator.generate(images, wanted)[1], atol=1e-3)
+
