@@ -27,8 +27,10 @@ def test_a_fitted_framing_crops_the_pasted_dataset_square_from_the_box(forward_f
     from photo_scenes import found_at, scenes
 
     config = DetectConfig(detector="hog")
-    framings, record = fit_framings(forward_faces, config, seed=0)
+    framings, record = fit_framings(forward_faces, ["forward"] * len(forward_faces), config, seed=0, least=4)
     assert "hog/frontal" in framings and record["hog/frontal"]["faces"] >= 4
+    assert record["hog/frontal@forward"] == record["hog/frontal"]  # every face is in that pose
+    assert "hog/frontal@left" not in framings
     aspect = forward_faces.shape[1] / forward_faces.shape[2]  # cmu_faces photos are 60×64: crops need not be square
     errors = []
     for scene in scenes(forward_faces, seed=0):
@@ -43,16 +45,30 @@ def test_a_fitted_framing_crops_the_pasted_dataset_square_from_the_box(forward_f
     assert len(errors) >= 4 and np.median(errors) < 0.06 and np.max(errors) < 0.2
 
 
+class SaysForward:
+    """A pose classifier stand-in that reads every crop as "forward"."""
+
+    def predict(self, images):
+        return np.array(["forward"] * len(images))
+
+
 def test_photo_queries_are_cropped_at_the_models_size_and_a_missed_face_is_counted(forward_faces):
     from photo_path import fit_framings, photo_crops
 
     config = DetectConfig(detector="hog")
-    framings, _ = fit_framings(forward_faces, config, seed=0)
+    framings, _ = fit_framings(forward_faces, ["forward"] * len(forward_faces), config, seed=0, least=4)
     blank = np.full((1, *forward_faces.shape[1:]), 128, np.uint8)  # no face to find
-    crops, found, right, keys = photo_crops(np.concatenate([forward_faces[:2], blank]), framings, config, (32, 32), seed=1)
-    assert crops.shape == (3, 32, 32) and crops.dtype == np.uint8
+    faces = np.concatenate([forward_faces[:2], blank])
+    crops, posed, found, right, keys = photo_crops(faces, framings, config, (32, 32), seed=1)
+    assert crops.shape == posed.shape == (3, 32, 32) and crops.dtype == np.uint8
     assert found.tolist() == [True, True, False] and right[:2].all() and keys[2] is None
     assert crops[0].std() > 10 and np.all(crops[2] == 0)
+    assert np.array_equal(posed, crops) and keys[:2] == ["hog/frontal"] * 2  # no classifier: no second framing
+
+    shifted = {**framings, "hog/frontal@forward": framings["hog/frontal"].__class__(side=2.0, across=0.1, down=0.0)}
+    again, posed, _, _, keys = photo_crops(faces, shifted, config, (32, 32), seed=1, classifier=SaysForward())
+    assert np.array_equal(again, crops) and keys[:2] == ["hog/frontal@forward"] * 2 and keys[2] is None
+    assert not np.array_equal(posed[0], crops[0]) and np.all(posed[2] == 0)
 
 
 def test_the_table_has_a_row_per_source_pose_and_one_for_all():
@@ -72,3 +88,7 @@ def test_the_table_has_a_row_per_source_pose_and_one_for_all():
     text = markdown({"detector": "hog", "queries": 4, "per_pose": rows, "data": "runs/kdef32",
                      "ms_per_photo_detect_and_crop": 80.0})
     assert "| **all** | 4 | 75.0 |" in text and text.startswith("`kdef32`: 4 queries as photos")
+    rows = per_pose(source, found, found, {"photo": hits, "posed": crop & found[:, None], "crop": crop})
+    text = markdown({"detector": "hog", "queries": 4, "per_pose": rows, "data": "runs/kdef32",
+                     "ms_per_photo_detect_and_crop": 80.0})
+    assert "posed R@1" in text and "| **all** | 4 | 75.0 | 25.0 | 75.0 | 75.0 | 75.0 | 100.0 | 100.0 | 100.0 | 0.75 |" in text
