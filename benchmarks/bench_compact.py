@@ -259,7 +259,9 @@ def markdown(record: dict) -> str:
                      f"{r['search_ms_per_query']:.3f} | {r['filter']} |")
     chosen = record.get("chosen")
     if chosen:
-        lines += ["", f"Smallest within 1 point of exact at ≤ {record['target_bytes_per_face']:,} B a face: "
+        lead = ("Smallest within 1 point of exact" if chosen.get("within_1_point", True)
+                else "None within 1 point of exact; the most accurate")
+        lines += ["", f"{lead} at ≤ {record['target_bytes_per_face']:,} B a face: "
                       f"**{chosen['factory']}**, {chosen['bytes_per_face']:,} B, C1 R@1 {chosen['c1_r1']:.1f}."]
     return "\n".join(lines)
 
