@@ -27,7 +27,7 @@ env: $(BIN)/rbg
 demo: env
 	$(BIN)/rbg data synth $(DEMO_SYNTH) --out $(DEMO_DIR)/faces
 	$(BIN)/rbg data show $(DEMO_DIR)/faces --out $(DEMO_DIR)/contact_sheet.png
-	$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index
+	$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index --paper
 	$(BIN)/rbg query --index $(DEMO_DIR)/index $(DEMO_DIR)/faces:14000 --pose +30 -k 5 --out $(DEMO_DIR)/query.png
 	$(BIN)/rbg bench --model $(MODEL) --data $(DEMO_DIR)/faces --index $(DEMO_DIR)/index --out $(DEMO_DIR)/report --queries 1000 --generation-pairs 1000 --paper
 	@echo "demo done: $(DEMO_DIR)/report/report.md, $(DEMO_DIR)/contact_sheet.png, $(DEMO_DIR)/query.png"
@@ -35,7 +35,7 @@ demo: env
 # The query page and HTTP API over the demo index (built first if missing): http://127.0.0.1:8000/
 serve: env
 	test -f $(DEMO_DIR)/index/index.json || { $(BIN)/rbg data synth $(DEMO_SYNTH) --out $(DEMO_DIR)/faces && \
-		$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index; }
+		$(BIN)/rbg index build --model $(MODEL) --data $(DEMO_DIR)/faces --out $(DEMO_DIR)/index --paper; }
 	$(BIN)/rbg serve --index $(DEMO_DIR)/index --threads 2
 
 $(AXE_JS):

@@ -405,6 +405,17 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     check_normalize(config.normalize, classifier)
     classifier = classifier if config.normalize != "full" else None
     out = Path(out)
+    config, layer, vocabulary = check_build(generator, gallery, out, config, force)
+    cache = build_cache(out)
+    with exclusive_lock(build_lock(out), what=str(out)):
+        return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
+                             classifier, classifier_info or {}, distributor)
+
+
+def check_build(generator, gallery: FaceSet, out: Path, config: IndexConfig,
+                force: bool = False) -> tuple[IndexConfig, str, tuple[str, ...]]:
+    """Every refusal a build can make before its long work (output folder, gallery, batch size, layer, views,
+    factory and its training needs): the config with its layer, the layer and the vocabulary."""
     check_output_folder(out, KIND, force=force, inputs=[gallery.root], option=None)
     if len(gallery) == 0:
         raise UserError(f"{gallery.info.name}: the gallery is empty: nothing to index")
@@ -422,10 +433,9 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
     dimension = probe.shape[1] * (len(vocabulary) if config.views == "all" else 1)
     plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
-    cache = build_cache(out)
-    with exclusive_lock(build_lock(out), what=str(out)):
-        return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
-                             classifier, classifier_info or {}, distributor)
+    with exclusive_lock(build_lock(out), what=str(out)):  # another build writing `out` now: refused at once
+        pass
+    return config, layer, vocabulary
 
 
 def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: IndexConfig,

@@ -15,7 +15,7 @@ from facedata.combined import with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from index.faiss_factory import IndexConfig, default_factory
-from index.faiss_index import GalleryIndex, build_cache, build_index
+from index.faiss_index import GalleryIndex, build_cache, build_index, check_build
 from index.pose_classifier import PoseClassifierConfig, fit_on_train_split
 
 SPLITS = ("test", "val", "train", "all")  # "all": every row of the FaceSet
@@ -60,13 +60,14 @@ def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfi
     check_classifier_options(config.normalize, classifier_data, pose_classifier)
     faces = with_factor(faces, generator.edit_factor)  # a model of several factors: their combined column
     gallery = gallery_rows(faces, split)
+    config = replace(config, factory=factory or default_factory(config.views, len(gallery)))
+    check_build(generator, gallery, Path(out), config, force)  # refusals before the classifier's minutes
     classifier, classifier_info, classifier_seconds = None, None, None
     if config.normalize != "full":
         t = time.perf_counter()
         classifier, classifier_info = fit_on_train_split(classifier_data if classifier_data is not None else faces,
                                                          generator.edit_factor, PoseClassifierConfig(model=pose_classifier))
         classifier_seconds = time.perf_counter() - t
-    config = replace(config, factory=factory or default_factory(config.views, len(gallery)))
     resumed = build_cache(Path(out)).is_dir()
     built = build_index(generator, gallery, out, config, progress=progress, force=force, classifier=classifier,
                         classifier_info=classifier_info, distributor=distributor)

@@ -149,11 +149,11 @@ CASES = [
     Case("index build", "index build --model {model} --data {faces} --out {new} --quiet", "{new}", lock="{root}/.new-out.build.lock"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --workers 2 --quiet", "--engine ray"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --address auto --quiet", "--address"),
-    Case("index build", "index build --model {model} --data {faces} --out {new} --classifier-data {faces} --quiet",
+    Case("index build", "index build --model {model} --data {faces} --out {new} --normalize full --classifier-data {faces} --quiet",
          "--classifier-data"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --normalize classifier "
          "--classifier-data {root}/nowhere --quiet", "nowhere"),
-    Case("index build", "index build --model {model} --data {faces} --out {new} --pose-classifier cnn --quiet",
+    Case("index build", "index build --model {model} --data {faces} --out {new} --normalize full --pose-classifier cnn --quiet",
          "--pose-classifier"),
     Case("index build", "index build --model {model} --data {faces} --out {new} --normalize classifier "
          "--pose-classifier svm --quiet", "--pose-classifier"),

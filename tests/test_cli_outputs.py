@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
     model = save_untrained(root / "model")
     faces = tiny_faceset(identities=4, test_identities=2)
     faces.write(root / "faces")
-    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", root / "index", "--quiet")
+    result = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", root / "index", "--quiet")
     assert result.exit_code == 0, result.output
     Image.fromarray(faces.image(3)).save(root / "face.png")
     (root / "man").mkdir()
@@ -58,7 +58,7 @@ def test_force_replaces_a_folder_of_something_else_but_never_the_input(setup, tm
     root, model = setup
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    args = ("index", "build", "--model", model, "--data", root / "faces", "--quiet")
+    args = ("index", "build", "--paper", "--model", model, "--data", root / "faces", "--quiet")
     assert "--force" in error_line(rbg(*args, "--out", tmp_path / "mine"))
     result = rbg(*args, "--out", tmp_path / "mine", "--force")
     assert result.exit_code == 0, result.output
@@ -79,7 +79,7 @@ def test_a_faceset_folder_holding_anything_else_is_replaced_only_with_force(setu
     root, model = setup
     tiny_faceset(identities=2, test_identities=1).write(tmp_path / "faces")
     if inside == "an index":
-        result = rbg("index", "build", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "faces" / "ix", "--quiet")
+        result = rbg("index", "build", "--paper", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "faces" / "ix", "--quiet")
         assert result.exit_code == 0, result.output
     elif inside == "a user file":
         (tmp_path / "faces" / "notes.txt").write_text("mine")
@@ -98,7 +98,7 @@ def test_a_faceset_folder_holding_anything_else_is_replaced_only_with_force(setu
 
 def test_an_index_folder_holding_a_user_file_is_rebuilt_only_with_force(setup, tmp_path):
     root, model = setup
-    args = ("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "ix", "--quiet")
+    args = ("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", tmp_path / "ix", "--quiet")
     assert rbg(*args).exit_code == 0
     assert rbg(*args).exit_code == 0  # an index of its own files only: rebuilt in place
     (tmp_path / "ix" / "notes.txt").write_text("mine")
@@ -216,7 +216,7 @@ def test_a_query_works_from_any_working_directory(setup, tmp_path, monkeypatch):
     tiny_faceset(identities=3, test_identities=2).write(tmp_path / "work" / "faces")
     save_untrained(tmp_path / "work" / "model")
     monkeypatch.chdir(tmp_path / "work")
-    result = rbg("index", "build", "--model", "model", "--data", "faces", "--out", "runs/idx", "--quiet")
+    result = rbg("index", "build", "--paper", "--model", "model", "--data", "faces", "--out", "runs/idx", "--quiet")
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "work" / "runs" / "idx" / "index.json").read_text())
     assert recorded["gallery"]["path"] == "../../faces" and recorded["provenance"]["model"] == "../../model"

@@ -35,7 +35,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_retrieval")
     model = save_untrained(root / "model")
     tiny_faceset(identities=4, test_identities=2).write(root / "faces")
-    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", root / "index",
+    result = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", root / "index",
                  "--batch-size", 10, "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     return root, model, result.output
@@ -51,6 +51,20 @@ def copy_index(root, name: str, **changes) -> str:
         record[key] = {**record[key], **value} if isinstance(value, dict) else value
     (target / "index.json").write_text(json.dumps(record))
     return str(target)
+
+
+def test_index_build_defaults_to_the_settings_chosen_on_val_and_paper_restores_the_paper_s():
+    from rbg.cli.retrieval_cmds import gallery_settings
+
+    assert gallery_settings(None, None, None, paper=False) == ("all", "classifier", "cnn")
+    assert gallery_settings(None, None, None, paper=True) == ("kept", "full", "logreg")
+    assert gallery_settings("kept", None, None, paper=False) == ("kept", "classifier", "cnn")
+    assert gallery_settings(None, "full", None, paper=False) == ("all", "full", "logreg")  # full fits no classifier
+    assert gallery_settings(None, "classifier", None, paper=True) == ("kept", "classifier", "logreg")
+    assert gallery_settings("all", None, "cnn", paper=True) == ("all", "full", "cnn")  # refused later: full has none
+    text = rbg("index", "build", "--help").output
+    for said in ("[default: all; --paper: kept]", "[default: classifier; --paper: full]", "[default: cnn; --paper: logreg]"):
+        assert said in " ".join(text.split())
 
 
 def test_index_build_reports_count_dimension_kept_pose_accuracy_and_speed(setup):
@@ -152,7 +166,7 @@ def test_an_empty_gallery_is_refused(setup):
 def test_index_build_on_a_split_with_no_faces_is_refused(setup, tmp_path):
     root, model, _ = setup
     tiny_faceset(identities=2, test_identities=1).split("train").write(tmp_path / "train-only")
-    result = rbg("index", "build", "--model", model, "--data", tmp_path / "train-only", "--out", tmp_path / "idx")
+    result = rbg("index", "build", "--paper", "--model", model, "--data", tmp_path / "train-only", "--out", tmp_path / "idx")
     assert refused(result, "no faces left after split=test"), result.output
     assert not (tmp_path / "idx").exists()
 
@@ -168,7 +182,7 @@ def test_query_needs_exactly_one_of_image_and_batch(setup, tmp_path):
 def test_a_cheap_normalization_saves_its_pose_classifier_and_queries_as_usual(setup, mode):
     root, model, _ = setup
     out = root / f"index-{mode}"
-    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", out, "--normalize", mode,
+    result = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", out, "--normalize", mode,
                  "--batch-size", 10, "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     assert f"normalization {mode}" in result.output
@@ -184,7 +198,7 @@ def test_an_index_keeps_a_cnn_pose_classifier_that_predicts_as_it_did_at_build(s
     from facedata.faceset import FaceSet
 
     out = tmp_path / "index-cnn"
-    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", out, "--normalize", "classifier",
+    result = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", out, "--normalize", "classifier",
                  "--pose-classifier", "cnn", "--batch-size", 10, "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     index = GalleryIndex.load(out)
@@ -202,12 +216,12 @@ def test_a_cheap_normalization_without_labelled_train_faces_is_refused(setup, tm
 
     test_only = FaceSet.open(root / "faces").split("test")
     test_only.write(tmp_path / "test-only")
-    result = rbg("index", "build", "--model", model, "--data", tmp_path / "test-only", "--out", tmp_path / "i",
+    result = rbg("index", "build", "--paper", "--model", model, "--data", tmp_path / "test-only", "--out", tmp_path / "i",
                  "--normalize", "classifier", "--device", "cpu", "--quiet")
     assert refused(result, "no train split with pose labels")
-    assert refused(rbg("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "j",
+    assert refused(rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", tmp_path / "j",
                        "--classifier-data", root / "faces"), "--classifier-data goes with --normalize")
-    built = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "k",
+    built = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", tmp_path / "k",
                 "--normalize", "classifier", "--device", "cpu", "--quiet")
     assert built.exit_code == 0, built.output
     (tmp_path / "k" / "pose_classifier.safetensors").unlink()
@@ -240,11 +254,11 @@ def test_an_all_views_index_is_compact_by_default_and_flat_when_the_gallery_is_t
     assert default_factory("all", 64) == ALL_VIEWS_FACTORY == "PCA64,Flat"
     root, model, _ = setup
     tiny_faceset(identities=5, test_identities=5).write(tmp_path / "faces")  # 70 test faces
-    built = rbg("index", "build", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "all",
+    built = rbg("index", "build", "--paper", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "all",
                 "--views", "all", "--batch-size", 35, "--device", "cpu", "--quiet")
     assert built.exit_code == 0, built.output
     assert "factory PCA64,Flat" in built.output and GalleryIndex.load(tmp_path / "all").info.factory == "PCA64,Flat"
-    small = rbg("index", "build", "--model", model, "--data", root / "faces", "--out", tmp_path / "small",
+    small = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", tmp_path / "small",
                 "--views", "all", "--batch-size", 10, "--device", "cpu", "--quiet")  # 28 test faces
     assert small.exit_code == 0 and GalleryIndex.load(tmp_path / "small").info.factory == "Flat"
     found = rbg("query", "--index", tmp_path / "all", f"{tmp_path / 'faces'}:0", "--pose", "+15", "-k", 3, "--device", "cpu")

@@ -167,7 +167,7 @@ def world(trained, tmp_path_factory):
     """The tiny set on disk and a classifier-normalized index of its test person, built by the trained model."""
     root = tmp_path_factory.mktemp("multi-world")
     pose_accessory_faceset().write(root / "faces")
-    result = rbg("index", "build", "--model", trained, "--data", root / "faces", "--out", root / "index",
+    result = rbg("index", "build", "--paper", "--model", trained, "--data", root / "faces", "--out", root / "index",
                  "--normalize", "classifier")
     assert result.exit_code == 0, result.output
     return root

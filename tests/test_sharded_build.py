@@ -105,7 +105,7 @@ def test_an_ivf_build_on_two_ray_workers_equals_the_one_process_build(setup, ray
 
 def test_rbg_index_build_on_ray_workers_writes_the_one_process_flat_index(setup, ray_session, tmp_path):
     root, _, _ = setup
-    common = ["index", "build", "--model", root / "model", "--data", root / "faces", "--batch-size", CHUNK, "--device", "cpu", "--quiet"]
+    common = ["index", "build", "--paper", "--model", root / "model", "--data", root / "faces", "--batch-size", CHUNK, "--device", "cpu", "--quiet"]
     single = rbg(*common, "--out", tmp_path / "single")
     sharded = rbg(*common, "--out", tmp_path / "ray", "--workers", 2, "--engine", "ray")
     assert single.exit_code == 0 and sharded.exit_code == 0, single.output + sharded.output
@@ -123,7 +123,7 @@ def test_a_user_error_in_a_ray_worker_comes_back_as_that_error(setup, ray_sessio
 
 def test_more_workers_than_the_ray_cluster_has_cpus_is_a_one_line_error(setup, ray_session, tmp_path):
     root, _, _ = setup
-    result = rbg("index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
+    result = rbg("index", "build", "--paper", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
                  "--device", "cpu", "--quiet", "--workers", 3, "--engine", "ray")
     assert refused(result, "--workers 3", "2 CPUs")
 
@@ -233,7 +233,7 @@ def test_an_index_whose_lists_file_is_missing_is_a_user_error_naming_it(tmp_path
 
 def test_the_local_engine_takes_one_worker_and_no_address(setup, tmp_path):
     root, _, _ = setup
-    common = ["index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx", "--quiet"]
+    common = ["index", "build", "--paper", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx", "--quiet"]
     assert refused(rbg(*common, "--workers", 2), "--workers 2 needs --engine ray")
     assert refused(rbg(*common, "--address", "auto"), "--address", "--engine ray")
     assert not (tmp_path / "idx").exists()
@@ -242,7 +242,7 @@ def test_the_local_engine_takes_one_worker_and_no_address(setup, tmp_path):
 def test_the_ray_engine_without_ray_installed_is_a_one_line_error_naming_the_extra(setup, tmp_path, monkeypatch):
     root, _, _ = setup
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    result = rbg("index", "build", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
+    result = rbg("index", "build", "--paper", "--model", root / "model", "--data", root / "faces", "--out", tmp_path / "idx",
                  "--device", "cpu", "--quiet", "--workers", 2, "--engine", "ray")
     assert refused(result, "needs Ray", "retrieval-by-generation[ray]")
     assert not (tmp_path / "idx").exists()
