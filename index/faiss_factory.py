@@ -39,7 +39,7 @@ class IndexConfig:
     normalize: str = "full"  # how the kept value is found: "full" (§4.1.2), "classifier", "none" (index.pose_normalize)
 
 
-ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face; within 1 point of exact on KDEF val and test (benchmarks/bench_compact.py)
+ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face; chosen on KDEF val (benchmarks/bench_compact.py, docs/speed.md)
 
 
 def default_factory(views: str, count: int) -> str:
