@@ -66,7 +66,8 @@ def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfi
     if config.normalize != "full":
         t = time.perf_counter()
         classifier, classifier_info = fit_on_train_split(classifier_data if classifier_data is not None else faces,
-                                                         generator.edit_factor, PoseClassifierConfig(model=pose_classifier))
+                                                         generator.edit_factor, PoseClassifierConfig(model=pose_classifier),
+                                                         progress)
         classifier_seconds = time.perf_counter() - t
     resumed = build_cache(Path(out)).is_dir()
     built = build_index(generator, gallery, out, config, progress=progress, force=force, classifier=classifier,

@@ -67,8 +67,8 @@ class PoseClassifier:
         self._cnn = None  # the nets built from those arrays (model "cnn")
         self._classes: tuple[str, ...] = ()
 
-    def fit(self, images: np.ndarray, labels) -> "PoseClassifier":
-        """Train on images (n, H, W) uint8 and their labels (n,) str."""
+    def fit(self, images: np.ndarray, labels, progress: bool = True) -> "PoseClassifier":
+        """Train on images (n, H, W) uint8 and their labels (n,) str; `progress`: the CNN's progress bar."""
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression
         from sklearn.neural_network import MLPClassifier
@@ -84,7 +84,7 @@ class PoseClassifier:
 
             self._classes = tuple(sorted(str(v) for v in np.unique(labels)))
             self._cnn = PoseCNN.fit(images, labels, self._classes,
-                                    PoseCNNConfig(members=c.cnn_members, steps=c.cnn_steps, seed=c.seed))
+                                    PoseCNNConfig(members=c.cnn_members, steps=c.cnn_steps, seed=c.seed), progress=progress)
             self._arrays = self._cnn.state_arrays()
             return self
         if c.model == "logreg":
@@ -215,7 +215,8 @@ def fit_cached(config: PoseClassifierConfig, images: np.ndarray, labels, cache: 
     return classifier
 
 
-def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseClassifierConfig()) -> tuple[PoseClassifier, dict]:
+def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseClassifierConfig(),
+                       progress: bool = True) -> tuple[PoseClassifier, dict]:
     """A classifier of `factor` fitted on a FaceSet's train split, and a record of what it learned from.
 
     The cheap normalizations of a gallery build learn pose from labelled faces of other people: by
@@ -226,7 +227,7 @@ def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseCl
     if len(parts) > 1:
         from index.factor_classifiers import fit_per_factor
 
-        classifier = fit_per_factor(faces, parts, config)
+        classifier = fit_per_factor(faces, parts, config, progress)
         train = faces.split("train")
         return classifier, {"fitted_on": faces.info.name, "path": str(faces.root) if faces.root else None,
                             "faces": len(train), "identities": train.num_identities, "factors": list(parts)}
@@ -234,6 +235,6 @@ def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseCl
         raise UserError(f"{faces.root or faces.info.name}: no train split with {factor} labels to fit the pose classifier "
                         "on (give --classifier-data FACESET with labelled faces, or --normalize full)")
     train = faces.split("train")
-    classifier = PoseClassifier(config).fit(train.images, train.faces[factor].to_numpy())
+    classifier = PoseClassifier(config).fit(train.images, train.faces[factor].to_numpy(), progress)
     return classifier, {"fitted_on": faces.info.name, "path": str(faces.root) if faces.root else None,
                         "faces": len(train), "identities": train.num_identities}

@@ -78,6 +78,15 @@ def test_the_cnn_learns_poses_that_mirror_and_saves_to_predict_exactly_alike(tmp
     np.testing.assert_allclose(loaded._cnn.probabilities(unseen), fitted._cnn.probabilities(unseen), atol=1e-6)
 
 
+def test_the_cnn_trains_quietly_when_asked(capsys):
+    images, labels = mirrored_pose_faces(identities=2, seed=0)
+    config = PoseClassifierConfig(model="cnn", cnn_members=1, cnn_steps=3)
+    PoseClassifier(config).fit(images, labels, progress=False)
+    assert "pose classifier" not in capsys.readouterr().err
+    PoseClassifier(config).fit(images, labels)
+    assert "pose classifier (cnn)" in capsys.readouterr().err
+
+
 def test_the_cnn_flips_only_where_every_class_has_its_mirror():
     from index.pose_cnn import mirror_map
 
