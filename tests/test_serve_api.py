@@ -205,6 +205,7 @@ def test_health_and_info_describe_the_model_the_index_and_the_limits(served):
     assert info["vocabulary"] == list(POSES) and info["edit_factor"] == "pose"
     assert info["gallery_size"] == len(engine) == 42 and info["layer"] == "mid" and info["factory"] == "Flat"
     assert info["limits"] == {"max_upload_bytes": 100_000, "max_pixels": 1_000_000, "max_k": 20}
+    assert info["detector"] == "hog+haar"  # the photo path's default, as rbg query's
 
 
 def test_the_openapi_schema_lists_every_endpoint(served):
@@ -345,3 +346,18 @@ def test_a_photo_goes_through_face_detection_like_rbg_query(served):
     assert upload_face(png(noise), "n.png", (32, 32), 10**7, align=False)[0].shape == (32, 32)
     assert refused(ask(client, noise, target="0"), 400, "aligned")  # this model's faces are not square
     assert refused(ask(client, noise, target="0", align="maybe"), 400, "align='maybe'", "auto, yes, no")
+
+
+def test_the_server_s_detector_finds_the_face_of_an_upload(monkeypatch):
+    """rbg serve --detector NAME reaches the photo path of every upload, as rbg query --detector does."""
+    import rbg.serve.photo as photo
+    from facedata.detect import DetectConfig
+
+    seen = []
+    monkeypatch.setattr(photo, "photo_face", lambda *a, **k: seen.append(k["detect"]) or np.zeros((32, 32), np.uint8))
+    face = np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8)
+    photo.upload_face(png(face), "f.png", (32, 32), 10**7, None, 1, DetectConfig(detector="haar"))
+    photo.upload_face(png(face), "f.png", (32, 32), 10**7)
+    assert [d.detector for d in seen] == ["haar", "hog+haar"]
+    text = " ".join(CliRunner().invoke(cli, ["serve", "--help"]).output.split())
+    assert "--detector" in text and "[default: hog+haar]" in text

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from rbg.cli.face_options import detector_option
+
 
 @click.command()
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path), help="Index folder (rbg index build).")
@@ -18,8 +20,9 @@ import click
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True, help="Concurrent queries answered by one generator call.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch and FAISS threads [their default].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@detector_option
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
-          max_pixels: int, max_batch: int, threads: int | None, device: str) -> None:
+          max_pixels: int, max_batch: int, threads: int | None, device: str, detector: str) -> None:
     """Serve queries over HTTP: POST /query, GET /gallery/ROW.png, /health, /info, /docs, and the page at /.
 
     \b
@@ -42,7 +45,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     generator, index = open_index(index_path, model, device)
     engine = QueryEngine(generator, index, open_galleries(index, gallery))
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                         max_pixels=max_pixels, max_batch=max_batch)
+                         max_pixels=max_pixels, max_batch=max_batch, detector=detector)
     app = create_app(engine, config)
     click.echo(f"serving {index_path}: {len(engine)} gallery faces, {generator.edit_factor} model, "
                f"{index.layer} features, FAISS {index.info.factory}", err=True)

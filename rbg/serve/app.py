@@ -25,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
+from facedata.detect import DetectConfig
 from facedata.errors import UserError
 from retrieval.search import edit_target
 from rbg.serve.batcher import QueryBatcher
@@ -46,6 +47,7 @@ class ServeConfig:
     max_pixels: int = 4096 * 4096
     max_k: int = 100
     max_batch: int = 32  # queries answered by one generator call
+    detector: str = DetectConfig.detector  # finds the face of an uploaded photo (facedata.detect.DETECTORS)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -102,6 +104,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
     size = tuple(engine.generator.image_size)
     edit = engine.edit_factor
     max_k = min(config.max_k, len(engine))
+    detect = DetectConfig(detector=config.detector)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -167,6 +170,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "gallery_size": len(engine),
             "gallery_name": index.info.gallery.get("name"),
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_k": max_k},
+            "detector": config.detector,
         }
 
     @app.get("/gallery/{row}.png", summary="A gallery face by index row", response_class=Response,
@@ -213,7 +217,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
                 raise ImageTooLarge(f"upload '{name}': uploads are limited to {config.max_upload_bytes:,} bytes")
             if align not in ALIGN_CHOICES:
                 raise UserError(f"align='{align}' is not a choice (valid: {', '.join(ALIGN_CHOICES)})")
-            args = (data, name, size, config.max_pixels, ALIGN_CHOICES[align], face)
+            args = (data, name, size, config.max_pixels, ALIGN_CHOICES[align], face, detect)
             quick = len(data) <= THREADED_DECODE_BYTES and align == "no"
             query_face, notes = upload_face(*args) if quick else await run_in_threadpool(upload_face, *args)
             work = Query(image=query_face, target=canonical, k=k, label=name)

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from facedata.detect import DetectConfig
 from facedata.errors import DataError
 from facedata.imageio import decode_image
 from facedata.photo import photo_face
@@ -28,11 +29,11 @@ class ImageTooLarge(DataError):
 
 
 def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, align: bool | None = None,
-                face_number: int = 1) -> tuple[np.ndarray, list[str]]:
+                face_number: int = 1, detect: DetectConfig = DetectConfig()) -> tuple[np.ndarray, list[str]]:
     """The uploaded image as a (H, W) uint8 face of `size`, and notes on what was converted.
 
     It takes the path of `rbg query` (facedata.photo.photo_face): a photo not already of the model's
-    size has its face detected and eye-aligned (the largest, or the `face_number`-th by size).
+    size has its face detected (by `detect`) and aligned (the largest, or the `face_number`-th by size).
 
     The pixel count is checked from the header before anything is decoded, so a small file that
     would decompress to a huge image is refused (ImageTooLarge) without the memory it would take;
@@ -63,5 +64,5 @@ def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, 
         raise NotAnImage(str(exc)) from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        face = photo_face(f"upload '{name}'", gray, mode, size, align, face_number)
+        face = photo_face(f"upload '{name}'", gray, mode, size, align, face_number, detect=detect)
     return face, [str(w.message).removeprefix(f"upload '{name}': ") for w in caught]
