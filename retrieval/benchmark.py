@@ -50,7 +50,7 @@ from facedata.outputs import ArtifactKind, exclusive_lock
 from facedata.provenance import provenance
 from generator.evaluate import KIND as GENERATION_KIND
 from index.faiss_index import GalleryIndex, IndexConfig
-from index.features import compute_feature_chunks, l2_normalize
+from index.features import compute_feature_chunks
 from index.pose_classifier import SAVABLE_MODELS, PoseClassifierConfig
 from index.pose_normalize import NORMALIZE_MODES, kept_accuracy
 from retrieval.bench_methods import CLASSIFIER, EVERY, KEPT, METHODS, OURS_FUSED, SECOND_NET_DEEP, TRUE
@@ -376,12 +376,11 @@ def generation_distances(generator, images: np.ndarray, queries: QuerySet, confi
     paper's single view (the query generated in its target against each face in its kept pose, as "ours,
     classifier pose" ranks); and, for a model with a descriptor head (and another layer configured), its
     "distilled" pair."""
-    distances = dict(zip(VIEWS[:2], view_distances(generator, images, queries.positions, queries.targets, config.layer,
-                                                   config.batch_size)))
+    *views, query = view_distances(generator, images, queries.positions, queries.targets, config.layer,
+                                   config.batch_size, query_views=True)
+    distances = dict(zip(VIEWS[:2], views))
     layer = config.layer or generator.default_feature_layer
-    if normalized is not None:
-        query = l2_normalize(generator.features(images[queries.positions], list(queries.targets), layer=layer,
-                                                batch_size=config.batch_size))
+    if normalized is not None:  # the query's target view came with the every-view pass
         distances["kept"] = np.maximum(2.0 - 2.0 * (query @ np.asarray(normalized, np.float32).T), 0.0).astype(np.float32)
     if DISTILLED_LAYER in getattr(generator, "feature_layers", ()) and layer != DISTILLED_LAYER:
         distances.update(zip(DISTILLED_VIEWS, view_distances(generator, images, queries.positions, queries.targets,

@@ -29,18 +29,21 @@ def all_value_distances(generator, images: np.ndarray, query_rows: np.ndarray, l
 
 
 def view_distances(generator, images: np.ndarray, query_rows: np.ndarray, targets: np.ndarray | None,
-                   layer: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+                   layer: str | None = None, batch_size: int = 256,
+                   query_views: bool = False) -> tuple[np.ndarray, ...]:
     """From one pass over the V values: the all-values distances of `all_value_distances`, and with
     `targets` (one value per query row) the distance in the target's view alone, (len(query_rows), n)
     float32: the query and each gallery face both generated in the target value, the paper's single
     view with the gallery face generated in the query's target rather than in its own kept value.
+    With `query_views` (and `targets`) also each query's own view in its target, (len(query_rows), d)
+    L2-normalized: what a single-view search would generate for it, here at no extra pass.
     """
     images = np.asarray(images)
     query_rows = np.asarray(query_rows, dtype=np.int64)
     assert images.ndim == 3 and query_rows.ndim == 1, (images.shape, query_rows.shape)
     unique, inverse = np.unique(query_rows, return_inverse=True)  # a face asked several times is computed once
     distances = np.zeros((len(unique), len(images)), dtype=np.float32)
-    target = None
+    target, asked_views = None, None
     if targets is not None:
         targets = np.asarray(targets).astype(str)
         assert targets.shape == query_rows.shape, (targets.shape, query_rows.shape)
@@ -56,7 +59,12 @@ def view_distances(generator, images: np.ndarray, query_rows: np.ndarray, target
             for start in range(0, len(asked), 1024):
                 rows = asked[start : start + 1024]
                 target[rows] = 2.0 - 2.0 * (view[query_rows[rows]] @ view.T)
-    return (distances / len(generator.vocabulary))[inverse], target
+            if query_views:
+                if asked_views is None:
+                    asked_views = np.zeros((len(query_rows), view.shape[1]), dtype=np.float32)
+                asked_views[asked] = view[query_rows[asked]]
+    found = ((distances / len(generator.vocabulary))[inverse], target)
+    return (*found, asked_views) if query_views else found
 
 
 def rank_among(distances: np.ndarray, gallery_values: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:

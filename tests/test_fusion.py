@@ -107,3 +107,9 @@ def test_view_distances_give_every_views_mean_and_the_target_views_own():
     for i, value in enumerate(targets):
         v = views[generator.vocabulary.index(value)]
         np.testing.assert_allclose(target[i], 2 - 2 * (v[rows[i]] @ v.T), atol=1e-5)
+    *same, asked = view_distances(generator, faces.images, rows, targets, query_views=True)
+    np.testing.assert_array_equal(same[0], mean)
+    from index.features import l2_normalize
+
+    one_pass = l2_normalize(generator.features(faces.images[rows], list(targets)))  # what a single view generates
+    np.testing.assert_allclose(asked, one_pass, atol=1e-5)
