@@ -63,9 +63,8 @@ def value_views(generator, images: np.ndarray, layer: str | None = None,
     """
     values = list(generator.vocabulary)
     images = np.asarray(images)
-    every_value = getattr(generator, "every_value", None)
-    if every_value is not None and len(images) * len(values) * generator.feature_dim(layer) * 4 <= memory:
-        every, _ = every_value(images, layer, batch_size=batch_size)
+    if len(images) * len(values) * generator.feature_dim(layer) * 4 <= memory:
+        every, _ = generator.every_value(images, layer, batch_size=batch_size)
         for v in range(len(values)):
             yield l2_normalize(every[:, v])
         return

@@ -71,7 +71,6 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     check_out(out, KIND, force, data, model)
     check_classifier_options(normalize, classifier_data, pose_classifier)
     generator = Generator.load(model, device)
-    generator.check_layer(layer)  # before the pose classifier's minutes of fitting
     if build_cache(out).is_dir():
         click.echo(f"found an interrupted build's features ({build_cache(out)}): reused if made by the same model, "
                    "layer, gallery and batch size", err=True)
