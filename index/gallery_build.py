@@ -39,6 +39,21 @@ def gallery_rows(faces: FaceSet, split: str) -> FaceSet:
     return faces if split == "all" else faces.split(split)
 
 
+def gallery_settings(views: str | None = None, normalize: str | None = None, pose_classifier: str | None = None,
+                     paper: bool = False) -> tuple[str, str, str]:
+    """The build's views, normalization and pose classifier: those given, the rest the defaults that won on
+    the val people of the real sets (every view, the CNN classifier's pose), or the paper's with `paper`.
+
+    IndexConfig's own field defaults stay the paper's (kept views, full normalization): they are what an
+    index.json written before those fields existed was built with, so they cannot move.
+    """
+    views = views or ("kept" if paper else "all")
+    normalize = normalize or ("full" if paper else "classifier")
+    if pose_classifier is None:  # unused by full normalization, which check_classifier_options holds to logreg
+        pose_classifier = "logreg" if paper or normalize == "full" else "cnn"
+    return views, normalize, pose_classifier
+
+
 def check_classifier_options(normalize: str, classifier_data: FaceSet | Path | None, pose_classifier: str) -> None:
     """Full normalization fits no pose classifier: options of one are a mistake, said before any work."""
     if normalize == "full" and classifier_data is not None:
@@ -47,16 +62,23 @@ def check_classifier_options(normalize: str, classifier_data: FaceSet | Path | N
         raise UserError("--pose-classifier goes with --normalize classifier or none (full normalization uses no classifier)")
 
 
-def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfig = IndexConfig(),
+def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfig | None = None,
                   split: str = "test", factory: str | None = None, classifier_data: FaceSet | None = None,
-                  pose_classifier: str = "logreg", progress: bool = True, force: bool = False,
-                  distributor=None) -> GalleryBuild:
+                  pose_classifier: str | None = None, progress: bool = True, force: bool = False,
+                  distributor=None, paper: bool = False) -> GalleryBuild:
     """Index the `split` rows of `faces` at `out` (build_index), choosing what the options left open.
 
-    `factory` None takes index.faiss_factory.default_factory for the views and the gallery's size. With
-    normalization "classifier" or "none" the pose classifier (`pose_classifier`: logreg or cnn) is
-    fitted on the train split of `classifier_data`, else of `faces`, and saved with the index.
+    `config` None builds as `rbg index build` does by default (gallery_settings: every view, the CNN
+    classifier's pose; the paper's kept view and full normalization with `paper`). `pose_classifier`
+    None: cnn where a classifier is fitted (logreg with `paper`). `factory` None takes
+    index.faiss_factory.default_factory for the views and the gallery's size. With normalization
+    "classifier" or "none" the pose classifier (logreg or cnn) is fitted on the train split of
+    `classifier_data`, else of `faces`, and saved with the index.
     """
+    if config is None:
+        views, normalize, _ = gallery_settings(paper=paper)
+        config = IndexConfig(views=views, normalize=normalize)
+    pose_classifier = gallery_settings(config.views, config.normalize, pose_classifier, paper)[2]
     check_classifier_options(config.normalize, classifier_data, pose_classifier)
     faces = with_factor(faces, generator.edit_factor)  # a model of several factors: their combined column
     gallery = gallery_rows(faces, split)

@@ -54,7 +54,7 @@ def copy_index(root, name: str, **changes) -> str:
 
 
 def test_index_build_defaults_to_the_settings_chosen_on_val_and_paper_restores_the_paper_s():
-    from rbg.cli.retrieval_cmds import gallery_settings
+    from index.gallery_build import gallery_settings
 
     assert gallery_settings(None, None, None, paper=False) == ("all", "classifier", "cnn")
     assert gallery_settings(None, None, None, paper=True) == ("kept", "full", "logreg")

@@ -269,3 +269,16 @@ def test_a_compact_all_views_index_grows_by_addition_and_searches_among_the_targ
     kept = loaded.faces["kept_pose"].to_numpy()
     assert loaded._kept_filter and (rows >= 0).all() and np.all(kept[rows] == targets[:, None])
     assert np.all(np.diff(distances, axis=1) >= 0)
+
+
+def test_build_gallery_with_no_config_builds_what_index_build_builds_by_default_and_paper_the_paper_s(tmp_path):
+    """The library's call and the command agree on the defaults: every view, the classifier's pose."""
+    from index.gallery_build import build_gallery
+
+    faces = tiny_gallery(identities=4, lights=1, train_identities=2)
+    built = build_gallery(FakeGenerator(), faces, tmp_path / "default", pose_classifier="logreg", progress=False)
+    assert (built.index.config.views, built.index.config.normalize) == ("all", "classifier")
+    assert built.index.pose_classifier is not None and built.classifier_seconds is not None
+    paper = build_gallery(FakeGenerator(), faces, tmp_path / "paper", paper=True, progress=False)
+    assert (paper.index.config.views, paper.index.config.normalize) == ("kept", "full")
+    assert paper.index.pose_classifier is None and paper.classifier_seconds is None

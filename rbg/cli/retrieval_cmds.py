@@ -63,7 +63,7 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     from generator.inference import Generator
     from index.distribute import open_distributor
     from index.faiss_index import KIND, IndexConfig, build_cache
-    from index.gallery_build import build_gallery, check_classifier_options
+    from index.gallery_build import build_gallery, check_classifier_options, gallery_settings
 
     started = time.perf_counter()
     views, normalize, pose_classifier = gallery_settings(views, normalize, pose_classifier, paper)
@@ -91,17 +91,6 @@ def index_build(model: Path, data: Path, out: Path, split: str, layer: str | Non
     parts = f"pose classifier {built.classifier_seconds:.1f} s, " if built.classifier_seconds is not None else ""
     click.echo(f"  time: {time.perf_counter() - started:.1f} s wall ({parts}features and index {seconds:.1f} s{rate}{shards})"
                f"{' (after an interrupted build: cached features were not recomputed)' if built.resumed else ''}")
-
-
-def gallery_settings(views: str | None, normalize: str | None, pose_classifier: str | None,
-                     paper: bool) -> tuple[str, str, str]:
-    """The build's views, normalization and pose classifier: those given, the rest the defaults that won on
-    the val people of the real sets (every view, the CNN classifier's pose), or the paper's with `paper`."""
-    views = views or ("kept" if paper else "all")
-    normalize = normalize or ("full" if paper else "classifier")
-    if pose_classifier is None:  # unused by full normalization, which check_classifier_options holds to logreg
-        pose_classifier = "logreg" if paper or normalize == "full" else "cnn"
-    return views, normalize, pose_classifier
 
 
 @index_group.command("add")
