@@ -25,6 +25,7 @@ from facedata.atomic import atomic_file, write_json
 from facedata.combined import edited_factors, with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, mirror_value
+from generator.augment import jitter_sources
 from facedata.provenance import provenance
 from generator.checkpoint import (
     CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
@@ -39,7 +40,7 @@ from generator.tasks import Task, get_task, pixel_loss, task_pairs
 
 OPTIMIZERS = ("adam", "paper")
 # Settings that define a run: resuming with any of them changed is refused. Epochs may grow.
-RUN_DEFINING = ("task", "arch", "refiner", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization", "distill_weight")
+RUN_DEFINING = ("task", "arch", "refiner", "self_pairs", "mirror", "pair_match", "optimizer", "lr", "momentum", "schedule", "batch_size", "seed", "max_pairs", "normalization", "distill_weight", "jitter")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_minutes: float = 10.0  # also save the resume state this often within an epoch
     distill_weight: float = 0.0  # > 0: stage 2 also trains a DescriptorHead on given descriptors, this weight on its loss
+    jitter: tuple[float, float] = (0.0, 0.0)  # sources re-cropped off their framing: offset sd (sides), log-scale sd
 
     def resolved(self) -> "TrainConfig":
         """This config with lr and schedule filled in, after checking every value."""
@@ -92,6 +94,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not self.distill_weight >= 0:
             raise UserError(f"--distill-weight must be ≥ 0, got {self.distill_weight}")
+        if len(self.jitter) != 2 or not all(v >= 0 for v in self.jitter):
+            raise UserError(f"--jitter takes two standard deviations ≥ 0 (offset in sides, log-scale), got {self.jitter}")
         if self.max_pairs is not None and self.max_pairs < 1:
             raise UserError(f"--max-pairs must be positive, got {self.max_pairs}")
         schedule = self.schedule or ("cosine" if self.optimizer == "adam" else "constant")
@@ -106,6 +110,7 @@ class TrainConfig:
         record = asdict(self)
         record["stages"] = list(self.stages)
         record["pair_match"] = list(self.pair_match) if self.pair_match is not None else None
+        record["jitter"] = [float(v) for v in self.jitter]
         return record
 
 
@@ -424,7 +429,9 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
     current = loop["current"] if loop["current"] and loop["current"]["stage"] == stage else None
     if current is not None and optim_tensors:
         restore_optimizer(optimizer, {k: v.to(device) for k, v in optim_tensors.items()}, loop["optimizer"])
-    coarse = stage1_outputs(model, norm, train_data, device, progress) if stage == 2 else None
+    jittered = any(config.jitter)
+    # with jitter each batch's sources differ from epoch to epoch: stage 1 runs on them batch by batch
+    coarse = stage1_outputs(model, norm, train_data, device, progress) if stage == 2 and not jittered else None
     pairs = len(train_data.pairs)
     steps = math.ceil(pairs / config.batch_size)
     total = steps * config.epochs
@@ -465,13 +472,20 @@ def _train_stage(stage: int, model: TwoStageGenerator, norm: Normalization, task
         for step in bar:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, codes, y = train_data.batch(index, norm, device)
+            if jittered:
+                x = jitter_sources(x, config.jitter, np.random.default_rng([config.seed, stage, epoch, step]))
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("base_lr", group["lr"]) * lr_factor(config, (epoch - 1) * steps + step, total)
             described = None
             if stage == 1:
                 out = model.stage1(x, codes)
             else:
-                out, described = model.stage2.refine_and_describe(x, coarse[torch.from_numpy(index).to(device)])
+                if coarse is None:
+                    with torch.no_grad():
+                        batch_coarse = model.stage1(x, codes)
+                else:
+                    batch_coarse = coarse[torch.from_numpy(index).to(device)]
+                out, described = model.stage2.refine_and_describe(x, batch_coarse)
             loss = pixel_loss(task, out, y)
             if described is not None:
                 distilled = distill_loss(described, train_data.target_descriptors(index, device))

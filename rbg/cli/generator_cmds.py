@@ -48,11 +48,14 @@ from rbg.cli.face_options import face_options
                    "predict beside the pixel loss (feature layer stage2.descriptor; needs the deep extra) [off].")
 @click.option("--distill-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="With --distill-images: the weight of the descriptor loss (squared distance) beside the pixel loss.")
+@click.option("--jitter", default="0:0", show_default=True, metavar="OFFSET:SCALE",
+              help="Crop each training source off its framing at random, the target left as is: the offset's and the "
+                   "log-scale's standard deviations, e.g. 0.05:0.1 (a photo's crop is never the dataset's; beyond the paper).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data: Path, task: str, arch: str, refiner: str, self_pairs: bool, mirror: bool, pair_match: str | None, out: Path, stage: str, epochs: int, optimizer: str, lr: float | None,
           schedule: str | None, batch_size: int, normalization: str, device: str, seed: int, max_pairs: int | None,
           val_pairs: int, threads: int | None, checkpoint_minutes: float, init: Path | None,
-          init_new_vocabulary: bool, distill_images: Path | None, distill_weight: float, quiet: bool) -> None:
+          init_new_vocabulary: bool, distill_images: Path | None, distill_weight: float, jitter: str, quiet: bool) -> None:
     """Train the two-stage generator (stage 1, then stage 2 on stage 1's outputs) into a run folder."""
     from facedata.faceset import FaceSet
     from generator.train import TrainConfig, train as run_training
@@ -65,6 +68,7 @@ def train(data: Path, task: str, arch: str, refiner: str, self_pairs: bool, mirr
         schedule=schedule, batch_size=batch_size, seed=seed, max_pairs=max_pairs, val_pairs=val_pairs,
         normalization=normalization.replace("-", "_"), device=device, threads=threads,
         checkpoint_minutes=checkpoint_minutes, distill_weight=distill_weight if distill_images is not None else 0.0,
+        jitter=parse_jitter(jitter),
     )
     faces = FaceSet.open(data)
     descriptors, source = (distillation_targets(faces, distill_images, out / ".deep-cache")
@@ -154,3 +158,14 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
         picture = np.kron(picture, np.ones((scale, scale), np.uint8))
         save_image(Image.fromarray(picture), path)
         click.echo(f"written: {path}")
+
+
+def parse_jitter(text: str) -> tuple[float, float]:
+    """--jitter "0.05:0.1" → (0.05, 0.1); a UsageError naming the option for anything else."""
+    try:
+        offset, scale = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not OFFSET:SCALE (two numbers ≥ 0, e.g. 0.05:0.1)", param_hint="--jitter") from None
+    if not (offset >= 0 and scale >= 0):
+        raise click.BadParameter(f"'{text}': standard deviations must be ≥ 0", param_hint="--jitter")
+    return offset, scale
