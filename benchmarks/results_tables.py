@@ -155,6 +155,7 @@ LAYOUTS: dict[str, Callable[[dict], str]] = {  # one result file each
     "detect": _benchmark_markdown("detect_faces"),
     "crop-offsets": _benchmark_markdown("crop_offsets"),
     "photo-path": _benchmark_markdown("photo_path"),
+    "framing": _benchmark_markdown("framing_sensitivity"),
     "chained": _benchmark_markdown("bench_chained"),
 }
 COMBINED: dict[str, Callable[[Sequence[dict], Sequence[str]], str]] = {  # several result files, in the marker's order

@@ -92,3 +92,24 @@ def test_the_table_has_a_row_per_source_pose_and_one_for_all():
     text = markdown({"detector": "hog", "queries": 4, "per_pose": rows, "data": "runs/kdef32",
                      "ms_per_photo_detect_and_crop": 80.0})
     assert "posed R@1" in text and "| **all** | 4 | 75.0 | 25.0 | 75.0 | 75.0 | 75.0 | 100.0 | 100.0 | 100.0 | 0.75 |" in text
+
+
+def test_framing_sensitivity_crops_the_pasted_square_moved_and_scaled_as_asked():
+    from framing_sensitivity import jittered_crops, jittered_transform, parse_levels
+
+    assert parse_levels("0:0,0.03:0.07") == [(0.0, 0.0), (0.03, 0.07)]
+    for bad in ("0.1", "a:b", "-0.1:0"):
+        with pytest.raises(SystemExit, match="--levels"):
+            parse_levels(bad)
+    truth = (100.0, 50.0, 164.0, 114.0)  # a 64-px square
+    t = jittered_transform(truth, 1.0, np.array([0.0, 0.0]), 1.0)
+    np.testing.assert_allclose(t @ [0, 0, 1], [100, 50])
+    np.testing.assert_allclose(t @ [1, 1, 1], [164, 114])
+    t = jittered_transform(truth, 1.0, np.array([0.25, -0.5]), 2.0)  # 16 px right, 32 up, twice the side
+    np.testing.assert_allclose(t @ [0.5, 0.5, 1], [148, 50])
+    np.testing.assert_allclose(t[0, 0], 128)
+    faces = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    exact, moved = jittered_crops(faces, [(0.0, 0.0), (0.1, 0.1)], (16, 16), seed=0)
+    assert exact.shape == moved.shape == (3, 16, 16)
+    off_exact, off_moved = (np.abs(c.astype(int) - faces).mean() for c in (exact, moved))
+    assert off_exact < 30 and off_moved > off_exact  # the pasted square comes back up to one resampling
