@@ -88,11 +88,11 @@ def run(args) -> dict:
     photos = same_faces_at_resolution(faces, args.photos, "--photos")
     generator = Generator.load(args.model)
     edit = generator.edit_factor
-    gallery, train = faces.split("test"), faces.split("train")
+    gallery, train = faces.split(args.split), faces.split("train")
     queries = sample_queries(gallery, edit, args.queries, seed=args.seed)
     pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model="cnn", seed=args.seed),
                                   Path(args.cache) if args.cache else None)
-    gallery_rows = np.flatnonzero((faces.faces["split"] == "test").to_numpy())
+    gallery_rows = np.flatnonzero((faces.faces["split"] == args.split).to_numpy())
     asked = np.unique(queries.positions)  # each query face is photographed once
     index_of = {int(p): i for i, p in enumerate(asked)}
     photo_index = np.array([index_of[int(p)] for p in queries.positions])
@@ -112,14 +112,15 @@ def run(args) -> dict:
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "model": str(args.model), "data": str(args.data), "set": faces.info.name, "photos": str(args.photos),
-        "seed": args.seed, "queries": q, "query_photos": a, "method": "ours, all poses, classifier pose",
+        "split": args.split, "gallery": g, "seed": args.seed, "queries": q, "query_photos": a, "method": "ours, all poses, classifier pose",
         "pose_classifier_accuracy": round(100 * pose_filter.accuracy, 1), "results": results,
         "seconds": round(time.perf_counter() - started, 1), "provenance": provenance(seed=args.seed),
     }
 
 
 def markdown(record: dict) -> str:
-    lines = [f"`{record['set']}`: {record['queries']:,} queries, criterion-1 recall in %, {record['method']}; each "
+    people = f" of the {record['split']} people" if record.get("split", "test") != "test" else ""
+    lines = [f"`{record['set']}`: {record['queries']:,} queries{people}, criterion-1 recall in %, {record['method']}; each "
              "query cropped from its photo with a random offset (standard deviation in crop sides) and scale "
              "(exp of a Gaussian of this standard deviation).", "",
              "| query crop | offset sd | log-scale sd | R@1 | R@5 | R@20 |", "|---|---:|---:|---:|---:|---:|"]
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photos", required=True, help="the same faces at source resolution, pasted into the photos")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--levels", default=LEVELS, help=f"OFFSET_SD:LOG_SCALE_SD,… [{LEVELS}]")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="whose faces form the gallery and the queries: val to choose a setting, test to report it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")
