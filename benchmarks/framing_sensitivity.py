@@ -100,7 +100,7 @@ def run(args) -> dict:
     g, q, a = len(gallery), len(queries), len(asked)
     images = np.concatenate([gallery.images, *crops])
     rows = np.concatenate([queries.positions, *[g + i * a + photo_index for i in range(len(levels))]])
-    every, _ = view_distances(generator, images, rows, None, batch_size=args.batch_size)
+    every, _ = view_distances(generator, images, rows, None, layer=args.layer, batch_size=args.batch_size)
     results = []
     for i, level in enumerate([None, *levels]):
         ranked = rank_among(every[i * q : (i + 1) * q, :g], pose_filter.gallery_pred, queries.targets, max(KS))
@@ -112,7 +112,7 @@ def run(args) -> dict:
     return {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "model": str(args.model), "data": str(args.data), "set": faces.info.name, "photos": str(args.photos),
-        "split": args.split, "gallery": g, "seed": args.seed, "queries": q, "query_photos": a, "method": "ours, all poses, classifier pose",
+        "layer": generator.check_layer(args.layer), "split": args.split, "gallery": g, "seed": args.seed, "queries": q, "query_photos": a, "method": "ours, all poses, classifier pose",
         "pose_classifier_accuracy": round(100 * pose_filter.accuracy, 1), "results": results,
         "seconds": round(time.perf_counter() - started, 1), "provenance": provenance(seed=args.seed),
     }
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", default=LEVELS, help=f"OFFSET_SD:LOG_SCALE_SD,… [{LEVELS}]")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="whose faces form the gallery and the queries: val to choose a setting, test to report it")
+    parser.add_argument("--layer", default=None, help="feature layer [the model's default]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")

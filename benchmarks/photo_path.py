@@ -39,7 +39,9 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
 from photo_scenes import found_at, scenes
+from framing_sensitivity import jittered_transform
 from retrieval.deep_descriptor import same_faces_at_resolution
+from retrieval.reframe import ReframeConfig, Reframer
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
 from retrieval.two_step import fit_pose_filter
@@ -79,13 +81,16 @@ def fit_framings(faces: np.ndarray, values: np.ndarray, config: DetectConfig, se
 
 
 def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: DetectConfig, size: tuple[int, int],
-                seed: int, classifier=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+                seed: int, classifier=None, reframer: Reframer | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
     """Each face pasted into a photo, detected and cropped: (crops (n, h, w) uint8 framed by detector and kind,
     crops framed by detector, kind and pose (the pose `classifier` reads on the first crop; the first crop
-    where no framing of that pose was fitted, or without a classifier), found (n,) bool, right (n,) bool:
-    the largest face is the pasted one, framing key per face or None)."""
+    where no framing of that pose was fitted, or without a classifier), those crops taken again where the
+    `reframer` reads them off (the posed crops without one), found (n,) bool, right (n,) bool: the largest
+    face is the pasted one, framing key per face or None)."""
     crops = np.zeros((len(faces), *size), dtype=np.uint8)
     posed = np.zeros_like(crops)
+    reframed = np.zeros_like(crops)
     found = np.zeros(len(faces), dtype=bool)
     right = np.zeros(len(faces), dtype=bool)
     keys: list[str | None] = [None] * len(faces)
@@ -98,13 +103,39 @@ def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: Dete
         face = detected[0]  # the largest, as `rbg query` takes it
         found[i], right[i], keys[i] = True, found_at(face.box, scene.truth), framing_key(face)
         framing = framings.get(keys[i], fallback)
-        crops[i] = posed[i] = crop_square(scene.image, box_transform(face, framing=framing, aspect=aspect), size)
+        transform = box_transform(face, framing=framing, aspect=aspect)
+        crops[i] = posed[i] = reframed[i] = crop_square(scene.image, transform, size)
         if classifier is not None:
             pose = str(classifier.predict(crops[i][None])[0])
             if f"{keys[i]}@{pose}" in framings:
                 keys[i] = f"{keys[i]}@{pose}"
-                posed[i] = crop_square(scene.image, box_transform(face, framing=framings[keys[i]], aspect=aspect), size)
-    return crops, posed, found, right, keys
+                transform = box_transform(face, framing=framings[keys[i]], aspect=aspect)
+                posed[i] = reframed[i] = crop_square(scene.image, transform, size)
+        if reframer is not None:
+            reframed[i] = crop_square(scene.image, Reframer.corrected(transform, reframer.errors(posed[i][None])[0]), size)
+    return crops, posed, reframed, found, right, keys
+
+
+def fit_reframer(faces: np.ndarray, size: tuple[int, int], config: ReframeConfig, copies: int,
+                 seed: int) -> tuple[Reframer, dict]:
+    """The reframing regressor, trained on `copies` crops of each face (n, h, w) uint8 pasted into a photo,
+    each taken at a random error off the pasted square (ReframeConfig.draw), seeded."""
+    aspect = faces.shape[1] / faces.shape[2]
+    crops, errors = [], []
+    for copy in range(copies):
+        rng = np.random.default_rng([seed, copy])
+        placed = scenes(faces, seed + 100 + copy)
+        offsets, log_scales = config.draw(rng, len(placed))
+        for scene, offset, log_scale in zip(tqdm(placed, desc=f"reframing crops {copy + 1}/{copies}", unit="photo"),
+                                            offsets, log_scales):
+            truth = jittered_transform(scene.truth, aspect, np.zeros(2), 1.0)
+            moved = jittered_transform(scene.truth, aspect, offset, float(np.exp(log_scale)))
+            crops.append(crop_square(scene.image, moved, size))
+            errors.append(Reframer.error_between(moved, truth))
+    errors = np.asarray(errors)
+    t = time.perf_counter()
+    reframer = Reframer.fit(np.stack(crops), errors[:, :2], errors[:, 2], config)
+    return reframer, {**asdict(config), "crops": len(crops), "faces": len(faces), "fit_seconds": round(time.perf_counter() - t, 1)}
 
 
 def per_pose(edit_values: np.ndarray, found: np.ndarray, right: np.ndarray, correct: dict[str, np.ndarray]) -> list[dict]:
@@ -133,23 +164,23 @@ def _number(value: str) -> bool:
 def markdown(record: dict) -> str:
     name = record.get("set") or Path(record["data"]).name
     posed = "posed_r1" in record["per_pose"][0]
+    reframed = "reframed_r1" in record["per_pose"][0]
     lines = [f"`{name}`: {record['queries']:,} queries as photos (detector {record['detector']}) and as the dataset's "
              f"crops; criterion-1 recall in %, ours, all poses, classifier pose. Detection and crop: "
              f"{record['ms_per_photo_detect_and_crop']:,.0f} ms a 640×480 photo (2 cores, shared)."
              + (" Photo crops framed from the box by detector and kind, and (posed) also by the pose the CNN pose"
-                " classifier reads on that first crop." if posed else ""), ""]
-    if posed:
-        lines += ["| source pose | queries | detected % | photo R@1 | posed R@1 | R@5 | R@20 | crop R@1 | R@5 | R@20 | posed / crop R@1 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-    else:
-        lines += ["| source pose | queries | detected % | photo R@1 | R@5 | R@20 | crop R@1 | R@5 | R@20 | photo / crop R@1 |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                " classifier reads on that first crop." if posed else "")
+             + (" Reframed: the posed crop taken again where a regressor trained on the train people's photos reads"
+                " it off." if reframed else ""), ""]
+    best = "reframed" if reframed else "posed" if posed else "photo"
+    shown = ["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1]
+    lines += ["| source pose | queries | detected % | " + " | ".join(f"{k} R@1" for k in shown)
+              + f" | R@5 | R@20 | crop R@1 | R@5 | R@20 | {best} / crop R@1 |",
+              "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|"]
     for r in record["per_pose"]:
         name = f"**{r['source']}**" if r["source"] == "all" else r["source"]
-        best = "posed" if posed else "photo"
         ratio = f"{r[f'{best}_r1'] / r['crop_r1']:.2f}" if r["crop_r1"] else "—"
-        middle = (f"{r['photo_r1']} | {r['posed_r1']} | {r['posed_r5']} | {r['posed_r20']}" if posed
-                  else f"{r['photo_r1']} | {r['photo_r5']} | {r['photo_r20']}")
+        middle = " | ".join(str(r[f"{k}_r1"]) for k in shown) + f" | {r[f'{best}_r5']} | {r[f'{best}_r20']}"
         lines.append(f"| {name} | {r['queries']} | {r['detected']} | {middle} | "
                      f"{r['crop_r1']} | {r['crop_r5']} | {r['crop_r20']} | {ratio} |")
     return "\n".join(lines)
@@ -168,6 +199,11 @@ def run(args) -> dict:
     framings, framing_record = fit_framings(photos.images[fit_rows], faces.faces[edit].to_numpy()[fit_rows], config,
                                             args.seed)
 
+    reframer, reframe_record = None, None
+    if args.reframe:
+        reframer, reframe_record = fit_reframer(photos.images[train_rows], faces.images.shape[1:],
+                                                ReframeConfig(seed=args.seed), args.reframe_copies, args.seed)
+
     gallery, train = faces.split("test"), faces.split("train")
     queries = sample_queries(gallery, edit, args.queries, seed=args.seed)
     pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model="cnn", seed=args.seed),
@@ -175,21 +211,23 @@ def run(args) -> dict:
     gallery_rows = np.flatnonzero((faces.faces["split"] == "test").to_numpy())
     asked = np.unique(queries.positions)  # each query face is photographed once
     t0 = time.perf_counter()
-    crops, posed, found, right, keys = photo_crops(photos.images[gallery_rows[asked]], framings, config,
-                                                   faces.images.shape[1:], seed=args.seed + 1,
-                                                   classifier=pose_filter.classifier)
+    crops, posed, reframed, found, right, keys = photo_crops(photos.images[gallery_rows[asked]], framings, config,
+                                                             faces.images.shape[1:], seed=args.seed + 1,
+                                                             classifier=pose_filter.classifier, reframer=reframer)
     detect_seconds = time.perf_counter() - t0
     photo_of = {int(p): i for i, p in enumerate(asked)}
     photo_index = np.array([photo_of[int(p)] for p in queries.positions])
 
-    images = np.concatenate([gallery.images, crops, posed])
+    kinds = ("photo", "posed", "reframed") if reframer is not None else ("photo", "posed")
+    sets = {"photo": crops, "posed": posed, "reframed": reframed}
+    images = np.concatenate([gallery.images, *(sets[k] for k in kinds)])
     g, q = len(gallery), len(queries)
-    every, _ = view_distances(generator, images, np.concatenate([queries.positions, g + photo_index,
-                                                                 g + len(asked) + photo_index]),
+    every, _ = view_distances(generator, images, np.concatenate([queries.positions, *(g + i * len(asked) + photo_index
+                                                                                    for i in range(len(kinds)))]),
                               None, batch_size=args.batch_size)
     ranked = {name: rank_among(every[part * q : (part + 1) * q, :g], pose_filter.gallery_pred, queries.targets, max(KS))
-              for part, name in enumerate(("crop", "photo", "posed"))}
-    for name in ("photo", "posed"):
+              for part, name in enumerate(("crop", *kinds))}
+    for name in kinds:
         ranked[name][~found[photo_index]] = -1  # no face found: nothing to search with
     correct = {name: score(rows, queries, gallery, 1, KS)[1] for name, rows in ranked.items()}
     source = gallery.faces[edit].to_numpy().astype(str)[queries.positions]
@@ -203,6 +241,8 @@ def run(args) -> dict:
         "per_pose": per_pose(source, found[photo_index], right[photo_index], correct),
         "framing_used": pd.Series([k or "none" for k in keys]).value_counts().to_dict(),
         "posed": "photo crops reframed by the pose the CNN pose classifier reads on the first crop",
+        **({"reframed": "the posed crops taken again where the reframing regressor (retrieval.reframe), trained on "
+                        "the train people's photos, reads them off", "reframe": reframe_record} if reframer else {}),
         "ms_per_photo_detect_and_crop": round(1000 * detect_seconds / max(1, len(asked)), 1),
         "seconds": round(time.perf_counter() - started, 1),
         "provenance": provenance(seed=args.seed),
@@ -220,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", choices=list(DETECTORS), default=DetectConfig.detector)
     parser.add_argument("--min-face", type=int, default=24,
                         help="narrowest face searched for, px in the photo (the pasted faces are 64-200 px photos)")
+    parser.add_argument("--reframe", action="store_true",
+                        help="also re-take each posed crop where a regressor trained on the train people reads it off")
+    parser.add_argument("--reframe-copies", type=int, default=3, help="random crops of each train face it learns from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")

@@ -59,16 +59,28 @@ def test_photo_queries_are_cropped_at_the_models_size_and_a_missed_face_is_count
     framings, _ = fit_framings(forward_faces, ["forward"] * len(forward_faces), config, seed=0, least=4)
     blank = np.full((1, *forward_faces.shape[1:]), 128, np.uint8)  # no face to find
     faces = np.concatenate([forward_faces[:2], blank])
-    crops, posed, found, right, keys = photo_crops(faces, framings, config, (32, 32), seed=1)
+    crops, posed, reframed, found, right, keys = photo_crops(faces, framings, config, (32, 32), seed=1)
     assert crops.shape == posed.shape == (3, 32, 32) and crops.dtype == np.uint8
+    assert np.array_equal(reframed, posed)  # no reframer: the posed crops
     assert found.tolist() == [True, True, False] and right[:2].all() and keys[2] is None
     assert crops[0].std() > 10 and np.all(crops[2] == 0)
     assert np.array_equal(posed, crops) and keys[:2] == ["hog/frontal"] * 2  # no classifier: no second framing
 
     shifted = {**framings, "hog/frontal@forward": framings["hog/frontal"].__class__(side=2.0, across=0.1, down=0.0)}
-    again, posed, _, _, keys = photo_crops(faces, shifted, config, (32, 32), seed=1, classifier=SaysForward())
+    again, posed, _, _, _, keys = photo_crops(faces, shifted, config, (32, 32), seed=1, classifier=SaysForward())
     assert np.array_equal(again, crops) and keys[:2] == ["hog/frontal@forward"] * 2 and keys[2] is None
     assert not np.array_equal(posed[0], crops[0]) and np.all(posed[2] == 0)
+
+    class ReadsAQuarterRight:
+        """A reframer that reads every crop as a quarter side right of the true one."""
+
+        def errors(self, crops):
+            return np.tile([0.25, 0.0, 0.0], (len(crops), 1))
+
+    _, _, moved, found, _, _ = photo_crops(faces, framings, config, (32, 32), seed=1, reframer=ReadsAQuarterRight())
+    assert found.tolist() == [True, True, False] and not np.array_equal(moved[0], crops[0]) and np.all(moved[2] == 0)
+    same = np.abs(moved[0][:, 8:].astype(int) - crops[0][:, :-8]).mean()  # the crop taken again 8 px to the left
+    assert same < 0.25 * np.abs(moved[0].astype(int) - crops[0]).mean()
 
 
 def test_the_table_has_a_row_per_source_pose_and_one_for_all():
