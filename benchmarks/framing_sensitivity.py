@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from facedata.atomic import atomic_file, write_json
 from facedata.faceset import FaceSet
@@ -33,6 +35,7 @@ from photo_scenes import scenes
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
+from retrieval.reframe import ReframeConfig, Reframer
 from retrieval.two_step import fit_pose_filter
 
 KS = (1, 5, 20)
@@ -66,19 +69,46 @@ def jittered_transform(truth: tuple[float, float, float, float], aspect: float, 
 
 
 def jittered_crops(faces: np.ndarray, levels: list[tuple[float, float]], size: tuple[int, int],
-                   seed: int) -> list[np.ndarray]:
+                   seed: int, reframer: Reframer | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per level, each face pasted into its photo (the same photo at every level) and cropped off by that
-    level's random error: a list of (n, h, w) uint8."""
+    level's random error: a list of (n, h, w) uint8; and with a `reframer` those crops taken again where
+    it reads them off (else an empty list)."""
     aspect = faces.shape[1] / faces.shape[2]
     placed = scenes(faces, seed)
-    out = []
+    out, again = [], []
     for i, (offset, scale) in enumerate(levels):
         rng = np.random.default_rng([seed, i])
         shifts = rng.normal(0.0, offset, (len(faces), 2))
         scales = np.exp(rng.normal(0.0, scale, len(faces)))
-        out.append(np.stack([crop_square(scene.image, jittered_transform(scene.truth, aspect, s, z), size)
-                             for scene, s, z in zip(placed, shifts, scales)]))
-    return out
+        transforms = [jittered_transform(scene.truth, aspect, s, z) for scene, s, z in zip(placed, shifts, scales)]
+        out.append(np.stack([crop_square(scene.image, t, size) for scene, t in zip(placed, transforms)]))
+        if reframer is not None:
+            errors = reframer.errors(out[-1])
+            again.append(np.stack([crop_square(scene.image, Reframer.corrected(t, e), size)
+                                   for scene, t, e in zip(placed, transforms, errors)]))
+    return out, again
+
+
+def fit_reframer(faces: np.ndarray, size: tuple[int, int], config: ReframeConfig, copies: int,
+                 seed: int) -> tuple[Reframer, dict]:
+    """The reframing regressor, trained on `copies` crops of each face (n, h, w) uint8 pasted into a photo,
+    each taken at a random error off the pasted square (ReframeConfig.draw), seeded."""
+    aspect = faces.shape[1] / faces.shape[2]
+    crops, errors = [], []
+    for copy in range(copies):
+        rng = np.random.default_rng([seed, copy])
+        placed = scenes(faces, seed + 100 + copy)
+        offsets, log_scales = config.draw(rng, len(placed))
+        for scene, offset, log_scale in zip(tqdm(placed, desc=f"reframing crops {copy + 1}/{copies}", unit="photo"),
+                                            offsets, log_scales):
+            truth = jittered_transform(scene.truth, aspect, np.zeros(2), 1.0)
+            moved = jittered_transform(scene.truth, aspect, offset, float(np.exp(log_scale)))
+            crops.append(crop_square(scene.image, moved, size))
+            errors.append(Reframer.error_between(moved, truth))
+    errors = np.asarray(errors)
+    t = time.perf_counter()
+    reframer = Reframer.fit(np.stack(crops), errors[:, :2], errors[:, 2], config)
+    return reframer, {**asdict(config), "crops": len(crops), "faces": len(faces), "fit_seconds": round(time.perf_counter() - t, 1)}
 
 
 def run(args) -> dict:
@@ -96,16 +126,24 @@ def run(args) -> dict:
     asked = np.unique(queries.positions)  # each query face is photographed once
     index_of = {int(p): i for i, p in enumerate(asked)}
     photo_index = np.array([index_of[int(p)] for p in queries.positions])
-    crops = jittered_crops(photos.images[gallery_rows[asked]], levels, faces.images.shape[1:], args.seed + 1)
+    reframer, reframe_record = None, None
+    if args.reframe:
+        train_rows = np.flatnonzero((faces.faces["split"] == "train").to_numpy())
+        reframer, reframe_record = fit_reframer(photos.images[train_rows], faces.images.shape[1:],
+                                                ReframeConfig(seed=args.seed), args.reframe_copies, args.seed)
+    crops, again = jittered_crops(photos.images[gallery_rows[asked]], levels, faces.images.shape[1:], args.seed + 1,
+                                  reframer)
     g, q, a = len(gallery), len(queries), len(asked)
-    images = np.concatenate([gallery.images, *crops])
-    rows = np.concatenate([queries.positions, *[g + i * a + photo_index for i in range(len(levels))]])
+    images = np.concatenate([gallery.images, *crops, *again])
+    rows = np.concatenate([queries.positions, *[g + i * a + photo_index for i in range(len(crops) + len(again))]])
     every, _ = view_distances(generator, images, rows, None, layer=args.layer, batch_size=args.batch_size)
     results = []
-    for i, level in enumerate([None, *levels]):
+    kinds = [("the dataset's", None)] + [("pasted square, jittered", level) for level in levels]
+    kinds += [("jittered, then reframed", level) for level in levels] if again else []
+    for i, (kind, level) in enumerate(kinds):
         ranked = rank_among(every[i * q : (i + 1) * q, :g], pose_filter.gallery_pred, queries.targets, max(KS))
         hits = score(ranked, queries, gallery, 1, KS)[1]
-        row = {"crop": "the dataset's" if level is None else "pasted square, jittered",
+        row = {"crop": kind,
                "offset_sd": None if level is None else level[0], "log_scale_sd": None if level is None else level[1]}
         row.update({f"r{k}": round(100 * float(hits[:, :k].any(axis=1).mean()), 1) for k in KS})
         results.append(row)
@@ -114,6 +152,7 @@ def run(args) -> dict:
         "model": str(args.model), "data": str(args.data), "set": faces.info.name, "photos": str(args.photos),
         "layer": generator.check_layer(args.layer), "split": args.split, "gallery": g, "seed": args.seed, "queries": q, "query_photos": a, "method": "ours, all poses, classifier pose",
         "pose_classifier_accuracy": round(100 * pose_filter.accuracy, 1), "results": results,
+        **({"reframe": reframe_record} if reframe_record else {}),
         "seconds": round(time.perf_counter() - started, 1), "provenance": provenance(seed=args.seed),
     }
 
@@ -140,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", default=LEVELS, help=f"OFFSET_SD:LOG_SCALE_SD,… [{LEVELS}]")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="whose faces form the gallery and the queries: val to choose a setting, test to report it")
+    parser.add_argument("--reframe", action="store_true",
+                        help="also each crop taken again where a regressor trained on the train people reads it off")
+    parser.add_argument("--reframe-copies", type=int, default=3, help="random crops of each train face it learns from")
     parser.add_argument("--layer", default=None, help="feature layer [the model's default]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)

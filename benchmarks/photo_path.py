@@ -38,12 +38,12 @@ from facedata.imageio import crop_square
 from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
+from framing_sensitivity import fit_reframer
 from photo_scenes import found_at, scenes
-from framing_sensitivity import jittered_transform
 from retrieval.deep_descriptor import same_faces_at_resolution
-from retrieval.reframe import ReframeConfig, Reframer
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
+from retrieval.reframe import ReframeConfig, Reframer
 from retrieval.two_step import fit_pose_filter
 
 KS = (1, 5, 20)
@@ -114,28 +114,6 @@ def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: Dete
         if reframer is not None:
             reframed[i] = crop_square(scene.image, Reframer.corrected(transform, reframer.errors(posed[i][None])[0]), size)
     return crops, posed, reframed, found, right, keys
-
-
-def fit_reframer(faces: np.ndarray, size: tuple[int, int], config: ReframeConfig, copies: int,
-                 seed: int) -> tuple[Reframer, dict]:
-    """The reframing regressor, trained on `copies` crops of each face (n, h, w) uint8 pasted into a photo,
-    each taken at a random error off the pasted square (ReframeConfig.draw), seeded."""
-    aspect = faces.shape[1] / faces.shape[2]
-    crops, errors = [], []
-    for copy in range(copies):
-        rng = np.random.default_rng([seed, copy])
-        placed = scenes(faces, seed + 100 + copy)
-        offsets, log_scales = config.draw(rng, len(placed))
-        for scene, offset, log_scale in zip(tqdm(placed, desc=f"reframing crops {copy + 1}/{copies}", unit="photo"),
-                                            offsets, log_scales):
-            truth = jittered_transform(scene.truth, aspect, np.zeros(2), 1.0)
-            moved = jittered_transform(scene.truth, aspect, offset, float(np.exp(log_scale)))
-            crops.append(crop_square(scene.image, moved, size))
-            errors.append(Reframer.error_between(moved, truth))
-    errors = np.asarray(errors)
-    t = time.perf_counter()
-    reframer = Reframer.fit(np.stack(crops), errors[:, :2], errors[:, 2], config)
-    return reframer, {**asdict(config), "crops": len(crops), "faces": len(faces), "fit_seconds": round(time.perf_counter() - t, 1)}
 
 
 def per_pose(edit_values: np.ndarray, found: np.ndarray, right: np.ndarray, correct: dict[str, np.ndarray]) -> list[dict]:

@@ -121,7 +121,16 @@ def test_framing_sensitivity_crops_the_pasted_square_moved_and_scaled_as_asked()
     np.testing.assert_allclose(t @ [0.5, 0.5, 1], [148, 50])
     np.testing.assert_allclose(t[0, 0], 128)
     faces = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
-    exact, moved = jittered_crops(faces, [(0.0, 0.0), (0.1, 0.1)], (16, 16), seed=0)
+    (exact, moved), again = jittered_crops(faces, [(0.0, 0.0), (0.1, 0.1)], (16, 16), seed=0)
+    assert again == []  # no reframer
+
+    class ReadsNothingOff:
+        def errors(self, crops):
+            return np.zeros((len(crops), 3))
+
+    (_, moved_again), (exact_again, moved_reframed) = jittered_crops(faces, [(0.0, 0.0), (0.1, 0.1)], (16, 16), seed=0,
+                                                                   reframer=ReadsNothingOff())
+    np.testing.assert_array_equal(moved_reframed, moved_again)  # nothing read off: the same crops again
     assert exact.shape == moved.shape == (3, 16, 16)
     off_exact, off_moved = (np.abs(c.astype(int) - faces).mean() for c in (exact, moved))
     assert off_exact < 30 and off_moved > off_exact  # the pasted square comes back up to one resampling
