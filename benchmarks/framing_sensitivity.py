@@ -25,13 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facedata.atomic import atomic_file, write_json
 from facedata.faceset import FaceSet
 from facedata.imageio import crop_square
 from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
-from photo_scenes import scenes
+from photo_scenes import scenes, write_report
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
@@ -190,11 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     parse_levels(args.levels)  # a bad --levels is refused before any work
     record = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "framing_sensitivity.json", record)
-    with atomic_file(out / "framing_sensitivity.md") as tmp:
-        Path(tmp).write_text(markdown(record) + "\n")
+    write_report(args.out, "framing_sensitivity", record, markdown(record))
     print(markdown(record))
     print(f"wall time {record['seconds']} s")
 

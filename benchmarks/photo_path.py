@@ -31,7 +31,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.align import BoxFraming, box_transform
-from facedata.atomic import atomic_file, write_json
 from facedata.detect import DETECTORS, DetectConfig, DetectedFace, detect_faces
 from facedata.faceset import FaceSet
 from facedata.imageio import crop_square
@@ -39,7 +38,7 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
 from framing_sensitivity import fit_reframer
-from photo_scenes import found_at, scenes
+from photo_scenes import found_at, scenes, write_report
 from retrieval.deep_descriptor import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
@@ -247,11 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder for photo_path.json and photo_path.md")
     args = parser.parse_args(argv)
     record = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "photo_path.json", record)
-    with atomic_file(out / "photo_path.md") as tmp:
-        Path(tmp).write_text(markdown(record) + "\n")
+    write_report(args.out, "photo_path", record, markdown(record))
     print(markdown(record))
     print(f"detection + crop: {record['ms_per_photo_detect_and_crop']} ms per photo; wall time {record['seconds']} s")
 

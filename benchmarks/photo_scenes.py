@@ -8,6 +8,7 @@ random scale and place (seeded); its `truth` is the pasted square, in scene pixe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -86,3 +87,14 @@ def found_at(box: tuple[float, float, float, float], truth: tuple[float, float, 
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     width, side = box[2] - box[0], truth[2] - truth[0]
     return truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3] and 0.3 * side <= width <= 1.5 * side
+
+
+def write_report(folder: str | Path, stem: str, record: dict, table: str) -> None:
+    """A photo benchmark's record as `stem`.json and its table as `stem`.md in `folder` (each written atomically)."""
+    from facedata.atomic import atomic_file, write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / f"{stem}.json", record)
+    with atomic_file(folder / f"{stem}.md") as tmp:
+        Path(tmp).write_text(table + "\n")

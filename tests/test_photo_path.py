@@ -134,3 +134,14 @@ def test_framing_sensitivity_crops_the_pasted_square_moved_and_scaled_as_asked()
     assert exact.shape == moved.shape == (3, 16, 16)
     off_exact, off_moved = (np.abs(c.astype(int) - faces).mean() for c in (exact, moved))
     assert off_exact < 30 and off_moved > off_exact  # the pasted square comes back up to one resampling
+
+
+def test_a_photo_benchmark_writes_its_record_and_table_side_by_side(tmp_path):
+    import json
+
+    from photo_scenes import write_report
+
+    write_report(tmp_path / "out", "photo_path", {"queries": 3}, "| a |")
+    assert json.loads((tmp_path / "out" / "photo_path.json").read_text())["queries"] == 3
+    assert (tmp_path / "out" / "photo_path.md").read_text() == "| a |\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo_path.json", "photo_path.md"]
