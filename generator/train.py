@@ -25,8 +25,8 @@ from facedata.atomic import atomic_file, write_json
 from facedata.combined import edited_factors, with_factor
 from facedata.errors import UserError
 from facedata.faceset import FaceSet, mirror_value
-from generator.augment import jitter_sources
 from facedata.provenance import provenance
+from generator.augment import jitter_sources
 from generator.checkpoint import (
     CheckpointError, CheckpointInfo, check_vocabulary, data_fingerprint, load_checkpoint, load_training_state,
     restore_optimizer, save_checkpoint, save_training_state,

@@ -75,10 +75,9 @@ def build_gallery(generator, faces: FaceSet, out: str | Path, config: IndexConfi
     "classifier" or "none" the pose classifier (logreg or cnn) is fitted on the train split of
     `classifier_data`, else of `faces`, and saved with the index.
     """
-    if config is None:
-        views, normalize, _ = gallery_settings(paper=paper)
-        config = IndexConfig(views=views, normalize=normalize)
-    pose_classifier = gallery_settings(config.views, config.normalize, pose_classifier, paper)[2]
+    given = (config.views, config.normalize) if config is not None else (None, None)
+    views, normalize, pose_classifier = gallery_settings(*given, pose_classifier, paper)
+    config = replace(config or IndexConfig(), views=views, normalize=normalize)
     check_classifier_options(config.normalize, classifier_data, pose_classifier)
     faces = with_factor(faces, generator.edit_factor)  # a model of several factors: their combined column
     gallery = gallery_rows(faces, split)

@@ -84,31 +84,50 @@ def augment(x: torch.Tensor, y: torch.Tensor, mirror: torch.Tensor | None, confi
     return x * gain + 0.2 * (torch.rand(n, 1, 1, 1, generator=rng) - 0.5), y
 
 
-def train_member(x: torch.Tensor, y: torch.Tensor, classes: int, mirror: torch.Tensor | None,
-                 config: PoseCNNConfig, seed: int, on_step: Callable[[], object] = lambda: None) -> nn.Sequential:
-    """One member trained from its own seed; the global torch RNG is left as it was."""
+def train_net(outputs: int, steps: int, lr: float, weight_decay: float, seed: int,
+              step_loss: Callable[[nn.Sequential], torch.Tensor],
+              on_step: Callable[[], object] = lambda: None) -> nn.Sequential:
+    """build_net(outputs) initialized from `seed`, trained `steps` AdamW steps on a one-cycle schedule peaking
+    at `lr`, each on the loss step_loss(net) gives; the global torch RNG is left as it was."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        rng = torch.Generator().manual_seed(seed)
-        net = build_net(classes)
-        optimizer = torch.optim.AdamW(net.parameters(), config.lr, weight_decay=config.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
+        net = build_net(outputs)
+        optimizer = torch.optim.AdamW(net.parameters(), lr, weight_decay=weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
         net.train()
-        order = torch.randperm(len(x), generator=rng)
-        at = 0
-        for _ in range(config.steps):
-            if at + config.batch_size > len(order):
-                order, at = torch.randperm(len(x), generator=rng), 0
-            batch = order[at : at + config.batch_size]
-            at += config.batch_size
-            inputs, labels = augment(x[batch], y[batch], mirror, config, rng)
-            loss = F.cross_entropy(net(inputs), labels, label_smoothing=0.1)
+        for _ in range(steps):
+            loss = step_loss(net)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
             on_step()
     return net.eval()
+
+
+def shuffled_batches(count: int, batch_size: int, rng: torch.Generator):
+    """Endless batches of positions < count, walking a permutation and drawing a new one when the next
+    batch would run past its end."""
+    order, at = torch.randperm(count, generator=rng), 0
+    while True:
+        if at + batch_size > len(order):
+            order, at = torch.randperm(count, generator=rng), 0
+        yield order[at : at + batch_size]
+        at += batch_size
+
+
+def train_member(x: torch.Tensor, y: torch.Tensor, classes: int, mirror: torch.Tensor | None,
+                 config: PoseCNNConfig, seed: int, on_step: Callable[[], object] = lambda: None) -> nn.Sequential:
+    """One member trained from its own seed; the global torch RNG is left as it was."""
+    rng = torch.Generator().manual_seed(seed)
+    batches = shuffled_batches(len(x), config.batch_size, rng)  # drawn from rng at the first step, after the init
+
+    def step_loss(net: nn.Sequential) -> torch.Tensor:
+        batch = next(batches)
+        inputs, labels = augment(x[batch], y[batch], mirror, config, rng)
+        return F.cross_entropy(net(inputs), labels, label_smoothing=0.1)
+
+    return train_net(classes, config.steps, config.lr, config.weight_decay, seed, step_loss, on_step)
 
 
 class PoseCNN:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from index.pose_cnn import build_net, standardized_batch
+from index.pose_cnn import standardized_batch, train_net
 
 UNIT = 0.1  # the network predicts offsets and log-scales in tenths: outputs of order 1
 
@@ -47,26 +47,17 @@ class ReframeConfig:
 
 def _train_member(x: torch.Tensor, y: torch.Tensor, config: ReframeConfig, seed: int, on_step) -> torch.nn.Sequential:
     """One member from its own seed, with random mirroring (the horizontal offset negated); global RNG kept."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        rng = torch.Generator().manual_seed(seed)
-        net = build_net(3)
-        optimizer = torch.optim.AdamW(net.parameters(), config.lr, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
-        net.train()
-        for _ in range(config.steps):
-            batch = torch.randint(0, len(x), (config.batch_size,), generator=rng)
-            inputs, targets = x[batch], y[batch].clone()
-            flip = torch.rand(len(batch), generator=rng) < 0.5
-            inputs[flip] = inputs[flip].flip(3)
-            targets[flip, 0] = -targets[flip, 0]
-            loss = F.smooth_l1_loss(net(inputs), targets / UNIT)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            on_step()
-    return net.eval()
+    rng = torch.Generator().manual_seed(seed)
+
+    def step_loss(net: torch.nn.Sequential) -> torch.Tensor:
+        batch = torch.randint(0, len(x), (config.batch_size,), generator=rng)
+        inputs, targets = x[batch], y[batch].clone()
+        flip = torch.rand(len(batch), generator=rng) < 0.5
+        inputs[flip] = inputs[flip].flip(3)
+        targets[flip, 0] = -targets[flip, 0]
+        return F.smooth_l1_loss(net(inputs), targets / UNIT)
+
+    return train_net(3, config.steps, config.lr, 1e-4, seed, step_loss, on_step)
 
 
 class Reframer:
