@@ -53,7 +53,7 @@ def _versions() -> dict:
 
 
 def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int, config: DetectConfig,
-        scene_min_face: int, seed: int) -> dict:
+        scene_min_face: int, seed: int, kdef_last: int | None = None) -> dict:
     """Every detector on every set; the record --out writes."""
     images = np.load(data / "images.npy")
     labels = pd.read_csv(data / "labels.csv").iloc[: len(images)].reset_index(drop=True)
@@ -61,8 +61,11 @@ def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int
     kdef_scenes, kdef_labels = [], None
     if kdef is not None:
         faces, table = np.load(kdef / "images.npy"), pd.read_csv(kdef / "labels.csv")
+        people = sorted(table["identity"].unique())
+        chosen = table["identity"].isin(people[-kdef_last:] if kdef_last else people).to_numpy()
         rng = np.random.default_rng(seed)
-        rows = np.concatenate([rng.choice(np.flatnonzero(table["pose"] == pose), scenes_per_yaw, replace=False)
+        rows = np.concatenate([rng.choice(np.flatnonzero((table["pose"] == pose).to_numpy() & chosen), scenes_per_yaw,
+                                          replace=False)
                                for pose in sorted(table["pose"].unique())])
         kdef_scenes, kdef_labels = scenes(faces[rows], seed), table.iloc[rows].reset_index(drop=True)
     rows, speed = [], {}
@@ -120,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    parser.add_argument("--kdef-last", type=int, default=None,
+                        help="KDEF scenes of the last N people only (20: the KDEF recipe's test people)")
     parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
     parser.add_argument("--threshold", type=float, default=DetectConfig.threshold)
+    parser.add_argument("--blaze-threshold", type=float, default=DetectConfig.blaze_threshold)
     parser.add_argument("--neighbours", type=int, default=DetectConfig.neighbours)
     parser.add_argument("--cascade-box", type=int, default=DetectConfig.cascade_box)
     parser.add_argument("--cascade-step", type=float, default=DetectConfig.cascade_step)
@@ -130,14 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
 
-    config = DetectConfig(min_face=args.min_face, threshold=args.threshold, neighbours=args.neighbours,
+    config = DetectConfig(min_face=args.min_face, threshold=args.threshold, blaze_threshold=args.blaze_threshold,
+                          neighbours=args.neighbours,
                           cascade_box=args.cascade_box, cascade_step=args.cascade_step)
     start = time.perf_counter()
-    record = run(args.detectors, args.data, args.kdef, args.scenes_per_yaw, config, args.scene_min_face, args.seed)
+    record = run(args.detectors, args.data, args.kdef, args.scenes_per_yaw, config, args.scene_min_face, args.seed,
+                 args.kdef_last)
     record["seconds"] = time.perf_counter() - start
     print(markdown(record))
     if args.out:
-        record["provenance"] = provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef) if args.kdef else None, **_versions())
+        record["provenance"] = provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef) if args.kdef else None,
+                                          kdef_last=args.kdef_last, **_versions())
         write_json(args.out, record)
         print(f"written: {args.out}")
 

@@ -6,7 +6,10 @@ Detectors (`DetectConfig.detector`), each from a registry package that ships its
 - `haar`: OpenCV's frontal cascade and its profile cascade on the photo and on its mirror image
   (opencv-python-headless 4.x ships the cascades; 5.x does not);
 - `cnn`: dlib's max-margin CNN detector (face-recognition-models' mmod_human_face_detector.dat);
-- `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN.
+- `blaze`: MediaPipe's short-range BlazeFace (facedata.blazeface; its weights ship in this package), faces
+  from frontal to full profile, searched over windows of several sizes;
+- `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN;
+- `hog+blaze`: HOG (with its landmarks), then BlazeFace for the faces HOG missed.
 Boxes found by several detectors are merged (non-maximum suppression, the earlier detector kept).
 Faces whose box a frontal detector gave carry the 5 landmarks; a profile box carries none, and is
 cropped from its box (facedata.align).
@@ -40,6 +43,8 @@ DETECTORS: dict[str, tuple[str, ...]] = {  # name: the detectors it runs, in the
     "cnn": ("cnn",),
     "hog+haar": ("hog", "haar-frontal", "haar-profile"),
     "hog+haar+cnn": ("hog", "haar-frontal", "haar-profile", "cnn"),
+    "blaze": ("blaze",),
+    "hog+blaze": ("hog", "blaze"),
 }
 
 
@@ -50,11 +55,12 @@ class DetectConfig:
     min_face: int = 16  # px in the photo: a narrower face is refused (a 32-px crop of it would be mostly made up)
     max_work_pixels: int = 2048 * 2048  # the work image (photo resized for the detector) holds at most this many
     threshold: float = 0.0  # dlib's score threshold (0 is dlib's own default; lower finds more, and more false faces)
-    detector: str = "hog+haar"  # a key of DETECTORS (measured: benchmarks/detect_faces.py, docs/data.md)
+    detector: str = "blaze"  # a key of DETECTORS (measured: benchmarks/detect_faces.py, docs/data.md)
     neighbours: int = 10  # OpenCV cascades: overlapping windows a face needs (fewer finds more, and more false faces)
     overlap: float = 0.5  # two boxes sharing more than this of the smaller one's area are one face
     cascade_box: int = 40  # px: the cascades search a photo resized so that min_face becomes this wide
     cascade_step: float = 1.05  # the cascades' scale step between window sizes
+    blaze_threshold: float = 0.63  # BlazeFace's score threshold, chosen on validation pictures (docs/data.md)
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -70,7 +76,8 @@ class DetectConfig:
         """The detector in words, for messages and reports."""
         return {"hog": "dlib's frontal detector", "haar": "OpenCV's frontal and profile cascades",
                 "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's frontal and profile cascades",
-                "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's frontal and profile cascades"}[self.detector]
+                "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's frontal and profile cascades",
+                "blaze": "BlazeFace", "hog+blaze": "dlib's frontal detector with BlazeFace"}[self.detector]
 
     def turn_limit(self) -> str:
         """How far a face may be turned to be found, as a clause (measured on KDEF's yaws: benchmarks/detect_faces.py)."""
@@ -198,7 +205,29 @@ def _haar_profile_boxes(photo: WorkImages) -> list[Box]:
     return _in_photo(out, sx, sy)
 
 
-FINDERS = {"hog": _hog_boxes, "cnn": _cnn_boxes, "haar-frontal": _haar_frontal_boxes, "haar-profile": _haar_profile_boxes}
+def blaze_kind(keypoints: np.ndarray, width: float) -> str:
+    """frontal, or profile-left / profile-right when BlazeFace's nose tip sits more than 0.15 box widths to one
+    side of its eyes' midpoint (the side of the photo the face looks to)."""
+    shift = (keypoints[2, 0] - keypoints[:2, 0].mean()) / max(width, 1e-9)
+    return "frontal" if abs(shift) <= 0.15 else ("profile-left" if shift < 0 else "profile-right")
+
+
+def _blaze_boxes(photo: WorkImages) -> list[Box]:
+    """BlazeFace over windows of the photo itself (it resamples each window to its 128-px input)."""
+    from facedata.blazeface import detect
+
+    config = photo.config
+    out = []
+    for face in detect(photo.image, smallest_face=config.min_face, threshold=config.blaze_threshold):
+        left, top, right, bottom = face.box
+        if right - left >= BLAZE_NARROWEST * config.min_face:
+            out.append((left, top, right, bottom, face.score, blaze_kind(face.keypoints, right - left)))
+    return out
+
+
+BLAZE_NARROWEST = 0.5  # BlazeFace boxes narrower than this share of min_face are dropped (its box is brow to chin)
+FINDERS = {"hog": _hog_boxes, "cnn": _cnn_boxes, "haar-frontal": _haar_frontal_boxes, "haar-profile": _haar_profile_boxes,
+           "blaze": _blaze_boxes}
 
 
 def _overlap(a: Box, b: Box) -> float:
@@ -230,11 +259,14 @@ def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> li
     faces = []
     for source, (left, top, right, bottom, score, kind) in merge_boxes(found, config.overlap):
         eyes = nose = None
-        if kind == "frontal":
+        if kind == "frontal" and source in LANDMARKED:
             eyes, nose = _landmarks(photo, (left, top, right, bottom))
         faces.append(DetectedFace(box=(float(left), float(top), float(right), float(bottom)), eyes=eyes, nose=nose,
                                   score=float(score), kind=kind, source=source))
     return sorted(faces, key=lambda face: (-face.area, face.box[0]))
+
+
+LANDMARKED = ("hog", "cnn", "haar-frontal")  # frontal boxes dlib's 5-point predictor reads; BlazeFace's are cropped from the box
 
 
 def _landmarks(photo: WorkImages, box):

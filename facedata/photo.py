@@ -118,7 +118,8 @@ class AlignConfig:
         """One line for reports: what was aligned how."""
         c = self.crop
         which = "the largest face" if self.face == 1 else f"face {self.face} by size"
-        return (f"eye-aligned by {self.detect.describe()} (dlib's 5 landmarks; a profile framed from its box), "
+        return (f"found by {self.detect.describe()}, eye-aligned where dlib's 5 landmarks were read, else framed "
+                f"from the box, "
                 f"{which}: eye distance {c.eye_distance}, eye line {c.eye_line}, eye to nose {c.eye_to_nose} of the "
                 f"{c.size}-px side")
 

@@ -63,13 +63,26 @@ def test_boxes_found_by_two_detectors_are_one_face_the_earlier_detectors():
     assert [(source, box[4]) for source, box in kept] == [("hog", 0.5), ("haar-profile", 30.0)]
 
 
-@pytest.mark.parametrize("detector", [d for d in DETECTORS if "cnn" not in d])
+BLAZE_FALSE_FACES = pytest.mark.xfail(strict=True, reason="measured: BlazeFace reports a face on 2 of the 26 "
+                                      "face-free pictures (cell, hubble_deep_field; docs/data.md)")
+
+
+@pytest.mark.parametrize("detector", [pytest.param(d, marks=BLAZE_FALSE_FACES) if "blaze" in d else d
+                                      for d in DETECTORS if "cnn" not in d])
 def test_face_free_pictures_get_no_face(detector):
     from photo_scenes import face_free_images
 
     config = DetectConfig(detector=detector, min_face=48)
     found = {name: len(detect_faces(image, config)) for name, image in face_free_images(0)}
     assert not any(found.values()), {name: n for name, n in found.items() if n}
+
+
+def test_blazeface_false_faces_stay_where_they_were_measured():
+    from photo_scenes import face_free_images
+
+    config = DetectConfig(detector="blaze", min_face=48)
+    found = {name: len(detect_faces(image, config)) for name, image in face_free_images(0)}
+    assert {name for name, n in found.items() if n} <= {"cell", "hubble_deep_field"}, found
 
 
 def test_an_unknown_detector_is_refused_naming_the_known_ones():
@@ -115,6 +128,6 @@ def test_generate_takes_the_detector_a_turned_face_needs(cmu, tmp_path):
     refused = run("--detector", "hog")
     assert refused.exit_code == 2 and "no face found (dlib's frontal detector" in refused.output
     assert not (tmp_path / "out.png").exists()
-    found = run()  # the default, hog+haar
+    found = run()  # the default, blaze
     assert found.exit_code == 0, found.output
     assert Image.open(tmp_path / "out.png").size == (32, 32)

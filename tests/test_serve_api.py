@@ -205,7 +205,7 @@ def test_health_and_info_describe_the_model_the_index_and_the_limits(served):
     assert info["vocabulary"] == list(POSES) and info["edit_factor"] == "pose"
     assert info["gallery_size"] == len(engine) == 42 and info["layer"] == "mid" and info["factory"] == "Flat"
     assert info["limits"] == {"max_upload_bytes": 100_000, "max_pixels": 1_000_000, "max_k": 20}
-    assert info["detector"] == "hog+haar"  # the photo path's default, as rbg query's
+    assert info["detector"] == "blaze"  # the photo path's default, as rbg query's
 
 
 def test_the_openapi_schema_lists_every_endpoint(served):
@@ -358,6 +358,6 @@ def test_the_server_s_detector_finds_the_face_of_an_upload(monkeypatch):
     face = np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8)
     photo.upload_face(png(face), "f.png", (32, 32), 10**7, None, 1, DetectConfig(detector="haar"))
     photo.upload_face(png(face), "f.png", (32, 32), 10**7)
-    assert [d.detector for d in seen] == ["haar", "hog+haar"]
+    assert [d.detector for d in seen] == ["haar", "blaze"]
     text = " ".join(CliRunner().invoke(cli, ["serve", "--help"]).output.split())
-    assert "--detector" in text and "[default: hog+haar]" in text
+    assert "--detector" in text and "[default: blaze]" in text

@@ -62,6 +62,7 @@ def test_rbg_generate_reads_the_shipped_pose_model_from_an_installed_copy_in_any
                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert Image.open(work / "face+30.png").size == (32, 32)
+    assert (site / "facedata" / "models" / "blazeface_short_range.safetensors").is_file()  # the default face detector
 
     opened = [Path(p) for p in json.loads((tmp_path / "opened.json").read_text()) if not p.isdigit()]
     weights = [p for p in opened if p.name == "model.safetensors"]

@@ -95,8 +95,8 @@ def kdef(root: Path, out: Path, size: str, train_identities: int, val_identities
 @click.option("--images", "images", type=click.Path(path_type=Path), default=None,
               help="The images.npy to read pixels from (default: the one beside FILE; its 'index' column, "
                    "if any, picks rows).")
-@click.option("--align", is_flag=True, help="Images are photos: detect each face (dlib, the deep extra) and crop it "
-              "eye-aligned at --size (square, default 32).")
+@click.option("--align", is_flag=True, help="Images are photos: detect each face (--detector) and crop it "
+              "as the training faces were framed, at --size (square, default 32).")
 @click.option("--face", type=int, default=1, show_default=True, help="With --align: the N-th largest face of each photo.")
 @click.option("--skip-no-face", is_flag=True, help="With --align: leave out rows without a usable face (listed in "
               "faceset.json) instead of stopping.")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-ALIGN_HELP = ("Detect the face (dlib, the deep extra) and crop it eye-aligned, or take the whole image as the face. "
+ALIGN_HELP = ("Detect the face (--detector) and crop it as the training faces were framed, or take the whole image as the face. "
               "Default: align image files unless they already have the model's size; FACESET:ROW faces as stored.")
 
 
-DETECTOR_HELP = ("Face detector for photos: hog (dlib's frontal detector, the fastest), haar (OpenCV's frontal and "
-                 "profile cascades), cnn (dlib's CNN, slow), hog+haar (HOG, then the cascades for turned faces), "
-                 "hog+haar+cnn. Measured: docs/data.md.")
+DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full profile, ships in this package), "
+                 "hog (dlib's frontal detector, eye-aligned crops; the deep extra), haar (OpenCV's frontal and profile "
+                 "cascades), cnn (dlib's CNN, slow), hog+haar (HOG, then the cascades for turned faces), hog+haar+cnn, "
+                 "hog+blaze (HOG, then BlazeFace for turned faces). Measured: docs/data.md.")
 
 
 def detector_option(command):

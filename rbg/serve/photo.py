@@ -1,8 +1,8 @@
 """Uploaded photos in, query faces out: the one place the server turns bytes into a (H, W) uint8 face.
 
 It reads pixels the way `rbg query` reads an image file (facedata.imageio: EXIF orientation, any mode
-to grayscale) and makes the face the same way (facedata.photo.photo_face: dlib detection and the one
-eye-aligned crop, or a resize for images already of the model's size). `upload_face` is the single
+to grayscale) and makes the face the same way (facedata.photo.photo_face: the photo path's detector and its
+one crop, or a resize for images already of the model's size). `upload_face` is the single
 entry point the app calls.
 """
 

@@ -1,0 +1,231 @@
+"""BlazeFace (MediaPipe's short-range face detector) in PyTorch: faces from frontal to full profile.
+
+The network (Bazarevsky et al. 2019, "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs")
+reads a 128×128 image and scores 896 anchors, each with a box and 6 keypoints (eyes, nose tip, mouth,
+ear tragions). Its weights are MediaPipe's (Apache-2.0), converted once to safetensors by
+facedata.blazeface_convert and shipped in facedata/models, so nothing is downloaded or unpickled.
+
+It is trained on faces that fill a good part of its input (selfie distance), so a large photo is
+searched as a batch of square windows of several sizes (`windows`): a face is found in the window
+where it is big enough. The whole photo is one of the windows; overlapping boxes are merged as
+MediaPipe merges them (a score-weighted mean of each cluster, `weighted_nms`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTS = Path(__file__).resolve().parent / "models" / "blazeface_short_range.safetensors"
+INPUT = 128  # the network's input side in pixels
+# (in, out, stride) of each block; after block 10 the 16×16 map feeds the 2-anchor head, after the last
+# the 8×8 map feeds the 6-anchor head.
+BLOCKS = ((24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
+          (64, 72, 1), (72, 80, 1), (80, 88, 1), (88, 96, 2), (96, 96, 1), (96, 96, 1), (96, 96, 1), (96, 96, 1))
+FIRST_HEAD_AFTER = 10
+
+
+class BlazeBlock(nn.Module):
+    """Depthwise 3×3 then pointwise 1×1, added to the input (max-pooled when strided, zero channels appended)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.cin, self.cout, self.stride = cin, cout, stride
+        self.depthwise = nn.Conv2d(cin, cin, 3, stride=stride, groups=cin)
+        self.pointwise = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 2:  # TensorFlow's SAME padding: the odd pixel goes to the bottom and right
+            h, skip = F.pad(x, (0, 1, 0, 1)), F.max_pool2d(x, 2)
+        else:
+            h, skip = F.pad(x, (1, 1, 1, 1)), x
+        if self.cout > self.cin:
+            skip = F.pad(skip, (0, 0, 0, 0, 0, self.cout - self.cin))
+        return F.relu(self.pointwise(self.depthwise(h)) + skip)
+
+
+class Heads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classify8, self.classify16 = nn.Conv2d(88, 2, 1), nn.Conv2d(96, 6, 1)
+        self.regress8, self.regress16 = nn.Conv2d(88, 32, 1), nn.Conv2d(96, 96, 1)
+
+
+class BlazeFace(nn.Module):
+    """(B, 3, 128, 128) in [−1, 1] → (scores logits (B, 896), regressions (B, 896, 16)) in MediaPipe's anchor order."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 24, 5, stride=2)
+        self.blocks = nn.ModuleList(BlazeBlock(*b) for b in BLOCKS)
+        self.head = Heads()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.relu(self.stem(F.pad(x, (1, 2, 1, 2))))
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == FIRST_HEAD_AFTER:
+                fine = x
+        b = x.shape[0]
+
+        def flat(t: torch.Tensor, width: int) -> torch.Tensor:  # NHWC order: each cell's anchors together
+            return t.permute(0, 2, 3, 1).reshape(b, -1, width)
+
+        scores = torch.cat([flat(self.head.classify8(fine), 1), flat(self.head.classify16(x), 1)], 1)[..., 0]
+        boxes = torch.cat([flat(self.head.regress8(fine), 16), flat(self.head.regress16(x), 16)], 1)
+        return scores, boxes
+
+
+def anchors() -> np.ndarray:
+    """(896, 2) anchor centres in [0, 1] (x, y): 2 per cell of the 16×16 map, then 6 per cell of the 8×8 map."""
+    out = []
+    for cells, per_cell in ((16, 2), (8, 6)):
+        ys, xs = np.mgrid[:cells, :cells]
+        centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
+        out.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(out).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def load_model() -> BlazeFace:
+    """The shipped network in eval mode, loaded once per process (safetensors, float16 stored, float32 run)."""
+    from safetensors.torch import load_file
+
+    model = BlazeFace()
+    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in the coordinates of the image searched: box (left, top, right, bottom), 6 keypoints (x, y)."""
+
+    box: tuple[float, float, float, float]
+    keypoints: np.ndarray  # (6, 2): the eye on the image's left, the other eye, nose tip, mouth, left ear, right ear
+    score: float
+    support: int = 1  # how many anchor boxes (over every window) were merged into this face
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    inter = w * h
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> list[Detection]:
+    """MediaPipe's weighted non-maximum suppression: the best remaining box and every box overlapping it by
+    more than `iou` become one face, whose box and keypoints are their score-weighted mean and whose score
+    is the best one's."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    out, left = [], np.ones(len(scores), bool)
+    while left.any():
+        first = int(np.flatnonzero(left)[0])
+        cluster = left & (_iou(boxes[first], boxes) > iou)
+        cluster[first] = True
+        weights = scores[cluster][:, None]
+        box = (boxes[cluster] * weights).sum(0) / weights.sum()
+        points = (keypoints[cluster] * weights[:, :, None]).sum(0) / weights.sum()
+        out.append(Detection(tuple(float(v) for v in box), points.astype(np.float32), float(scores[first]),
+                             int(cluster.sum())))
+        left &= ~cluster
+    return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """A square region of the photo (left, top, side in photo pixels); it may reach past the photo's edges."""
+
+    left: float
+    top: float
+    side: float
+
+
+def windows(hw: tuple[int, int], smallest_face: float, face_share: float = 0.35, overlap: float = 0.5,
+            levels: int = 3) -> list[Window]:
+    """Square windows that show every face at least `smallest_face` px wide at about `face_share` of a
+    window or more: the whole photo (letterboxed) first, then windows of the photo's short side halving
+    down to smallest_face / face_share, at most `levels` sizes (each window is a chance of a false face:
+    a face narrower than about a tenth of the short side is left to the larger windows), each size tiling
+    the photo with `overlap` between neighbours."""
+    h, w = hw
+    out = [Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))]
+    side = min(h, w) * 1.0
+    floor = max(smallest_face / face_share, side / 2 ** (levels - 1))
+    while side >= floor * 0.999 and side > 0:
+        step = side * (1 - overlap)
+        for top in _starts(h, side, step):
+            for left in _starts(w, side, step):
+                out.append(Window(left, top, side))
+        side /= 2
+    return out
+
+
+def _starts(length: int, side: float, step: float) -> list[float]:
+    """Window starts along one axis: every `step`, the last one flush with the far edge."""
+    if side >= length:
+        return [(length - side) / 2]
+    count = int(math.ceil((length - side) / step)) + 1
+    return list(np.linspace(0.0, length - side, count))
+
+
+def _crops(image: np.ndarray, frames: list[Window]) -> torch.Tensor:
+    """Each window resampled to 128×128 (bilinear, zero outside the photo) as (B, 3, 128, 128) in [−1, 1]."""
+    h, w = image.shape
+    src = torch.tensor(image, dtype=torch.float32).div(127.5).sub(1.0)[None, None]
+    theta = []
+    for f in frames:  # affine_grid maps the output's [−1, 1] square onto the window in normalized input coords
+        cx, cy = f.left + f.side / 2, f.top + f.side / 2
+        theta.append([[f.side / w, 0.0, 2 * cx / w - 1], [0.0, f.side / h, 2 * cy / h - 1]])
+    theta = torch.tensor(theta, dtype=torch.float32)
+    # Antialias big windows first: average-pool the photo so that one input pixel covers about one output pixel.
+    crops = []
+    for factor in sorted({max(1, int(f.side // INPUT)) for f in frames}):
+        chosen = [i for i, f in enumerate(frames) if max(1, int(f.side // INPUT)) == factor]
+        pooled = F.avg_pool2d(src, factor, ceil_mode=True) if factor > 1 else src
+        grid = F.affine_grid(theta[chosen], [len(chosen), 1, INPUT, INPUT], align_corners=False)
+        crops.append((chosen, F.grid_sample(pooled.expand(len(chosen), -1, -1, -1), grid, mode="bilinear",
+                                            padding_mode="zeros", align_corners=False)))
+    out = torch.empty(len(frames), 1, INPUT, INPUT)
+    for chosen, batch in crops:
+        out[chosen] = batch
+    return out.expand(-1, 3, -1, -1)
+
+
+def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.5, iou: float = 0.3,
+           face_share: float = 0.35, batch: int = 64) -> list[Detection]:
+    """Faces in a (H, W) uint8 grayscale photo, best score first, in photo pixels."""
+    assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
+    frames = windows(image.shape, smallest_face, face_share)
+    model, centres = load_model(), anchors()
+    boxes, points, scores = [], [], []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch):
+            part = frames[start : start + batch]
+            logits, raw = model(_crops(image, part))
+            prob = torch.sigmoid(logits.clamp(-100, 100)).numpy()
+            raw = raw.numpy() / INPUT
+            for f, p, r in zip(part, prob, raw):
+                keep = np.flatnonzero(p >= threshold)
+                if not len(keep):
+                    continue
+                cx, cy = r[keep, 0] + centres[keep, 0], r[keep, 1] + centres[keep, 1]
+                bw, bh = r[keep, 2], r[keep, 3]
+                box = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+                kp = r[keep, 4:].reshape(-1, 6, 2) + centres[keep, None, :]
+                boxes.append(box * f.side + [f.left, f.top, f.left, f.top])
+                points.append(kp * f.side + [f.left, f.top])
+                scores.append(p[keep])
+    if not scores:
+        return []
+    return weighted_nms(np.concatenate(boxes), np.concatenate(points), np.concatenate(scores), iou)
