@@ -64,6 +64,8 @@ def test_windows_show_the_whole_photo_first_then_tile_it_down_to_the_smallest_fa
         assert min(f.left for f in tiles) == 0 and max(f.left + f.side for f in tiles) == pytest.approx(640)
         assert min(f.top for f in tiles) == 0 and max(f.top + f.side for f in tiles) == pytest.approx(480)
     assert windows((60, 64), smallest_face=1e6) == [Window(0.0, -2.0, 64.0)]
+    # at most 3 sizes: a 16-px face in a 512-px photo is not searched in 46-px windows (each a chance of a false face)
+    assert sorted({f.side for f in windows((512, 512), smallest_face=16)}, reverse=True) == [512.0, 256.0, 128.0]
 
 
 def test_the_nose_tip_says_which_way_a_face_looks():
