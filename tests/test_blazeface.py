@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from facedata.blazeface import (INPUT, WEIGHTS, Window, anchors, detect, load_model, weighted_nms, windows)
+from facedata.blazeface import INPUT, WEIGHTS, Window, anchors, detect, load_model, weighted_nms, windows
 from facedata.detect import DetectConfig, blaze_kind, detect_faces
 
 CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
@@ -105,3 +105,11 @@ def test_blazeface_finds_turned_faces_in_real_photos_with_no_other_model(cmu):
     totals = alex["pose"].value_counts()
     # measured: all 32 of alex's photos, 8 in each pose (threshold 0.63)
     assert all(found[pose] >= 0.7 * totals[pose] for pose in found), (found, totals.to_dict())
+
+
+def test_a_gray_image_is_read_as_its_three_equal_copies():
+    x = torch.rand(2, 1, INPUT, INPUT, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        gray_logits, gray_boxes = load_model()(x)
+        rgb_logits, rgb_boxes = load_model()(x.expand(-1, 3, -1, -1))
+    assert torch.allclose(gray_logits, rgb_logits, atol=1e-3) and torch.allclose(gray_boxes, rgb_boxes, atol=1e-2)
