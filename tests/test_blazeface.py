@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from facedata.blazeface import INPUT, WEIGHTS, Window, anchors, detect, load_model, weighted_nms, windows
 from facedata.detect import DetectConfig, blaze_kind, detect_faces
 
-CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 REFERENCE = Path(__file__).resolve().parent / "blazeface_reference.json"  # from the TFLite interpreter
 
 
@@ -81,13 +79,6 @@ def test_noise_has_no_face():
     rng = np.random.default_rng(0)
     assert detect(rng.integers(0, 256, (480, 640), dtype=np.uint8), smallest_face=48, threshold=0.63) == []
     assert detect_faces(np.full((120, 160), 128, np.uint8), DetectConfig(detector="blaze")) == []
-
-
-@pytest.fixture(scope="module")
-def cmu() -> tuple[np.ndarray, pd.DataFrame]:
-    if not (CMU / "images.npy").is_file():
-        pytest.skip(f"{CMU} is absent")
-    return np.load(CMU / "images.npy"), pd.read_csv(CMU / "labels.csv")
 
 
 def test_blazeface_finds_turned_faces_in_real_photos_with_no_other_model(cmu):

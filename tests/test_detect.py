@@ -6,7 +6,6 @@ Real photos: cmu_faces originals (64×60), read in place from ../shared beside t
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,16 +15,8 @@ from facedata.align import BoxFraming, align_face, box_transform
 from facedata.detect import DETECTORS, DetectConfig, DetectedFace, detect_faces, merge_boxes
 from facedata.errors import UserError
 
-CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 pytest.importorskip("dlib", reason="face detection needs the deep extra (dlib-bin)")
 pytest.importorskip("cv2", reason="the cascades need the deep extra (opencv-python-headless 4.x)")
-
-
-@pytest.fixture(scope="module")
-def cmu() -> tuple[np.ndarray, pd.DataFrame]:
-    if not (CMU / "images.npy").is_file():
-        pytest.skip(f"{CMU} is absent")
-    return np.load(CMU / "images.npy"), pd.read_csv(CMU / "labels.csv")
 
 
 def test_the_profile_cascades_find_turned_faces_that_hog_misses_and_say_which_way_they_look(cmu):

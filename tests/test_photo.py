@@ -37,13 +37,6 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
-@pytest.fixture(scope="module")
-def cmu() -> tuple[np.ndarray, pd.DataFrame]:
-    if not (CMU / "images.npy").is_file():
-        pytest.skip(f"{CMU} is absent")
-    return np.load(CMU / "images.npy"), pd.read_csv(CMU / "labels.csv")
-
-
 def gray(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).convert("L"))
 
