@@ -186,6 +186,13 @@ def test_without_dlib_alignment_names_the_deep_extra(monkeypatch, tmp_path):
 
 
 # -- photo files: EXIF, 16-bit, CMYK, bytes --------------------------------------------------------
+def test_the_default_detector_needs_no_dlib(monkeypatch, astronaut, tmp_path):
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    face = load_face(save(astronaut, tmp_path / "a.png"), 32)  # BlazeFace: torch and the shipped weights alone
+    assert face.shape == (32, 32) and face.std() > 10
+
+
 def test_exif_orientation_is_applied_before_detection(astronaut, tmp_path):
     upright = save(astronaut, tmp_path / "upright.png")
     exif = Image.Exif()
