@@ -61,12 +61,10 @@ def box_transform(face: DetectedFace, crop: FaceCrop = FaceCrop(), framing: BoxF
     left, top, right, bottom = face.box
     width = right - left
     across = -framing.across if face.kind == "profile-right" else framing.across
-    cos, sin = float(np.cos(face.roll)), float(np.sin(face.roll))  # turned by the head's roll, if read
-    rotation = np.array([[cos, -sin], [sin, cos]])
-    centre = np.array([(left + right) / 2, (top + bottom) / 2]) + rotation @ np.array([across, framing.down]) * width
+    centre = np.array([(left + right) / 2 + across * width, (top + bottom) / 2 + framing.down * width])
     side = framing.side * width
-    linear = rotation @ np.diag([side, side * aspect])
-    return np.concatenate([linear, (centre - linear @ np.array([0.5, 0.5]))[:, None]], axis=1)
+    height = side * aspect
+    return np.array([[side, 0.0, centre[0] - side / 2], [0.0, height, centre[1] - height / 2]])
 
 
 def crop_transform(face: DetectedFace, crop: FaceCrop = FaceCrop()) -> np.ndarray:

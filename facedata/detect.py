@@ -98,8 +98,6 @@ class DetectedFace:
     score: float  # the detector's score (dlib's; for a cascade, its number of overlapping windows)
     kind: str = "frontal"  # frontal, or profile-left / profile-right: the side of the photo the face looks to
     source: str = "hog"  # which detector found it (a member of DETECTORS' tuples)
-    roll: float = 0.0  # radians: the eye line's angle (x right, y down) where a box detector reads it (BlazeFace's
-    #                    eye keypoints on a frontal face); a box crop is turned by it so that the eyes come out level
 
     @property
     def width(self) -> float:
@@ -147,7 +145,6 @@ class WorkImages:
 
     def __init__(self, image: np.ndarray, config: DetectConfig):
         self.image, self.config, self._cache = image, config, {}
-        self.rolls: dict[tuple[float, float, float, float], float] = {}  # box → eye-line angle, from box detectors
 
     def at(self, smallest_box: float) -> tuple[np.ndarray, float, float]:
         """(work image, sx, sy): the photo resized so that min_face becomes smallest_box px."""
@@ -224,11 +221,7 @@ def _blaze_boxes(photo: WorkImages) -> list[Box]:
     for face in detect(photo.image, smallest_face=config.min_face, threshold=config.blaze_threshold):
         left, top, right, bottom = face.box
         if right - left >= BLAZE_NARROWEST * config.min_face:
-            kind = blaze_kind(face.keypoints, right - left)
-            out.append((left, top, right, bottom, face.score, kind))
-            if kind == "frontal":  # both eyes seen: their line gives the head's roll (a profile's hidden eye does not)
-                (lx, ly), (rx, ry) = sorted(map(tuple, face.keypoints[:2].tolist()))
-                photo.rolls[(left, top, right, bottom)] = float(np.arctan2(ry - ly, rx - lx))
+            out.append((left, top, right, bottom, face.score, blaze_kind(face.keypoints, right - left)))
     return out
 
 
@@ -269,8 +262,7 @@ def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> li
         if kind == "frontal" and source in LANDMARKED:
             eyes, nose = _landmarks(photo, (left, top, right, bottom))
         faces.append(DetectedFace(box=(float(left), float(top), float(right), float(bottom)), eyes=eyes, nose=nose,
-                                  score=float(score), kind=kind, source=source,
-                                  roll=photo.rolls.get((left, top, right, bottom), 0.0)))
+                                  score=float(score), kind=kind, source=source))
     return sorted(faces, key=lambda face: (-face.area, face.box[0]))
 
 

@@ -94,17 +94,6 @@ def test_a_tilted_photo_comes_out_with_level_eyes(astronaut):
     assert abs(np.degrees(np.arctan2(eyes[1, 1] - eyes[0, 1], eyes[1, 0] - eyes[0, 0]))) < 3
 
 
-def test_a_tilted_photo_comes_out_level_from_blazefaces_box_too(astronaut):
-    image = gray(astronaut)
-    tilted = np.asarray(Image.fromarray(image).rotate(20, resample=Image.Resampling.BICUBIC, center=(220, 120)))
-    face = detect_faces(tilted)[0]  # the default, BlazeFace: no landmarks, its eye keypoints give the roll
-    assert face.source == "blaze" and abs(np.degrees(face.roll) + 20) < 6
-    eyes = eye_positions(align_face(tilted, face, FaceCrop(size=160)))
-    assert abs(np.degrees(np.arctan2(eyes[1, 1] - eyes[0, 1], eyes[1, 0] - eyes[0, 0]))) < 4
-    upright = detect_faces(image)[0]
-    assert abs(np.degrees(upright.roll)) < 6
-
-
 def test_the_crop_scale_is_set_by_the_eyes_or_the_nose_whichever_says_larger():
     crop = FaceCrop(size=32)
     frontal = DetectedFace(box=(0, 0, 50, 50), eyes=((10.0, 20.0), (38.0, 20.0)), nose=(24.0, 45.0), score=1.0)
