@@ -8,8 +8,9 @@ Sets, each detector on the same images:
 - face-free pictures (scikit-image's, noise, textures): every face reported there is false;
 - with --kdef, KDEF faces pasted into 640×480 backgrounds at a random scale and place (seeded):
   found = a box centred on the pasted face at about its size (photo_scenes.found_at), per yaw.
-Speed: the mean time of one 640×480 scene, detection alone and with the crop of its largest face. Prints markdown tables; --out writes JSON rows
-(set, detector, factor, value, found, total, rate) with the config, the versions and the command.
+Speed: the mean time of one 640×480 scene, detection alone and with the crop of its largest face.
+Prints markdown tables; --out writes JSON rows (set, detector, factor, value, found, total, rate) with
+the config, the versions and the command.
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ class BlazeFace(nn.Module):
         return scores, boxes
 
 
+@functools.lru_cache(maxsize=1)
 def anchors() -> np.ndarray:
     """(896, 2) anchor centres in [0, 1] (x, y): 2 per cell of the 16×16 map, then 6 per cell of the 8×8 map."""
     out = []
@@ -95,7 +96,9 @@ def anchors() -> np.ndarray:
         ys, xs = np.mgrid[:cells, :cells]
         centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
         out.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
-    return np.concatenate(out).astype(np.float32)
+    centres = np.concatenate(out).astype(np.float32)
+    centres.flags.writeable = False  # computed once and shared
+    return centres
 
 
 @functools.lru_cache(maxsize=1)
@@ -195,9 +198,10 @@ def _crops(image: np.ndarray, frames: list[Window]) -> torch.Tensor:
         theta.append([[f.side / w, 0.0, 2 * cx / w - 1], [0.0, f.side / h, 2 * cy / h - 1]])
     theta = torch.tensor(theta, dtype=torch.float32)
     # Antialias big windows first: average-pool the photo so that one input pixel covers about one output pixel.
+    factors = [max(1, int(f.side // INPUT)) for f in frames]
     crops = []
-    for factor in sorted({max(1, int(f.side // INPUT)) for f in frames}):
-        chosen = [i for i, f in enumerate(frames) if max(1, int(f.side // INPUT)) == factor]
+    for factor in sorted(set(factors)):
+        chosen = [i for i, each in enumerate(factors) if each == factor]
         pooled = F.avg_pool2d(src, factor, ceil_mode=True) if factor > 1 else src
         grid = F.affine_grid(theta[chosen], [len(chosen), 1, INPUT, INPUT], align_corners=False)
         crops.append((chosen, F.grid_sample(pooled.expand(len(chosen), -1, -1, -1), grid, mode="bilinear",

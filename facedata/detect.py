@@ -37,6 +37,8 @@ from facedata.imageio import resize
 SMALLEST_BOX = 73  # px: the narrowest face box dlib's frontal detector reports (its window is 80×80)
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 CNN_FILE = "mmod_human_face_detector.dat"
+LANDMARKED = ("hog", "cnn", "haar-frontal")  # frontal boxes dlib's 5-point predictor reads; BlazeFace's are cropped from the box
+BLAZE_NARROWEST = 0.5  # BlazeFace boxes narrower than this share of min_face are dropped (its box is brow to chin)
 DETECTORS: dict[str, tuple[str, ...]] = {  # name: the detectors it runs, in the order their boxes are kept
     "hog": ("hog",),
     "haar": ("haar-frontal", "haar-profile"),
@@ -225,7 +227,6 @@ def _blaze_boxes(photo: WorkImages) -> list[Box]:
     return out
 
 
-BLAZE_NARROWEST = 0.5  # BlazeFace boxes narrower than this share of min_face are dropped (its box is brow to chin)
 FINDERS = {"hog": _hog_boxes, "cnn": _cnn_boxes, "haar-frontal": _haar_frontal_boxes, "haar-profile": _haar_profile_boxes,
            "blaze": _blaze_boxes}
 
@@ -265,8 +266,6 @@ def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> li
                                   score=float(score), kind=kind, source=source))
     return sorted(faces, key=lambda face: (-face.area, face.box[0]))
 
-
-LANDMARKED = ("hog", "cnn", "haar-frontal")  # frontal boxes dlib's 5-point predictor reads; BlazeFace's are cropped from the box
 
 
 def _landmarks(photo: WorkImages, box):
