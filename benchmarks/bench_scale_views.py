@@ -48,6 +48,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
+from generator.int8 import calibration_faces
 from index.faiss_factory import IndexConfig, fit_pca, new_index, set_search_parameters, training_sample_size
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.kept_filter import KeptFilter, widening_search
@@ -168,7 +169,10 @@ def recall(ranked: np.ndarray, layout: StreamLayout, q_keys: np.ndarray, g_keys:
 
 
 def _serve_process(index_file: str, faces_file: str, info: dict, model: str, query_file: str, config: dict, result: str) -> None:
-    """In a fresh process: load the saved index, answer queries end to end; its peak RSS is the server's."""
+    """In a fresh process: load the saved index, answer queries end to end; its peak RSS is the server's.
+
+    Then the same with int8 queries (Generator.use_int8, calibrated on a sample of the gallery's faces):
+    their latency, and every query's ranking, saved beside `result` for the recall."""
     loaded = faiss.read_index(index_file)
     faces = pd.read_parquet(faces_file)
     index_config = IndexConfig(factory=info["factory"], views="all", nprobe=config["nprobe"])
@@ -178,17 +182,27 @@ def _serve_process(index_file: str, faces_file: str, info: dict, model: str, que
     images, targets = data["images"], data["targets"].astype(str)
     from retrieval.search import search_by_generation
 
-    q = len(images)
+    q = min(len(images), config["batch"])
     one = lambda i: search_by_generation(generator, gallery, images[i % q][None], [targets[i % q]], config["k"])  # noqa: E731
     with one_thread():
         latency = median_seconds(one, config["latency_runs"])
         generate_only = median_seconds(lambda i: generator.features(images[i % q][None], [targets[i % q]]), config["latency_runs"])
-    b = min(config["batch"], q)
+    b = q
     batch = median_seconds(lambda i: search_by_generation(generator, gallery, images[:b], list(targets[:b]), config["k"], b), 2)
-    Path(result).write_text(json.dumps({"latency_ms": round(1e3 * latency, 2),
-                                        "one_generation_ms": round(1e3 * generate_only, 2),
-                                        "batch_qps": round(b / batch, 1), "batch": b,
-                                        "serving_peak_rss_bytes": rss_bytes()}))
+    record = {"latency_ms": round(1e3 * latency, 2), "one_generation_ms": round(1e3 * generate_only, 2),
+              "batch_qps": round(b / batch, 1), "batch": b}
+    start = time.perf_counter()
+    generator.use_int8(data["calibration"])
+    record["int8_calibration_s"] = round(time.perf_counter() - start, 2)
+    record["int8_calibration_faces"] = len(data["calibration"])
+    with one_thread():
+        record["int8_latency_ms"] = round(1e3 * median_seconds(one, config["latency_runs"]), 2)
+    record["int8_batch_qps"] = round(b / median_seconds(
+        lambda i: search_by_generation(generator, gallery, images[:b], list(targets[:b]), config["k"], b), 2), 1)
+    ranked = search_by_generation(generator, gallery, images, list(targets), config["k"]).rows
+    np.save(Path(result).with_suffix(".int8_rows.npy"), ranked)
+    record["serving_peak_rss_bytes"] = rss_bytes()
+    Path(result).write_text(json.dumps(record))
 
 
 def filter_cost(index: faiss.Index, pca_queries: np.ndarray, kept: np.ndarray, k: int, nprobe: int,
@@ -295,7 +309,8 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
     exact_pca = recall(exact["pca"], layout, q_keys, g_keys)
     chosen = next((s for s in sweep if exact_pca["1"] - s["recall_c1"]["1"] <= TARGETS["recall_gap_max"]), sweep[-1])
 
-    np.savez(folder / "queries.npz", images=query_images[: config.batch], targets=np.asarray(queries.targets[: config.batch]))
+    np.savez(folder / "queries.npz", images=query_images, targets=np.asarray(queries.targets),
+             calibration=calibration_faces(gallery.images, seed=config.seed))
     result = folder / "serve.json"
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=_serve_process, args=(
@@ -305,6 +320,13 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
     process.start()
     process.join()
     serving = json.loads(result.read_text()) if result.is_file() else {"error": f"serving process exit {process.exitcode}"}
+    int8_rows = result.with_suffix(".int8_rows.npy")
+    if int8_rows.is_file():
+        ranked = np.load(int8_rows)
+        float32_ranked = GalleryIndex(index, faces_table, info, IndexConfig(factory=config.factory, views="all",
+                                      nprobe=chosen["nprobe"])).search_among(query_vectors, config.k, queries.targets)[1]
+        serving["int8_recall_c1"] = recall(ranked, layout, q_keys, g_keys)
+        serving["int8_top1_as_float32"] = round(100 * float(np.mean(ranked[:, 0] == float32_ranked[:, 0])), 2)
     cost = filter_cost(inner, q_pca, kept_all, config.k, chosen["nprobe"], config.rare_share, config.seed, config.latency_runs)
     record = {
         "config": asdict(config),
@@ -332,6 +354,8 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
         "index_bytes": record["index_bytes"] <= TARGETS["index_bytes_max"],
         "peak_rss": serving.get("serving_peak_rss_bytes", 1 << 62) <= TARGETS["peak_rss_max"],
         "latency_ms": serving.get("latency_ms", 1e9) <= TARGETS["latency_ms_max"],
+        "int8_latency_ms": serving.get("int8_latency_ms", 1e9) <= TARGETS["latency_ms_max"],
+        "int8_recall_vs_exact_pca": exact_pca["1"] - serving.get("int8_recall_c1", {"1": -1e9})["1"] <= TARGETS["recall_gap_max"],
         "recall_vs_exact_pca": exact_pca["1"] - chosen["recall_c1"]["1"] <= TARGETS["recall_gap_max"],
         "filter_cost_flat": cost["selectors_ms_rare"] <= 1.5 * cost["selectors_ms_common"],
     }
@@ -358,6 +382,14 @@ def markdown(record: dict) -> str:
                       f"pass + PCA + filtered search): **{s['latency_ms']:.1f} ms** (one plain generation {s['one_generation_ms']:.1f} ms); "
                       f"batch of {s['batch']}: {s['batch_qps']:.1f} queries/s; serving process peak RSS {mb(s['serving_peak_rss_bytes'])}. "
                       f"Build: train {record['stages'].get('train_s', 0):.0f} s + add {record['stages'].get('add_s', 0):.0f} s."]
+    if "int8_latency_ms" in s:
+        r = s.get("int8_recall_c1", {})
+        lines += ["", f"With int8 queries (`--int8`, calibrated on {s.get('int8_calibration_faces', 64)} gallery faces in "
+                      f"{s['int8_calibration_s']:.0f} s): one query **{s['int8_latency_ms']:.1f} ms** "
+                      f"({s['latency_ms'] / s['int8_latency_ms']:.2f}× faster, same run); batch {s['int8_batch_qps']:.1f} queries/s; "
+                      f"C1 R@1/5/20 {r.get('1', float('nan')):.1f} / {r.get('5', float('nan')):.1f} / {r.get('20', float('nan')):.1f} "
+                      f"at the chosen nprobe (float32 queries: {record['chosen']['recall_c1']['1']:.1f}); top-1 the same as float32's "
+                      f"for {s.get('int8_top1_as_float32', float('nan')):.1f} % of queries."]
     lines += ["", f"Kept-value filter, one query on one thread, kept column skewed to {100 * cost['rare_share']:.1f} % "
                   f"({cost['rows']['rare']:,} rows) for the rare value:",
               "", "| filter | rarest target ms | most common target ms |", "|---|---:|---:|",

@@ -19,6 +19,7 @@ from facedata.errors import UserError
 from facedata.faceset import format_pose, pose_degrees
 from facedata.imageio import ImageConversionWarning, load_face
 from generator.checkpoint import CheckpointInfo, load_checkpoint
+from generator.int8 import INT8_LAYERS, quantize_all_values, run_every_value_int8
 from generator.model import TwoStageGenerator
 from generator.normalize import Normalization
 
@@ -235,6 +236,7 @@ class Generator:
         self.channels_last = device.type == "cpu"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.int8_networks: dict[str, torch.nn.Module] = {}  # layer → int8 network of every_value (use_int8)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Generator":
@@ -354,9 +356,27 @@ class Generator:
             shown = (self.generate(images, list(np.asarray(values)[chosen]), batch_size)[1]
                      if chosen is not None else None)
             return features, shown
+        if layer in self.int8_networks:
+            return run_every_value_int8(self.int8_networks[layer], self.model, self.normalization, images, layer,
+                                        chosen, batch_size)
         codes = self.target_codes(values)
         return run_every_value(self.model, self.normalization, images, codes, layer, chosen, batch_size,
                                self.device, self.channels_last)
+
+    def use_int8(self, calibration: np.ndarray, layer: str | None = None) -> None:
+        """From now on, every_value of `layer` runs int8 (generator.int8), its activation ranges observed on
+        `calibration`, (m, H, W) uint8 faces like those to be searched. CPU only; an arch-skip model."""
+        layer = self.check_layer(layer)
+        if self.device.type != "cpu":
+            raise UserError(f"int8 queries run on the CPU; this generator is on {self.device}")
+        if layer not in INT8_LAYERS:
+            raise UserError(f"int8 queries read {' or '.join(INT8_LAYERS)}, not '{layer}'")
+        images = conform_images(calibration, self.image_size)
+        if not len(images):
+            raise UserError("int8 calibration needs at least one face")
+        raw = torch.from_numpy(np.array(images)).unsqueeze(1).float()
+        sources = self.normalization.apply(raw, self.normalization.stats(raw))
+        self.int8_networks[layer] = quantize_all_values(self.model, sources, convs=4 if layer == "stage2.mid" else 3)
 
     def source_features(self, images: np.ndarray, targets, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
         """Features of the images as they are, with no generation: (n, d) float32 of `layer`.

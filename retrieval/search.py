@@ -94,6 +94,19 @@ def open_index(index_path: str | Path, model: str | Path | None = None, device: 
     return generator, index
 
 
+def use_int8_queries(generator, index: GalleryIndex, galleries) -> int:
+    """Queries of an all-views index generated int8 (Generator.use_int8), calibrated on a seeded sample of
+    the index's gallery faces (FaceSets); the number of calibration faces."""
+    from generator.int8 import calibration_faces
+
+    if index.views != "all":
+        raise UserError("--int8 speeds up the queries of an all-views index (rbg index build --views all); "
+                        f"this one is built with --views {index.views}")
+    sample = calibration_faces(np.concatenate([calibration_faces(g.images) for g in galleries]))
+    generator.use_int8(sample, index.layer)
+    return len(sample)
+
+
 def search_by_generation(generator, index: GalleryIndex, images: np.ndarray, targets, k: int,
                          batch_size: int = 256) -> Found:
     """Generate each query face in its target value and search the index with that generation's features.

@@ -20,9 +20,12 @@ from rbg.cli.face_options import detector_option
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True, help="Concurrent queries answered by one generator call.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch and FAISS threads [their default].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--int8", is_flag=True, default=False,
+              help="All-views index on the CPU: generate queries in int8, about 1.7× faster, calibrated on 64 gallery "
+                   "faces at start (~10 s); R@1 as float32's within 0.1 point on KDEF at 10^6 faces [off: float32].")
 @detector_option
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
-          max_pixels: int, max_batch: int, threads: int | None, device: str, detector: str) -> None:
+          max_pixels: int, max_batch: int, threads: int | None, device: str, int8: bool, detector: str) -> None:
     """Serve queries over HTTP: POST /query, GET /gallery/ROW.png, /health, /info, /docs, and the page at /.
 
     \b
@@ -32,7 +35,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
     import uvicorn
 
     from retrieval.query import open_galleries
-    from retrieval.search import open_index
+    from retrieval.search import open_index, use_int8_queries
     from rbg.serve.app import ServeConfig, create_app
     from rbg.serve.engine import QueryEngine
 
@@ -42,8 +45,12 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
 
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
-    generator, index = open_index(index_path, model, device)
-    engine = QueryEngine(generator, index, open_galleries(index, gallery))
+    generator, index = open_index(index_path, model, "cpu" if int8 and device == "auto" else device)
+    galleries = open_galleries(index, gallery)
+    if int8:
+        faces = use_int8_queries(generator, index, galleries)
+        click.echo(f"int8 queries: calibrated on {faces} gallery faces", err=True)
+    engine = QueryEngine(generator, index, galleries)
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                          max_pixels=max_pixels, max_batch=max_batch, detector=detector)
     app = create_app(engine, config)
