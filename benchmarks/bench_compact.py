@@ -27,7 +27,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
-from bench_retrieval import publish
+from bench_retrieval import median_seconds, publish
+from scale_factory import one_thread
 
 from facedata.errors import UserError
 from facedata.faceset import FaceSet
@@ -43,12 +44,15 @@ from retrieval.two_step import fit_pose_filter
 
 DEFAULT_FACTORIES = (
     "Flat",
-    "PCA64,Flat", "PCA128,Flat", "PCA256,Flat", "PCA512,Flat",
-    "PCA256,SQ8", "PCA512,SQ8", "PCA256,PQ32", "PCA256,PQ64", "PCA512,PQ128",
+    "PCA64,Flat", "PCA128,Flat", "PCA256,Flat", "PCA512,Flat", "PCA1024,Flat",
+    "PCA256,SQ8", "PCA512,SQ8", "PCA1024,SQ8", "PCA256,PQ32", "PCA256,PQ64", "PCA512,PQ128",
     "PCA256,IVF32,SQ8", "PCA256,IVF32,PQ64",
 )
 KS = (1, 5, 20)
 TARGET_BYTES = 4096  # issue target: within 1 point of exact at ≤ 4 KB a face
+ONE_QUERY_MS = 5.0  # the most one query's search may take on one thread: a sixth of the 30 ms a query may take
+#                     end to end (issue target), the rest being its V generations
+ONE_QUERY_RUNS = 30
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
     indexed = pd.DataFrame({"identity": gallery.faces["identity"].to_numpy(), f"kept_{edit}": kept})
     query_vectors = vectors[queries.positions]
     rows = []
-    exact_r1 = None
+    exact_r1, exact_top1 = None, None
     fitted: dict = {}
     for factory in config.factories:
         try:
@@ -186,21 +190,27 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
         start = time.perf_counter()
         _, ranked = index.search_among(query_vectors, max(KS), queries.targets)
         search_s = time.perf_counter() - start
+        with one_thread():  # one query as a server answers it: the projection and the scan on one core
+            one_query_s = median_seconds(lambda i: index.search_among(
+                query_vectors[i % len(queries) : i % len(queries) + 1], max(KS), queries.targets[i % len(queries) : i % len(queries) + 1]),
+                ONE_QUERY_RUNS)
         recall = {}
         for criterion in (1, 2):
             report, _ = score(ranked, queries, gallery, criterion, KS, also=also)
             recall[f"criterion{criterion}"] = {str(k): round(float(v), 2) for k, v in report.percent().items()}
         if factory == "Flat":
-            exact_r1 = recall["criterion1"]["1"]
+            exact_r1, exact_top1 = recall["criterion1"]["1"], ranked[:, 0].copy()
         per_face = code_bytes(index.index)
         row = {"factory": factory, "bytes_per_face": per_face,
                "fixed_bytes": int(faiss.serialize_index(index.index).nbytes - per_face * index.info.count),
                "train_count": train_count, "build_s": round(build_s, 2),
                "search_ms_per_query": round(1000 * search_s / len(queries), 4),
+               "one_query_ms": round(1000 * one_query_s, 3),
                "filter": "selectors" if index._kept_filter else "widening",
                **recall}
         if exact_r1 is not None:
             row["r1_gap_to_exact"] = round(exact_r1 - recall["criterion1"]["1"], 2)
+            row["top1_as_exact"] = round(100 * float(np.mean(ranked[:, 0] == exact_top1)), 2)
         rows.append(row)
         if progress:
             print(f"{factory:>16}: {per_face:>7} B/face  C1 R@1 {recall['criterion1']['1']:.1f}  "
@@ -227,15 +237,23 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
 
 
 def choose(rows: list[dict], exact_r1: float | None) -> dict | None:
-    """The smallest factory within 1 point of exact R@1 at ≤ TARGET_BYTES a face (the most accurate one when none is)."""
-    measured = [r for r in rows if "skipped" not in r and r["factory"] != "Flat" and r["bytes_per_face"] <= TARGET_BYTES]
+    """The factory whose top hit is most often exact search's (fewer bytes on a tie), among those at
+    ≤ TARGET_BYTES a face whose one query searches in ≤ ONE_QUERY_MS on one thread.
+
+    The target is fidelity to exact search ("within 1 point of exact"), so fidelity is what is chosen
+    on: top-1 agreement counts every query, where a difference of R@1 nets the queries a factory gains
+    against those it loses, and on a few val people rewards a lucky distortion as much as a faithful one.
+    The cap on one query's time keeps a wide PCA out: its matrix (d × V·d floats) is read whole for each
+    single query, 335 MB at 1024 dimensions on KDEF, about 20 ms.
+    """
+    measured = [r for r in rows if "skipped" not in r and r["factory"] != "Flat" and r["bytes_per_face"] <= TARGET_BYTES
+                and "top1_as_exact" in r and r.get("one_query_ms", 0.0) <= ONE_QUERY_MS]
     if not measured or exact_r1 is None:
         return None
-    close = [r for r in measured if r["r1_gap_to_exact"] <= 1.0]
-    best = (min(close, key=lambda r: (r["bytes_per_face"], -r["criterion1"]["1"])) if close
-            else max(measured, key=lambda r: r["criterion1"]["1"]))
+    best = max(measured, key=lambda r: (r["top1_as_exact"], -r["bytes_per_face"]))
     return {"factory": best["factory"], "bytes_per_face": best["bytes_per_face"], "c1_r1": best["criterion1"]["1"],
-            "within_1_point": bool(close)}
+            "top1_as_exact": best["top1_as_exact"], "one_query_ms": best.get("one_query_ms"),
+            "within_1_point": abs(best["r1_gap_to_exact"]) <= 1.0}
 
 
 def markdown(record: dict) -> str:
@@ -246,23 +264,26 @@ def markdown(record: dict) -> str:
     lines = [f"{data['name']} {data['split']}: {data['gallery']:,} gallery faces ({data['gallery_identities']} people), "
              f"{data['queries']:,} queries; all views {record['dimension']:,}-d ({record['full_bytes_per_face']:,} B a face); "
              + fitted,
-             "", "| factory | bytes / face | C1 R@1 | R@5 | R@20 | C2 R@1 | R@1 − exact | ms / query | filter |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "", "| factory | bytes / face | C1 R@1 | R@5 | R@20 | C2 R@1 | R@1 − exact | top-1 as exact % | ms / query (batch) | ms, one query | filter |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in record["factories"]:
         if "skipped" in r:
-            lines.append(f"| {r['factory']} | skipped: {r['skipped']} | | | | | | | |")
+            lines.append(f"| {r['factory']} | skipped: {r['skipped']} | | | | | | | | | |")
             continue
         c1 = r["criterion1"]
         gap = r.get("r1_gap_to_exact")
         lines.append(f"| {r['factory']} | {r['bytes_per_face']:,} | {c1['1']:.1f} | {c1['5']:.1f} | {c1['20']:.1f} | "
                      f"{r['criterion2']['1']:.1f} | {'—' if gap is None else f'{-gap:+.1f}'} | "
-                     f"{r['search_ms_per_query']:.3f} | {r['filter']} |")
+                     f"{r.get('top1_as_exact', float('nan')):.1f} | {r['search_ms_per_query']:.3f} | "
+                     f"{r.get('one_query_ms', float('nan')):.2f} | {r['filter']} |")
     chosen = record.get("chosen")
     if chosen:
-        lead = ("Smallest within 1 point of exact" if chosen.get("within_1_point", True)
-                else "None within 1 point of exact; the most accurate")
-        lines += ["", f"{lead} at ≤ {record['target_bytes_per_face']:,} B a face: "
-                      f"**{chosen['factory']}**, {chosen['bytes_per_face']:,} B, C1 R@1 {chosen['c1_r1']:.1f}."]
+        agree = chosen.get("top1_as_exact")
+        lead = (f"Most faithful to exact search (top-1 the same for {agree:.1f} % of queries)" if agree is not None
+                else "Smallest within 1 point of exact")
+        within = "" if chosen.get("within_1_point", True) else " (not within 1 point of exact R@1)"
+        lines += ["", f"{lead} at ≤ {record['target_bytes_per_face']:,} B a face and ≤ {ONE_QUERY_MS:g} ms a single query: "
+                      f"**{chosen['factory']}**, {chosen['bytes_per_face']:,} B, C1 R@1 {chosen['c1_r1']:.1f}{within}."]
     return "\n".join(lines)
 
 

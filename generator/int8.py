@@ -5,7 +5,8 @@
 all of it in 3×3 convolutions. Here the same computation is one traced network, statically quantized to
 int8 (PyTorch's FX graph mode, fbgemm/x86 kernels: per-channel int8 weights, per-tensor uint8
 activations with ranges observed on calibration faces), with every part that depends on the values
-alone (the attribute maps, the tiled one-hot codes) computed once at build time.
+alone (the attribute maps, the one-hot codes' share of each decoder's first convolution) computed once
+at build time.
 
 Calibration faces are real faces of the kind that will be searched (`calibration_faces`: a seeded
 sample of the index's gallery). The features differ from float32 by rounding: the benchmark reports
@@ -105,7 +106,7 @@ def quantize_all_values(model: TwoStageGenerator, calibration: torch.Tensor, con
 
     engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "qnnpack"
     torch.backends.quantized.engine = engine
-    network = AllValuesNetwork(copy.deepcopy(model).float().cpu().to(memory_format=torch.contiguous_format)).eval()
+    network = AllValuesNetwork(copy.deepcopy(model).float().cpu().to(memory_format=torch.contiguous_format), convs).eval()
     with warnings.catch_warnings():  # FX quantization's deprecation notices: the pinned torch has it
         warnings.simplefilter("ignore")
         prepared = prepare_fx(network, get_default_qconfig_mapping(engine), example_inputs=(calibration[:1],))

@@ -52,6 +52,20 @@ def test_int8_every_value_stays_close_to_float32_features_and_pictures(skip_mode
     assert np.allclose(float32.every_value(images)[0], expected)  # the float32 generator is left as it was
 
 
+def test_int8_reads_the_third_middle_convolution_where_the_index_does(skip_model):
+    path, faces = skip_model
+    float32, int8 = Generator.load(path, "cpu"), Generator.load(path, "cpu")
+    int8.use_int8(calibration_faces(faces.images), "stage2.mid128")
+    images = faces.images[:4]
+    expected, expected_pictures = float32.every_value(images, "stage2.mid128", pictures=["0"] * 4)
+    got, pictures = int8.every_value(images, "stage2.mid128", pictures=["0"] * 4)
+    assert got.shape == expected.shape == (4, len(float32.vocabulary), float32.feature_dim("stage2.mid128"))
+    a, b = expected.reshape(-1, expected.shape[-1]), got.reshape(-1, got.shape[-1])
+    assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() > 0.99
+    assert np.abs(pictures - expected_pictures).mean() < 2.0
+    assert int8.every_value(images)[0].shape[-1] == float32.feature_dim("stage2.mid")  # stage2.mid stays float32
+
+
 def test_int8_is_refused_where_it_does_not_apply(skip_model, tmp_path):
     path, faces = skip_model
     with pytest.raises(UserError, match="--arch skip"):
