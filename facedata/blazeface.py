@@ -25,6 +25,8 @@ from torch import nn
 
 WEIGHTS = Path(__file__).resolve().parent / "models" / "blazeface_short_range.safetensors"
 INPUT = 128  # the network's input side in pixels
+FACE_SHARE = 0.35  # the smallest windows are sized for faces filling this share of them
+WINDOW_LEVELS = 3  # window sizes searched at most: the whole photo, then its short side halving
 # (in, out, stride) of each block; after block 10 the 16×16 map feeds the 2-anchor head, after the last
 # the 8×8 map feeds the 6-anchor head.
 BLOCKS = ((24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
@@ -160,8 +162,8 @@ class Window:
     side: float
 
 
-def windows(hw: tuple[int, int], smallest_face: float, face_share: float = 0.35, overlap: float = 0.5,
-            levels: int = 3) -> list[Window]:
+def windows(hw: tuple[int, int], smallest_face: float, face_share: float = FACE_SHARE, overlap: float = 0.5,
+            levels: int = WINDOW_LEVELS) -> list[Window]:
     """Square windows that show every face at least `smallest_face` px wide at about `face_share` of a
     window or more: the whole photo (letterboxed) first, then windows of the photo's short side halving
     down to smallest_face / face_share, at most `levels` sizes (each window is a chance of a false face:
@@ -178,6 +180,13 @@ def windows(hw: tuple[int, int], smallest_face: float, face_share: float = 0.35,
                 out.append(Window(left, top, side))
         side /= 2
     return out
+
+
+def smallest_findable(hw: tuple[int, int], smallest_face: float) -> float:
+    """The narrowest face (px) the windows are sized for in a photo of this size: `face_share` of the
+    smallest window, whose side is at least a 2^(levels−1)th of the photo's short side."""
+    floor = max(smallest_face / FACE_SHARE, min(hw) / 2 ** (WINDOW_LEVELS - 1))
+    return max(float(smallest_face), FACE_SHARE * floor)
 
 
 def _starts(length: int, side: float, step: float) -> list[float]:
@@ -213,7 +222,7 @@ def _crops(image: np.ndarray, frames: list[Window]) -> torch.Tensor:
 
 
 def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.5, iou: float = 0.3,
-           face_share: float = 0.35, batch: int = 64) -> list[Detection]:
+           face_share: float = FACE_SHARE, batch: int = 64) -> list[Detection]:
     """Faces in a (H, W) uint8 grayscale photo, best score first, in photo pixels."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
     frames = windows(image.shape, smallest_face, face_share)

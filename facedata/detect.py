@@ -87,7 +87,11 @@ class DetectConfig:
 
     def smallest_findable(self, hw: tuple[int, int]) -> float:
         """The narrowest face (px in the photo) the detector can find in a photo of this size."""
-        return max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))
+        from facedata import blazeface
+
+        findable = {"blaze": blazeface.smallest_findable(hw, self.min_face),
+                    "other": max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))}
+        return min(findable["blaze" if source == "blaze" else "other"] for source in DETECTORS[self.detector])
 
 
 @dataclass(frozen=True)

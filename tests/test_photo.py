@@ -150,7 +150,7 @@ def test_a_photo_without_a_face_is_a_one_line_error_naming_it(kind, tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (240, 320), dtype=np.uint8) if kind == "noise" else np.full((240, 320), 128, np.uint8)
     path = save(pixels, tmp_path / f"{kind}.png")
-    with pytest.raises(NoFaceError, match=rf"{kind}.png: no face found \(.*at least 16 px wide") as caught:
+    with pytest.raises(NoFaceError, match=rf"{kind}.png: no face found \(.*at least 21 px wide") as caught:
         load_face(path, 32)
     assert "\n" not in str(caught.value)
 
@@ -167,10 +167,15 @@ def test_a_tiny_face_is_refused_with_the_minimum(astronaut, tmp_path):
 
 
 def test_a_large_photo_is_reduced_for_the_detector_and_says_which_faces_it_can_find():
-    config = DetectConfig()
+    config = HOG
     assert config.work_scale((60, 64)) == pytest.approx(73 / 16)
     assert config.work_scale((3000, 4000)) * np.sqrt(3000 * 4000) == pytest.approx(2048)
     assert config.smallest_findable((3000, 4000)) == pytest.approx(73 / config.work_scale((3000, 4000)))
+    # BlazeFace searches at most 3 window sizes: down to a quarter of the short side, faces filling 35 % of it
+    assert DetectConfig().smallest_findable((3000, 4000)) == pytest.approx(0.35 * 3000 / 4)
+    assert DetectConfig().smallest_findable((120, 160)) == 16.0
+    both = DetectConfig(detector="hog+blaze")
+    assert both.smallest_findable((3000, 4000)) == pytest.approx(config.smallest_findable((3000, 4000)))
 
 
 def test_without_dlib_alignment_names_the_deep_extra(monkeypatch, tmp_path):
