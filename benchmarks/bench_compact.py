@@ -274,17 +274,25 @@ def markdown(record: dict) -> str:
         gap = r.get("r1_gap_to_exact")
         lines.append(f"| {r['factory']} | {r['bytes_per_face']:,} | {c1['1']:.1f} | {c1['5']:.1f} | {c1['20']:.1f} | "
                      f"{r['criterion2']['1']:.1f} | {'—' if gap is None else f'{-gap:+.1f}'} | "
-                     f"{r.get('top1_as_exact', float('nan')):.1f} | {r['search_ms_per_query']:.3f} | "
-                     f"{r.get('one_query_ms', float('nan')):.2f} | {r['filter']} |")
+                     f"{_figure(r.get('top1_as_exact'), 1)} | {r['search_ms_per_query']:.3f} | "
+                     f"{_figure(r.get('one_query_ms'), 2)} | {r['filter']} |")
     chosen = record.get("chosen")
     if chosen:
-        agree = chosen.get("top1_as_exact")
-        lead = (f"Most faithful to exact search (top-1 the same for {agree:.1f} % of queries)" if agree is not None
-                else "Smallest within 1 point of exact")
-        within = "" if chosen.get("within_1_point", True) else " (not within 1 point of exact R@1)"
-        lines += ["", f"{lead} at ≤ {record['target_bytes_per_face']:,} B a face and ≤ {ONE_QUERY_MS:g} ms a single query: "
-                      f"**{chosen['factory']}**, {chosen['bytes_per_face']:,} B, C1 R@1 {chosen['c1_r1']:.1f}{within}."]
+        agree, bytes_cap = chosen.get("top1_as_exact"), f"≤ {record['target_bytes_per_face']:,} B a face"
+        if agree is not None:
+            within = "" if chosen["within_1_point"] else " (not within 1 point of exact R@1)"
+            lead = (f"Most faithful to exact search (top-1 the same for {agree:.1f} % of queries) at {bytes_cap} "
+                    f"and ≤ {ONE_QUERY_MS:g} ms a single query")
+        else:  # a record of the earlier rule: the smallest within 1 point of exact R@1
+            within = ""
+            lead = (f"Smallest within 1 point of exact at {bytes_cap}" if chosen.get("within_1_point", True)
+                    else f"None within 1 point of exact; the most accurate at {bytes_cap}")
+        lines += ["", f"{lead}: **{chosen['factory']}**, {chosen['bytes_per_face']:,} B, C1 R@1 {chosen['c1_r1']:.1f}{within}."]
     return "\n".join(lines)
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def print_table(record: dict) -> None:

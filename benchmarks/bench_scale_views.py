@@ -1,7 +1,7 @@
 """Search among 10^6 faces with all poses: a compact all-views index's size, memory, latency and recall.
 
     nice .venv/bin/python benchmarks/bench_scale_views.py --model runs/kdef-skip --data runs/kdef32 \\
-        --pca 64 --factory PCA64,IVF4096,Flat --out docs/results/scale_views_1m.json
+        --pca 128 --factory PCA128,IVF4096,Flat --out docs/results/scale_views_1m.json
 
 The real gallery is the test people's faces, each as all its views side by side
 (index.features.all_value_features: V·d floats, 327,680 bytes a KDEF face), kept in the value the 2-step
@@ -68,8 +68,8 @@ class ViewsScaleConfig:
     data: str
     total: int = 1_000_000
     queries: int = 1000
-    pca: int = 64  # the width chosen on KDEF val (docs/results/compact_kdef_val.json)
-    factory: str = "PCA64,IVF4096,Flat"
+    pca: int = 128  # the width chosen on KDEF val (docs/results/compact_kdef_val_gallery.json)
+    factory: str = "PCA128,IVF4096,Flat"
     nprobe: tuple[int, ...] = (8, 16, 32, 64, 128)
     k: int = 20
     quantizer_train: int = 160_000
@@ -409,8 +409,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--pca", type=int, default=64)
-    parser.add_argument("--factory", default="PCA64,IVF4096,Flat")
+    parser.add_argument("--pca", type=int, default=ViewsScaleConfig.pca)
+    parser.add_argument("--factory", default=ViewsScaleConfig.factory)
     parser.add_argument("--cache", default="reports/.bench-cache")
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", required=True, type=Path)

@@ -39,14 +39,16 @@ class IndexConfig:
     normalize: str = "full"  # how the kept value is found: "full" (§4.1.2), "classifier", "none" (index.pose_normalize)
 
 
-ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face; chosen on KDEF val (benchmarks/bench_compact.py, docs/speed.md)
+ALL_VIEWS_FACTORY = "PCA128,Flat"  # 512 B a face; chosen on KDEF val (benchmarks/bench_compact.py, docs/speed.md)
+SMALL_ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face, for a gallery of 64 to 127 faces
 
 
 def default_factory(views: str, count: int) -> str:
     """The factory a build takes when none is given: Flat for kept views; for all views (V·d floats a face,
-    328 KB on KDEF) ALL_VIEWS_FACTORY, or Flat for a gallery too small to fit its PCA."""
-    if views == "all" and count >= int(ALL_VIEWS_FACTORY.split(",")[0][3:]):
-        return ALL_VIEWS_FACTORY
+    328 KB on KDEF) ALL_VIEWS_FACTORY, else the narrower PCA a smaller gallery can fit, else Flat."""
+    for factory in (ALL_VIEWS_FACTORY, SMALL_ALL_VIEWS_FACTORY):
+        if views == "all" and count >= int(factory.split(",")[0][3:]):
+            return factory
     return "Flat"
 
 

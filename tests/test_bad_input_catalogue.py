@@ -195,6 +195,7 @@ CASES = [
     # -- serve (uvicorn.run is replaced by a failure: a case that got as far as serving fails, never hangs) ----
     Case("serve", "serve --index {index} --gallery {other} --port 0", WRONG_GALLERY, watch="{index}"),
     Case("serve", "serve --index {index} --model {hash_gone} --port 0", HASH_GONE, watch="{index}"),
+    Case("serve", "serve --index {index} --int8 --port 0", "built with --views kept", watch="{index}"),
     # -- bench --------------------------------------------------------------------------------------
     Case("bench", "bench --model {model} --data {faces} --out {faces}", "input", watch="{faces}"),
     Case("bench", "bench --model {model} --data {faces} --out {new} --index {root}/nowhere", "nowhere"),

@@ -31,3 +31,13 @@ def test_a_chosen_factory_outside_one_point_of_exact_is_named_as_such():
     chosen = choose(rows, 90.0)
     assert chosen["factory"] == "PCA128,Flat" and not chosen["within_1_point"]
     assert "**PCA128,Flat**, 512 B, C1 R@1 88.5 (not within 1 point of exact R@1)" in markdown(record(rows))
+
+
+def test_a_record_of_the_earlier_rule_keeps_its_words_and_shows_dashes_for_what_it_did_not_measure():
+    rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5)]
+    for r in rows:
+        del r["top1_as_exact"], r["one_query_ms"]
+    earlier = {**record(rows), "chosen": {"factory": "PCA64,Flat", "bytes_per_face": 256, "c1_r1": 89.5, "within_1_point": True}}
+    text = markdown(earlier)
+    assert "Smallest within 1 point of exact at ≤ 4,096 B a face: **PCA64,Flat**, 256 B, C1 R@1 89.5." in text
+    assert "| PCA64,Flat | 256 | 89.5 | 89.5 | 89.5 | 0.0 | -0.5 | — | 1.000 | — | selectors |" in text
