@@ -171,6 +171,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "gallery_name": index.info.gallery.get("name"),
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_k": max_k},
             "detector": config.detector,
+            "int8": bool(getattr(generator, "int8_networks", None)),  # queries generated in int8 (rbg serve --int8)
         }
 
     @app.get("/gallery/{row}.png", summary="A gallery face by index row", response_class=Response,
