@@ -34,6 +34,7 @@ from facedata.errors import UserError
 from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
+from generator.int8 import calibration_faces
 from index.faiss_factory import IndexConfig, new_index, plan_training, training_sample_size, train_index
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import all_value_features
@@ -71,6 +72,7 @@ class CompactConfig:
     seed: int = 0
     cache: str = "reports/.bench-cache"
     fit_on: str = "train"  # "train": people never searched; "gallery": the faces indexed, as `rbg index build` does
+    int8_queries: bool = False  # queries generated in int8 (Generator.use_int8), the gallery in float32
     train_size: int = 20_000
     train_memory: int = 1 << 30
     notes: dict = field(default_factory=dict)
@@ -148,6 +150,14 @@ def built_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: pd.
     return GalleryIndex(index, faces, info, index_config), time.perf_counter() - start, train_count
 
 
+def int8_query_vectors(config: CompactConfig, gallery: FaceSet, queries: QuerySet) -> np.ndarray:
+    """The queries' all-views vectors from an int8 generator calibrated on the gallery (Generator.use_int8)."""
+    generator = Generator.load(config.model)
+    generator.use_int8(calibration_faces(gallery.images, seed=config.seed), config.layer)
+    unique, inverse = np.unique(queries.positions, return_inverse=True)
+    return all_value_features(generator, gallery.images[unique], config.layer, config.batch_size)[inverse]
+
+
 def code_bytes(index: faiss.Index) -> int:
     """Bytes a face's vector takes in the index (what grows with the gallery)."""
     return int(index.sa_code_size()) if hasattr(index, "sa_code_size") else 4 * index.d
@@ -176,6 +186,8 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
     features_s = time.perf_counter() - t
     indexed = pd.DataFrame({"identity": gallery.faces["identity"].to_numpy(), f"kept_{edit}": kept})
     query_vectors = vectors[queries.positions]
+    if config.int8_queries:  # the queries generated in int8 (rbg serve --int8), calibrated on the gallery
+        query_vectors = int8_query_vectors(config, gallery, queries)
     rows = []
     exact_r1, exact_top1 = None, None
     fitted: dict = {}
@@ -261,6 +273,8 @@ def markdown(record: dict) -> str:
     data = record["data"]
     fitted = (f"factories fitted on {data['fitted_on_identities']} train people never searched"
               if record["config"].get("fit_on", "train") == "train" else "factories fitted on the gallery itself")
+    if record["config"].get("int8_queries"):
+        fitted += "; queries generated in int8 (calibrated on 64 gallery faces), the gallery in float32"
     lines = [f"{data['name']} {data['split']}: {data['gallery']:,} gallery faces ({data['gallery_identities']} people), "
              f"{data['queries']:,} queries; all views {record['dimension']:,}-d ({record['full_bytes_per_face']:,} B a face); "
              + fitted,
@@ -311,11 +325,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default="reports/.bench-cache")
     parser.add_argument("--fit-on", default="train", choices=("train", "gallery"),
                         help="fit trained factories on train people never searched, or on the gallery itself as rbg index build does")
+    parser.add_argument("--int8-queries", action="store_true",
+                        help="generate the queries in int8 (rbg serve --int8), calibrated on the gallery; the gallery stays float32")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     config = CompactConfig(model=args.model, data=args.data, split=args.split, queries=args.queries,
                            factories=tuple(args.factories or DEFAULT_FACTORIES), pose_classifier=args.pose_classifier,
-                           criterion2=args.criterion2, cache=args.cache, fit_on=args.fit_on)
+                           criterion2=args.criterion2, cache=args.cache, fit_on=args.fit_on, int8_queries=args.int8_queries)
     try:
         record = measure(config)
     except UserError as exc:

@@ -41,3 +41,9 @@ def test_a_record_of_the_earlier_rule_keeps_its_words_and_shows_dashes_for_what_
     text = markdown(earlier)
     assert "Smallest within 1 point of exact at ≤ 4,096 B a face: **PCA64,Flat**, 256 B, C1 R@1 89.5." in text
     assert "| PCA64,Flat | 256 | 89.5 | 89.5 | 89.5 | 0.0 | -0.5 | — | 1.000 | — | selectors |" in text
+
+
+def test_a_run_with_int8_queries_says_so_under_its_table():
+    rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5)]
+    text = markdown({**record(rows), "config": {"fit_on": "gallery", "int8_queries": True}})
+    assert "factories fitted on the gallery itself; queries generated in int8" in text
