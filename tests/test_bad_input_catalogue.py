@@ -190,6 +190,7 @@ CASES = [
     Case("query", "query --index {index} --model {norm_edit} {face} --pose +15", "{norm_edit}/checkpoint.json", watch="{index}"),
     Case("query", "query --index {index} --model {hash_gone} {face} --pose +15", HASH_GONE, watch="{index}"),
     Case("query", "query --index {index} {face} --pose +15 --gallery {other}", WRONG_GALLERY, watch="{index}"),
+    Case("query", "query --index {index} {faces}:0 --pose +15 --int8", "built with --views kept", watch="{index}"),
     Case("query", "query --index {index} {faces}:0 --pose +15 --out {new}.png --gallery {other}", WRONG_GALLERY, watch="{new}.png"),
     Case("query", "query --index {index} --batch {q_ok} --out {new}.csv --gallery {other}", WRONG_GALLERY, watch="{new}.csv"),
     # -- serve (uvicorn.run is replaced by a failure: a case that got as far as serving fails, never hangs) ----

@@ -105,3 +105,18 @@ def test_calibration_faces_are_a_seeded_sample_in_order():
     firsts = sample[:, 0, 0].astype(int)
     assert np.all(np.diff(firsts) != 0)
     assert len(calibration_faces(images[:5], 10)) == 5
+
+
+def test_rbg_query_int8_answers_from_an_all_views_index(skip_model, tmp_path):
+    from click.testing import CliRunner
+
+    from index.faiss_index import IndexConfig, build_index
+    from rbg.cli import cli
+
+    path, faces = skip_model
+    build_index(Generator.load(path, "cpu"), faces.split("test"), tmp_path / "all", IndexConfig(views="all", batch_size=16),
+                progress=False)
+    result = CliRunner().invoke(cli, ["query", "--index", str(tmp_path / "all"), "--model", str(path),
+                                      f"{faces.root}:0", "--pose", "+15", "-k", "3", "--int8"])
+    assert result.exit_code == 0, result.output
+    assert "int8 queries: calibrated on" in result.output and "top 3 of" in result.output
