@@ -35,7 +35,7 @@ from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
 from generator.int8 import calibration_faces
-from index.faiss_factory import IndexConfig, new_index, plan_training, training_sample_size, train_index
+from index.faiss_factory import IndexConfig, fit_pca, new_index, plan_training, training_sample_size, train_index
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import all_value_features
 from index.pose_classifier import PoseClassifierConfig
@@ -54,6 +54,8 @@ TARGET_BYTES = 4096  # issue target: within 1 point of exact at ≤ 4 KB a face
 ONE_QUERY_MS = 5.0  # the most one query's search may take on one thread: a sixth of the 30 ms a query may take
 #                     end to end (issue target), the rest being its V generations
 ONE_QUERY_RUNS = 30
+VIEW_PCA_FIT = 128  # the widest per-view PCA measured
+VIEW_PCA = "VIEWPCA"  # "VIEWPCA64,Flat": a PCA per view to 64 dimensions each (V·64 in all), then the FAISS factory
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def built_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: pd.
 
     A leading PCA is fitted once per width and kept in `fitted` for the next factory of that width.
     """
+    if factory.startswith(VIEW_PCA):
+        return view_pca_index(factory, train, vectors, faces, edit, vocabulary, config, fitted)
     start = time.perf_counter()
     index_config = IndexConfig(factory=factory, views="all", train_size=config.train_size,
                                train_memory=config.train_memory, seed=config.seed)
@@ -156,6 +160,47 @@ def int8_query_vectors(config: CompactConfig, gallery: FaceSet, queries: QuerySe
     generator.use_int8(calibration_faces(gallery.images, seed=config.seed), config.layer)
     unique, inverse = np.unique(queries.positions, return_inverse=True)
     return all_value_features(generator, gallery.images[unique], config.layer, config.batch_size)[inverse]
+
+
+def view_pca_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: pd.DataFrame, edit: str,
+                   vocabulary: tuple[str, ...], config: CompactConfig, fitted: dict) -> tuple[GalleryIndex, float, int]:
+    """"VIEWPCA{p},{factory}": a PCA per view (each view's d columns to p), measured for its fidelity only.
+
+    A per-view projection reads V·p·d floats for a query where a joint PCA of the same width V·p reads
+    V²·p·d; here it stands in as one dense block-diagonal faiss.LinearTransform, which gives the same
+    vectors (so the same recall and agreement with exact search) but not that speed: no one-query time
+    is recorded for it. Each view's PCA is fitted once at 128 dimensions and sliced (fit_pca's leading
+    components) for every p ≤ 128.
+    """
+    start = time.perf_counter()
+    width, _, inner_factory = factory.partition(",")
+    p, v = int(width[len(VIEW_PCA):]), len(vocabulary)
+    d = vectors.shape[1] // v
+    if not 1 <= p <= VIEW_PCA_FIT or not inner_factory:
+        raise UserError(f"factory '{factory}': give {VIEW_PCA}p,FACTORY with 1 ≤ p ≤ {VIEW_PCA_FIT}")
+    count = min(len(train), config.train_size)
+    rows = np.sort(np.random.default_rng(config.seed).choice(len(train), size=count, replace=False))
+    sample = np.ascontiguousarray(train[rows], dtype=np.float32)
+    if VIEW_PCA not in fitted:
+        fitted[VIEW_PCA] = [fit_pca(sample[:, i * d : (i + 1) * d], min(VIEW_PCA_FIT, count), config.seed) for i in range(v)]
+    matrix, bias = np.zeros((v * p, v * d), np.float32), np.zeros(v * p, np.float32)
+    for i, (mean, components, _) in enumerate(fitted[VIEW_PCA]):
+        matrix[i * p : (i + 1) * p, i * d : (i + 1) * d] = components[:p]
+        bias[i * p : (i + 1) * p] = -components[:p] @ mean
+    transform = faiss.LinearTransform(v * d, v * p, True)
+    faiss.copy_array_to_vector(matrix.ravel(), transform.A)
+    faiss.copy_array_to_vector(bias, transform.b)
+    transform.is_trained = True
+    inner = new_index(inner_factory, v * p)
+    if not inner.is_trained:
+        inner.train(transform.apply(sample))
+    index = faiss.IndexPreTransform(transform, inner)
+    for start_row in range(0, len(vectors), 4096):
+        index.add(np.ascontiguousarray(vectors[start_row : start_row + 4096], dtype=np.float32))
+    index_config = IndexConfig(factory=inner_factory, views="all", seed=config.seed)
+    info = IndexInfo(dimension=vectors.shape[1], factory=factory, count=len(vectors), edit_factor=edit,
+                     vocabulary=vocabulary, train_count=count, config=asdict(index_config))
+    return GalleryIndex(index, faces, info, index_config), time.perf_counter() - start, count
 
 
 def code_bytes(index: faiss.Index) -> int:
@@ -202,10 +247,12 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
         start = time.perf_counter()
         _, ranked = index.search_among(query_vectors, max(KS), queries.targets)
         search_s = time.perf_counter() - start
-        with one_thread():  # one query as a server answers it: the projection and the scan on one core
-            one_query_s = median_seconds(lambda i: index.search_among(
-                query_vectors[i % len(queries) : i % len(queries) + 1], max(KS), queries.targets[i % len(queries) : i % len(queries) + 1]),
-                ONE_QUERY_RUNS)
+        one_query_s = None  # a per-view stand-in's dense matrix is not what a per-view projection reads
+        if not factory.startswith(VIEW_PCA):
+            with one_thread():  # one query as a server answers it: the projection and the scan on one core
+                one_query_s = median_seconds(lambda i: index.search_among(
+                    query_vectors[i % len(queries) : i % len(queries) + 1], max(KS),
+                    queries.targets[i % len(queries) : i % len(queries) + 1]), ONE_QUERY_RUNS)
         recall = {}
         for criterion in (1, 2):
             report, _ = score(ranked, queries, gallery, criterion, KS, also=also)
@@ -217,7 +264,7 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
                "fixed_bytes": int(faiss.serialize_index(index.index).nbytes - per_face * index.info.count),
                "train_count": train_count, "build_s": round(build_s, 2),
                "search_ms_per_query": round(1000 * search_s / len(queries), 4),
-               "one_query_ms": round(1000 * one_query_s, 3),
+               "one_query_ms": None if one_query_s is None else round(1000 * one_query_s, 3),
                "filter": "selectors" if index._kept_filter else "widening",
                **recall}
         if exact_r1 is not None:
@@ -259,7 +306,7 @@ def choose(rows: list[dict], exact_r1: float | None) -> dict | None:
     single query, 335 MB at 1024 dimensions on KDEF, about 20 ms.
     """
     measured = [r for r in rows if "skipped" not in r and r["factory"] != "Flat" and r["bytes_per_face"] <= TARGET_BYTES
-                and "top1_as_exact" in r and r.get("one_query_ms", 0.0) <= ONE_QUERY_MS]
+                and "top1_as_exact" in r and r.get("one_query_ms") is not None and r["one_query_ms"] <= ONE_QUERY_MS]
     if not measured or exact_r1 is None:
         return None
     best = max(measured, key=lambda r: (r["top1_as_exact"], -r["bytes_per_face"]))

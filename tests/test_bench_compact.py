@@ -47,3 +47,10 @@ def test_a_run_with_int8_queries_says_so_under_its_table():
     rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5)]
     text = markdown({**record(rows), "config": {"fit_on": "gallery", "int8_queries": True}})
     assert "factories fitted on the gallery itself; queries generated in int8" in text
+
+
+def test_a_per_view_stand_in_without_a_one_query_time_is_measured_but_never_chosen():
+    rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5, agree=80.0),
+            row("VIEWPCA128,SQ8", 640, 90.0, agree=95.0, one=None)]
+    assert choose(rows, 90.0)["factory"] == "PCA64,Flat"
+    assert "| VIEWPCA128,SQ8 | 640 | 90.0 | 90.0 | 90.0 | 0.0 | -0.0 | 95.0 | 1.000 | — | selectors |" in markdown(record(rows))
