@@ -250,9 +250,9 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
         one_query_s = None  # a per-view stand-in's dense matrix is not what a per-view projection reads
         if not factory.startswith(VIEW_PCA):
             with one_thread():  # one query as a server answers it: the projection and the scan on one core
+                one = lambda i: slice(i % len(queries), i % len(queries) + 1)  # noqa: E731
                 one_query_s = median_seconds(lambda i: index.search_among(
-                    query_vectors[i % len(queries) : i % len(queries) + 1], max(KS),
-                    queries.targets[i % len(queries) : i % len(queries) + 1]), ONE_QUERY_RUNS)
+                    query_vectors[one(i)], max(KS), queries.targets[one(i)]), ONE_QUERY_RUNS)
         recall = {}
         for criterion in (1, 2):
             report, _ = score(ranked, queries, gallery, criterion, KS, also=also)

@@ -89,9 +89,12 @@ class DetectConfig:
         """The narrowest face (px in the photo) the detector can find in a photo of this size."""
         from facedata import blazeface
 
-        findable = {"blaze": blazeface.smallest_findable(hw, self.min_face),
-                    "other": max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))}
-        return min(findable["blaze" if source == "blaze" else "other"] for source in DETECTORS[self.detector])
+        def by(source: str) -> float:  # BlazeFace searches its own windows; the others a resized work image
+            if source == "blaze":
+                return blazeface.smallest_findable(hw, self.min_face)
+            return max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))
+
+        return min(by(source) for source in DETECTORS[self.detector])
 
 
 @dataclass(frozen=True)
