@@ -7,8 +7,8 @@
 edited factor (index.features.all_value_features: V views side by side, V·d floats a face) among the
 gallery faces the 2-step pose classifier (fitted on the train people) puts in the query's target. Here
 the same search runs through FAISS indexes of the same vectors: Flat is the exact search (the bench
-row's figure), and each compressed factory (PCA to p dimensions, then Flat, SQ or PQ codes) trades
-bytes per face for recall. Trained factories (PCA, SQ, PQ) are fitted on the train people's vectors,
+row's figure), and each compressed factory (PCA to p dimensions, jointly or per view as "VIEWPCA{p},", then
+Flat, SQ or PQ codes) trades bytes per face for recall. Trained factories (PCA, SQ, PQ) are fitted on the train people's vectors,
 never on the faces searched. The kept-value filter is the index's (GalleryIndex.search_among: FAISS ID
 selectors), and its cost is timed per target value, rarest and most common.
 
@@ -35,10 +35,11 @@ from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
 from generator.int8 import calibration_faces
-from index.faiss_factory import IndexConfig, fit_pca, new_index, plan_training, training_sample_size, train_index
+from index.faiss_factory import IndexConfig, new_index, plan_training, train_index
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import all_value_features
 from index.pose_classifier import PoseClassifierConfig
+from index.view_pca import split_factory, trained_projected_index
 from retrieval.metrics import criterion2_factors
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.two_step import fit_pose_filter
@@ -54,8 +55,6 @@ TARGET_BYTES = 4096  # issue target: within 1 point of exact at ≤ 4 KB a face
 ONE_QUERY_MS = 5.0  # the most one query's search may take on one thread: a sixth of the 30 ms a query may take
 #                     end to end (issue target), the rest being its V generations
 ONE_QUERY_RUNS = 30
-VIEW_PCA_FIT = 128  # the widest per-view PCA measured
-VIEW_PCA = "VIEWPCA"  # "VIEWPCA64,Flat": a PCA per view to 64 dimensions each (V·64 in all), then the FAISS factory
 
 
 @dataclass(frozen=True)
@@ -124,8 +123,8 @@ def built_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: pd.
 
     A leading PCA is fitted once per width and kept in `fitted` for the next factory of that width.
     """
-    if factory.startswith(VIEW_PCA):
-        return view_pca_index(factory, train, vectors, faces, edit, vocabulary, config, fitted)
+    if split_factory(factory)[0] is not None:
+        return view_pca_index(factory, train, vectors, faces, edit, vocabulary, config)
     start = time.perf_counter()
     index_config = IndexConfig(factory=factory, views="all", train_size=config.train_size,
                                train_memory=config.train_memory, seed=config.seed)
@@ -163,44 +162,18 @@ def int8_query_vectors(config: CompactConfig, gallery: FaceSet, queries: QuerySe
 
 
 def view_pca_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: pd.DataFrame, edit: str,
-                   vocabulary: tuple[str, ...], config: CompactConfig, fitted: dict) -> tuple[GalleryIndex, float, int]:
-    """"VIEWPCA{p},{factory}": a PCA per view (each view's d columns to p), measured for its fidelity only.
-
-    A per-view projection reads V·p·d floats for a query where a joint PCA of the same width V·p reads
-    V²·p·d; here it stands in as one dense block-diagonal faiss.LinearTransform, which gives the same
-    vectors (so the same recall and agreement with exact search) but not that speed: no one-query time
-    is recorded for it. Each view's PCA is fitted once at 128 dimensions and sliced (fit_pca's leading
-    components) for every p ≤ 128.
-    """
+                   vocabulary: tuple[str, ...], config: CompactConfig) -> tuple[GalleryIndex, float, int]:
+    """"VIEWPCA{p},{factory}": a PCA per view then the FAISS factory (index.view_pca), built as the library builds it."""
     start = time.perf_counter()
-    width, _, inner_factory = factory.partition(",")
-    p, v = int(width[len(VIEW_PCA):]), len(vocabulary)
-    d = vectors.shape[1] // v
-    if not 1 <= p <= VIEW_PCA_FIT or not inner_factory:
-        raise UserError(f"factory '{factory}': give {VIEW_PCA}p,FACTORY with 1 ≤ p ≤ {VIEW_PCA_FIT}")
-    count = min(len(train), config.train_size)
-    rows = np.sort(np.random.default_rng(config.seed).choice(len(train), size=count, replace=False))
-    sample = np.ascontiguousarray(train[rows], dtype=np.float32)
-    if VIEW_PCA not in fitted:
-        fitted[VIEW_PCA] = [fit_pca(sample[:, i * d : (i + 1) * d], min(VIEW_PCA_FIT, count), config.seed) for i in range(v)]
-    matrix, bias = np.zeros((v * p, v * d), np.float32), np.zeros(v * p, np.float32)
-    for i, (mean, components, _) in enumerate(fitted[VIEW_PCA]):
-        matrix[i * p : (i + 1) * p, i * d : (i + 1) * d] = components[:p]
-        bias[i * p : (i + 1) * p] = -components[:p] @ mean
-    transform = faiss.LinearTransform(v * d, v * p, True)
-    faiss.copy_array_to_vector(matrix.ravel(), transform.A)
-    faiss.copy_array_to_vector(bias, transform.b)
-    transform.is_trained = True
-    inner = new_index(inner_factory, v * p)
-    if not inner.is_trained:
-        inner.train(transform.apply(sample))
-    index = faiss.IndexPreTransform(transform, inner)
+    index_config = IndexConfig(factory=factory, views="all", train_size=config.train_size,
+                               train_memory=config.train_memory, seed=config.seed)
+    projection, index, train_count = trained_projected_index(index_config, vectors.shape[1], len(train), len(vocabulary),
+                                                             lambda rows: np.ascontiguousarray(train[rows], dtype=np.float32))
     for start_row in range(0, len(vectors), 4096):
-        index.add(np.ascontiguousarray(vectors[start_row : start_row + 4096], dtype=np.float32))
-    index_config = IndexConfig(factory=inner_factory, views="all", seed=config.seed)
+        index.add(projection.apply(vectors[start_row : start_row + 4096]))
     info = IndexInfo(dimension=vectors.shape[1], factory=factory, count=len(vectors), edit_factor=edit,
-                     vocabulary=vocabulary, train_count=count, config=asdict(index_config))
-    return GalleryIndex(index, faces, info, index_config), time.perf_counter() - start, count
+                     vocabulary=vocabulary, train_count=train_count, config=asdict(index_config))
+    return GalleryIndex(index, faces, info, index_config, projection=projection), time.perf_counter() - start, train_count
 
 
 def code_bytes(index: faiss.Index) -> int:
@@ -247,12 +220,10 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
         start = time.perf_counter()
         _, ranked = index.search_among(query_vectors, max(KS), queries.targets)
         search_s = time.perf_counter() - start
-        one_query_s = None  # a per-view stand-in's dense matrix is not what a per-view projection reads
-        if not factory.startswith(VIEW_PCA):
-            with one_thread():  # one query as a server answers it: the projection and the scan on one core
-                one = lambda i: slice(i % len(queries), i % len(queries) + 1)  # noqa: E731
-                one_query_s = median_seconds(lambda i: index.search_among(
-                    query_vectors[one(i)], max(KS), queries.targets[one(i)]), ONE_QUERY_RUNS)
+        with one_thread():  # one query as a server answers it: the projection and the scan on one core
+            one = lambda i: slice(i % len(queries), i % len(queries) + 1)  # noqa: E731
+            one_query_s = median_seconds(lambda i: index.search_among(
+                query_vectors[one(i)], max(KS), queries.targets[one(i)]), ONE_QUERY_RUNS)
         recall = {}
         for criterion in (1, 2):
             report, _ = score(ranked, queries, gallery, criterion, KS, also=also)
@@ -260,11 +231,12 @@ def measure(config: CompactConfig, progress: bool = True) -> dict:
         if factory == "Flat":
             exact_r1, exact_top1 = recall["criterion1"]["1"], ranked[:, 0].copy()
         per_face = code_bytes(index.index)
+        projection_bytes = 0 if index.projection is None else index.projection.mean.nbytes + index.projection.components.nbytes
         row = {"factory": factory, "bytes_per_face": per_face,
-               "fixed_bytes": int(faiss.serialize_index(index.index).nbytes - per_face * index.info.count),
+               "fixed_bytes": int(faiss.serialize_index(index.index).nbytes - per_face * index.info.count + projection_bytes),
                "train_count": train_count, "build_s": round(build_s, 2),
                "search_ms_per_query": round(1000 * search_s / len(queries), 4),
-               "one_query_ms": None if one_query_s is None else round(1000 * one_query_s, 3),
+               "one_query_ms": round(1000 * one_query_s, 3),
                "filter": "selectors" if index._kept_filter else "widening",
                **recall}
         if exact_r1 is not None:

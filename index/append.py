@@ -135,7 +135,7 @@ def _add_locked(generator, index: GalleryIndex, gallery: FaceSet, progress: bool
         raise UserError(f"{gallery.root or gallery.info.name}: features of {chunks.dimension} dimensions, "
                         f"the index holds {info.dimension}-d vectors")
     for vectors in chunks.iter_vectors():
-        index.index.add(np.ascontiguousarray(vectors, dtype=np.float32))  # trained factories keep their training
+        index.index.add(index.encode(vectors, normalized=True))  # trained factories (and a per-view PCA) keep their training
     edit = info.edit_factor
     kept_values = np.asarray(info.vocabulary, dtype=object)[chunks.kept()].astype(str)
     code = len(info.galleries)
@@ -152,7 +152,7 @@ def _add_locked(generator, index: GalleryIndex, gallery: FaceSet, progress: bool
     }
     grown = GalleryIndex(index.index, faces, replace(
         info, count=len(faces), kept_accuracy=_known_kept_accuracy(faces, edit, info.kept_accuracy),
-        additions=(*info.additions, addition)), config, pose_classifier=index.pose_classifier)
+        additions=(*info.additions, addition)), config, pose_classifier=index.pose_classifier, projection=index.projection)
     grown.save(out, keep=out)
     shutil.rmtree(cache, ignore_errors=True)
     return grown

@@ -31,19 +31,14 @@ from facedata.outputs import ArtifactKind, check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from generator.shipped import shipped_model, shipped_name_of
 from index import sharded
-from index.faiss_factory import (
-    IndexConfig,
-    fill_index,
-    new_index,
-    plan_training,
-    set_search_parameters,
-)
+from index.faiss_factory import IndexConfig, set_search_parameters
 from index.features import compute_feature_chunks, l2_normalize
 from index.kept_filter import KeptFilter, supports_selectors, widening_search
 from index.ondisk_lists import LISTS_FILE, ondisk_lists, read_index_file, write_index_file
 from index.factor_classifiers import load_classifier
 from index.pose_classifier import CLASSIFIER_FILE, PoseClassifier
 from index.pose_normalize import check_normalize, kept_accuracy
+from index.view_pca import PROJECTION_FILE, ViewPCA, fill_projected_index, plan_build, split_factory
 
 INDEX_FILE = "index.faiss"
 FACES_FILE = "faces.parquet"
@@ -52,7 +47,7 @@ FORMAT_VERSION = 3  # 2: the full model hash; gallery and model paths relative t
                     # 3: a gallery's fingerprint is of its images and labels (FaceSet.fingerprint), not its folder
 READ_VERSIONS = (2, 3)  # a format-2 index loads, its galleries' folder-bound fingerprints dropped
 METRIC = "squared L2 between L2-normalized float32 vectors"
-KIND = ArtifactKind("index", INFO_FILE, (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE, CLASSIFIER_FILE))  # what save writes
+KIND = ArtifactKind("index", INFO_FILE, (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE, CLASSIFIER_FILE, PROJECTION_FILE))  # what save writes
 GALLERY_COLUMN = "gallery"  # faces.parquet: the position in IndexInfo.galleries of each row's gallery
 
 
@@ -157,9 +152,12 @@ class GalleryIndex:
     """A searchable gallery: the FAISS index, its gallery rows and what built it."""
 
     def __init__(self, index: faiss.Index, faces: pd.DataFrame, info: IndexInfo, config: IndexConfig = IndexConfig(),
-                 path: Path | None = None, pose_classifier: PoseClassifier | None = None):
-        assert index.ntotal == info.count == len(faces) and index.d == info.dimension, (index.ntotal, info.count, len(faces), index.d)
+                 path: Path | None = None, pose_classifier: PoseClassifier | None = None, projection: ViewPCA | None = None):
+        width = info.dimension if projection is None else projection.d_out
+        assert index.ntotal == info.count == len(faces) and index.d == width, (index.ntotal, info.count, len(faces), index.d)
+        assert projection is None or projection.d_in == info.dimension, (projection.d_in, info.dimension)
         self.index = index  # the CPU index: the one saved
+        self.projection = projection  # a per-view PCA the vectors go through before `index` (index.view_pca)
         self.faces = faces
         self.info = info
         self.config = config
@@ -191,13 +189,20 @@ class GalleryIndex:
         assert len(faces) == len(vectors), (len(faces), len(vectors))
         normalized = l2_normalize(vectors)
         step = max(1, config.batch_size)
-        index, train_count = fill_index(
-            config, normalized.shape[1], len(normalized), lambda positions: normalized[positions],
+        projection, index, train_count = fill_projected_index(
+            config, normalized.shape[1], len(normalized), max(1, len(info.get("vocabulary", ()))),
+            lambda positions: normalized[positions],
             lambda: (normalized[i : i + step] for i in range(0, len(normalized), step)),
         )
         meta = IndexInfo(dimension=normalized.shape[1], factory=config.factory, count=len(normalized),
                          train_count=train_count, config=asdict(config), **info)
-        return cls(index, faces, meta, config)
+        return cls(index, faces, meta, config, projection=projection)
+
+    def encode(self, vectors: np.ndarray, normalized: bool = False) -> np.ndarray:
+        """Vectors (n, dimension) as the FAISS index holds them: L2-normalized (unless they are already), then
+        through the per-view PCA if any."""
+        normalized = np.ascontiguousarray(vectors, dtype=np.float32) if normalized else l2_normalize(vectors)
+        return normalized if self.projection is None else self.projection.apply(normalized)
 
     def save(self, out: str | Path, force: bool = False, keep: Path | None = None) -> Path:
         """Write the index folder atomically: a crash leaves the previous folder (or none), never half of one.
@@ -210,12 +215,14 @@ class GalleryIndex:
         out = Path(out)
         with atomic_dir(out, kind=KIND, force=force or keep is not None) as tmp:  # keep: its other files are carried
             for entry in sorted(keep.iterdir()) if keep is not None else ():
-                if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE):
+                if entry.name not in (INDEX_FILE, FACES_FILE, INFO_FILE, LISTS_FILE, PROJECTION_FILE):
                     (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
             write_index_file(self.index, tmp / INDEX_FILE)
             self.faces.to_parquet(tmp / FACES_FILE, index=False)
             if self.pose_classifier is not None:
                 self.pose_classifier.save(tmp / CLASSIFIER_FILE)
+            if self.projection is not None:
+                self.projection.save(tmp / PROJECTION_FILE)
             (tmp / INFO_FILE).write_text(json.dumps(self.info.to_json(), indent=2) + "\n")
         if ondisk_lists(self.index) is not None:
             self.index, self._searcher = read_index_file(out / INDEX_FILE), None
@@ -250,10 +257,15 @@ class GalleryIndex:
             if LISTS_FILE in first and not (root / LISTS_FILE).is_file():
                 raise UserError(f"{root / LISTS_FILE}: missing (this index keeps its inverted lists there, beside {INDEX_FILE})") from None
             raise UserError(f"{root / INDEX_FILE}: unreadable FAISS index, truncated or corrupt ({first[:160]})") from None
-        if index.ntotal != info.count or index.d != info.dimension:
+        projection = ViewPCA.load(root / PROJECTION_FILE) if split_factory(info.factory)[0] is not None else None
+        if projection is not None and (projection.d_in != info.dimension or projection.d_out != index.d):
+            raise UserError(f"{root / PROJECTION_FILE}: projects {projection.d_in}-d vectors to {projection.d_out}, the index "
+                            f"takes {info.dimension}-d queries and holds {index.d}-d vectors (from another build)")
+        width = info.dimension if projection is None else projection.d_out
+        if index.ntotal != info.count or index.d != width:
             raise UserError(
                 f"{root / INDEX_FILE}: holds {index.ntotal} × {index.d}-d vectors, "
-                f"{INFO_FILE} says {info.count} × {info.dimension}-d (truncated or from another build)"
+                f"{INFO_FILE} says {info.count} × {width}-d (truncated or from another build)"
             )
         try:
             faces = pd.read_parquet(root / FACES_FILE)
@@ -272,7 +284,7 @@ class GalleryIndex:
             if not (root / CLASSIFIER_FILE).is_file():
                 raise UserError(f"{root / CLASSIFIER_FILE}: missing (the index's '{config.normalize}' normalization needs it)")
             classifier = load_classifier(root / CLASSIFIER_FILE)
-        return cls(index, faces, info, config, path=root, pose_classifier=classifier)
+        return cls(index, faces, info, config, path=root, pose_classifier=classifier, projection=projection)
 
     def locate(self, recorded: str | None) -> Path | None:
         """A folder index.json records (gallery, model), resolved against the index folder when relative."""
@@ -315,7 +327,7 @@ class GalleryIndex:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.info.dimension:
             raise UserError(f"query vectors of shape {vectors.shape} do not match the index's {self.info.dimension}-d features")
-        distances, rows = self._search_index().search(l2_normalize(vectors), int(k))
+        distances, rows = self._search_index().search(self.encode(vectors), int(k))
         return order_ties(distances, rows)
 
 
@@ -340,7 +352,7 @@ class GalleryIndex:
             self._kept_filter = KeptFilter(self._kept) if supports_selectors(self.index) else False
         kept = self._kept
         if self._kept_filter:
-            distances, rows = self._kept_filter.search(self.index, l2_normalize(vectors), int(k), targets,
+            distances, rows = self._kept_filter.search(self.index, self.encode(vectors), int(k), targets,
                                                        self.config.nprobe, self.config.ef_search)
         else:
             distances, rows = widening_search(self.search, vectors, int(k), kept, targets, self.info.count,
@@ -431,8 +443,8 @@ def check_build(generator, gallery: FaceSet, out: Path, config: IndexConfig,
     if config.views not in ("kept", "all"):
         raise UserError(f"unknown views '{config.views}' (valid: kept, all)")
     probe = np.asarray(generator.features(gallery.image(0)[None], [vocabulary[0]], layer=layer))
-    dimension = probe.shape[1] * (len(vocabulary) if config.views == "all" else 1)
-    plan_training(new_index(config.factory, dimension), config, len(gallery))  # fail before the long work
+    views = len(vocabulary) if config.views == "all" else 1
+    plan_build(config, probe.shape[1] * views, len(gallery), views)  # fail before the long work
     with exclusive_lock(build_lock(out), what=str(out)):  # another build writing `out` now: refused at once
         pass
     return config, layer, vocabulary
@@ -448,11 +460,13 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
     if distributor is not None:
         key = sharded.compute_chunks(distributor, generator, gallery, cache, feature_options, progress)
     chunks = compute_feature_chunks(generator, gallery, cache, progress=progress, **feature_options)
+    views = len(vocabulary) if config.views == "all" else 1
     if distributor is None:
-        index, train_count = fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
+        projection, index, train_count = fill_projected_index(config, chunks.dimension, chunks.count, views, chunks.take,
+                                                              chunks.iter_vectors, progress)
     else:
         assert chunks.key == key, "the workers computed the chunks under other options than this build's"
-        index, train_count = sharded.fill_index(distributor, config, chunks, progress)
+        projection, index, train_count = sharded.fill_index(distributor, config, chunks, views, progress)
     kept_values = np.asarray(vocabulary, dtype=object)[chunks.kept()].astype(str)
     edit = generator.edit_factor
     faces = indexed_faces(gallery, kept_values, edit)
@@ -473,7 +487,7 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         provenance=provenance(seed=config.seed, model=model_record(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2),
                               **({"distributed": distributor.describe()} if distributor is not None else {})),
     )
-    built = GalleryIndex(index, faces, info, config, pose_classifier=classifier)
+    built = GalleryIndex(index, faces, info, config, pose_classifier=classifier, projection=projection)
     built.save(out, force=force)
     shutil.rmtree(cache, ignore_errors=True)
     return built

@@ -30,6 +30,7 @@ from facedata.faceset import FaceSet
 from index import faiss_factory
 from index.features import STATE_FILE, FeatureChunks, compute_feature_chunks
 from index.ondisk_lists import LISTS_FILE, can_merge_lists, merge_shards
+from index.view_pca import ViewPCA, faiss_dimension, fill_projected_index, split_factory, trained_projected_index
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,17 @@ def shard_file(folder: Path, shard: int, key: str) -> Path:
 class ShardWriter:
     """Adds runs of cached chunks to copies of one trained, empty index and writes each as a shard index."""
 
-    def __init__(self, trained: np.ndarray, chunks: FeatureChunks):
+    def __init__(self, trained: np.ndarray, chunks: FeatureChunks, projection: ViewPCA | None = None):
         self.trained = trained  # faiss.serialize_index of the trained index, (bytes,) uint8
         self.chunks = chunks
+        self.projection = projection  # the index's per-view PCA, applied to each chunk before it is added
 
     def __call__(self, shard: tuple[int, int, int]) -> tuple[int, str, int]:
         number, first, end = shard
         index = faiss.deserialize_index(self.trained)
         for i in range(first, end):
             vectors = np.ascontiguousarray(self.chunks.vectors(i), dtype=np.float32)
+            vectors = vectors if self.projection is None else self.projection.apply(vectors)
             start = i * self.chunks.chunk_size
             index.add_with_ids(vectors, np.arange(start, start + len(vectors), dtype=np.int64))  # ids = gallery positions
         path = shard_file(self.chunks.folder, number, self.chunks.key)
@@ -164,14 +167,19 @@ class ShardWriter:
         return number, str(path), int(index.ntotal)
 
 
-def fill_index(distributor, config: faiss_factory.IndexConfig, chunks: FeatureChunks,
-               progress: bool = False) -> tuple[faiss.Index, int]:
-    """The filled index and its training count: IVF lists added in shards on the workers, others here."""
+def fill_index(distributor, config: faiss_factory.IndexConfig, chunks: FeatureChunks, views: int = 1,
+               progress: bool = False) -> tuple[ViewPCA | None, faiss.Index, int]:
+    """The per-view PCA if the factory has one (index.view_pca), the filled index and its training count:
+    IVF lists added in shards on the workers, others here."""
     shards = shard_ranges(chunks.num_chunks, distributor.workers)
-    if len(shards) < 2 or not can_merge_lists(faiss_factory.new_index(config.factory, chunks.dimension)):
-        return faiss_factory.fill_index(config, chunks.dimension, chunks.count, chunks.take, chunks.iter_vectors, progress)
-    index, train_count = faiss_factory.trained_index(config, chunks.dimension, chunks.count, chunks.take)
-    writer = partial(ShardWriter, faiss.serialize_index(index), chunks)
+    width, inner = split_factory(config.factory)
+    if len(shards) < 2 or not can_merge_lists(faiss_factory.new_index(inner, faiss_dimension(config.factory, chunks.dimension, views))):
+        return fill_projected_index(config, chunks.dimension, chunks.count, views, chunks.take, chunks.iter_vectors, progress)
+    if width is None:
+        projection, (index, train_count) = None, faiss_factory.trained_index(config, chunks.dimension, chunks.count, chunks.take)
+    else:
+        projection, index, train_count = trained_projected_index(config, chunks.dimension, chunks.count, views, chunks.take)
+    writer = partial(ShardWriter, faiss.serialize_index(index), chunks, projection)
     bar = tqdm(total=chunks.count, desc=f"add to {config.factory} ({len(shards)} shards)", unit="vec", disable=not progress)
     files: dict[int, Path] = {}
     for number, path, added in distributor.map(writer, shards):
@@ -180,4 +188,4 @@ def fill_index(distributor, config: faiss_factory.IndexConfig, chunks: FeatureCh
     bar.close()
     merge_shards(index, [files[s] for s, _, _ in shards], chunks.folder / LISTS_FILE)
     assert index.ntotal == chunks.count, (index.ntotal, chunks.count)
-    return index, train_count
+    return projection, index, train_count

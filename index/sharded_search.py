@@ -138,6 +138,6 @@ def split_index(index: GalleryIndex, parts: int, out: str | Path) -> list[Path]:
             shard.ntotal = shard_inner.ntotal
         info = replace(index.info, count=int(stop - start))
         part = GalleryIndex(shard, index.faces.iloc[start:stop].reset_index(drop=True), info, index.config,
-                            pose_classifier=index.pose_classifier)
+                            pose_classifier=index.pose_classifier, projection=index.projection)
         folders.append(part.save(Path(out) / f"shard-{i:03d}"))
     return folders

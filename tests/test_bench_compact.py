@@ -49,7 +49,7 @@ def test_a_run_with_int8_queries_says_so_under_its_table():
     assert "factories fitted on the gallery itself; queries generated in int8" in text
 
 
-def test_a_per_view_stand_in_without_a_one_query_time_is_measured_but_never_chosen():
+def test_a_row_without_a_one_query_time_from_an_earlier_record_is_shown_but_never_chosen():
     rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5, agree=80.0),
             row("VIEWPCA128,SQ8", 640, 90.0, agree=95.0, one=None)]
     assert choose(rows, 90.0)["factory"] == "PCA64,Flat"

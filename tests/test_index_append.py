@@ -251,16 +251,21 @@ def test_an_index_of_a_cheap_normalization_adds_faces_with_its_own_saved_classif
     assert again.faces["kept_pose"].tolist()[len(built.faces):] == list(expected)
 
 
-def test_a_compact_all_views_index_grows_by_addition_and_searches_among_the_target(tmp_path):
-    """`--views all --factory PCA…,SQ8`: trained once at the build, the added faces are coded by that training,
-    and a search keeps only rows whose kept value is the target, through the index's selectors."""
+@pytest.mark.parametrize("factory", ["PCA16,SQ8", "VIEWPCA4,SQ8"])
+def test_a_compact_all_views_index_grows_by_addition_and_searches_among_the_target(tmp_path, factory):
+    """`--views all --factory PCA…,SQ8` (or a PCA per view): trained once at the build, the added faces are
+    coded by that training, and a search keeps only rows whose kept value is the target, through the selectors."""
     both = tiny_gallery(identities=4)  # 56 faces
     first, second = both.take(range(28)), both.take(range(28, 56))
-    config = IndexConfig(views="all", factory="PCA16,SQ8")
+    config = IndexConfig(views="all", factory=factory)
     build_index(FakeGenerator(), first, tmp_path / "grown", config, batch_size=8, progress=False)
+    before = (tmp_path / "grown" / "view_pca.safetensors").read_bytes() if factory.startswith("VIEW") else None
     add_to_index(FakeGenerator(), tmp_path / "grown", second, progress=False)
     loaded = GalleryIndex.load(tmp_path / "grown", generator=FakeGenerator())
-    assert loaded.views == "all" and len(loaded) == 56 and loaded.info.factory == "PCA16,SQ8"
+    assert loaded.views == "all" and len(loaded) == 56 and loaded.info.factory == factory
+    if before is not None:  # the projection fitted at the build codes the added faces too
+        assert (tmp_path / "grown" / "view_pca.safetensors").read_bytes() == before
+        assert loaded.index.d == 4 * len(POSES)
     from index.features import all_value_features
 
     vectors = all_value_features(FakeGenerator(), both.images[:6])

@@ -28,7 +28,7 @@ def ray_session():
     session.__exit__(None, None, None)
 
 
-def gallery_index(factory: str = "Flat", n: int = 500, d: int = 16) -> GalleryIndex:
+def gallery_index(factory: str = "Flat", n: int = 500, d: int = 18) -> GalleryIndex:
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, d)).astype(np.float32)
     vectors[n // 2 :] = vectors[: n - n // 2]  # exact duplicates across the shard boundary: ties go to the lower row
@@ -37,11 +37,11 @@ def gallery_index(factory: str = "Flat", n: int = 500, d: int = 16) -> GalleryIn
                                      vocabulary=VALUES, checkpoint_hash="model")
 
 
-@pytest.mark.parametrize("factory", ["Flat", "PCA8,SQ8"])
+@pytest.mark.parametrize("factory", ["Flat", "PCA8,SQ8", "VIEWPCA3,SQ8"])
 def test_two_ray_shards_return_the_single_index_hits_in_the_same_order(tmp_path, ray_session, factory):
     whole = gallery_index(factory)
     folders = split_index(whole, 2, tmp_path / "shards")
-    queries = np.random.default_rng(3).standard_normal((25, 16)).astype(np.float32)
+    queries = np.random.default_rng(3).standard_normal((25, 18)).astype(np.float32)
     targets = np.asarray(VALUES)[np.arange(25) % 3]
     with ShardedGallery(folders) as sharded:
         assert len(sharded) == len(whole) and sharded.locate(260) == (1, 10)
