@@ -72,6 +72,9 @@ def inverted_lists(index: faiss.Index) -> list[tuple[np.ndarray, np.ndarray]]:
 def assert_same_index(sharded: GalleryIndex, single: GalleryIndex) -> None:
     """Same rows, kept values, info, search results and stored vectors (or IVF lists)."""
     pd.testing.assert_frame_equal(sharded.faces, single.faces)
+    assert (sharded.projection is None) == (single.projection is None)
+    if single.projection is not None:  # a per-view PCA: fitted once, before the shards
+        np.testing.assert_array_equal(sharded.projection.components, single.projection.components)
     for field in ("dimension", "factory", "count", "checkpoint_hash", "layer", "kept_accuracy", "train_count", "gallery", "config"):
         assert getattr(sharded.info, field) == getattr(single.info, field), field
     k = min(10, len(single))
@@ -153,9 +156,10 @@ def test_the_workers_get_only_the_chunks_an_interrupted_build_left_missing(setup
     assert key == compute_feature_chunks(generator, gallery, cache, progress=False, **options).key
 
 
-def test_ivf_shards_under_a_pca_merge_into_the_one_process_lists(setup, tmp_path):
+@pytest.mark.parametrize("factory, views", [("PCA32,IVF2,Flat", "kept"), ("VIEWPCA4,IVF2,Flat", "all")])
+def test_ivf_shards_under_a_pca_merge_into_the_one_process_lists(setup, tmp_path, factory, views):
     _, generator, gallery = setup
-    config = IndexConfig(factory="PCA32,IVF2,Flat", batch_size=CHUNK, nprobe=2)
+    config = IndexConfig(factory=factory, batch_size=CHUNK, nprobe=2, views=views)
     single = build_index(generator, gallery, tmp_path / "single", config, progress=False)
     distributor = RecordingDistributor(3)
     build_index(generator, gallery, tmp_path / "sharded", config, progress=False, distributor=distributor)
