@@ -1,7 +1,7 @@
 """Search among 10^6 faces with all poses: a compact all-views index's size, memory, latency and recall.
 
     nice .venv/bin/python benchmarks/bench_scale_views.py --model runs/kdef-skip --data runs/kdef32 \\
-        --pca 128 --factory PCA128,IVF4096,Flat --out docs/results/scale_views_1m.json
+        --factory VIEWPCA64,IVF4096,SQ8 --out docs/results/scale_views_1m.json
 
 The real gallery is the test people's faces, each as all its views side by side
 (index.features.all_value_features: V·d floats, 327,680 bytes a KDEF face), kept in the value the 2-step
@@ -9,10 +9,11 @@ pose classifier (fitted on the train people) gives it. It is placed at seeded ro
 distractors, made as bench_scale.py makes them (distractors.py): a mix of two real faces of different
 identities in one kept value, plus Gaussian noise, re-normalized.
 
-At 10^6 rows the full-width vectors would take 328 GB, so nothing is made at full width. The PCA (fitted on
-the train people's vectors, never on the faces searched) is linear, so a distractor's projection follows
-from its two faces' projections, its mixing weight, its noise's projection (Gaussian: the PCA's rows are
-orthonormal) and its full-width norm, which the real faces' Gram matrix gives. The exact full-width
+At 10^6 rows the full-width vectors would take 328 GB, so nothing is made at full width. The PCA (joint,
+"PCA{p},…", or per view, "VIEWPCA{p},…": index.view_pca; fitted on the train people's vectors, never on the
+faces searched) is linear, so a distractor's projection follows from its two faces' projections, its mixing
+weight, its noise's projection (Gaussian: the PCA's rows are orthonormal) and its full-width norm, which
+the real faces' Gram matrix gives. The exact full-width
 distance of a real query to a distractor follows from the same Gram matrix. Only the query's dot product
 with the noise (standard deviation noise/√(V·d) ≈ 7·10⁻⁵ for KDEF) is left out of both.
 
@@ -49,10 +50,11 @@ from facedata.faceset import FaceSet
 from facedata.provenance import provenance
 from generator.inference import Generator
 from generator.int8 import calibration_faces
-from index.faiss_factory import IndexConfig, fit_pca, new_index, set_search_parameters, training_sample_size
+from index.faiss_factory import IndexConfig, new_index, set_search_parameters, training_sample_size
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.kept_filter import KeptFilter, widening_search
 from index.pose_classifier import PoseClassifierConfig
+from index.view_pca import PROJECTION_FILE, ViewPCA, split_factory
 from retrieval.metrics import PAPER_KS, criterion_keys, evaluate_ranking
 from retrieval.protocol import sample_queries
 from retrieval.two_step import fit_pose_filter
@@ -68,8 +70,7 @@ class ViewsScaleConfig:
     data: str
     total: int = 1_000_000
     queries: int = 1000
-    pca: int = 128  # the width chosen on KDEF val (docs/results/compact_kdef_val_gallery.json)
-    factory: str = "PCA128,IVF4096,Flat"
+    factory: str = "PCA128,IVF4096,Flat"  # "PCA{p},…" a joint PCA, "VIEWPCA{p},…" a PCA per view, then the FAISS factory
     nprobe: tuple[int, ...] = (8, 16, 32, 64, 128)
     k: int = 20
     quantizer_train: int = 160_000
@@ -86,9 +87,9 @@ class ViewsScaleConfig:
 class RealGallery:
     """The real faces: projected views, Gram matrix at full width, identities, kept values."""
 
-    projected: np.ndarray  # (n, p) float32: PCA of each face's all-views vector
-    lifted: np.ndarray  # (n, p) float32: W·x, the projection before the mean is taken off
-    shift: np.ndarray  # (p,) float32: W·μ
+    projected: np.ndarray  # (n, P) float32: PCA of each face's all-views vector
+    lifted: np.ndarray  # (n, P) float32: W·x, the projection before the mean is taken off
+    shift: np.ndarray  # (P,) float32: W·μ
     gram: np.ndarray  # (n, n) float32: full-width dot products
     identities: np.ndarray
     kept: np.ndarray
@@ -168,6 +169,18 @@ def recall(ranked: np.ndarray, layout: StreamLayout, q_keys: np.ndarray, g_keys:
     return {str(k): round(v, 2) for k, v in report.percent().items()}
 
 
+def fitted_projection(factory: str, sample: np.ndarray, views: int, seed: int) -> tuple[ViewPCA, str]:
+    """The factory's PCA fitted on a sample of all-views vectors (a joint one as a single "view"), and the FAISS
+    factory after it."""
+    view_width, rest = split_factory(factory)
+    if view_width is None:
+        head, _, rest = factory.partition(",")
+        if not (head.startswith("PCA") and head[3:].isdigit() and rest):
+            raise UserError(f"--factory '{factory}': give PCA{{p}},FACTORY or VIEWPCA{{p}},FACTORY")
+        return ViewPCA.fit(sample, 1, int(head[3:]), seed), rest
+    return ViewPCA.fit(sample, views, view_width, seed), rest
+
+
 def _serve_process(index_file: str, faces_file: str, info: dict, model: str, query_file: str, config: dict, result: str) -> None:
     """In a fresh process: load the saved index, answer queries end to end; its peak RSS is the server's.
 
@@ -176,7 +189,8 @@ def _serve_process(index_file: str, faces_file: str, info: dict, model: str, que
     loaded = faiss.read_index(index_file)
     faces = pd.read_parquet(faces_file)
     index_config = IndexConfig(factory=info["factory"], views="all", nprobe=config["nprobe"])
-    gallery = GalleryIndex(loaded, faces, IndexInfo(**{**info, "vocabulary": tuple(info["vocabulary"])}), index_config)
+    gallery = GalleryIndex(loaded, faces, IndexInfo(**{**info, "vocabulary": tuple(info["vocabulary"])}), index_config,
+                           projection=ViewPCA.load(Path(index_file).with_name(PROJECTION_FILE)))
     generator = Generator.load(model, "cpu")
     data = np.load(query_file)
     images, targets = data["images"], data["targets"].astype(str)
@@ -244,10 +258,11 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
     width = real_vectors.shape[1]
     sample_count = training_sample_size(IndexConfig(), width, len(train_vectors))
     picks = np.sort(np.random.default_rng(config.seed).choice(len(train_vectors), size=sample_count, replace=False))
-    stages["pca_fit_s"], (mean, components, eigen) = seconds_of(lambda: fit_pca(np.asarray(train_vectors[picks]), config.pca, config.seed))
+    stages["pca_fit_s"], (projection, inner_factory) = seconds_of(lambda: fitted_projection(
+        config.factory, np.asarray(train_vectors[picks]), len(generator.vocabulary), config.seed))
     del train_vectors
-    lifted = real_vectors @ components.T
-    shift = components @ mean
+    shift = np.einsum("vpd,vd->vp", projection.components, projection.mean).ravel()
+    lifted = np.concatenate([projection.apply(real_vectors[i : i + 256]) for i in range(0, len(real_vectors), 256)]) + shift
     real = RealGallery(projected=(lifted - shift).astype(np.float32), lifted=lifted.astype(np.float32), shift=shift.astype(np.float32),
                        gram=(real_vectors @ real_vectors.T).astype(np.float32),
                        identities=gallery.faces["identity"].to_numpy().astype(str), kept=kept, width=width)
@@ -260,15 +275,9 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
     q_pca = real.projected[queries.positions]
     stages["exact_s"], exact = seconds_of(lambda: exact_top(stream, queries.positions, q_pca, queries.targets, config.k, progress))
 
-    # the index: our PCA in front of the factory's own index, trained on a sample of the stream's PCA rows
-    pca = faiss.PCAMatrix(width, config.pca)
-    faiss.copy_array_to_vector(mean.astype(np.float32), pca.mean)
-    faiss.copy_array_to_vector(eigen.astype(np.float32), pca.eigenvalues)
-    faiss.copy_array_to_vector(components.astype(np.float32).ravel(), pca.PCAMat)
-    pca.is_trained = True
-    pca.prepare_Ab()
-    inner_factory = config.factory.split(",", 1)[1] if config.factory.startswith("PCA") else config.factory
-    inner = new_index(inner_factory, config.pca)
+    # the index: the factory's own index over the projected rows, trained on a sample of them; the
+    # projection goes in front of it as GalleryIndex applies it (index.view_pca)
+    inner = new_index(inner_factory, projection.d_out)
     t = time.perf_counter()
     train_rows = []
     kept_rows = []
@@ -286,9 +295,10 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
     for b in tqdm(range(stream.blocks), desc=f"add to {inner_factory}", unit="block", disable=not progress):
         inner.add(stream.block(b)[0])
     stages["add_s"] = round(time.perf_counter() - t, 2)
-    index = faiss.IndexPreTransform(pca, inner)
     index_file = folder / "index.faiss"
-    faiss.write_index(index, str(index_file))
+    faiss.write_index(inner, str(index_file))
+    projection.save(folder / PROJECTION_FILE)
+    index_bytes = index_file.stat().st_size + (folder / PROJECTION_FILE).stat().st_size
     kept_all = np.concatenate(kept_rows)
     faces_table = pd.DataFrame({"real_row": layout.real_at, f"kept_{edit}": kept_all})
     faces_table.to_parquet(folder / "faces.parquet", index=False)
@@ -298,7 +308,8 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
 
     sweep, top_rows = [], {}
     for nprobe in config.nprobe:
-        searched = GalleryIndex(index, faces_table, info, IndexConfig(factory=config.factory, views="all", nprobe=nprobe))
+        searched = GalleryIndex(inner, faces_table, info, IndexConfig(factory=config.factory, views="all", nprobe=nprobe),
+                                projection=projection)
         seconds, (_, ranked) = seconds_of(lambda: searched.search_among(
             query_vectors, config.k, queries.targets))
         top_rows[nprobe] = ranked[:, 0]
@@ -333,8 +344,8 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
                          "pose_classifier_accuracy": round(float(pose_filter.accuracy), 4)},
         "gallery": {"rows": config.total, "real": len(kept), "synthetic_distractors": layout.distractor_count()},
         "stages": {k: round(v, 2) for k, v in stages.items()},
-        "index_bytes": index_file.stat().st_size,
-        "bytes_per_face": round(index_file.stat().st_size / config.total, 1),
+        "index_bytes": index_bytes,
+        "bytes_per_face": round(index_bytes / config.total, 1),
         "exact": {"pca": exact_pca, "full": recall(exact["full"], layout, q_keys, g_keys),
                   "real_only_note": "exact searches are filtered by the kept value, as the index is"},
         "sweep": sweep,
@@ -406,13 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--pca", type=int, default=ViewsScaleConfig.pca)
     parser.add_argument("--factory", default=ViewsScaleConfig.factory)
     parser.add_argument("--cache", default="reports/.bench-cache")
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    config = ViewsScaleConfig(model=args.model, data=args.data, total=args.total, queries=args.queries, pca=args.pca,
+    config = ViewsScaleConfig(model=args.model, data=args.data, total=args.total, queries=args.queries,
                               factory=args.factory, cache=args.cache)
     args.work.mkdir(parents=True, exist_ok=True)
     import tempfile

@@ -39,15 +39,29 @@ class IndexConfig:
     normalize: str = "full"  # how the kept value is found: "full" (§4.1.2), "classifier", "none" (index.pose_normalize)
 
 
-ALL_VIEWS_FACTORY = "PCA128,Flat"  # 512 B a face; chosen on KDEF val (benchmarks/bench_compact.py, docs/speed.md)
-SMALL_ALL_VIEWS_FACTORY = "PCA64,Flat"  # 256 B a face, for a gallery of 64 to 127 faces
+# An all-views index's default, by gallery size: on KDEF val, the factory whose top hit is most often exact
+# search's at ≤ 4 KB a face and ≤ 5 ms one query (benchmarks/bench_compact.py, docs/speed.md), among those
+# a gallery of that many faces can fit (a PCA to p dimensions needs ≥ p faces)
+ALL_VIEWS_FACTORIES = (
+    "VIEWPCA256,SQ8",  # 1,280 B a face, ≥ 256 faces: top-1 as exact search's for 95.3 % of val queries
+    "VIEWPCA128,SQ8",  # 640 B, 128 to 255 faces: 92.1 %
+    "VIEWPCA64,Flat",  # 1,280 B, 64 to 127 faces: 90.2 %
+)
+
+
+def leading_width(factory: str) -> int:
+    """The width of a factory's leading PCA ("PCA128,…" or, per view, "VIEWPCA128,…"), 0 without one: the
+    fewest vectors that can fit it."""
+    head = factory.split(",")[0]
+    digits = head.removeprefix("VIEW").removeprefix("PCA")
+    return int(digits) if head.removeprefix("VIEW").startswith("PCA") and digits.isdigit() else 0
 
 
 def default_factory(views: str, count: int) -> str:
     """The factory a build takes when none is given: Flat for kept views; for all views (V·d floats a face,
-    328 KB on KDEF) ALL_VIEWS_FACTORY, else the narrower PCA a smaller gallery can fit, else Flat."""
-    for factory in (ALL_VIEWS_FACTORY, SMALL_ALL_VIEWS_FACTORY):
-        if views == "all" and count >= int(factory.split(",")[0][3:]):
+    328 KB on KDEF) the first of ALL_VIEWS_FACTORIES the gallery can fit, else Flat."""
+    for factory in ALL_VIEWS_FACTORIES:
+        if views == "all" and count >= leading_width(factory):
             return factory
     return "Flat"
 

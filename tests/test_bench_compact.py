@@ -54,3 +54,11 @@ def test_a_row_without_a_one_query_time_from_an_earlier_record_is_shown_but_neve
             row("VIEWPCA128,SQ8", 640, 90.0, agree=95.0, one=None)]
     assert choose(rows, 90.0)["factory"] == "PCA64,Flat"
     assert "| VIEWPCA128,SQ8 | 640 | 90.0 | 90.0 | 90.0 | 0.0 | -0.0 | 95.0 | 1.000 | — | selectors |" in markdown(record(rows))
+
+
+def test_a_test_record_chooses_nothing_and_says_the_choice_is_made_on_val():
+    rows = [row("Flat", 32768, 90.0), row("PCA64,Flat", 256, 89.5, agree=80.0)]
+    test = {**record(rows), "chosen": None}
+    test["data"] = {**test["data"], "split": "test"}
+    text = markdown(test)
+    assert "Test: figures only; a factory is chosen on val." in text and "Most faithful" not in text

@@ -248,17 +248,18 @@ def test_index_add_appends_a_split_and_queries_show_its_faces(setup, tmp_path):
 
 
 def test_an_all_views_index_is_compact_by_default_and_flat_when_the_gallery_is_too_small(setup, tmp_path):
-    from index.faiss_factory import ALL_VIEWS_FACTORY, SMALL_ALL_VIEWS_FACTORY, default_factory
+    from index.faiss_factory import default_factory
 
     assert default_factory("kept", 10**6) == "Flat" and default_factory("all", 63) == "Flat"
-    assert default_factory("all", 64) == default_factory("all", 127) == SMALL_ALL_VIEWS_FACTORY == "PCA64,Flat"
-    assert default_factory("all", 128) == default_factory("all", 10**6) == ALL_VIEWS_FACTORY == "PCA128,Flat"
+    assert default_factory("all", 64) == default_factory("all", 127) == "VIEWPCA64,Flat"
+    assert default_factory("all", 128) == default_factory("all", 255) == "VIEWPCA128,SQ8"
+    assert default_factory("all", 256) == default_factory("all", 10**6) == "VIEWPCA256,SQ8"
     root, model, _ = setup
     tiny_faceset(identities=5, test_identities=5).write(tmp_path / "faces")  # 70 test faces
     built = rbg("index", "build", "--paper", "--model", model, "--data", tmp_path / "faces", "--out", tmp_path / "all",
                 "--views", "all", "--batch-size", 35, "--device", "cpu", "--quiet")
     assert built.exit_code == 0, built.output
-    assert "factory PCA64,Flat" in built.output and GalleryIndex.load(tmp_path / "all").info.factory == "PCA64,Flat"
+    assert "factory VIEWPCA64,Flat" in built.output and GalleryIndex.load(tmp_path / "all").info.factory == "VIEWPCA64,Flat"
     small = rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--out", tmp_path / "small",
                 "--views", "all", "--batch-size", 10, "--device", "cpu", "--quiet")  # 28 test faces
     assert small.exit_code == 0 and GalleryIndex.load(tmp_path / "small").info.factory == "Flat"

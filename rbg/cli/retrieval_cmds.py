@@ -24,8 +24,8 @@ def index_group() -> None:
 @click.option("--layer", default=None, help="Feature layer [the model's default: stage2.mid]; stage2.mid128, stage2.pixels, stage1.pixels, stage1.fusion.")
 @click.option("--factory", default=None, help="FAISS factory string: Flat, PCA256,Flat, IVF256,PQ16, HNSW32, …; "
               "VIEWPCA{p},FACTORY (--views all): a PCA to p dimensions per view first, then FACTORY over the V·p "
-              "[with --views all: PCA128,Flat, 512 B a face, chosen on KDEF's val people (PCA64,Flat for a "
-              "gallery of 64 to 127 faces, Flat under 64); with --views kept: Flat]")
+              "[with --views all: VIEWPCA256,SQ8, 1,280 B a face, chosen on KDEF's val people (VIEWPCA128,SQ8 "
+              "for a gallery of 128 to 255 faces, VIEWPCA64,Flat for 64 to 127, Flat under 64); with --views kept: Flat]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Gallery images per chunk (each generated in every target value).")
 @click.option("--views", type=click.Choice(["kept", "all"]), default=None,
               help="kept: each face's features in its kept value (the paper); all: in every value side by side, "
