@@ -3,7 +3,8 @@
 An index folder holds `index.faiss` (the CPU index), `faces.parquet` (one row per indexed gallery image,
 in index order, with its position `image_row` in the gallery's images.npy and the kept value
 `kept_<factor>`), and `index.json` (IndexInfo: model hash, feature layer, dimension, factory, count,
-build provenance). Vectors are L2-normalized float32 and compared by squared L2 distance (§4.1.2).
+build provenance); a "VIEWPCA{p}," factory adds `view_pca.safetensors`, the per-view PCA the vectors
+go through before FAISS (index.view_pca). Vectors are L2-normalized float32 and compared by squared L2 distance (§4.1.2).
 An index grown by `rbg index add` (index.append) holds faces of several galleries: index.json lists
 them (IndexInfo.galleries: the build's, then one per addition) and faces.parquet's `gallery` column
 says which one each row's `image_row` refers to; an index without that column is all gallery 0.
