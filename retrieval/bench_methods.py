@@ -23,6 +23,7 @@ from retrieval.two_step import rank_by_generator_features, rank_by_pixels
 TWO_STEP, TWO_STEP_TRUE, OURS, OURS_POSE_AWARE = "2-step retrieval", "2-step, true pose", "ours", "ours, pose-aware"
 OURS_CLASSIFIER, OURS_TRUE, OURS_ALL_VALUES = "ours, classifier pose", "ours, true pose", "ours, all poses"
 OURS_ALL_CLASSIFIER = "ours, all poses, classifier pose"
+OURS_ALL_INDEX = "ours, all poses, --index"
 OURS_FUSED = "ours + Deep, all poses, classifier pose"
 OURS_CHOSEN = "ours, chosen on val"
 IMAGE, SECOND_NET, DEEP, SECOND_NET_DEEP = "image", "our 2nd network", "Deep", "our 2nd network + Deep"
@@ -81,6 +82,11 @@ def searched_by_features(run, among: None) -> np.ndarray:
     return run.by_features.rows
 
 
+def searched_in_index(run, among: None) -> np.ndarray:
+    """Ours, all poses: the query in every pose, searched in the --index of all views (its own kept poses)."""
+    return run.by_index
+
+
 def generated_image_among(run, among: np.ndarray) -> np.ndarray:
     """Ours' generated image, ranked among the filter's survivors only."""
     return two_step_rank(run.by_image.vectors, run.normalized.pixels, among, run.queries.targets, run.k)
@@ -121,6 +127,10 @@ def _deep(run) -> bool:
 
 def _all_values(run) -> bool:
     return run.config.all_values
+
+
+def _all_views_index(run) -> bool:
+    return run.index is not None and run.index.views == "all"
 
 
 def _distilled(run) -> bool:
@@ -167,6 +177,10 @@ METHODS: tuple[Method, ...] = (
                "L2-normalized, squared distances averaged; the filter is the kept pose")),
     Method(OURS_ALL_CLASSIFIER, SECOND_NET, CLASSIFIER, views_among("all"), stage="ours, all poses: features + search",
            applies=_all_values, pixels="as ours, all poses; the filter is the 2-step pose classifier"),
+    Method(OURS_ALL_INDEX, SECOND_NET, EVERY, searched_in_index, stage="ours, all poses: index search",
+           applies=_all_views_index, pixels=(
+               "as ours, all poses, classifier pose, searched in the --index of all views: through its factory (e.g. "
+               "VIEWPCA256,SQ8) and among the faces the index's own pose classifier kept in the target")),
     Method(OURS_FUSED, SECOND_NET_DEEP, CLASSIFIER, fused_among(lambda run: ("all", run.choice["fusion"]["weight"])),
            stage="ours, chosen on val: val runs + search", applies=lambda run: _all_values(run) and _deep(run), pixels=(
                "ours, all poses, classifier pose, and the Deep row's descriptors: each query's two distance rows "

@@ -140,24 +140,29 @@ def gallery_features(generator, gallery: FaceSet, layer: str | None, batch_size:
     return GalleryFeatures(kept, pixels, features)
 
 
-def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, batch_size: int) -> GalleryFeatures:
-    """The gallery's features read back from a built index of it (`rbg bench --index`), kept images regenerated.
-
-    The index must hold the bench's gallery (same fingerprint), one view per face, by this model, in a
-    factory whose vectors read back exactly (Flat); the pixel rows need the kept images, generated once
-    per face in its kept value (the image itself under normalization "none").
-    """
+def check_bench_index(generator, index: GalleryIndex, gallery: FaceSet) -> None:
+    """Refuse an `rbg bench --index` the bench cannot read: another model's, another gallery's (or grown by
+    added faces), or one of kept views in a factory whose vectors do not read back exactly (not Flat)."""
     where = index.path or "--index"
     index.check_model(generator)
     if index.info.gallery.get("fingerprint") != gallery.fingerprint() or index.info.additions:
         raise UserError(f"{where}: indexes gallery '{index.info.gallery.get('name')}'"
                         f"{' and added faces' if index.info.additions else ''}, not the test split of this "
                         "--data (build it with rbg index build --data DATA --split test)")
-    if index.views != "kept":
-        raise UserError(f"{where}: an index of all views; the bench reads an index of kept views (--views kept)")
-    if not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
-        raise UserError(f"{where}: factory '{index.info.factory}' does not store its vectors exactly; the bench reads a "
-                        "Flat index (rbg index build --factory Flat)")
+    if index.views == "kept" and not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
+        raise UserError(f"{where}: factory '{index.info.factory}' does not store its vectors exactly; the bench reads "
+                        "an index of kept views as Flat (rbg index build --views kept --factory Flat), or an index of "
+                        "all views in any factory")
+
+
+def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, batch_size: int) -> GalleryFeatures:
+    """The gallery's features read back from a built index of kept views (`rbg bench --index`), kept images regenerated.
+
+    The index must hold the bench's gallery (same fingerprint), one view per face, by this model, in a
+    factory whose vectors read back exactly (Flat); the pixel rows need the kept images, generated once
+    per face in its kept value (the image itself under normalization "none").
+    """
+    check_bench_index(generator, index, gallery)
     vectors = index.index.reconstruct_n(0, index.info.count)
     kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy().astype(str)
     if index.config.normalize == "none":
@@ -218,10 +223,11 @@ class BenchRun:
     @cached_property
     def normalized(self) -> GalleryFeatures:
         """The pose-normalized gallery; the cheap normalizations take the kept pose from the 2-step's classifier."""
-        classifier = self.pose_filter.classifier if self.index is None else None
+        kept_index = self.index if self.index is not None and self.index.views == "kept" else None
+        classifier = self.pose_filter.classifier if kept_index is None else None
         with self.timer.stage("pose-normalize gallery"):
-            if self.index is not None:
-                return indexed_gallery_features(self.generator, self.index, self.gallery, self.config.batch_size)
+            if kept_index is not None:
+                return indexed_gallery_features(self.generator, kept_index, self.gallery, self.config.batch_size)
             return gallery_features(self.generator, self.gallery, self.config.layer, self.config.batch_size, self.cache,
                                     self.config.normalize, classifier)
 
@@ -239,6 +245,17 @@ class BenchRun:
     def by_features(self) -> Found:
         """Ours with the refiner's features, searched in the normalized gallery (Figure 7's search)."""
         return self._search(self.normalized.features, self.config.layer or self.generator.default_feature_layer)
+
+    @cached_property
+    def by_index(self) -> np.ndarray:
+        """Ours, all poses, searched in an --index of all views: its factory, and among the faces its own pose
+        classifier kept in the target. (q, k) gallery positions (the index holds the gallery in order), -1 past
+        the survivors."""
+        images, targets = self.gallery.images[self.queries.positions], self.queries.targets
+        step = 1024  # the queries' all-views vectors (V·d floats each) made and searched a part at a time
+        return np.concatenate([search_by_generation(self.generator, self.index, images[s : s + step],
+                                                    list(targets[s : s + step]), self.k, self.config.batch_size).rows
+                               for s in range(0, len(images), step)])
 
     @cached_property
     def generation(self) -> dict[str, np.ndarray]:
@@ -312,6 +329,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         if factor in (edit, *edited_factors(edit)) or factor not in faces.factors:
             raise UserError(f"--criterion2: '{factor}' is not a factor to keep besides {edit} (factors of "
                             f"{faces.info.name}: {', '.join(f for f in faces.factors if f != edit) or 'none'})")
+    if index is not None:
+        check_bench_index(generator, index, gallery)  # before any long work
     queries = sample_queries(gallery, edit, config.queries, seed=config.seed)
     run = BenchRun(generator, faces, train, gallery, queries, config, cache, index, also)
     rankings, reads = {}, {}

@@ -215,8 +215,27 @@ def test_the_bench_refuses_an_index_of_another_gallery_or_an_approximate_factory
     with pytest.raises(UserError, match="not the test split"):
         run_benchmark(model, faces, tmp_path / "r", QUICK, index=other)
     pca = build_index(model, faces.split("test"), tmp_path / "pca", factory="PCA8,Flat", batch_size=64, progress=False)
-    with pytest.raises(UserError, match="Flat index"):
+    with pytest.raises(UserError, match="does not store its vectors exactly"):
         run_benchmark(model, faces, tmp_path / "r", QUICK, index=pca)
+
+
+def test_an_index_of_all_views_adds_its_own_row_which_ranks_as_the_exact_all_poses_search(bench, tmp_path):
+    """`rbg bench --index` of an `rbg index build` default (all views, the classifier's pose): one more row,
+    searched in the index; in Flat (a small gallery) and with the same classifier it ranks as the bench's own."""
+    from index.gallery_build import build_gallery
+
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    built = build_gallery(model, faces, tmp_path / "all", pose_classifier="logreg", progress=False)
+    assert built.index.views == "all" and built.index.info.factory == "Flat"  # 28 faces: too few for a PCA
+    config = BenchConfig(queries=20, generation_pairs=0, grid_queries=2, batch_size=64, all_values=True,
+                         pose_classifier="logreg")
+    record = run_benchmark(model, faces, tmp_path / "r", config, index=built.index)
+    rows = {(r["method"], r["features"]): r for r in record["results"]}
+    mine, exact = rows[("ours, all poses, --index", "our 2nd network")], rows[("ours, all poses, classifier pose", "our 2nd network")]
+    assert mine["criterion1"]["recall"] == pytest.approx(exact["criterion1"]["recall"])
+    assert "ours, all poses: index search" in record["timings_seconds"]
+    assert_rows_add_up(record)
 
 
 def test_all_values_adds_the_every_pose_row_ranked_among_kept_target_faces(bench, tmp_path):

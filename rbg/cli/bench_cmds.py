@@ -46,8 +46,9 @@ from rbg.cli.outputs import check_out, force_option
               help="with --deep and --all-values: the descriptor's weight in 'ours + Deep' [chosen on the FaceSet's "
                    "val people; 0.5 without them]")
 @click.option("--index", "index_path", default=None, type=click.Path(file_okay=False),
-              help="a Flat index of the test gallery built by this model (rbg index build --split test): ours reads "
-                   "the gallery from it, with its layer and normalization, instead of normalizing it again")
+              help="an index of the test gallery built by this model (rbg index build --split test). Of kept views "
+                   "(Flat): ours reads the gallery from it, with its layer and normalization, instead of normalizing "
+                   "it again; of all views (any factory): adds the row 'ours, all poses, --index', searched in it")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="folder caching the pose-normalized gallery [OUT/../.bench-cache]")
