@@ -355,6 +355,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                   "feature_layer": config.layer or generator.default_feature_layer},
         "config": asdict(config),
         "gallery_index": str(index.path) if index is not None else None,
+        "gallery_index_views": index.views if index is not None else None,
+        "gallery_index_factory": index.info.factory if index is not None else None,
         "queries": len(queries),
         "criterion2_factor": criterion2_label(also),
         "criterion2_factors": list(also),

@@ -45,6 +45,16 @@ def mse_table(mse: Mapping[str, float], with_paper: bool = True) -> str:
     return "\n".join(lines)
 
 
+def index_note(record: dict) -> str:
+    """How the report's rows used `rbg bench --index`, if given: read the gallery from it, or searched in it."""
+    if not record.get("gallery_index"):
+        return ""
+    if record.get("gallery_index_views") == "all":
+        return (f"; the row 'ours, all poses, --index' searched in the index `{record['gallery_index']}` "
+                f"(all views, factory `{record.get('gallery_index_factory')}`)")
+    return f" (read from the index `{record['gallery_index']}`)"
+
+
 def report_markdown(record: dict) -> str:
     """report.md: Tables 1–3 laid out as the paper's, our figures beside the paper's, plus what made them."""
     rows = {c: [{"method": r["method"], "features": r["features"],
@@ -62,8 +72,7 @@ def report_markdown(record: dict) -> str:
         f"{record['queries']:,} random queries (seed {record['config']['seed']}) over a gallery of {data['gallery']:,} {split} images "
         f"({data[f'{split}_identities']} identities); model `{model['path']}` (sha256 {model['checkpoint_sha256'][:12]}), "
         f"features `{model['feature_layer']}`, FAISS `{record['config']['factory']}`, gallery normalization "
-        f"`{record['config'].get('normalize', 'full')}`" + (f" (read from the index `{record['gallery_index']}`)"
-                                                            if record.get("gallery_index") else "") + ".",
+        f"`{record['config'].get('normalize', 'full')}`" + index_note(record) + ".",
         "",
         "## Table 1 — mean per-pixel generation error (MSE, 0–255 scale)",
         "",

@@ -235,6 +235,7 @@ def test_an_index_of_all_views_adds_its_own_row_which_ranks_as_the_exact_all_pos
     mine, exact = rows[("ours, all poses, --index", "our 2nd network")], rows[("ours, all poses, classifier pose", "our 2nd network")]
     assert mine["criterion1"]["recall"] == pytest.approx(exact["criterion1"]["recall"])
     assert "ours, all poses: index search" in record["timings_seconds"]
+    assert "the row 'ours, all poses, --index' searched in the index" in (tmp_path / "r" / "report.md").read_text()
     assert_rows_add_up(record)
 
 
