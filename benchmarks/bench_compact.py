@@ -39,7 +39,7 @@ from index.faiss_factory import IndexConfig, new_index, plan_training, train_ind
 from index.faiss_index import GalleryIndex, IndexInfo
 from index.features import all_value_features
 from index.pose_classifier import PoseClassifierConfig
-from index.view_pca import split_factory, trained_projected_index
+from index.view_pca import split_factory, trained_index_for
 from retrieval.metrics import criterion2_factors
 from retrieval.protocol import QuerySet, sample_queries, score
 from retrieval.two_step import fit_pose_filter
@@ -167,7 +167,7 @@ def view_pca_index(factory: str, train: np.ndarray, vectors: np.ndarray, faces: 
     start = time.perf_counter()
     index_config = IndexConfig(factory=factory, views="all", train_size=config.train_size,
                                train_memory=config.train_memory, seed=config.seed)
-    projection, index, train_count = trained_projected_index(index_config, vectors.shape[1], len(train), len(vocabulary),
+    projection, index, train_count = trained_index_for(index_config, vectors.shape[1], len(train), len(vocabulary),
                                                              lambda rows: np.ascontiguousarray(train[rows], dtype=np.float32))
     for start_row in range(0, len(vectors), 4096):
         index.add(projection.apply(vectors[start_row : start_row + 4096]))

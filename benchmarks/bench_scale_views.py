@@ -262,8 +262,8 @@ def run(config: ViewsScaleConfig, folder: Path, progress: bool = True) -> dict:
         config.factory, np.asarray(train_vectors[picks]), len(generator.vocabulary), config.seed))
     del train_vectors
     shift = np.einsum("vpd,vd->vp", projection.components, projection.mean).ravel()
-    lifted = np.concatenate([projection.apply(real_vectors[i : i + 256]) for i in range(0, len(real_vectors), 256)]) + shift
-    real = RealGallery(projected=(lifted - shift).astype(np.float32), lifted=lifted.astype(np.float32), shift=shift.astype(np.float32),
+    projected = np.concatenate([projection.apply(real_vectors[i : i + 256]) for i in range(0, len(real_vectors), 256)])
+    real = RealGallery(projected=projected, lifted=(projected + shift).astype(np.float32), shift=shift.astype(np.float32),
                        gram=(real_vectors @ real_vectors.T).astype(np.float32),
                        identities=gallery.faces["identity"].to_numpy().astype(str), kept=kept, width=width)
     query_images = gallery.images[queries.positions]

@@ -198,13 +198,20 @@ def fill_index(
     vectors are added one chunk at a time from `chunks()`.
     """
     index, train_count = trained_index(config, dimension, count, take)
-    bar = tqdm(total=count, desc=f"add to {config.factory}", unit="vec", disable=not progress)
+    add_chunks(index, chunks, count, f"add to {config.factory}", progress)
+    return index, train_count
+
+
+def add_chunks(index: faiss.Index, chunks: Callable[[], Iterator[np.ndarray]], count: int, desc: str,
+               progress: bool = False, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Add the `count` vectors of `chunks()` to a trained index one chunk at a time, each through `transform` if given."""
+    bar = tqdm(total=count, desc=desc, unit="vec", disable=not progress)
     for chunk in chunks():
-        index.add(np.ascontiguousarray(chunk, dtype=np.float32))
+        vectors = np.ascontiguousarray(chunk, dtype=np.float32)
+        index.add(vectors if transform is None else transform(vectors))
         bar.update(len(chunk))
     bar.close()
     assert index.ntotal == count, (index.ntotal, count)
-    return index, train_count
 
 
 def set_search_parameters(index: faiss.Index, config: IndexConfig) -> None:

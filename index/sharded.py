@@ -30,7 +30,7 @@ from facedata.faceset import FaceSet
 from index import faiss_factory
 from index.features import STATE_FILE, FeatureChunks, compute_feature_chunks
 from index.ondisk_lists import LISTS_FILE, can_merge_lists, merge_shards
-from index.view_pca import ViewPCA, faiss_dimension, fill_projected_index, split_factory, trained_projected_index
+from index.view_pca import ViewPCA, faiss_dimension, fill_projected_index, split_factory, trained_index_for
 
 
 @dataclass(frozen=True)
@@ -172,13 +172,10 @@ def fill_index(distributor, config: faiss_factory.IndexConfig, chunks: FeatureCh
     """The per-view PCA if the factory has one (index.view_pca), the filled index and its training count:
     IVF lists added in shards on the workers, others here."""
     shards = shard_ranges(chunks.num_chunks, distributor.workers)
-    width, inner = split_factory(config.factory)
-    if len(shards) < 2 or not can_merge_lists(faiss_factory.new_index(inner, faiss_dimension(config.factory, chunks.dimension, views))):
+    inner = faiss_factory.new_index(split_factory(config.factory)[1], faiss_dimension(config.factory, chunks.dimension, views))
+    if len(shards) < 2 or not can_merge_lists(inner):
         return fill_projected_index(config, chunks.dimension, chunks.count, views, chunks.take, chunks.iter_vectors, progress)
-    if width is None:
-        projection, (index, train_count) = None, faiss_factory.trained_index(config, chunks.dimension, chunks.count, chunks.take)
-    else:
-        projection, index, train_count = trained_projected_index(config, chunks.dimension, chunks.count, views, chunks.take)
+    projection, index, train_count = trained_index_for(config, chunks.dimension, chunks.count, views, chunks.take)
     writer = partial(ShardWriter, faiss.serialize_index(index), chunks, projection)
     bar = tqdm(total=chunks.count, desc=f"add to {config.factory} ({len(shards)} shards)", unit="vec", disable=not progress)
     files: dict[int, Path] = {}

@@ -19,11 +19,10 @@ from typing import Callable, Iterator
 import faiss
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from facedata.atomic import atomic_file
 from facedata.errors import UserError
-from index.faiss_factory import IndexConfig, fill_index, fit_pca, new_index, plan_training, trained_index, training_sample_size
+from index.faiss_factory import IndexConfig, add_chunks, fit_pca, new_index, plan_training, trained_index, training_sample_size
 
 PREFIX = "VIEWPCA"
 PROJECTION_FILE = "view_pca.safetensors"
@@ -132,12 +131,14 @@ def plan_build(config: IndexConfig, dimension: int, count: int, views: int) -> i
     return sample
 
 
-def trained_projected_index(config: IndexConfig, dimension: int, count: int, views: int,
-                            take: Callable[[np.ndarray], np.ndarray]) -> tuple[ViewPCA, faiss.Index, int]:
-    """A per-view PCA fitted on the config's seeded sample of the `count` vectors, an empty FAISS index of the
-    factory's rest trained on the projected sample, and the sample's size."""
+def trained_index_for(config: IndexConfig, dimension: int, count: int, views: int,
+                      take: Callable[[np.ndarray], np.ndarray]) -> tuple[ViewPCA | None, faiss.Index, int]:
+    """faiss_factory.trained_index for any factory: with a "VIEWPCA{p}," prefix, a per-view PCA fitted on the
+    config's seeded sample of the `count` vectors and an empty FAISS index of the factory's rest trained on the
+    projected sample; otherwise no projection. Then the sample's size."""
     width, inner = split_factory(config.factory)
-    assert width is not None, config.factory
+    if width is None:
+        return (None, *trained_index(config, dimension, count, take))
     train_count = plan_build(config, dimension, count, views)
     positions = np.sort(np.random.default_rng(config.seed).choice(count, size=train_count, replace=False))
     sample = np.asarray(take(positions), dtype=np.float32)
@@ -152,15 +153,9 @@ def fill_projected_index(
     config: IndexConfig, dimension: int, count: int, views: int,
     take: Callable[[np.ndarray], np.ndarray], chunks: Callable[[], Iterator[np.ndarray]], progress: bool = False,
 ) -> tuple[ViewPCA | None, faiss.Index, int]:
-    """faiss_factory.fill_index for any factory: with a "VIEWPCA{p}," prefix, the fitted projection and the
-    index of the projected vectors; otherwise no projection and fill_index's index."""
-    if split_factory(config.factory)[0] is None:
-        return (None, *fill_index(config, dimension, count, take, chunks, progress))
-    projection, index, train_count = trained_projected_index(config, dimension, count, views, take)
-    bar = tqdm(total=count, desc=f"add to {config.factory}", unit="vec", disable=not progress)
-    for chunk in chunks():
-        index.add(projection.apply(chunk))
-        bar.update(len(chunk))
-    bar.close()
-    assert index.ntotal == count, (index.ntotal, count)
+    """faiss_factory.fill_index for any factory: the per-view PCA if the factory has one (trained_index_for),
+    and the index holding every vector, projected by it."""
+    projection, index, train_count = trained_index_for(config, dimension, count, views, take)
+    add_chunks(index, chunks, count, f"add to {config.factory}", progress,
+               None if projection is None else projection.apply)
     return projection, index, train_count

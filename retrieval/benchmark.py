@@ -159,10 +159,10 @@ def indexed_gallery_features(generator, index: GalleryIndex, gallery: FaceSet, b
     """The gallery's features read back from a built index of kept views (`rbg bench --index`), kept images regenerated.
 
     The index must hold the bench's gallery (same fingerprint), one view per face, by this model, in a
-    factory whose vectors read back exactly (Flat); the pixel rows need the kept images, generated once
-    per face in its kept value (the image itself under normalization "none").
+    factory whose vectors read back exactly (Flat): run_benchmark refuses any other (check_bench_index) before
+    its long work. The pixel rows need the kept images, generated once per face in its kept value (the image
+    itself under normalization "none").
     """
-    check_bench_index(generator, index, gallery)
     vectors = index.index.reconstruct_n(0, index.info.count)
     kept = index.faces[f"kept_{generator.edit_factor}"].to_numpy().astype(str)
     if index.config.normalize == "none":
