@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
     parser.add_argument("--threshold", type=float, default=DetectConfig.threshold)
     parser.add_argument("--blaze-threshold", type=float, default=DetectConfig.blaze_threshold)
+    parser.add_argument("--check-threshold", type=float, default=DetectConfig.check_threshold)
+    parser.add_argument("--unchecked-threshold", type=float, default=DetectConfig.unchecked_threshold)
     parser.add_argument("--neighbours", type=int, default=DetectConfig.neighbours)
     parser.add_argument("--cascade-box", type=int, default=DetectConfig.cascade_box)
     parser.add_argument("--cascade-step", type=float, default=DetectConfig.cascade_step)
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = DetectConfig(min_face=args.min_face, threshold=args.threshold, blaze_threshold=args.blaze_threshold,
+                          check_threshold=args.check_threshold, unchecked_threshold=args.unchecked_threshold,
                           neighbours=args.neighbours,
                           cascade_box=args.cascade_box, cascade_step=args.cascade_step)
     start = time.perf_counter()

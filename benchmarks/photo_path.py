@@ -79,17 +79,24 @@ def fit_framings(faces: np.ndarray, values: np.ndarray, config: DetectConfig, se
     return framings, record
 
 
+def spread_pattern(offset: float, log_scale: float) -> np.ndarray:
+    """(7, 3) framing moves (right, down in sides; log-scale): none, each way by `offset`, larger and smaller."""
+    return np.array([[0, 0, 0], [offset, 0, 0], [-offset, 0, 0], [0, offset, 0], [0, -offset, 0],
+                     [0, 0, log_scale], [0, 0, -log_scale]], dtype=np.float64)
+
+
 def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: DetectConfig, size: tuple[int, int],
-                seed: int, classifier=None, reframer: Reframer | None = None
+                seed: int, classifier=None, reframer: Reframer | None = None, spread: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
     """Each face pasted into a photo, detected and cropped: (crops (n, h, w) uint8 framed by detector and kind,
     crops framed by detector, kind and pose (the pose `classifier` reads on the first crop; the first crop
     where no framing of that pose was fitted, or without a classifier), those crops taken again where the
     `reframer` reads them off (the posed crops without one), found (n,) bool, right (n,) bool: the largest
-    face is the pasted one, framing key per face or None)."""
+    face is the pasted one, framing key per face or None). With `spread` (k, 3), the third item is (n, k, h, w):
+    the last crop moved by each row of `spread` (retrieval.reframe.Reframer.corrected's error, undone)."""
     crops = np.zeros((len(faces), *size), dtype=np.uint8)
     posed = np.zeros_like(crops)
-    reframed = np.zeros_like(crops)
+    reframed = np.zeros_like(crops) if spread is None else np.zeros((len(faces), len(spread), *size), dtype=np.uint8)
     found = np.zeros(len(faces), dtype=bool)
     right = np.zeros(len(faces), dtype=bool)
     keys: list[str | None] = [None] * len(faces)
@@ -103,15 +110,19 @@ def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: Dete
         found[i], right[i], keys[i] = True, found_at(face.box, scene.truth), framing_key(face)
         framing = framings.get(keys[i], fallback)
         transform = box_transform(face, framing=framing, aspect=aspect)
-        crops[i] = posed[i] = reframed[i] = crop_square(scene.image, transform, size)
+        crops[i] = posed[i] = crop_square(scene.image, transform, size)
         if classifier is not None:
             pose = str(classifier.predict(crops[i][None])[0])
             if f"{keys[i]}@{pose}" in framings:
                 keys[i] = f"{keys[i]}@{pose}"
                 transform = box_transform(face, framing=framings[keys[i]], aspect=aspect)
-                posed[i] = reframed[i] = crop_square(scene.image, transform, size)
+                posed[i] = crop_square(scene.image, transform, size)
         if reframer is not None:
-            reframed[i] = crop_square(scene.image, Reframer.corrected(transform, reframer.errors(posed[i][None])[0]), size)
+            transform = Reframer.corrected(transform, reframer.errors(posed[i][None])[0])
+        if spread is None:
+            reframed[i] = crop_square(scene.image, transform, size)
+        else:
+            reframed[i] = [crop_square(scene.image, Reframer.corrected(transform, move), size) for move in spread]
     return crops, posed, reframed, found, right, keys
 
 
@@ -142,15 +153,19 @@ def markdown(record: dict) -> str:
     name = record.get("set") or Path(record["data"]).name
     posed = "posed_r1" in record["per_pose"][0]
     reframed = "reframed_r1" in record["per_pose"][0]
+    spread = "spread_r1" in record["per_pose"][0]
     lines = [f"`{name}`: {record['queries']:,} queries as photos (detector {record['detector']}) and as the dataset's "
              f"crops; criterion-1 recall in %, ours, all poses, classifier pose. Detection and crop: "
              f"{record['ms_per_photo_detect_and_crop']:,.0f} ms a 640×480 photo (2 cores, shared)."
              + (" Photo crops framed from the box by detector and kind, and (posed) also by the pose the CNN pose"
                 " classifier reads on that first crop." if posed else "")
              + (" Reframed: the posed crop taken again where a regressor trained on the train people's photos reads"
-                " it off." if reframed else ""), ""]
-    best = "reframed" if reframed else "posed" if posed else "photo"
-    shown = ["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1]
+                " it off." if reframed else "")
+             + (f" Spread: the reframed crop moved 7 ways (± {record['spread'][0]} sides, ± {record['spread'][1]} in "
+                f"log-size), the distances averaged." if spread else "")
+             + (f" Gallery and queries: the {record['split']} people." if record.get("split", "test") != "test" else ""), ""]
+    best = "spread" if spread else "reframed" if reframed else "posed" if posed else "photo"
+    shown = ["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1] + (["spread"] if spread else [])
     lines += ["| source pose | queries | detected % | " + " | ".join(f"{k} R@1" for k in shown)
               + f" | R@5 | R@20 | crop R@1 | R@5 | R@20 | {best} / crop R@1 |",
               "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|"]
@@ -181,29 +196,40 @@ def run(args) -> dict:
         reframer, reframe_record = fit_reframer(photos.images[train_rows], faces.images.shape[1:],
                                                 ReframeConfig(seed=args.seed), args.reframe_copies, args.seed)
 
-    gallery, train = faces.split("test"), faces.split("train")
+    gallery, train = faces.split(args.split), faces.split("train")
     queries = sample_queries(gallery, edit, args.queries, seed=args.seed)
     pose_filter = fit_pose_filter(train, gallery, queries, PoseClassifierConfig(model="cnn", seed=args.seed),
                                   Path(args.cache) if args.cache else None)
-    gallery_rows = np.flatnonzero((faces.faces["split"] == "test").to_numpy())
+    gallery_rows = np.flatnonzero((faces.faces["split"] == args.split).to_numpy())
     asked = np.unique(queries.positions)  # each query face is photographed once
     t0 = time.perf_counter()
+    spread = spread_pattern(*args.spread) if args.spread else None
     crops, posed, reframed, found, right, keys = photo_crops(photos.images[gallery_rows[asked]], framings, config,
                                                              faces.images.shape[1:], seed=args.seed + 1,
-                                                             classifier=pose_filter.classifier, reframer=reframer)
+                                                             classifier=pose_filter.classifier, reframer=reframer,
+                                                             spread=spread)
     detect_seconds = time.perf_counter() - t0
     photo_of = {int(p): i for i, p in enumerate(asked)}
     photo_index = np.array([photo_of[int(p)] for p in queries.positions])
 
     kinds = ("photo", "posed", "reframed") if reframer is not None else ("photo", "posed")
-    sets = {"photo": crops, "posed": posed, "reframed": reframed}
-    images = np.concatenate([gallery.images, *(sets[k] for k in kinds)])
+    moved = [] if spread is None else [reframed[:, k] for k in range(len(spread))]
+    if spread is not None:
+        reframed = moved[0]  # the pattern's first move is none
+    sets = [crops, posed, reframed][: len(kinds)] + moved
+    images = np.concatenate([gallery.images, *sets])
     g, q = len(gallery), len(queries)
     every, _ = view_distances(generator, images, np.concatenate([queries.positions, *(g + i * len(asked) + photo_index
-                                                                                    for i in range(len(kinds)))]),
+                                                                                    for i in range(len(sets)))]),
                               None, batch_size=args.batch_size)
-    ranked = {name: rank_among(every[part * q : (part + 1) * q, :g], pose_filter.gallery_pred, queries.targets, max(KS))
-              for part, name in enumerate(("crop", *kinds))}
+    blocks = [every[part * q : (part + 1) * q, :g] for part in range(1 + len(sets))]
+    names = ("crop", *kinds)
+    ranked = {name: rank_among(blocks[part], pose_filter.gallery_pred, queries.targets, max(KS))
+              for part, name in enumerate(names)}
+    if spread is not None:  # the query's distance to each gallery face: the mean over the moved crops
+        kinds = (*kinds, "spread")
+        ranked["spread"] = rank_among(np.mean(blocks[len(names):], axis=0), pose_filter.gallery_pred, queries.targets,
+                                      max(KS))
     for name in kinds:
         ranked[name][~found[photo_index]] = -1  # no face found: nothing to search with
     correct = {name: score(rows, queries, gallery, 1, KS)[1] for name, rows in ranked.items()}
@@ -211,7 +237,8 @@ def run(args) -> dict:
     record = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "model": str(args.model), "data": str(args.data), "set": faces.info.name, "photos": str(args.photos),
-        "detector": args.detector, "detect_config": asdict(config), "seed": args.seed,
+        "detector": args.detector, "detect_config": asdict(config), "seed": args.seed, "split": args.split,
+        **({"spread": list(args.spread)} if args.spread else {}),
         "queries": len(queries), "query_photos": len(asked), "method": "ours, all poses, classifier pose",
         "pose_classifier_accuracy": round(100 * pose_filter.accuracy, 1),
         "framings": framing_record, "framing_fit_faces": len(fit_rows),
@@ -227,6 +254,15 @@ def run(args) -> dict:
     return record
 
 
+def parse_spread(text: str) -> tuple[float, float]:
+    """--spread "0.02:0.04" → (0.02, 0.04)."""
+    try:
+        offset, log_scale = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not OFFSET:LOG_SCALE (two numbers, e.g. 0.02:0.04)") from None
+    return offset, log_scale
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint (or training run) folder")
@@ -240,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reframe", action="store_true",
                         help="also re-take each posed crop where a regressor trained on the train people reads it off")
     parser.add_argument("--reframe-copies", type=int, default=3, help="random crops of each train face it learns from")
+    parser.add_argument("--spread", type=parse_spread, default=None, metavar="OFFSET:LOG_SCALE",
+                        help="also search with the reframed crop moved 7 ways (none, ± OFFSET sides across and down, "
+                             "± LOG_SCALE in size), the distances averaged (row 'spread')")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="whose faces are the gallery and the queries (val: to choose on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache", default=None, help="the bench's cache folder (the pose classifier is reused)")

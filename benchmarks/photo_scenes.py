@@ -98,3 +98,41 @@ def write_report(folder: str | Path, stem: str, record: dict, table: str) -> Non
     write_json(folder / f"{stem}.json", record)
     with atomic_file(folder / f"{stem}.md") as tmp:
         Path(tmp).write_text(table + "\n")
+
+
+def validation_pictures(seed: int = 1234) -> list[tuple[str, np.ndarray]]:
+    """(name, (H, W) uint8) face-free pictures to choose a detector's thresholds on, none of them in
+    `face_free_images` or `backgrounds`: scikit-learn's two sample photos, scikit-image's cat,
+    matplotlib's two sample pictures and two elevation maps, 12 fractal noises and 12 pictures of
+    random shapes (seeded), each at 0.5×, 1× and 2×."""
+    import matplotlib
+    import skimage.data
+    from PIL import ImageDraw
+    from sklearn.datasets import load_sample_image
+
+    samples = Path(matplotlib.get_data_path()) / "sample_data"
+    pictures = [("china", _gray(load_sample_image("china.jpg"))), ("flower", _gray(load_sample_image("flower.jpg"))),
+                ("cat", _gray(skimage.data.chelsea())),
+                ("minduka", _gray(np.asarray(Image.open(samples / "Minduka_Present_Blue_Pack.png")))),
+                ("logo2", _gray(np.asarray(Image.open(samples / "logo2.png")))),
+                ("terrain", _gray(np.load(samples / "jacksboro_fault_dem.npz")["elevation"].astype(float))),
+                ("topobathy", _gray(np.load(samples / "topobathy.npz")["topo"].astype(float)))]
+    rng = np.random.default_rng(seed)
+    fy, fx = np.fft.fftfreq(SCENE_HW[0])[:, None], np.fft.fftfreq(SCENE_HW[1])[None]
+    for i in range(12):  # 1/f^beta noise, beta in [1, 3]
+        amplitude = 1 / np.maximum(np.hypot(fx, fy), 1 / SCENE_HW[1]) ** rng.uniform(1.0, 3.0)
+        pictures.append((f"fractal {i}", _gray(np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random(SCENE_HW)))))))
+    for i in range(12):
+        picture = Image.new("L", SCENE_HW[::-1], int(rng.integers(0, 256)))
+        draw = ImageDraw.Draw(picture)
+        for _ in range(int(rng.integers(10, 60))):
+            x, y, w, h = int(rng.integers(0, 640)), int(rng.integers(0, 480)), int(rng.integers(5, 150)), int(rng.integers(5, 150))
+            (draw.ellipse if rng.integers(2) else draw.rectangle)([x, y, x + w, y + h], fill=int(rng.integers(0, 256)))
+        pictures.append((f"shapes {i}", np.asarray(picture)))
+    out = []
+    for name, picture in pictures:
+        h, w = picture.shape
+        for scale in (0.5, 1.0, 2.0):
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            out.append((f"{name} ×{scale:g}", np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BICUBIC))))
+    return out

@@ -197,8 +197,8 @@ def _starts(length: int, side: float, step: float) -> list[float]:
     return list(np.linspace(0.0, length - side, count))
 
 
-def _crops(image: np.ndarray, frames: list[Window]) -> torch.Tensor:
-    """Each window resampled to 128×128 (bilinear, zero outside the photo) as (B, 1, 128, 128) in [−1, 1]."""
+def window_crops(image: np.ndarray, frames: list[Window], side: int = INPUT) -> torch.Tensor:
+    """Each window resampled to side × side (bilinear, zero outside the photo) as (B, 1, side, side) in [−1, 1]."""
     h, w = image.shape
     src = torch.tensor(image, dtype=torch.float32).div(127.5).sub(1.0)[None, None]
     theta = []
@@ -207,44 +207,99 @@ def _crops(image: np.ndarray, frames: list[Window]) -> torch.Tensor:
         theta.append([[f.side / w, 0.0, 2 * cx / w - 1], [0.0, f.side / h, 2 * cy / h - 1]])
     theta = torch.tensor(theta, dtype=torch.float32)
     # Antialias big windows first: average-pool the photo so that one input pixel covers about one output pixel.
-    factors = [max(1, int(f.side // INPUT)) for f in frames]
+    factors = [max(1, int(f.side // side)) for f in frames]
     crops = []
     for factor in sorted(set(factors)):
         chosen = [i for i, each in enumerate(factors) if each == factor]
         pooled = F.avg_pool2d(src, factor, ceil_mode=True) if factor > 1 else src
-        grid = F.affine_grid(theta[chosen], [len(chosen), 1, INPUT, INPUT], align_corners=False)
+        grid = F.affine_grid(theta[chosen], [len(chosen), 1, side, side], align_corners=False)
         crops.append((chosen, F.grid_sample(pooled.expand(len(chosen), -1, -1, -1), grid, mode="bilinear",
                                             padding_mode="zeros", align_corners=False)))
-    out = torch.empty(len(frames), 1, INPUT, INPUT)
+    out = torch.empty(len(frames), 1, side, side)
     for chosen, batch in crops:
         out[chosen] = batch
     return out  # one gray channel: BlazeFace reads it as its 3 equal copies
 
 
+@functools.lru_cache(maxsize=1)
+def mirror_order() -> np.ndarray:
+    """(896,) for each anchor, the anchor at its mirror place (x → 1 − x) in the flipped window; anchors of
+    one cell share a centre and a size, so the k-th of a cell maps onto the k-th of the mirrored cell."""
+    out = []
+    for cells, per_cell in ((16, 2), (8, 6)):
+        y, x, k = np.meshgrid(np.arange(cells), np.arange(cells), np.arange(per_cell), indexing="ij")
+        out.append((y * cells + (cells - 1 - x)) * per_cell + k + sum(o.size for o in out))
+    order = np.concatenate([o.reshape(-1) for o in out])
+    order.flags.writeable = False
+    return order
+
+
+MIRROR_FLOOR = 0.2  # a window is read again mirrored only where some anchor scores this much
+KEYPOINT_MIRROR = (1, 0, 2, 3, 5, 4)  # a flipped face's image-left eye is the other eye, its left ear the right one
+
+
+def _decode(raw: np.ndarray, rows: np.ndarray, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (n, 4) and keypoints (n, 6, 2) of anchors `rows` in window units; `raw` (896, 16) of the window,
+    or of the flipped window (then read at each anchor's mirror anchor and flipped back)."""
+    centres = anchors()
+    if mirrored:
+        r = raw[mirror_order()[rows]]
+        cx, kx = centres[rows, 0] - r[:, 0], centres[rows, 0, None] - r[:, 4::2]
+    else:
+        r = raw[rows]
+        cx, kx = r[:, 0] + centres[rows, 0], r[:, 4::2] + centres[rows, 0, None]
+    cy, ky = r[:, 1] + centres[rows, 1], r[:, 5::2] + centres[rows, 1, None]
+    box = np.stack([cx - r[:, 2] / 2, cy - r[:, 3] / 2, cx + r[:, 2] / 2, cy + r[:, 3] / 2], 1)
+    points = np.stack([kx, ky], -1)
+    return box, (points[:, KEYPOINT_MIRROR] if mirrored else points)
+
+
 def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.5, iou: float = 0.3,
-           face_share: float = FACE_SHARE, batch: int = 64) -> list[Detection]:
-    """Faces in a (H, W) uint8 grayscale photo, best score first, in photo pixels."""
+           face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none") -> list[Detection]:
+    """Faces in a (H, W) uint8 grayscale photo, best score first, in photo pixels.
+
+    mirror: "none"; "mean" reads the windows' mirror images too and scores each anchor by the mean of the
+    two logits (the network is not quite symmetric); "max" by the larger probability. Either way an
+    anchor's box is the two readings' score-weighted mean. Only windows where some anchor reaches
+    MIRROR_FLOOR are read twice, which keeps a photo's time near one reading."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
+    assert mirror in ("none", "mean", "max"), mirror
     frames = windows(image.shape, smallest_face, face_share)
-    model, centres = load_model(), anchors()
+    model = load_model()
     boxes, points, scores = [], [], []
     with torch.inference_mode():
         for start in range(0, len(frames), batch):
             part = frames[start : start + batch]
-            logits, raw = model(_crops(image, part).contiguous(memory_format=torch.channels_last))
-            prob = torch.sigmoid(logits.clamp(-100, 100)).numpy()
-            raw = raw.numpy() / INPUT
-            for f, p, r in zip(part, prob, raw):
-                keep = np.flatnonzero(p >= threshold)
+            crops = window_crops(image, part).contiguous(memory_format=torch.channels_last)
+            logits, raw = model(crops)
+            logits, raw = logits.clamp(-100, 100).double(), raw.numpy() / INPUT
+            prob = torch.sigmoid(logits).numpy()
+            # the mirror images of the windows where anything reaches MIRROR_FLOOR (most windows hold nothing)
+            second = np.flatnonzero(prob.max(1) >= MIRROR_FLOOR) if mirror != "none" else np.zeros(0, int)
+            if len(second):
+                flipped_logits, flipped_raw = model(crops[second].flip(-1).contiguous(memory_format=torch.channels_last))
+                flipped = flipped_logits.clamp(-100, 100).double()[:, torch.from_numpy(mirror_order().copy())]
+                mirrored = torch.sigmoid(flipped).numpy()
+                both = torch.sigmoid((logits[second] + flipped) / 2).numpy()
+                flipped_raw = flipped_raw.numpy() / INPUT
+            for i, f in enumerate(part):
+                p = combined = prob[i]
+                j = int(np.searchsorted(second, i))
+                read_twice = j < len(second) and second[j] == i
+                if read_twice:
+                    pm = mirrored[j]
+                    combined = both[j] if mirror == "mean" else np.maximum(p, pm)
+                keep = np.flatnonzero(combined >= threshold)
                 if not len(keep):
                     continue
-                cx, cy = r[keep, 0] + centres[keep, 0], r[keep, 1] + centres[keep, 1]
-                bw, bh = r[keep, 2], r[keep, 3]
-                box = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-                kp = r[keep, 4:].reshape(-1, 6, 2) + centres[keep, None, :]
+                box, kp = _decode(raw[i], keep, False)
+                if read_twice:
+                    box_m, kp_m = _decode(flipped_raw[j], keep, True)
+                    w = (p[keep] / np.maximum(p[keep] + pm[keep], 1e-9))[:, None]
+                    box, kp = w * box + (1 - w) * box_m, w[:, :, None] * kp + (1 - w[:, :, None]) * kp_m
                 boxes.append(box * f.side + [f.left, f.top, f.left, f.top])
                 points.append(kp * f.side + [f.left, f.top])
-                scores.append(p[keep])
+                scores.append(combined[keep])
     if not scores:
         return []
     return weighted_nms(np.concatenate(boxes), np.concatenate(points), np.concatenate(scores), iou)

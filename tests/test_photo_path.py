@@ -83,6 +83,21 @@ def test_photo_queries_are_cropped_at_the_models_size_and_a_missed_face_is_count
     assert same < 0.25 * np.abs(moved[0].astype(int) - crops[0]).mean()
 
 
+def test_a_spread_takes_the_last_crop_again_moved_each_way_the_pattern_says(forward_faces):
+    from photo_path import fit_framings, photo_crops, spread_pattern
+
+    config = DetectConfig(detector="hog")
+    framings, _ = fit_framings(forward_faces, ["forward"] * len(forward_faces), config, seed=0, least=4)
+    pattern = spread_pattern(0.25, 0.1)
+    assert pattern.shape == (7, 3) and not pattern[0].any() and np.allclose(pattern[1:].sum(0), 0)
+    _, posed, single, _, _, _ = photo_crops(forward_faces[:2], framings, config, (32, 32), seed=1)
+    _, _, moved, found, _, _ = photo_crops(forward_faces[:2], framings, config, (32, 32), seed=1, spread=pattern)
+    assert moved.shape == (2, 7, 32, 32) and found.all()
+    assert np.array_equal(moved[:, 0], single)  # the first move is none
+    right = np.abs(moved[0, 1][:, 8:].astype(int) - single[0][:, :-8]).mean()  # +0.25 undone: the crop 8 px left
+    assert right < 0.25 * np.abs(moved[0, 1].astype(int) - single[0]).mean()
+
+
 def test_the_table_has_a_row_per_source_pose_and_one_for_all():
     from photo_path import markdown, per_pose
 

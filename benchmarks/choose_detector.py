@@ -1,0 +1,139 @@
+"""Choose BlazeFace's threshold and the face check's on validation pictures, never on the measured sets.
+
+    python benchmarks/choose_detector.py --kdef data/kdef --out reports/detect/choose.json
+
+Validation sets (none of them in benchmarks/detect_faces.py's tables):
+- the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces);
+- with --kdef, 40 scenes per yaw of KDEF's first 45 people (the recipe's train people), seed 5;
+- photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
+Every way of reading the mirror images (none, mean, max) and pair of thresholds on the grid is scored;
+the rule: no face reported on any validation picture, then the most faces found (cmu_faces photos and
+KDEF scenes together), then no mirror reading (half the work), then the higher thresholds.
+Prints the grid as a table and the choice; --out writes it as JSON with the provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from facedata.atomic import write_json
+from facedata.detect import blaze_faces
+from facedata.face_check import face_probability
+from facedata.provenance import provenance
+from photo_scenes import found_at, scenes, validation_pictures
+
+DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
+BLAZE_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.63)
+CHECK_GRID = tuple(np.round(np.arange(0.0, 1.0, 0.05), 2))
+
+
+def candidates(images: list[np.ndarray], min_face: int, threshold: float, truths: list | None,
+               mirror: str = "none") -> list[np.ndarray]:
+    """Per image, (k, 2) of (check probability, on the face?) for each BlazeFace face at `threshold`."""
+    out = []
+    for i, image in enumerate(images):
+        faces = blaze_faces(image, min_face, threshold, mirror)
+        likely = face_probability(image, np.array([f.box for f in faces])) if faces else np.zeros(0)
+        on_face = [truths is None or found_at(f.box, truths[i]) for f in faces]
+        out.append(np.column_stack([likely, on_face]).reshape(-1, 2))
+    return out
+
+
+def grid(cmu: list[np.ndarray], kdef: list[np.ndarray], free: list[np.ndarray], blaze: float, mirror: str) -> list[dict]:
+    """At one BlazeFace threshold, every check threshold: faces found and validation pictures with a face."""
+    rows = []
+    for check in CHECK_GRID:
+        cmu_found = sum(bool((c[:, 0] >= check).any()) for c in cmu)
+        kdef_found = sum(bool(((c[:, 0] >= check) & (c[:, 1] > 0)).any()) for c in kdef)
+        false = sum(bool((c[:, 0] >= check).any()) for c in free)
+        rows.append({"mirror": mirror, "blaze_threshold": blaze, "check_threshold": float(check), "cmu_found": cmu_found,
+                     "cmu_total": len(cmu), "kdef_found": kdef_found, "kdef_total": len(kdef), "pictures_with_a_face": false,
+                     "pictures": len(free)})
+    return rows
+
+
+def choose(rows: list[dict]) -> dict:
+    """No validation picture with a face, then the most faces found, then the higher thresholds."""
+    clean = [r for r in rows if r["pictures_with_a_face"] == 0]
+    if not clean:
+        raise SystemExit("no pair of thresholds on the grid keeps every validation picture free of faces")
+    return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none", r["check_threshold"],
+                                     r["blaze_threshold"]))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The grid: a row per check threshold, a column per BlazeFace threshold, each cell
+    "cmu found / KDEF found / validation pictures with a face"."""
+    blazes = sorted({r["blaze_threshold"] for r in rows})
+    cells = {(r["check_threshold"], r["blaze_threshold"]): f"{r['cmu_found']} / {r['kdef_found']} / {r['pictures_with_a_face']}"
+             for r in rows}
+    lines = ["| face check ≥ | " + " | ".join(f"BlazeFace ≥ {b:g}" for b in blazes) + " |", "|---" * (len(blazes) + 1) + "|"]
+    for check in sorted({r["check_threshold"] for r in rows}):
+        lines.append(f"| {check:g} | " + " | ".join(cells.get((check, b), "") for b in blazes) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_SET, help="cmu_faces: images.npy and labels.csv")
+    parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
+                        help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
+    parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
+    parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
+    parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    parser.add_argument("--min-face", type=int, default=16, help="for the cmu_faces photos")
+    parser.add_argument("--scene-min-face", type=int, default=48, help="for the scenes and face-free pictures")
+    parser.add_argument("--mirror", nargs="+", default=["none", "mean", "max"], choices=["none", "mean", "max"],
+                        help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    images = np.load(args.data / "images.npy")
+    labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
+    split = pd.read_parquet(args.split_from / "faces.parquet")
+    train_people = set(split.loc[split["split"] == "train", "identity"])
+    cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
+    kdef_images, kdef_truths = [], []
+    if args.kdef is not None:
+        faces, table = np.load(args.kdef / "images.npy"), pd.read_csv(args.kdef / "labels.csv")
+        people = sorted(table["identity"].unique())[: args.kdef_train]
+        chosen = table["identity"].isin(people).to_numpy()
+        rng = np.random.default_rng(args.seed)
+        rows = np.concatenate([rng.choice(np.flatnonzero((table["pose"] == pose).to_numpy() & chosen), args.scenes_per_yaw,
+                                          replace=False) for pose in sorted(table["pose"].unique())])
+        made = scenes(faces[rows], args.seed)
+        kdef_images, kdef_truths = [s.image for s in made], [s.truth for s in made]
+    free = [picture for _, picture in validation_pictures()]
+
+    rows = []
+    for mirror in args.mirror:
+        for blaze in tqdm(BLAZE_GRID, desc=f"thresholds, mirror {mirror}", unit="threshold"):
+            cmu = candidates(cmu_images, args.min_face, blaze, None, mirror)
+            kdef = candidates(kdef_images, args.scene_min_face, blaze, kdef_truths, mirror)
+            false = candidates(free, args.scene_min_face, blaze, None, mirror)
+            rows += grid(cmu, kdef, false, blaze, mirror)
+    chosen = choose(rows)
+    unchecked = [r for r in rows if r["check_threshold"] == 0.0]
+    for mirror in args.mirror:
+        print(f"\nmirror: {mirror} (cells: cmu_faces train photos found / KDEF train scenes found / validation pictures with a face)\n")
+        print(markdown([r for r in rows if r["mirror"] == mirror]))
+    print(f"chosen: mirror {chosen['mirror']}, BlazeFace {chosen['blaze_threshold']}, face check {chosen['check_threshold']}: "
+          f"cmu_faces train photos {chosen['cmu_found']}/{chosen['cmu_total']}, KDEF train scenes "
+          f"{chosen['kdef_found']}/{chosen['kdef_total']}, validation pictures with a face 0/{chosen['pictures']}")
+    if args.out:
+        write_json(args.out, {"rows": rows, "chosen": chosen, "unchecked": unchecked,
+                              "seconds": time.perf_counter() - start,
+                              "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})
+        print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The face check: BlazeFace's boxes read again with some context, face-like textures dropped.
+
+Real photos: cmu_faces originals (64×60), read in place from ../shared beside the repository.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facedata.detect import DetectConfig, blaze_faces, checked, detect_faces
+from facedata.errors import UserError
+from facedata.face_check import CONTEXT, SIDE, WEIGHTS, FaceCheck, box_windows, check_crops, face_probability
+
+
+def test_a_box_is_read_as_a_square_of_its_longer_side_times_the_context_on_its_centre():
+    (window,) = box_windows(np.array([[10.0, 20.0, 30.0, 60.0]]))
+    assert window.side == pytest.approx(CONTEXT * 40)
+    assert window.left + window.side / 2 == pytest.approx(20) and window.top + window.side / 2 == pytest.approx(40)
+
+
+def test_crops_are_standardized_so_exposure_says_nothing():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 200, (64, 64)).astype(np.uint8)
+    brighter = (picture // 2 + 100).astype(np.uint8)  # the same picture at half the contrast, lifted
+    box = np.array([[16.0, 16.0, 48.0, 48.0]])
+    a, b = check_crops(picture, box), check_crops(brighter, box)
+    assert a.shape == (1, 1, SIDE, SIDE)
+    assert float(a.mean()) == pytest.approx(0, abs=1e-5) and float(a.std()) == pytest.approx(1, abs=1e-3)
+    assert torch.allclose(a, b, atol=0.05)
+
+
+def test_the_shipped_check_loads_from_safetensors_and_is_small():
+    from safetensors.torch import load_file
+
+    state = load_file(str(WEIGHTS))
+    FaceCheck().load_state_dict(state)
+    assert WEIGHTS.stat().st_size < 400_000
+
+
+def test_the_check_finds_the_faces_of_real_photos_likely_and_a_flat_picture_not(cmu):
+    images, labels = cmu
+    forward = labels.index[(labels["pose"] == "forward") & (labels["accessory"] == "none")][:12]
+    likely = []
+    for row in forward:
+        faces = blaze_faces(images[row], 16, 0.5)
+        if faces:
+            likely.append(face_probability(images[row], np.array([faces[0].box]))[0])
+    assert len(likely) >= 10 and np.median(likely) > 0.5, likely
+    flat = np.full((64, 64), 128, np.uint8)
+    assert face_probability(flat, np.array([[16.0, 16.0, 48.0, 48.0]]))[0] < 0.5
+
+
+def test_checked_keeps_only_boxes_at_the_threshold_and_nothing_from_nothing():
+    rng = np.random.default_rng(1)
+    picture = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+    faces = blaze_faces(picture, 16, 0.0)[:5]
+    assert checked(picture, faces, 0.0) == faces
+    assert checked(picture, faces, 1.01) == []
+    assert checked(picture, [], 0.5) == []
+
+
+def test_blaze_unchecked_is_blazeface_alone_at_its_own_threshold(cmu):
+    images, _ = cmu
+    config = DetectConfig(detector="blaze-unchecked", unchecked_threshold=0.5, blaze_threshold=0.9, check_threshold=1.01)
+    for image in images[:6]:
+        found = {tuple(np.round(f.box, 3)) for f in detect_faces(image, config)}
+        assert found == {tuple(np.round(f.box, 3)) for f in blaze_faces(image, 16, 0.5)}
+        assert detect_faces(image, DetectConfig(detector="blaze", check_threshold=1.01)) == []  # the check drops every box
+
+
+def test_missing_weights_are_a_user_error_naming_the_file(monkeypatch, tmp_path):
+    from facedata import face_check
+
+    monkeypatch.setattr(face_check, "WEIGHTS", tmp_path / "face_check.safetensors")
+    face_check.load_check.cache_clear()
+    try:
+        with pytest.raises(UserError, match="face_check.safetensors"):
+            face_check.load_check()
+    finally:
+        face_check.load_check.cache_clear()
+
+
+def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures():
+    from facedata.face_check_train import CheckTrainConfig, examples, on_face, texture
+
+    rng = np.random.default_rng(0)
+    picture = texture(rng, (60, 64), np.zeros((4, 25, 25), np.uint8))
+    assert picture.shape == (60, 64) and picture.dtype == np.uint8
+    assert on_face(np.array([10, 10, 30, 30]), (8, 8, 32, 32)) and not on_face(np.array([40, 40, 60, 60]), (8, 8, 32, 32))
+    crops, labels, groups = examples(CheckTrainConfig(identities=2, scenes=6, textures=4, jitter=1))
+    assert crops.shape[1:] == (1, SIDE, SIDE) and len(crops) == len(labels) == len(groups)
+    assert labels.sum() >= 6  # every scene gives its face (BlazeFace's box, or the pasted square where it found none)
+    assert (labels == 0).any()
