@@ -93,3 +93,29 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
     assert crops.shape[1:] == (1, SIDE, SIDE) and len(crops) == len(labels) == len(groups)
     assert labels.sum() >= 6  # every scene gives its face (BlazeFace's box, or the pasted square where it found none)
     assert (labels == 0).any()
+
+
+def test_the_chosen_thresholds_keep_every_validation_picture_face_free_then_find_the_most_faces():
+    from choose_detector import choose, grid
+
+    cmu = [np.array([[0.9, 1.0]]), np.array([[0.3, 1.0]]), np.zeros((0, 2))]  # per photo: (check probability, on the face)
+    kdef = [np.array([[0.8, 1.0], [0.95, 0.0]])]  # a box off the pasted face does not count as found
+    free = [np.array([[0.5, 1.0]])]
+    rows = grid(cmu, kdef, free, 0.6, "none")
+    by_check = {r["check_threshold"]: r for r in rows}
+    assert by_check[0.0]["cmu_found"] == 2 and by_check[0.0]["pictures_with_a_face"] == 1
+    assert by_check[0.55]["cmu_found"] == 1 and by_check[0.55]["kdef_found"] == 1 and by_check[0.55]["pictures_with_a_face"] == 0
+    assert by_check[0.85]["kdef_found"] == 0  # only the box off the face is left
+    chosen = choose(rows + grid(cmu, kdef, free, 0.63, "mean"))
+    assert chosen["check_threshold"] == 0.8 and chosen["blaze_threshold"] == 0.6 and chosen["mirror"] == "none"
+    with pytest.raises(SystemExit):
+        choose([r for r in rows if r["pictures_with_a_face"]])
+
+
+def test_the_validation_pictures_are_not_the_benchmarks_face_free_pictures():
+    from photo_scenes import FACE_FREE, validation_pictures
+
+    pictures = validation_pictures()
+    names = {name.split(" ×")[0] for name, _ in pictures}
+    assert len(pictures) == 3 * len(names) and not names & set(FACE_FREE)
+    assert all(p.dtype == np.uint8 and p.ndim == 2 for _, p in pictures)
