@@ -63,6 +63,7 @@ def test_rbg_generate_reads_the_shipped_pose_model_from_an_installed_copy_in_any
     assert run.returncode == 0, run.stdout + run.stderr
     assert Image.open(work / "face+30.png").size == (32, 32)
     assert (site / "facedata" / "models" / "blazeface_short_range.safetensors").is_file()  # the default face detector
+    assert (site / "facedata" / "models" / "face_check.safetensors").is_file()  # and its face check
 
     opened = [Path(p) for p in json.loads((tmp_path / "opened.json").read_text()) if not p.isdigit()]
     weights = [p for p in opened if p.name == "model.safetensors"]

@@ -8,7 +8,8 @@ ALIGN_HELP = ("Detect the face (--detector) and crop it as the training faces we
               "Default: align image files unless they already have the model's size; FACESET:ROW faces as stored.")
 
 
-DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full profile, ships in this package), "
+DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full profile, each box read again by a small "
+                 "face check that drops face-like textures; both ship in this package), blaze-unchecked (without the check), "
                  "hog (dlib's frontal detector, eye-aligned crops; the deep extra), haar (OpenCV's frontal and profile "
                  "cascades), cnn (dlib's CNN, slow), hog+haar (HOG, then the cascades for turned faces), hog+haar+cnn, "
                  "hog+blaze (HOG, then BlazeFace for turned faces). Measured: docs/data.md.")
