@@ -34,7 +34,8 @@ def face_free_images(seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """(name, (H, W) uint8) pictures without a face: scikit-image's, three noises and two textures."""
     import skimage.data
 
-    out = [(name, _gray(getattr(skimage.data, name)())) for name in FACE_FREE]
+    seeded = {"binary_blobs": {"rng": seed}}  # drawn at random unless seeded: the same picture on every run
+    out = [(name, _gray(getattr(skimage.data, name)(**seeded.get(name, {})))) for name in FACE_FREE]
     rng = np.random.default_rng(seed)
     out.append(("uniform noise", rng.integers(0, 256, SCENE_HW, dtype=np.uint8)))
     out.append(("gaussian noise", np.clip(rng.normal(128, 40, SCENE_HW), 0, 255).astype(np.uint8)))
