@@ -26,7 +26,7 @@ from facedata.atomic import write_json
 from facedata.detect import blaze_faces
 from facedata.face_check import face_probability
 from facedata.provenance import provenance
-from photo_scenes import found_at, scenes, validation_pictures
+from photo_scenes import found_at, pose_scenes, validation_pictures
 
 DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 BLAZE_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.63)
@@ -103,13 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
     kdef_images, kdef_truths = [], []
     if args.kdef is not None:
-        faces, table = np.load(args.kdef / "images.npy"), pd.read_csv(args.kdef / "labels.csv")
-        people = sorted(table["identity"].unique())[: args.kdef_train]
-        chosen = table["identity"].isin(people).to_numpy()
-        rng = np.random.default_rng(args.seed)
-        rows = np.concatenate([rng.choice(np.flatnonzero((table["pose"] == pose).to_numpy() & chosen), args.scenes_per_yaw,
-                                          replace=False) for pose in sorted(table["pose"].unique())])
-        made = scenes(faces[rows], args.seed)
+        made, _ = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, args.seed)
         kdef_images, kdef_truths = [s.image for s in made], [s.truth for s in made]
     free = [picture for _, picture in validation_pictures()]
 

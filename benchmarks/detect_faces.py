@@ -29,7 +29,7 @@ from facedata.align import align_face
 from facedata.atomic import write_json
 from facedata.detect import DETECTORS, DetectConfig, detect_faces
 from facedata.provenance import provenance
-from photo_scenes import face_free_images, found_at, scenes
+from photo_scenes import face_free_images, found_at, pose_scenes
 
 DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 
@@ -62,14 +62,8 @@ def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int
     free = face_free_images(seed)
     kdef_scenes, kdef_labels = [], None
     if kdef is not None:
-        faces, table = np.load(kdef / "images.npy"), pd.read_csv(kdef / "labels.csv")
-        people = sorted(table["identity"].unique())
-        chosen = table["identity"].isin(people[-kdef_last:] if kdef_last else people).to_numpy()
-        rng = np.random.default_rng(seed)
-        rows = np.concatenate([rng.choice(np.flatnonzero((table["pose"] == pose).to_numpy() & chosen), scenes_per_yaw,
-                                          replace=False)
-                               for pose in sorted(table["pose"].unique())])
-        kdef_scenes, kdef_labels = scenes(faces[rows], seed), table.iloc[rows].reset_index(drop=True)
+        people = slice(-kdef_last, None) if kdef_last else slice(None)
+        kdef_scenes, kdef_labels = pose_scenes(kdef, people, scenes_per_yaw, seed)
     rows, speed = [], {}
     for name in detectors:
         small = replace(config, detector=name)

@@ -221,7 +221,8 @@ def run(args) -> dict:
     moved = [] if spread is None else [reframed[:, k] for k in range(len(spread))]
     if spread is not None:
         reframed = moved[0]  # the pattern's first move is none
-    sets = [crops, posed, reframed][: len(kinds)] + moved
+    shared = spread is not None and "reframed" in kinds  # then the reframed crops are the first move's: generated once
+    sets = [crops, posed, reframed][: len(kinds)] + moved[int(shared):]
     images = np.concatenate([gallery.images, *sets])
     g, q = len(gallery), len(queries)
     every, _ = view_distances(generator, images, np.concatenate([queries.positions, *(g + i * len(asked) + photo_index
@@ -231,12 +232,11 @@ def run(args) -> dict:
     names = ("crop", *kinds)
     ranked = {name: rank_among(blocks[part], pose_filter.gallery_pred, queries.targets, max(KS))
               for part, name in enumerate(names)}
-    if spread is not None:  # the query's distance to each gallery face: the mean over the moved crops
+    if spread is not None:  # the query's distance to each gallery face: the mean, or the smallest, over the moved crops
         kinds = (*kinds, "spread", "nearest")
-        ranked["spread"] = rank_among(np.mean(blocks[len(names):], axis=0), pose_filter.gallery_pred, queries.targets,
-                                      max(KS))
-        ranked["nearest"] = rank_among(np.min(blocks[len(names):], axis=0), pose_filter.gallery_pred, queries.targets,
-                                       max(KS))
+        each = ([blocks[names.index("reframed")]] if shared else []) + blocks[len(names):]
+        ranked["spread"] = rank_among(np.mean(each, axis=0), pose_filter.gallery_pred, queries.targets, max(KS))
+        ranked["nearest"] = rank_among(np.min(each, axis=0), pose_filter.gallery_pred, queries.targets, max(KS))
     for name in kinds:
         ranked[name][~found[photo_index]] = -1  # no face found: nothing to search with
     correct = {name: score(rows, queries, gallery, 1, KS)[1] for name, rows in ranked.items()}

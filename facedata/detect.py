@@ -271,6 +271,13 @@ def _overlap(a: Box, b: Box) -> float:
     return w * h / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
 
 
+def found_at(box: tuple[float, float, float, float], truth: tuple[float, float, float, float]) -> bool:
+    """Whether a detection box is a known face square: its centre inside the square, its width 0.3–1.5 of it."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    width, side = box[2] - box[0], truth[2] - truth[0]
+    return truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3] and 0.3 * side <= width <= 1.5 * side
+
+
 def merge_boxes(found: list[tuple[str, list[Box]]], overlap: float) -> list[tuple[str, Box]]:
     """Each detector's boxes, the earlier detector's kept where two overlap by more than `overlap` (of the
     smaller box); within one detector, the higher score kept."""

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from facedata.face_check import SIDE, WEIGHTS, FaceCheck, box_windows, standardize
 from facedata.blazeface import detect, window_crops
+from facedata.detect import found_at
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,10 @@ class CheckTrainConfig:
     seed: int = 0
 
 
-def fractal(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
-    """1/f^beta noise: clouds (beta 3) to grain (beta 1)."""
+def fractal(rng: np.random.Generator, hw: tuple[int, int], betas: tuple[float, float] = (0.8, 3.2)) -> np.ndarray:
+    """1/f^beta noise, beta drawn from `betas`: clouds (beta 3) to grain (beta 1)."""
     fy, fx = np.fft.fftfreq(hw[0])[:, None], np.fft.fftfreq(hw[1])[None]
-    amplitude = 1 / np.maximum(np.hypot(fx, fy), 1 / max(hw)) ** rng.uniform(0.8, 3.2)
+    amplitude = 1 / np.maximum(np.hypot(fx, fy), 1 / max(hw)) ** rng.uniform(*betas)
     return np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random(hw))))
 
 
@@ -215,12 +216,6 @@ def square_patch(picture: np.ndarray, rng: np.random.Generator, patches: np.ndar
     return out
 
 
-def on_face(box: np.ndarray, truth: tuple) -> bool:
-    """A box on the pasted face: its centre inside the pasted square, its width 0.3–1.5 of it."""
-    cx, cy, width, side = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], truth[2] - truth[0]
-    return truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3] and 0.3 * side <= width <= 1.5 * side
-
-
 def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.random.Generator) -> torch.Tensor:
     """(len(boxes) · count, 1, 32, 32) crops, each box moved by N(0, 0.06) box widths and scaled by exp(N(0, 0.1))."""
     moved = []
@@ -259,7 +254,7 @@ def examples(config: CheckTrainConfig) -> tuple[torch.Tensor, torch.Tensor, np.n
             picture, truth = paste(np.ascontiguousarray(face), picture, rng, webcam)
         found = detect(picture, smallest_face=min_face, threshold=config.threshold)
         boxes = np.array([f.box for f in found]).reshape(-1, 4)
-        face_rows = np.array([truth is not None and on_face(b, truth) for b in boxes], bool)
+        face_rows = np.array([truth is not None and found_at(b, truth) for b in boxes], bool)
         add(picture, boxes[face_rows], 1.0, i)
         add(picture, boxes[~face_rows], 0.0, i)
         if truth is not None and not face_rows.any():  # the face BlazeFace missed at this threshold: its square

@@ -83,12 +83,13 @@ def test_missing_weights_are_a_user_error_naming_the_file(monkeypatch, tmp_path)
 
 
 def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures():
-    from facedata.face_check_train import CheckTrainConfig, examples, on_face, texture
+    from facedata.detect import found_at
+    from facedata.face_check_train import CheckTrainConfig, examples, texture
 
     rng = np.random.default_rng(0)
     picture = texture(rng, (60, 64), np.zeros((4, 25, 25), np.uint8))
     assert picture.shape == (60, 64) and picture.dtype == np.uint8
-    assert on_face(np.array([10, 10, 30, 30]), (8, 8, 32, 32)) and not on_face(np.array([40, 40, 60, 60]), (8, 8, 32, 32))
+    assert found_at(np.array([10, 10, 30, 30]), (8, 8, 32, 32)) and not found_at(np.array([40, 40, 60, 60]), (8, 8, 32, 32))
     crops, labels, groups = examples(CheckTrainConfig(identities=2, scenes=6, textures=4, jitter=1))
     assert crops.shape[1:] == (1, SIDE, SIDE) and len(crops) == len(labels) == len(groups)
     assert labels.sum() >= 6  # every scene gives its face (BlazeFace's box, or the pasted square where it found none)
