@@ -31,7 +31,7 @@ from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
 from photo_scenes import scenes, write_report
-from retrieval.deep_descriptor import same_faces_at_resolution
+from facedata.faceset import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
 from retrieval.reframe import ReframeConfig, Reframer

@@ -43,7 +43,7 @@ from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
 from framing_sensitivity import fit_reframer
 from photo_scenes import found_at, scenes, write_report
-from retrieval.deep_descriptor import same_faces_at_resolution
+from facedata.faceset import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
 from retrieval.reframe import ReframeConfig, Reframer

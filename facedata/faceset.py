@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from facedata.atomic import atomic_dir
-from facedata.errors import DataError
+from facedata.errors import DataError, UserError
 from facedata.outputs import ArtifactKind
 from facedata.provenance import provenance as make_provenance
 from facedata.splits import check_split_sizes, check_splits, split_column, val_people
@@ -395,3 +395,22 @@ def normalize_faces(faces: pd.DataFrame, count: int, where: str, extra_factors: 
         faces["source"] = ""
     check_splits(faces, where)
     return faces
+
+
+def same_faces_at_resolution(faces: FaceSet, path: str | Path, option: str, named: str = "--data") -> FaceSet:
+    """The FaceSet at `path`, checked to hold the faces of `faces`' folder in the same order (at another
+    resolution): `faces` may be a view of it (a split), whose rows then index the returned set alike.
+    `option` and `named` name the two in errors."""
+    source = FaceSet.open(path)
+    total = len(faces._images)  # the rows of the whole FaceSet `faces` is a view of
+    if len(source) != total:
+        raise UserError(f"{option} {path}: {len(source)} faces, but {named} holds {total} (the same faces, "
+                        "in the same order, are needed)")
+    rows = faces.rows
+    split = ("split",) if "split" in faces.faces.columns else ()  # a classifier fitted on its train people must not see the test ones
+    for column in ("identity", *faces.factors, *split):
+        same = (column in source.faces.columns
+                and (source.faces[column].to_numpy()[rows] == faces.faces[column].to_numpy()).all())
+        if not same:
+            raise UserError(f"{option} {path}: column '{column}' differs from {named}'s (not the same faces in the same order)")
+    return source

@@ -23,7 +23,7 @@ import pandas as pd
 
 from facedata.combined import with_factor
 from facedata.errors import UserError
-from facedata.faceset import FaceSet
+from facedata.faceset import FaceSet, same_faces_at_resolution
 from facedata.outputs import check_output_folder, exclusive_lock
 from facedata.provenance import provenance
 from index.faiss_index import (
@@ -48,7 +48,8 @@ def add_cache(index_dir: Path) -> Path:
 
 
 def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progress: bool = True,
-                 batch_size: int | None = None, layer: str | None = None) -> GalleryIndex:
+                 batch_size: int | None = None, layer: str | None = None,
+                 pose_images: str | Path | None = None) -> GalleryIndex:
     """Append `new_gallery`'s faces to the index at `index_dir` and rewrite it in place, atomically.
 
     Refused: another model (checkpoint hash) or `layer` than the index's, images of another size,
@@ -62,12 +63,16 @@ def add_to_index(generator, index_dir: str | Path, new_gallery: FaceSet, progres
         raise UserError(f"{index_dir}: no such index folder")
     if batch_size is not None and batch_size < 1:
         raise UserError(f"batch size must be ≥ 1, got {batch_size}")
+    if pose_images is not None:
+        same_faces_at_resolution(new_gallery, pose_images, "--pose-images", str(new_gallery.root or new_gallery.info.name))
     new_gallery = with_factor(new_gallery, generator.edit_factor)  # several factors: as the build saw its gallery
     with exclusive_lock(build_lock(index_dir), what=str(index_dir)):
         index = GalleryIndex.load(index_dir, generator=generator, layer=layer)
         check_addition(index, generator, new_gallery)
         check_output_folder(index_dir, KIND, force=True, inputs=[new_gallery.root], option=None)  # its other files are kept
-        return _add_locked(generator, index, new_gallery, progress, batch_size)
+        if pose_images is not None and index.pose_classifier is None:
+            raise UserError(f"{index_dir}: its normalization reads no pose classifier, so --pose-images has nothing to do")
+        return _add_locked(generator, index, new_gallery, progress, batch_size, pose_images)
 
 
 def check_addition(index: GalleryIndex, generator, gallery: FaceSet) -> None:
@@ -124,13 +129,15 @@ def already_indexed(index: GalleryIndex, gallery: FaceSet) -> str | None:
     return None
 
 
-def _add_locked(generator, index: GalleryIndex, gallery: FaceSet, progress: bool, batch_size: int | None) -> GalleryIndex:
+def _add_locked(generator, index: GalleryIndex, gallery: FaceSet, progress: bool, batch_size: int | None,
+                pose_images: str | Path | None = None) -> GalleryIndex:
     """The long part of add_to_index, run while holding the index's build lock."""
     start = time.perf_counter()
     info, config, out = index.info, index.config, Path(index.path)
     cache = add_cache(out)
     chunks = compute_feature_chunks(generator, gallery, cache, info.layer, batch_size or config.batch_size, progress,
-                                    config.views, config.normalize, index.pose_classifier)
+                                    config.views, config.normalize, index.pose_classifier,
+                                    pose_images=str(pose_images) if pose_images is not None else None)
     if chunks.dimension != info.dimension:
         raise UserError(f"{gallery.root or gallery.info.name}: features of {chunks.dimension} dimensions, "
                         f"the index holds {info.dimension}-d vectors")

@@ -399,7 +399,8 @@ def build_lock(out: Path) -> Path:
 
 def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfig | None = None,
                 progress: bool = True, force: bool = False, classifier: PoseClassifier | None = None,
-                classifier_info: dict | None = None, distributor=None, **overrides) -> GalleryIndex:
+                classifier_info: dict | None = None, distributor=None, pose_images: str | None = None,
+                **overrides) -> GalleryIndex:
     """Pose-normalize the gallery, index its features and save the index folder at `out` (§4.1.2).
 
     Streaming and restartable: features are computed chunk by chunk into the cache folder
@@ -410,7 +411,8 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     build holds a lock (`.<out>.build.lock`): a second build into the same `out` is refused, not mixed in.
     An existing `out` is replaced only if it is an index holding nothing else, or with `force`; never the gallery's own folder.
     With config.normalize "classifier" or "none", `classifier` gives each face's kept value (saved in the
-    index folder; `classifier_info` says what it was fitted on).
+    index folder; `classifier_info` says what it was fitted on); it reads the faces of `pose_images` (a
+    FaceSet folder of the gallery's FaceSet's faces at source resolution, row for row) where given.
     With a `distributor` (index.distribute) the chunks and an IVF index's lists are computed in shards
     on its workers (index.sharded); the index equals the one-process build's.
     """
@@ -422,7 +424,7 @@ def build_index(generator, gallery: FaceSet, out: str | Path, config: IndexConfi
     cache = build_cache(out)
     with exclusive_lock(build_lock(out), what=str(out)):
         return _build_locked(generator, gallery, out, cache, config, vocabulary, layer, progress, force,
-                             classifier, classifier_info or {}, distributor)
+                             classifier, classifier_info or {}, distributor, pose_images if classifier is not None else None)
 
 
 def check_build(generator, gallery: FaceSet, out: Path, config: IndexConfig,
@@ -453,11 +455,13 @@ def check_build(generator, gallery: FaceSet, out: Path, config: IndexConfig,
 
 def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: IndexConfig,
                   vocabulary: tuple[str, ...], layer: str, progress: bool, force: bool,
-                  classifier: PoseClassifier | None, classifier_info: dict, distributor=None) -> GalleryIndex:
+                  classifier: PoseClassifier | None, classifier_info: dict, distributor=None,
+                  pose_images: str | None = None) -> GalleryIndex:
     """The long part of build_index, run while holding the cache's lock."""
     start = time.perf_counter()
     feature_options = dict(layer=layer, chunk_size=config.batch_size, views=config.views,  # the workers' too
-                           normalize=config.normalize, classifier=classifier)
+                           normalize=config.normalize, classifier=classifier,
+                           **({"pose_images": str(Path(pose_images).resolve())} if pose_images is not None else {}))
     if distributor is not None:
         key = sharded.compute_chunks(distributor, generator, gallery, cache, feature_options, progress)
     chunks = compute_feature_chunks(generator, gallery, cache, progress=progress, **feature_options)
@@ -482,7 +486,9 @@ def _build_locked(generator, gallery: FaceSet, out: Path, cache: Path, config: I
         layer=layer,
         kept_accuracy=kept_accuracy(kept_values, faces[edit]) if edit in faces.columns else None,
         train_count=train_count,
-        pose_classifier=({**classifier_info, **classifier.to_json()} if classifier is not None else {}),
+        pose_classifier=({**classifier_info, **classifier.to_json(),
+                          **({"reads": str(pose_images)} if pose_images is not None else {})}
+                         if classifier is not None else {}),
         gallery=gallery_record(gallery, out),
         config=asdict(config),
         provenance=provenance(seed=config.seed, model=model_record(getattr(generator, "path", None), out), faiss=faiss.__version__, build_seconds=round(time.perf_counter() - start, 2),

@@ -130,7 +130,7 @@ class FeatureChunks:
 def compute_feature_chunks(
     generator, gallery: FaceSet, folder: Path, layer: str, chunk_size: int, progress: bool = True,
     views: str = "kept", normalize: str = "full", classifier=None, pixels: bool = False,
-    only: Iterable[int] | None = None,
+    only: Iterable[int] | None = None, pose_images: str | None = None,
 ) -> FeatureChunks:
     """Fill `folder` with the gallery's pose-normalized feature chunks, reusing those a previous run left.
 
@@ -140,10 +140,13 @@ def compute_feature_chunks(
     of each face (`.pixels.npy` chunks), which the benchmark's pixel rows search.
     `only`: compute just these chunk ids (a shard of a distributed build, index.sharded); the cache is
     then left incomplete, and `dimension` is 0 while no chunk exists yet.
+    `pose_images`: a FaceSet folder of the gallery's FaceSet's faces at source resolution, row for row
+    (facedata.faceset.same_faces_at_resolution), which the classifier reads instead of the crops.
     """
     if views not in VIEWS:
         raise UserError(f"unknown views '{views}' (valid: {', '.join(VIEWS)})")
     check_normalize(normalize, classifier)
+    pose_source = FaceSet.open(pose_images) if pose_images is not None and normalize != "full" else None
     if views == "all" and pixels:
         raise UserError("views 'all' keeps no indexed images (pixels) per face")
     folder = Path(folder)
@@ -156,6 +159,7 @@ def compute_feature_chunks(
         "chunk_size": int(chunk_size),
         **({"views": views} if views != "kept" else {}),  # caches of kept views keep their key
         **({"normalize": normalize, "classifier": classifier.fingerprint} if normalize != "full" else {}),
+        **({"pose_images": pose_source.fingerprint()} if pose_source is not None else {}),
         **({"pixels": True} if pixels else {}),
     }
     _open_cache(folder, state)
@@ -170,13 +174,15 @@ def compute_feature_chunks(
         if i in done or i not in wanted:
             bar.update(len(positions))
             continue
-        images = gallery.take(positions).images
+        chunk = gallery.take(positions)
+        images = chunk.images
+        read = pose_source.take(chunk.rows).images if pose_source is not None else None  # what the classifier reads
         if views == "all":
             kept = (normalize_batch(generator, images, chunk_size).kept if normalize == "full"
-                    else classified_kept(generator, classifier, images))
+                    else classified_kept(generator, classifier, images if read is None else read))
             features = all_value_features(generator, images, layer=layer, batch_size=chunk_size)
         else:
-            batch = normalize_features(generator, images, layer, normalize, classifier, chunk_size, pixels)
+            batch = normalize_features(generator, images, layer, normalize, classifier, chunk_size, pixels, read)
             features, kept = batch.features, batch.kept
             if pixels:
                 with atomic_file(chunk_file(folder, i, key, ".pixels.npy")) as tmp:

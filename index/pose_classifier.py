@@ -66,6 +66,7 @@ class PoseClassifier:
         self._arrays: dict[str, np.ndarray] | None = None  # the fitted weights (models "logreg" and "cnn")
         self._cnn = None  # the nets built from those arrays (model "cnn")
         self._classes: tuple[str, ...] = ()
+        self._image_size: tuple[int, int] | None = None  # (H, W) of the faces it was fitted on (None: not recorded)
 
     def fit(self, images: np.ndarray, labels, progress: bool = True) -> "PoseClassifier":
         """Train on images (n, H, W) uint8 and their labels (n,) str; `progress`: the CNN's progress bar."""
@@ -79,6 +80,7 @@ class PoseClassifier:
         if len(np.unique(labels)) < 2:
             raise UserError(f"a pose classifier needs ≥ 2 classes to learn, got {sorted(set(labels))}")
         c = self.config
+        self._image_size = (int(images.shape[1]), int(images.shape[2]))
         if c.model == "cnn":
             from index.pose_cnn import PoseCNN, PoseCNNConfig
 
@@ -128,9 +130,20 @@ class PoseClassifier:
             return (scores[:, 0] > 0).astype(np.int64)
         return np.argmax(scores, axis=1)
 
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) of the faces it reads: those it was fitted on (None for a classifier saved before it was recorded)."""
+        return self._image_size
+
     def predict(self, images: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Predicted labels, (n,) str, computed in batches."""
+        """Predicted labels, (n,) str, computed in batches; faces of another size than it was fitted on are
+        refused (a CNN would read them, wrongly)."""
         assert self.fitted, "fit the classifier first"
+        if self._image_size is not None and len(images) and tuple(images.shape[1:3]) != self._image_size:
+            h, w = self._image_size
+            raise UserError(f"the pose classifier reads {h}×{w} faces (those it was fitted on), got "
+                            f"{images.shape[1]}×{images.shape[2]}: give it the same faces at {h}×{w} "
+                            "(--pose-images where it was fitted on them)")
         classes = np.asarray(self._classes)
         parts = []
         for i in range(0, len(images), batch_size):
@@ -147,7 +160,8 @@ class PoseClassifier:
         return float(np.mean(self.predict(images) == labels)) if len(labels) else float("nan")
 
     def to_json(self) -> dict:
-        return {"config": asdict(self.config), "classes": list(self._classes)}
+        return {"config": asdict(self.config), "classes": list(self._classes),
+                **({"image_size": list(self._image_size)} if self._image_size is not None else {})}
 
     @property
     def fingerprint(self) -> str:
@@ -178,6 +192,8 @@ class PoseClassifier:
                 arrays = {k: f.get_tensor(k) for k in f.keys()}
             classifier = cls(PoseClassifierConfig(**record["config"]))
             classifier._classes = tuple(str(v) for v in record["classes"])
+            if record.get("image_size") is not None:
+                classifier._image_size = tuple(int(v) for v in record["image_size"])
             if classifier.config.model == "cnn":
                 from index.pose_cnn import PoseCNN
 

@@ -113,12 +113,13 @@ class NormalizedBatch:
 
 
 def normalize_features(generator, images: np.ndarray, layer: str | None = None, mode: str = "full", classifier=None,
-                       batch_size: int = 256, pixels: bool = False) -> NormalizedBatch:
+                       batch_size: int = 256, pixels: bool = False, classifier_images: np.ndarray | None = None) -> NormalizedBatch:
     """Features of one batch of gallery images under `mode` (NORMALIZE_MODES), with their kept values.
 
     full: V generations choose the kept value (§4.1.2), then the features of the face generated in it;
     classifier: the classifier's value, then one generation in it; none: the classifier's value and the
-    features of the image itself (Generator.source_features), no generation.
+    features of the image itself (Generator.source_features), no generation. `classifier_images`: the
+    same faces as the classifier reads them (at source resolution), row for row; default `images`.
     """
     check_normalize(mode, classifier)
     images = check_images(generator, images)
@@ -126,7 +127,8 @@ def normalize_features(generator, images: np.ndarray, layer: str | None = None, 
         normalized = normalize_batch(generator, images, batch_size)
         kept, kept_images = normalized.kept, normalized.kept_images
     else:
-        kept, kept_images = classified_kept(generator, classifier, images), None
+        read = images if classifier_images is None else classifier_images
+        kept, kept_images = classified_kept(generator, classifier, read), None
     values = list(np.asarray(generator.vocabulary, dtype=object)[kept]) if len(kept) else []
     if mode == "none":
         features = generator.source_features(images, values, layer=layer, batch_size=batch_size)

@@ -23,8 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facedata.atomic import atomic_file
-from facedata.errors import UserError
-from facedata.faceset import FaceSet
+from facedata.faceset import FaceSet, same_faces_at_resolution
 from facedata.detect import DetectConfig, DetectedFace, detect_faces, dlib_face_models
 from facedata.dlib_models import import_dlib, model_file
 
@@ -152,19 +151,6 @@ def deep_descriptors(images: np.ndarray, cache: Path | None = None, batch_size: 
         with atomic_file(path) as tmp:
             np.savez(tmp, descriptors=descriptors, found=found)
     return descriptors, found
-
-
-def same_faces_at_resolution(faces: FaceSet, path: str | Path, option: str) -> FaceSet:
-    """The FaceSet at `path`, checked to hold `faces`' faces in the same order (at another resolution)."""
-    source = FaceSet.open(path)
-    if len(source) != len(faces):
-        raise UserError(f"{option} {path}: {len(source)} faces, but --data holds {len(faces)} (the same faces, "
-                        "in the same order, are needed)")
-    for column in ("identity", *faces.factors):
-        same = column in source.faces.columns and (source.faces[column].to_numpy() == faces.faces[column].to_numpy()).all()
-        if not same:
-            raise UserError(f"{option} {path}: column '{column}' differs from --data's (not the same faces in the same order)")
-    return source
 
 
 def distillation_targets(faces: FaceSet, images_path: str | Path, cache: Path | None = None) -> tuple[np.ndarray, dict]:

@@ -94,6 +94,8 @@ def report_markdown(record: dict) -> str:
         "",
         f"- 2-step {edit} classifier (`{record['config'].get('pose_classifier', 'logreg')}`) accuracy on the test "
         f"gallery: {100 * record['pose_classifier_accuracy']:.1f} %"
+        + (f", read from `{record['pose_classifier_images']}`"
+           if record.get("pose_classifier_images", "the gallery's own crops") != "the gallery's own crops" else "")
         + (f" (paper: {POSE_CLASSIFIER_ACCURACY} % with VGG-Face fc6 features)" if with_paper else ""),
         f"- {edit} normalization's kept value = true value (a free {edit} estimate): "
         f"{100 * record['pose_normalization_accuracy']:.1f} %",

@@ -33,20 +33,32 @@ class PoseFilter:
     accuracy: float  # on the gallery (= all test images), in [0, 1]
 
 
-def fit_pose_filter(train: FaceSet, gallery: FaceSet, queries: QuerySet,
-                    config: PoseClassifierConfig = PoseClassifierConfig(), cache: Path | None = None) -> PoseFilter:
-    """Train the pose classifier on the train identities (or read it from `cache`) and predict every gallery image's pose.
+def fit_pose_classifier(train: FaceSet, edit: str, config: PoseClassifierConfig = PoseClassifierConfig(),
+                        cache: Path | None = None, images: np.ndarray | None = None):
+    """Step 1's classifier of `edit`, trained on the train identities (or read from `cache`).
 
+    `images`: the train faces at another resolution, row for row (default: the FaceSet's own crops).
     Several edited factors ("pose+accessory") take one classifier per factor (index.factor_classifiers).
     """
-    edit = queries.edit
+    images = train.images if images is None else images
+    assert len(images) == len(train), (len(images), len(train))
     parts = edited_factors(edit)
     if len(parts) > 1:  # several edited factors: one classifier per factor, their predictions joined
-        classifier = FactorClassifiers(parts, [fit_cached(config, train.images, train.faces[p].to_numpy(), cache)
-                                               for p in parts])
-    else:
-        classifier = fit_cached(config, train.images, train.faces[edit].to_numpy(), cache)
-    gallery_pred = classifier.predict(gallery.images)
+        return FactorClassifiers(parts, [fit_cached(config, images, train.faces[p].to_numpy(), cache) for p in parts])
+    return fit_cached(config, images, train.faces[edit].to_numpy(), cache)
+
+
+def fit_pose_filter(train: FaceSet, gallery: FaceSet, queries: QuerySet,
+                    config: PoseClassifierConfig = PoseClassifierConfig(), cache: Path | None = None,
+                    train_images: np.ndarray | None = None, gallery_images: np.ndarray | None = None) -> PoseFilter:
+    """Train the pose classifier on the train identities (or read it from `cache`) and predict every gallery image's pose.
+
+    `train_images` and `gallery_images`: both sets' faces at another resolution (source resolution, which
+    the pose reads better from), row for row; by default their own crops.
+    """
+    edit = queries.edit
+    classifier = fit_pose_classifier(train, edit, config, cache, train_images)
+    gallery_pred = classifier.predict(gallery.images if gallery_images is None else gallery_images)
     accuracy = float(np.mean(gallery_pred == gallery.faces[edit].to_numpy().astype(str)))
     return PoseFilter(classifier, gallery_pred, gallery_pred[queries.positions], accuracy)
 

@@ -154,11 +154,34 @@ def test_deep_images_must_hold_the_same_faces_in_the_same_order(bench, tmp_path)
     root, _ = bench
     faces = FaceSet.open(root / "faces")
     gallery = faces.split("test")
-    same = source_resolution_images(faces, gallery, str(root / "faces"))
+    same = source_resolution_images(faces, gallery, str(root / "faces"), "--deep-images")
     assert (same == gallery.images).all()
     shuffled = faces.take(list(range(len(faces)))[::-1]).write(tmp_path / "reversed")
-    with pytest.raises(UserError, match="column 'identity' differs"):
-        source_resolution_images(faces, gallery, str(shuffled))
+    with pytest.raises(UserError, match="--deep-images .*column 'identity' differs"):
+        source_resolution_images(faces, gallery, str(shuffled), "--deep-images")
+
+
+def test_the_pose_classifier_reads_pose_images_at_their_own_resolution(tmp_path):
+    """--pose-images: the 2-step classifier is trained and applied on the same faces at twice the size, the
+    cheap normalization keeps a classifier of the crops, and the report says which images the pose came from."""
+    from fakes import FakeGenerator, tiny_gallery
+
+    faces = tiny_gallery(identities=8, lights=2, train_identities=3)
+    doubled = FaceSet.from_arrays(faces.images.repeat(2, axis=1).repeat(2, axis=2), faces.faces.drop(columns="source"),
+                                  "doubled", extra_factors=[f for f in faces.factors if f not in ("pose",)])
+    path = doubled.write(tmp_path / "doubled")
+    config = BenchConfig(queries=30, generation_pairs=0, grid_queries=2, all_values=True, normalize="classifier",
+                         pose_images=str(path))
+    record = run_benchmark(FakeGenerator(), faces, tmp_path / "r", config, cache=tmp_path / "cache")
+    assert record["pose_classifier_images"] == str(path) and record["config"]["pose_images"] == str(path)
+    assert record["pose_classifier_accuracy"] == 1.0 and record["pose_normalization_accuracy"] == 1.0
+    assert f"read from `{path}`" in (tmp_path / "r" / "report.md").read_text()
+    assert_rows_add_up(record)
+    shuffled = faces.take(list(range(len(faces)))[::-1]).write(tmp_path / "reversed")
+    with pytest.raises(UserError, match="--pose-images .*differs"):
+        run_benchmark(FakeGenerator(), faces, tmp_path / "r2", BenchConfig(queries=5, generation_pairs=0,
+                      pose_images=str(shuffled)), cache=tmp_path / "cache")
+    assert not (tmp_path / "r2").exists()
 
 
 def test_a_damaged_gallery_cache_chunk_is_recomputed_and_replaced(bench):

@@ -287,3 +287,40 @@ def test_build_gallery_with_no_config_builds_what_index_build_builds_by_default_
     paper = build_gallery(FakeGenerator(), faces, tmp_path / "paper", paper=True, progress=False)
     assert (paper.index.config.views, paper.index.config.normalize) == ("kept", "full")
     assert paper.index.pose_classifier is None and paper.classifier_seconds is None
+
+
+def doubled(faces: FaceSet, path) -> FaceSet:
+    """The same faces at twice the size, written to `path`: a FaceSet "at source resolution"."""
+    big = FaceSet.from_arrays(faces.images.repeat(2, axis=1).repeat(2, axis=2), faces.faces.drop(columns="source"),
+                              "doubled", extra_factors=[f for f in faces.factors if f != "pose"])
+    return FaceSet.open(big.write(path))
+
+
+def test_a_gallery_whose_pose_is_read_from_pose_images_is_built_and_grown_with_them(tmp_path):
+    """--pose-images: the classifier is fitted on the source-resolution faces' train people and reads the gallery's
+    pose from them, at the build and at an addition; an addition without them is refused with the size it needs."""
+    from index.gallery_build import build_gallery
+
+    faces = FaceSet.open(tiny_gallery(identities=5, lights=1, train_identities=2).write(tmp_path / "faces"))
+    big = doubled(faces, tmp_path / "big")
+    built = build_gallery(FakeGenerator(), faces, tmp_path / "index", pose_classifier="logreg", progress=False,
+                          pose_images=tmp_path / "big")
+    classifier = built.index.pose_classifier
+    height, width = 2 * SIZE[0], 2 * SIZE[1]
+    assert classifier.image_size == (height, width)
+    assert built.index.info.pose_classifier["reads"] == str(tmp_path / "big")
+    test = faces.split("test")
+    expected = classifier.predict(big.take(test.rows).images)
+    assert built.index.faces["kept_pose"].tolist() == list(expected)
+    extra = faces.split("train")
+    with pytest.raises(UserError, match=f"reads {height}×{width} faces .*--pose-images"):
+        add_to_index(FakeGenerator(), tmp_path / "index", extra, progress=False)
+    grown = add_to_index(FakeGenerator(), tmp_path / "index", extra, progress=False, pose_images=tmp_path / "big")
+    assert grown.faces["kept_pose"].tolist()[len(test):] == list(classifier.predict(big.take(extra.rows).images))
+    reversed_faces = faces.take(list(range(len(faces)))[::-1]).write(tmp_path / "reversed")
+    with pytest.raises(UserError, match="--pose-images .*column 'identity' differs"):
+        build_gallery(FakeGenerator(), faces, tmp_path / "other", pose_classifier="logreg", progress=False,
+                      pose_images=reversed_faces)
+    with pytest.raises(UserError, match="--pose-images goes with --normalize classifier or none"):
+        build_gallery(FakeGenerator(), faces, tmp_path / "other", paper=True, progress=False, pose_images=tmp_path / "big")
+    assert not (tmp_path / "other").exists()
