@@ -6,10 +6,13 @@ Validation sets (none of them in benchmarks/detect_faces.py's tables):
 - the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces);
 - with --kdef, 40 scenes per yaw of KDEF's first 45 people (the recipe's train people), seed 5;
 - photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
-Every way of reading the mirror images (none, mean, max) and pair of thresholds on the grid is scored;
-the rule: no face reported on any validation picture, then the most faces found (cmu_faces photos and
-KDEF scenes together), then no mirror reading (half the work), then the higher thresholds.
-Prints the grid as a table and the choice; --out writes it as JSON with the provenance.
+Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps
+a BlazeFace box of score s that the face check finds p likely a face when s ≥ blaze and p ≥ check, or
+(a second way in, for the small turned faces BlazeFace scores lower) s ≥ low and p ≥ high; low = blaze
+is the single threshold pair. The choice: no face reported on any validation picture, then the most
+faces found (cmu_faces photos and KDEF scenes together), then no mirror reading (half the work), then
+the higher thresholds.
+Prints the single-pair grid as a table and the choice; --out writes every rule as JSON with the provenance.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
-from facedata.detect import blaze_faces
+from facedata.detect import blaze_faces, keeps
 from facedata.face_check import face_probability
 from facedata.provenance import provenance
 from photo_scenes import found_at, pose_scenes, validation_pictures
@@ -35,36 +38,48 @@ CHECK_GRID = tuple(np.round(np.arange(0.0, 1.0, 0.05), 2))
 
 def candidates(images: list[np.ndarray], min_face: int, threshold: float, truths: list | None,
                mirror: str = "none") -> list[np.ndarray]:
-    """Per image, (k, 2) of (check probability, on the face?) for each BlazeFace face at `threshold`."""
+    """Per image, (k, 3) of (check probability, on the face?, BlazeFace score) for each BlazeFace face at `threshold`."""
     out = []
     for i, image in enumerate(images):
         faces = blaze_faces(image, min_face, threshold, mirror)
         likely = face_probability(image, np.array([f.box for f in faces])) if faces else np.zeros(0)
         on_face = [truths is None or found_at(f.box, truths[i]) for f in faces]
-        out.append(np.column_stack([likely, on_face]).reshape(-1, 2))
+        out.append(np.column_stack([likely, on_face, [f.score for f in faces]]).reshape(-1, 3))
     return out
 
 
-def grid(cmu: list[np.ndarray], kdef: list[np.ndarray], free: list[np.ndarray], blaze: float, mirror: str) -> list[dict]:
-    """At one BlazeFace threshold, every check threshold: faces found and validation pictures with a face."""
+def found(boxes: list[np.ndarray], blaze: float, check: float, low: float, high: float, on_face: bool = False) -> int:
+    """How many images keep a box under the rule (only boxes on the face count with `on_face`)."""
+    count = 0
+    for c in boxes:
+        kept = keeps(c[:, 2], c[:, 0], blaze, check, low, high)
+        count += bool((kept & (c[:, 1] > 0)).any() if on_face else kept.any())
+    return count
+
+
+def grid(cmu: list[np.ndarray], kdef: list[np.ndarray], free: list[np.ndarray], low: float, mirror: str) -> list[dict]:
+    """With BlazeFace run at `low`, every rule whose second way in starts there: each first-way pair (blaze ≥ low,
+    check) with each surer check for the second way (high ≥ check; high = check: the single pair at `low`)."""
     rows = []
-    for check in CHECK_GRID:
-        cmu_found = sum(bool((c[:, 0] >= check).any()) for c in cmu)
-        kdef_found = sum(bool(((c[:, 0] >= check) & (c[:, 1] > 0)).any()) for c in kdef)
-        false = sum(bool((c[:, 0] >= check).any()) for c in free)
-        rows.append({"mirror": mirror, "blaze_threshold": blaze, "check_threshold": float(check), "cmu_found": cmu_found,
-                     "cmu_total": len(cmu), "kdef_found": kdef_found, "kdef_total": len(kdef), "pictures_with_a_face": false,
-                     "pictures": len(free)})
+    for blaze in [b for b in BLAZE_GRID if b >= low]:
+        for check in CHECK_GRID:
+            for high in [h for h in CHECK_GRID if h >= check] if blaze > low else [check]:
+                rule = (blaze, float(check), low, float(high))
+                rows.append({"mirror": mirror, "blaze_threshold": blaze, "check_threshold": float(check),
+                             "low_threshold": low, "high_check": float(high),
+                             "cmu_found": found(cmu, *rule), "cmu_total": len(cmu),
+                             "kdef_found": found(kdef, *rule, on_face=True), "kdef_total": len(kdef),
+                             "pictures_with_a_face": found(free, *rule), "pictures": len(free)})
     return rows
 
 
 def choose(rows: list[dict]) -> dict:
-    """No validation picture with a face, then the most faces found, then the higher thresholds."""
+    """No validation picture with a face, then the most faces found, then no mirror reading, then the higher thresholds."""
     clean = [r for r in rows if r["pictures_with_a_face"] == 0]
     if not clean:
-        raise SystemExit("no pair of thresholds on the grid keeps every validation picture free of faces")
-    return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none", r["check_threshold"],
-                                     r["blaze_threshold"]))
+        raise SystemExit("no rule on the grid keeps every validation picture free of faces")
+    return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none", r["high_check"],
+                                     r["check_threshold"], r["low_threshold"], r["blaze_threshold"]))
 
 
 def markdown(rows: list[dict]) -> str:
@@ -72,7 +87,7 @@ def markdown(rows: list[dict]) -> str:
     "cmu found / KDEF found / validation pictures with a face"."""
     blazes = sorted({r["blaze_threshold"] for r in rows})
     cells = {(r["check_threshold"], r["blaze_threshold"]): f"{r['cmu_found']} / {r['kdef_found']} / {r['pictures_with_a_face']}"
-             for r in rows}
+             for r in rows if r["low_threshold"] == r["blaze_threshold"]}
     lines = ["| face check ≥ | " + " | ".join(f"BlazeFace ≥ {b:g}" for b in blazes) + " |", "|---" * (len(blazes) + 1) + "|"]
     for check in sorted({r["check_threshold"] for r in rows}):
         lines.append(f"| {check:g} | " + " | ".join(cells.get((check, b), "") for b in blazes) + " |")
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
     parser.add_argument("--min-face", type=int, default=16, help="for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=48, help="for the scenes and face-free pictures")
-    parser.add_argument("--mirror", nargs="+", default=["none", "mean", "max"], choices=["none", "mean", "max"],
+    parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -109,21 +124,24 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mirror in args.mirror:
-        for blaze in tqdm(BLAZE_GRID, desc=f"thresholds, mirror {mirror}", unit="threshold"):
-            cmu = candidates(cmu_images, args.min_face, blaze, None, mirror)
-            kdef = candidates(kdef_images, args.scene_min_face, blaze, kdef_truths, mirror)
-            false = candidates(free, args.scene_min_face, blaze, None, mirror)
-            rows += grid(cmu, kdef, false, blaze, mirror)
+        for low in tqdm(BLAZE_GRID, desc=f"thresholds, mirror {mirror}", unit="threshold"):
+            cmu = candidates(cmu_images, args.min_face, low, None, mirror)
+            kdef = candidates(kdef_images, args.scene_min_face, low, kdef_truths, mirror)
+            false = candidates(free, args.scene_min_face, low, None, mirror)
+            rows += grid(cmu, kdef, false, low, mirror)
     chosen = choose(rows)
-    unchecked = [r for r in rows if r["check_threshold"] == 0.0]
+    single = choose([r for r in rows if r["low_threshold"] == r["blaze_threshold"]])
+    unchecked = [r for r in rows if r["check_threshold"] == 0.0 and r["low_threshold"] == r["blaze_threshold"]]
     for mirror in args.mirror:
         print(f"\nmirror: {mirror} (cells: cmu_faces train photos found / KDEF train scenes found / validation pictures with a face)\n")
         print(markdown([r for r in rows if r["mirror"] == mirror]))
-    print(f"chosen: mirror {chosen['mirror']}, BlazeFace {chosen['blaze_threshold']}, face check {chosen['check_threshold']}: "
-          f"cmu_faces train photos {chosen['cmu_found']}/{chosen['cmu_total']}, KDEF train scenes "
-          f"{chosen['kdef_found']}/{chosen['kdef_total']}, validation pictures with a face 0/{chosen['pictures']}")
+    for name, rule in (("one pair", single), ("chosen", chosen)):
+        print(f"{name}: mirror {rule['mirror']}, BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
+              f"or BlazeFace {rule['low_threshold']} with face check {rule['high_check']}: "
+              f"cmu_faces train photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
+              f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
-        write_json(args.out, {"rows": rows, "chosen": chosen, "unchecked": unchecked,
+        write_json(args.out, {"rows": rows, "chosen": chosen, "single_pair": single, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,
                               "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})
         print(f"written: {args.out}")

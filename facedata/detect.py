@@ -67,6 +67,10 @@ class DetectConfig:
     blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
+    # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score
+    # with a surer face check (benchmarks/choose_detector.py; equal thresholds: no second way)
+    blaze_low_threshold: float = 0.63
+    check_high_threshold: float = 0.05
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
@@ -236,22 +240,38 @@ def blaze_faces(image: np.ndarray, min_face: int, threshold: float, mirror: str 
             if face.box[2] - face.box[0] >= BLAZE_NARROWEST * min_face]
 
 
-def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
-    """The faces the face check (facedata.face_check) finds at least `check_threshold` likely faces."""
+def checked(image: np.ndarray, faces: list, check_threshold: float, blaze_threshold: float = 0.0,
+            low_threshold: float | None = None, high_check: float | None = None) -> list:
+    """The faces the face check (facedata.face_check) finds likely faces: BlazeFace's score ≥ `blaze_threshold`
+    and the check's probability ≥ `check_threshold`, or (a second way in) score ≥ `low_threshold` and
+    probability ≥ `high_check`."""
     if not faces:
         return []
     from facedata.face_check import face_probability
 
     likely = face_probability(image, np.array([face.box for face in faces]))
-    return [face for face, p in zip(faces, likely) if p >= check_threshold]
+    return [face for face, p in zip(faces, likely)
+            if keeps(face.score, p, blaze_threshold, check_threshold, low_threshold, high_check)]
+
+
+def keeps(score, likely, blaze_threshold: float, check_threshold: float, low_threshold: float | None = None,
+          high_check: float | None = None):
+    """Whether a BlazeFace box of `score` the check finds `likely` a face is kept (elementwise on arrays):
+    the first way in, or the second where one is given, whose check is never looser than the first's."""
+    first = (np.asarray(score) >= blaze_threshold) & (np.asarray(likely) >= check_threshold)
+    if low_threshold is None or high_check is None:
+        return first
+    return first | ((np.asarray(score) >= low_threshold) & (np.asarray(likely) >= max(high_check, check_threshold)))
 
 
 def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:
     """BlazeFace, each box then read again by the face check (or, unchecked, BlazeFace at its own threshold)."""
     config = photo.config
     if check:
-        faces = checked(photo.image, blaze_faces(photo.image, config.min_face, config.blaze_threshold, config.blaze_mirror),
-                        config.check_threshold)
+        lowest = min(config.blaze_threshold, config.blaze_low_threshold)
+        faces = checked(photo.image, blaze_faces(photo.image, config.min_face, lowest, config.blaze_mirror),
+                        config.check_threshold, config.blaze_threshold, config.blaze_low_threshold,
+                        config.check_high_threshold)
     else:
         faces = blaze_faces(photo.image, config.min_face, config.unchecked_threshold)
     return [(*face.box, face.score, blaze_kind(face.keypoints, face.box[2] - face.box[0])) for face in faces]

@@ -96,21 +96,35 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
     assert (labels == 0).any()
 
 
-def test_the_chosen_thresholds_keep_every_validation_picture_face_free_then_find_the_most_faces():
+def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces():
     from choose_detector import choose, grid
 
-    cmu = [np.array([[0.9, 1.0]]), np.array([[0.3, 1.0]]), np.zeros((0, 2))]  # per photo: (check probability, on the face)
-    kdef = [np.array([[0.8, 1.0], [0.95, 0.0]])]  # a box off the pasted face does not count as found
-    free = [np.array([[0.5, 1.0]])]
+    # per picture, each box: (check probability, on the face, BlazeFace score)
+    cmu = [np.array([[0.9, 1, 0.7]]), np.array([[0.3, 1, 0.7]]), np.array([[0.9, 1, 0.5]]), np.zeros((0, 3))]
+    kdef = [np.array([[0.8, 1, 0.7], [0.95, 0, 0.7]])]  # a box off the pasted face does not count as found
+    free = [np.array([[0.5, 1, 0.7]]), np.array([[0.85, 1, 0.52]])]
     rows = grid(cmu, kdef, free, 0.6, "none")
-    by_check = {r["check_threshold"]: r for r in rows}
-    assert by_check[0.0]["cmu_found"] == 2 and by_check[0.0]["pictures_with_a_face"] == 1
-    assert by_check[0.55]["cmu_found"] == 1 and by_check[0.55]["kdef_found"] == 1 and by_check[0.55]["pictures_with_a_face"] == 0
-    assert by_check[0.85]["kdef_found"] == 0  # only the box off the face is left
-    chosen = choose(rows + grid(cmu, kdef, free, 0.63, "mean"))
-    assert chosen["check_threshold"] == 0.8 and chosen["blaze_threshold"] == 0.6 and chosen["mirror"] == "none"
+    single = {r["check_threshold"]: r for r in rows if r["blaze_threshold"] == 0.6}
+    assert single[0.0]["cmu_found"] == 2 and single[0.0]["pictures_with_a_face"] == 1
+    assert single[0.55]["cmu_found"] == 1 and single[0.55]["kdef_found"] == 1 and single[0.55]["pictures_with_a_face"] == 0
+    assert single[0.85]["kdef_found"] == 0  # only the box off the face is left
+    assert choose(rows)["cmu_found"] == 1
+    # BlazeFace run at 0.5: the low-scored face gets in by a surer check, the low-scored texture is kept out
+    low = grid(cmu, kdef, free, 0.5, "none")
+    chosen = choose(rows + low + grid(cmu, kdef, free, 0.63, "mean"))
+    assert (chosen["cmu_found"], chosen["kdef_found"], chosen["pictures_with_a_face"]) == (2, 1, 0)
+    assert (chosen["blaze_threshold"], chosen["check_threshold"], chosen["low_threshold"], chosen["high_check"],
+            chosen["mirror"]) == (0.63, 0.8, 0.5, 0.9, "none")
     with pytest.raises(SystemExit):
         choose([r for r in rows if r["pictures_with_a_face"]])
+
+
+def test_a_box_is_kept_by_either_way_in():
+    from facedata.detect import keeps
+
+    scores, likely = np.array([0.7, 0.7, 0.5, 0.5]), np.array([0.1, 0.01, 0.95, 0.5])
+    assert keeps(scores, likely, 0.63, 0.05).tolist() == [True, False, False, False]
+    assert keeps(scores, likely, 0.63, 0.05, 0.45, 0.9).tolist() == [True, False, True, False]
 
 
 def test_the_validation_pictures_are_not_the_benchmarks_face_free_pictures():
