@@ -265,3 +265,28 @@ def test_an_all_views_index_is_compact_by_default_and_flat_when_the_gallery_is_t
     assert small.exit_code == 0 and GalleryIndex.load(tmp_path / "small").info.factory == "Flat"
     found = rbg("query", "--index", tmp_path / "all", f"{tmp_path / 'faces'}:0", "--pose", "+15", "-k", 3, "--device", "cpu")
     assert found.exit_code == 0, found.output
+
+
+def test_index_build_and_add_read_the_pose_from_pose_images(setup, tmp_path):
+    """--pose-images: the classifier is fitted on the larger faces and the index says so; `index add` of an index
+    whose classifier reads them needs them too, and refuses the crops in one line."""
+    from facedata.faceset import FaceSet
+
+    root, model, _ = setup
+    faces = FaceSet.open(root / "faces")
+    big = FaceSet.from_arrays(faces.images.repeat(2, axis=1).repeat(2, axis=2), faces.faces.drop(columns="source"),
+                              "big", extra_factors=[f for f in faces.factors if f != "pose"]).write(tmp_path / "big")
+    result = rbg("index", "build", "--model", model, "--data", root / "faces", "--pose-images", big, "--out",
+                 tmp_path / "index", "--pose-classifier", "logreg", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    built = GalleryIndex.load(tmp_path / "index")
+    assert built.info.pose_classifier["reads"] == str(big) and built.pose_classifier.image_size == (32, 32)
+    refusal = rbg("index", "add", "--index", tmp_path / "index", "--data", root / "faces", "--split", "train",
+                  "--device", "cpu", "--quiet")
+    assert refused(refusal, "reads 32×32 faces", "--pose-images"), refusal.output
+    added = rbg("index", "add", "--index", tmp_path / "index", "--data", root / "faces", "--split", "train",
+                "--pose-images", big, "--device", "cpu", "--quiet")
+    assert added.exit_code == 0, added.output
+    assert GalleryIndex.load(tmp_path / "index").info.count == len(faces)
+    assert refused(rbg("index", "build", "--paper", "--model", model, "--data", root / "faces", "--pose-images", big,
+                       "--out", tmp_path / "other"), "--pose-images goes with --normalize classifier or none")
