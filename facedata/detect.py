@@ -69,8 +69,8 @@ class DetectConfig:
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score
     # with a surer face check (benchmarks/choose_detector.py; equal thresholds: no second way)
-    blaze_low_threshold: float = 0.63
-    check_high_threshold: float = 0.05
+    blaze_low_threshold: float = 0.5
+    check_high_threshold: float = 0.7
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
