@@ -368,3 +368,29 @@ def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, 
                                       "--out", str(tmp_path / "r"), *flags])
     assert "stopped here" in result.output, result.output
     assert (seen["config"].pose_classifier, seen["config"].all_values) == expected
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], None),  # no source-resolution faces given: the crops
+    (["--deep-images", "{faces}"], "{faces}"),  # the pose classifier reads dlib's faces too
+    (["--deep-images", "{faces}", "--pose-images", "crops"], None),
+    (["--deep-images", "{faces}", "--paper"], None),  # the paper's protocol reads the crops
+    (["--deep-images", "{faces}", "--paper", "--pose-images", "{other}"], "{other}"),
+    (["--pose-images", "{other}"], "{other}"),
+])
+def test_the_pose_classifier_reads_deep_images_by_default(bench, tmp_path, monkeypatch, flags, expected):
+    import retrieval.benchmark as benchmark
+
+    seen = {}
+
+    def record_config(generator, faces, out, config, **kwargs):
+        seen["config"] = config
+        raise UserError("stopped here")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", record_config)
+    root, _ = bench
+    paths = {"faces": str(root / "faces"), "other": str(tmp_path / "other")}
+    result = CliRunner().invoke(cli, ["bench", "--model", str(root / "model"), "--data", str(root / "faces"),
+                                      "--out", str(tmp_path / "r"), *(f.format(**paths) for f in flags)])
+    assert "stopped here" in result.output, result.output
+    assert seen["config"].pose_images == (expected.format(**paths) if expected else None)
