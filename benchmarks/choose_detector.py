@@ -8,8 +8,8 @@ Validation sets (none of them in benchmarks/detect_faces.py's tables):
 - photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
 Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps
 a BlazeFace box of score s that the face check finds p likely a face when s ≥ blaze and p ≥ check, or
-(a second way in, for the small turned faces BlazeFace scores lower) s ≥ low and p ≥ high; low = blaze
-is the single threshold pair. The choice: no face reported on any validation picture, then the most
+(a second way in, for the small turned faces BlazeFace scores lower) s ≥ low and p ≥ high away from the
+first way's faces (facedata.detect.two_way_faces); low = blaze is the single threshold pair. The choice: no face reported on any validation picture, then the most
 faces found (cmu_faces photos and KDEF scenes together), then no mirror reading (half the work), then
 the higher thresholds.
 Prints the single-pair grid as a table and the choice; --out writes every rule as JSON with the provenance.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
-from facedata.detect import blaze_faces, keeps
+from facedata.detect import SECOND_WAY_OVERLAP, blaze_faces_at
 from facedata.face_check import face_probability
 from facedata.provenance import provenance
 from photo_scenes import found_at, pose_scenes, validation_pictures
@@ -36,40 +37,79 @@ BLAZE_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.63)
 CHECK_GRID = tuple(np.round(np.arange(0.0, 1.0, 0.05), 2))
 
 
-def candidates(images: list[np.ndarray], min_face: int, threshold: float, truths: list | None,
-               mirror: str = "none") -> list[np.ndarray]:
-    """Per image, (k, 3) of (check probability, on the face?, BlazeFace score) for each BlazeFace face at `threshold`."""
+@dataclass(frozen=True)
+class Run:
+    """BlazeFace's faces in one picture at one threshold: boxes (n, 4), the check's probabilities (n,), and
+    whether each is on the pasted face (n,) (True where no face is known to be on)."""
+
+    boxes: np.ndarray
+    likely: np.ndarray
+    on_face: np.ndarray
+
+
+def candidates(images: list[np.ndarray], min_face: int, truths: list | None, mirror: str = "none") -> list[dict]:
+    """Per picture, {threshold: Run} for every threshold of BLAZE_GRID, from one reading of the picture."""
     out = []
     for i, image in enumerate(images):
-        faces = blaze_faces(image, min_face, threshold, mirror)
-        likely = face_probability(image, np.array([f.box for f in faces])) if faces else np.zeros(0)
-        on_face = [truths is None or found_at(f.box, truths[i]) for f in faces]
-        out.append(np.column_stack([likely, on_face, [f.score for f in faces]]).reshape(-1, 3))
+        runs = {}
+        for threshold, faces in zip(BLAZE_GRID, blaze_faces_at(image, min_face, BLAZE_GRID, mirror)):
+            boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
+            likely = face_probability(image, boxes) if len(faces) else np.zeros(0)
+            on_face = np.array([truths is None or found_at(box, truths[i]) for box in boxes], dtype=bool)
+            runs[threshold] = Run(boxes, likely, on_face)
+        out.append(runs)
     return out
 
 
-def found(boxes: list[np.ndarray], blaze: float, check: float, low: float, high: float, on_face: bool = False) -> int:
-    """How many images keep a box under the rule (only boxes on the face count with `on_face`)."""
+def overlaps(pictures: list[dict]) -> list[dict]:
+    """Per picture, {(blaze, low): (n_blaze, n_low) bool}: which boxes of the lower run overlap which of the higher's."""
+    from facedata.blazeface import _iou
+
+    out = []
+    for runs in pictures:
+        pairs = {}
+        for high in BLAZE_GRID:
+            for low in [t for t in BLAZE_GRID if t < high]:
+                a, b = runs[high].boxes, runs[low].boxes
+                pairs[(high, low)] = (np.array([_iou(box, b) > SECOND_WAY_OVERLAP for box in a]).reshape(len(a), len(b))
+                                      if len(a) and len(b) else np.zeros((len(a), len(b)), dtype=bool))
+        out.append(pairs)
+    return out
+
+
+def found(pictures: list[dict], overlap: list[dict], blaze: float, check: float, low: float, high: float,
+          on_face: bool = False) -> int:
+    """How many pictures keep a face under the rule (facedata.detect.two_way_faces; only faces on the pasted
+    face count with `on_face`)."""
     count = 0
-    for c in boxes:
-        kept = keeps(c[:, 2], c[:, 0], blaze, check, low, high)
-        count += bool((kept & (c[:, 1] > 0)).any() if on_face else kept.any())
+    for runs, pairs in zip(pictures, overlap):
+        first = runs[blaze]
+        kept = first.likely >= check
+        hit = bool((kept & first.on_face).any() if on_face else kept.any())
+        if not hit and low < blaze:
+            second = runs[low]
+            new = ~pairs[(blaze, low)][kept].any(axis=0) if len(second.boxes) else np.zeros(0, dtype=bool)
+            taken = new & (second.likely >= max(high, check))
+            hit = bool((taken & second.on_face).any() if on_face else taken.any())
+        count += hit
     return count
 
 
-def grid(cmu: list[np.ndarray], kdef: list[np.ndarray], free: list[np.ndarray], low: float, mirror: str) -> list[dict]:
-    """With BlazeFace run at `low`, every rule whose second way in starts there: each first-way pair (blaze ≥ low,
-    check) with each surer check for the second way (high ≥ check; high = check: the single pair at `low`)."""
+def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str) -> list[dict]:
+    """Every rule: each first way (blaze, check), alone and with each second way (low < blaze, high ≥ check)."""
+    sets = [(name, pictures, overlaps(pictures)) for name, pictures in (("cmu", cmu), ("kdef", kdef), ("free", free))]
     rows = []
-    for blaze in [b for b in BLAZE_GRID if b >= low]:
+    for blaze in BLAZE_GRID:
         for check in CHECK_GRID:
-            for high in [h for h in CHECK_GRID if h >= check] if blaze > low else [check]:
-                rule = (blaze, float(check), low, float(high))
+            ways = [(blaze, float(check))] + [(low, float(high)) for low in BLAZE_GRID if low < blaze
+                                              for high in CHECK_GRID if high >= check]
+            for low, high in ways:
+                rule = (blaze, float(check), low, high)
+                counts = {name: found(pictures, overlap, *rule, on_face=name == "kdef") for name, pictures, overlap in sets}
                 rows.append({"mirror": mirror, "blaze_threshold": blaze, "check_threshold": float(check),
-                             "low_threshold": low, "high_check": float(high),
-                             "cmu_found": found(cmu, *rule), "cmu_total": len(cmu),
-                             "kdef_found": found(kdef, *rule, on_face=True), "kdef_total": len(kdef),
-                             "pictures_with_a_face": found(free, *rule), "pictures": len(free)})
+                             "low_threshold": low, "high_check": high,
+                             "cmu_found": counts["cmu"], "cmu_total": len(cmu), "kdef_found": counts["kdef"],
+                             "kdef_total": len(kdef), "pictures_with_a_face": counts["free"], "pictures": len(free)})
     return rows
 
 
@@ -124,11 +164,13 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mirror in args.mirror:
-        for low in tqdm(BLAZE_GRID, desc=f"thresholds, mirror {mirror}", unit="threshold"):
-            cmu = candidates(cmu_images, args.min_face, low, None, mirror)
-            kdef = candidates(kdef_images, args.scene_min_face, low, kdef_truths, mirror)
-            false = candidates(free, args.scene_min_face, low, None, mirror)
-            rows += grid(cmu, kdef, false, low, mirror)
+        cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), args.min_face,
+                         None, mirror)
+        kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), args.scene_min_face,
+                          kdef_truths, mirror)
+        false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), args.scene_min_face,
+                           None, mirror)
+        rows += grid(cmu, kdef, false, mirror)
     chosen = choose(rows)
     single = choose([r for r in rows if r["low_threshold"] == r["blaze_threshold"]])
     unchecked = [r for r in rows if r["check_threshold"] == 0.0 and r["low_threshold"] == r["blaze_threshold"]]

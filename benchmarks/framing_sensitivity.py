@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from facedata.faceset import FaceSet
 from facedata.imageio import crop_square
@@ -34,7 +32,7 @@ from photo_scenes import scenes, write_report
 from facedata.faceset import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
-from retrieval.reframe import ReframeConfig, Reframer
+from retrieval.reframe import ReframeConfig, Reframer, fit_reframer, jittered_transform  # noqa: F401 (tests take it from here)
 from retrieval.two_step import fit_pose_filter
 
 KS = (1, 5, 20)
@@ -53,18 +51,6 @@ def parse_levels(text: str) -> list[tuple[float, float]]:
             raise SystemExit(f"--levels: '{part}' has a negative standard deviation")
         levels.append((offset, scale))
     return levels
-
-
-def jittered_transform(truth: tuple[float, float, float, float], aspect: float, shift: np.ndarray,
-                       scale: float) -> np.ndarray:
-    """The (2, 3) unit-square transform of the pasted square `truth` moved by `shift` (its sides, right
-    and down) and scaled by `scale` about its centre; `aspect` = crop height / width."""
-    left, top, right, bottom = truth
-    side = (right - left) * scale
-    cx = (left + right) / 2 + shift[0] * (right - left)
-    cy = (top + bottom) / 2 + shift[1] * (right - left)
-    height = side * aspect
-    return np.array([[side, 0.0, cx - side / 2], [0.0, height, cy - height / 2]])
 
 
 def jittered_crops(faces: np.ndarray, levels: list[tuple[float, float]], size: tuple[int, int],
@@ -86,28 +72,6 @@ def jittered_crops(faces: np.ndarray, levels: list[tuple[float, float]], size: t
             again.append(np.stack([crop_square(scene.image, Reframer.corrected(t, e), size)
                                    for scene, t, e in zip(placed, transforms, errors)]))
     return out, again
-
-
-def fit_reframer(faces: np.ndarray, size: tuple[int, int], config: ReframeConfig, copies: int,
-                 seed: int) -> tuple[Reframer, dict]:
-    """The reframing regressor, trained on `copies` crops of each face (n, h, w) uint8 pasted into a photo,
-    each taken at a random error off the pasted square (ReframeConfig.draw), seeded."""
-    aspect = faces.shape[1] / faces.shape[2]
-    crops, errors = [], []
-    for copy in range(copies):
-        rng = np.random.default_rng([seed, copy])
-        placed = scenes(faces, seed + 100 + copy)
-        offsets, log_scales = config.draw(rng, len(placed))
-        for scene, offset, log_scale in zip(tqdm(placed, desc=f"reframing crops {copy + 1}/{copies}", unit="photo"),
-                                            offsets, log_scales):
-            truth = jittered_transform(scene.truth, aspect, np.zeros(2), 1.0)
-            moved = jittered_transform(scene.truth, aspect, offset, float(np.exp(log_scale)))
-            crops.append(crop_square(scene.image, moved, size))
-            errors.append(Reframer.error_between(moved, truth))
-    errors = np.asarray(errors)
-    t = time.perf_counter()
-    reframer = Reframer.fit(np.stack(crops), errors[:, :2], errors[:, 2], config)
-    return reframer, {**asdict(config), "crops": len(crops), "faces": len(faces), "fit_seconds": round(time.perf_counter() - t, 1)}
 
 
 def run(args) -> dict:

@@ -35,58 +35,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.align import BoxFraming, box_transform
-from facedata.detect import DETECTORS, DetectConfig, DetectedFace, detect_faces
+from facedata.detect import DETECTORS, DetectConfig, detect_faces
 from facedata.faceset import FaceSet
 from facedata.imageio import crop_square
 from facedata.provenance import provenance
 from generator.inference import Generator
 from index.pose_classifier import PoseClassifierConfig
-from framing_sensitivity import fit_reframer
 from photo_scenes import found_at, scenes, write_report
 from facedata.faceset import same_faces_at_resolution
 from retrieval.multi_view import rank_among, view_distances
 from retrieval.protocol import sample_queries, score
-from retrieval.reframe import ReframeConfig, Reframer
+from retrieval.photo_framing import fit_framings, framing_key, spread_pattern
+from retrieval.reframe import ReframeConfig, Reframer, fit_reframer
 from retrieval.two_step import fit_pose_filter
 
 KS = (1, 5, 20)
-
-
-def framing_key(face: DetectedFace) -> str:
-    """Which fitted framing a face takes: its detector and kind (HOG and the cascades frame a face differently)."""
-    return f"{face.source}/{face.kind}"
-
-
-def fit_framings(faces: np.ndarray, values: np.ndarray, config: DetectConfig, seed: int,
-                 least: int = 5) -> tuple[dict[str, BoxFraming], dict]:
-    """Per framing key, the median relation of the pasted dataset crop to the detection box, on these faces;
-    and per key and pose ("hog/frontal@+45", from the faces' own `values`), where ≥ `least` faces give one."""
-    offsets: dict[str, list[tuple[float, float, float]]] = {}
-    for scene, value in zip(tqdm(scenes(faces, seed), desc="fit framing (train people)", unit="photo", total=len(faces)),
-                            np.asarray(values).astype(str)):
-        hits = [f for f in detect_faces(scene.image, config) if found_at(f.box, scene.truth)]
-        if not hits:
-            continue
-        face = max(hits, key=lambda f: f.area)
-        left, top, right, bottom = face.box
-        width = right - left
-        tx, ty = (scene.truth[0] + scene.truth[2]) / 2, (scene.truth[1] + scene.truth[3]) / 2
-        across = (tx - (left + right) / 2) / width
-        if face.kind == "profile-right":  # box_transform mirrors `across` for a face looking right
-            across = -across
-        offset = ((scene.truth[2] - scene.truth[0]) / width, across, (ty - (top + bottom) / 2) / width)
-        offsets.setdefault(framing_key(face), []).append(offset)
-        offsets.setdefault(f"{framing_key(face)}@{value}", []).append(offset)
-    offsets = {key: rows for key, rows in offsets.items() if "@" not in key or len(rows) >= least}
-    framings = {key: BoxFraming(*(float(v) for v in np.median(np.asarray(rows), axis=0))) for key, rows in offsets.items()}
-    record = {key: {**asdict(framings[key]), "faces": len(offsets[key])} for key in sorted(framings)}
-    return framings, record
-
-
-def spread_pattern(offset: float, log_scale: float) -> np.ndarray:
-    """(7, 3) framing moves (right, down in sides; log-scale): none, each way by `offset`, larger and smaller."""
-    return np.array([[0, 0, 0], [offset, 0, 0], [-offset, 0, 0], [0, offset, 0], [0, -offset, 0],
-                     [0, 0, log_scale], [0, 0, -log_scale]], dtype=np.float64)
 
 
 def photo_crops(faces: np.ndarray, framings: dict[str, BoxFraming], config: DetectConfig, size: tuple[int, int],

@@ -7,7 +7,6 @@ random scale and place (seeded); its `truth` is the pasted square, in scene pixe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +14,12 @@ import pandas as pd
 from PIL import Image
 
 from facedata.detect import found_at  # noqa: F401 (the benchmarks take it from here with the scenes)
+from facedata.scenes import SCENE_HW, Scene, backgrounds, paste, scenes  # noqa: F401 (likewise)
+from facedata.scenes import gray as _gray
 
 FACE_FREE = ("brick", "grass", "gravel", "coffee", "rocket", "horse", "page", "text", "coins", "clock", "moon",
              "cell", "checkerboard", "colorwheel", "hubble_deep_field", "immunohistochemistry", "retina", "logo",
              "microaneurysms", "shepp_logan_phantom", "binary_blobs")  # skimage.data pictures without a face
-SCENE_HW = (480, 640)
-
-
-def _gray(picture: np.ndarray) -> np.ndarray:
-    """Any skimage picture (bool, float, RGB(A)) as (H, W) uint8 grayscale."""
-    if picture.dtype == bool:
-        picture = picture.astype(np.uint8) * 255
-    elif picture.dtype != np.uint8:
-        picture = np.clip(255 * (picture - picture.min()) / max(float(np.ptp(picture)), 1e-9), 0, 255).astype(np.uint8)
-    if picture.ndim == 3:
-        picture = np.asarray(Image.fromarray(picture[..., :3]).convert("L"))
-    return picture
 
 
 def face_free_images(seed: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -48,42 +37,6 @@ def face_free_images(seed: int = 0) -> list[tuple[str, np.ndarray]]:
     out.append(("stripes", (127 + 100 * np.sin(xx / 7.0 + yy / 13.0)).astype(np.uint8)))
     out.append(("rings", (127 + 100 * np.sin(np.hypot(xx - 320, yy - 240) / 5.0)).astype(np.uint8)))
     return out
-
-
-def backgrounds() -> list[np.ndarray]:
-    """The face-free scikit-image pictures that can be backgrounds (textured, at least 300 px), at 640×480."""
-    import skimage.data
-
-    names = ("brick", "grass", "gravel", "coffee", "rocket", "coins", "clock", "moon", "hubble_deep_field",
-             "immunohistochemistry", "retina", "cell")
-    return [np.asarray(Image.fromarray(_gray(getattr(skimage.data, n)())).resize(SCENE_HW[::-1], Image.Resampling.BICUBIC))
-            for n in names]
-
-
-@dataclass(frozen=True)
-class Scene:
-    image: np.ndarray  # (480, 640) uint8
-    truth: tuple[float, float, float, float]  # the pasted face crop: left, top, right, bottom
-
-
-def paste(face: np.ndarray, background: np.ndarray, rng: np.random.Generator, sides: tuple[int, int] = (64, 200)) -> Scene:
-    """`face` (h, w) uint8 resized to a random side in `sides` and pasted at a random place in a copy of `background`."""
-    h, w = face.shape
-    side = int(rng.integers(sides[0], sides[1] + 1))
-    size = (side, max(1, round(side * h / w)))  # PIL: (width, height)
-    resized = np.asarray(Image.fromarray(face).resize(size, Image.Resampling.BICUBIC))
-    top = int(rng.integers(0, background.shape[0] - size[1] + 1))
-    left = int(rng.integers(0, background.shape[1] - size[0] + 1))
-    image = background.copy()
-    image[top : top + size[1], left : left + size[0]] = resized
-    return Scene(image, (float(left), float(top), float(left + size[0]), float(top + size[1])))
-
-
-def scenes(faces: np.ndarray, seed: int = 0, sides: tuple[int, int] = (64, 200)) -> list[Scene]:
-    """One scene per face of (n, h, w) uint8, each on a background drawn at random (seeded)."""
-    rng = np.random.default_rng(seed)
-    grounds = backgrounds()
-    return [paste(face, grounds[int(rng.integers(len(grounds)))], rng, sides) for face in faces]
 
 
 def pose_scenes(folder: Path, people: slice, per_pose: int, seed: int) -> tuple[list[Scene], pd.DataFrame]:

@@ -262,6 +262,25 @@ def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.
     two logits (the network is not quite symmetric); "max" by the larger probability. Either way an
     anchor's box is the two readings' score-weighted mean. Only windows where some anchor reaches
     MIRROR_FLOOR are read twice, which keeps a photo's time near one reading."""
+    return detect_at(image, (threshold,), smallest_face, iou, face_share, batch, mirror)[0]
+
+
+def detect_at(image: np.ndarray, thresholds: tuple[float, ...], smallest_face: float = 16.0, iou: float = 0.3,
+              face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none") -> list[list[Detection]]:
+    """detect() at each of several thresholds from one reading of the photo: per threshold, the faces its
+    anchors alone make (a lower threshold's weaker anchors are not blended into a stronger face's box)."""
+    candidates = _candidates(image, smallest_face, min(thresholds), face_share, batch, mirror)
+    if candidates is None:
+        return [[] for _ in thresholds]
+    boxes, points, scores = candidates
+    return [weighted_nms(boxes[scores >= t], points[scores >= t], scores[scores >= t], iou) if (scores >= t).any() else []
+            for t in thresholds]
+
+
+def _candidates(image: np.ndarray, smallest_face: float, threshold: float, face_share: float, batch: int,
+                mirror: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every anchor of every window scoring ≥ `threshold`: boxes (n, 4), keypoints (n, 6, 2) in photo pixels and
+    scores (n,); None when there is none."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
     assert mirror in ("none", "mean", "max"), mirror
     frames = windows(image.shape, smallest_face, face_share)
@@ -301,5 +320,5 @@ def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.
                 points.append(kp * f.side + [f.left, f.top])
                 scores.append(combined[keep])
     if not scores:
-        return []
-    return weighted_nms(np.concatenate(boxes), np.concatenate(points), np.concatenate(scores), iou)
+        return None
+    return np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)

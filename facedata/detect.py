@@ -68,7 +68,7 @@ class DetectConfig:
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score
-    # with a surer face check (benchmarks/choose_detector.py; equal thresholds: no second way)
+    # with a surer face check, away from the first way's faces (two_way_faces; equal thresholds: no second way)
     blaze_low_threshold: float = 0.5
     check_high_threshold: float = 0.7
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
@@ -234,46 +234,63 @@ def blaze_kind(keypoints: np.ndarray, width: float) -> str:
 def blaze_faces(image: np.ndarray, min_face: int, threshold: float, mirror: str = "none") -> list:
     """BlazeFace's faces (facedata.blazeface.Detection) over windows of the photo itself (and their mirror
     images: facedata.blazeface.detect), at least BLAZE_NARROWEST · min_face wide, best score first."""
-    from facedata.blazeface import detect
-
-    return [face for face in detect(image, smallest_face=min_face, threshold=threshold, mirror=mirror)
-            if face.box[2] - face.box[0] >= BLAZE_NARROWEST * min_face]
+    return blaze_faces_at(image, min_face, (threshold,), mirror)[0]
 
 
-def checked(image: np.ndarray, faces: list, check_threshold: float, blaze_threshold: float = 0.0,
-            low_threshold: float | None = None, high_check: float | None = None) -> list:
-    """The faces the face check (facedata.face_check) finds likely faces: BlazeFace's score ≥ `blaze_threshold`
-    and the check's probability ≥ `check_threshold`, or (a second way in) score ≥ `low_threshold` and
-    probability ≥ `high_check`."""
+def blaze_faces_at(image: np.ndarray, min_face: int, thresholds: tuple[float, ...], mirror: str = "none") -> list[list]:
+    """blaze_faces at several thresholds from one reading of the photo (facedata.blazeface.detect_at)."""
+    from facedata.blazeface import detect_at
+
+    return [[face for face in faces if face.box[2] - face.box[0] >= BLAZE_NARROWEST * min_face]
+            for faces in detect_at(image, tuple(thresholds), smallest_face=min_face, mirror=mirror)]
+
+
+def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
+    """The faces the face check (facedata.face_check) finds at least `check_threshold` likely faces."""
     if not faces:
         return []
     from facedata.face_check import face_probability
 
     likely = face_probability(image, np.array([face.box for face in faces]))
-    return [face for face, p in zip(faces, likely)
-            if keeps(face.score, p, blaze_threshold, check_threshold, low_threshold, high_check)]
+    return [face for face, p in zip(faces, likely) if p >= check_threshold]
 
 
-def keeps(score, likely, blaze_threshold: float, check_threshold: float, low_threshold: float | None = None,
-          high_check: float | None = None):
-    """Whether a BlazeFace box of `score` the check finds `likely` a face is kept (elementwise on arrays):
-    the first way in, or the second where one is given, whose check is never looser than the first's."""
-    first = (np.asarray(score) >= blaze_threshold) & (np.asarray(likely) >= check_threshold)
-    if low_threshold is None or high_check is None:
+SECOND_WAY_OVERLAP = 0.3  # a second-way box overlapping a first-way face this much (IoU, as BlazeFace's NMS) is that face
+
+
+def second_way(kept: np.ndarray, boxes: np.ndarray, likely: np.ndarray, check: float) -> np.ndarray:
+    """Which of the lower threshold's `boxes` (n, 4) get in the second way: a check of at least `check` and no
+    overlap with a face the first way `kept` (k, 4) (whose box stays the first way's: a lower threshold's weaker
+    anchors would move it)."""
+    from facedata.blazeface import _iou
+
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    kept = np.asarray(kept, dtype=np.float64).reshape(-1, 4)
+    new = np.array([not len(kept) or not (_iou(box, kept) > SECOND_WAY_OVERLAP).any() for box in boxes], dtype=bool)
+    return new & (np.asarray(likely) >= check) if len(boxes) else np.zeros(0, dtype=bool)
+
+
+def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
+    """BlazeFace with the check: faces of score ≥ blaze_threshold the check finds ≥ check_threshold likely, then
+    the faces of score ≥ blaze_low_threshold found nowhere near those that it finds ≥ check_high_threshold likely
+    (never a looser check than the first); best score first."""
+    from facedata.face_check import face_probability
+
+    low = min(config.blaze_low_threshold, config.blaze_threshold)
+    high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, low), config.blaze_mirror)
+    first = checked(image, high_faces, config.check_threshold)
+    if low >= config.blaze_threshold or not low_faces:
         return first
-    return first | ((np.asarray(score) >= low_threshold) & (np.asarray(likely) >= max(high_check, check_threshold)))
+    likely = face_probability(image, np.array([face.box for face in low_faces]))
+    keep = second_way(np.array([face.box for face in first]), np.array([face.box for face in low_faces]), likely,
+                      max(config.check_high_threshold, config.check_threshold))
+    return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
 
 
 def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:
-    """BlazeFace, each box then read again by the face check (or, unchecked, BlazeFace at its own threshold)."""
+    """BlazeFace, each box then read again by the face check (two_way_faces; or, unchecked, BlazeFace at its own threshold)."""
     config = photo.config
-    if check:
-        lowest = min(config.blaze_threshold, config.blaze_low_threshold)
-        faces = checked(photo.image, blaze_faces(photo.image, config.min_face, lowest, config.blaze_mirror),
-                        config.check_threshold, config.blaze_threshold, config.blaze_low_threshold,
-                        config.check_high_threshold)
-    else:
-        faces = blaze_faces(photo.image, config.min_face, config.unchecked_threshold)
+    faces = two_way_faces(photo.image, config) if check else blaze_faces(photo.image, config.min_face, config.unchecked_threshold)
     return [(*face.box, face.score, blaze_kind(face.keypoints, face.box[2] - face.box[0])) for face in faces]
 
 

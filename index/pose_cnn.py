@@ -54,7 +54,7 @@ def build_net(classes: int) -> nn.Sequential:
 
 def standardized_batch(images: np.ndarray) -> torch.Tensor:
     """(n, H, W) uint8 → (n, 1, H, W) float32, each image zero-mean and unit-variance."""
-    x = torch.as_tensor(np.asarray(images), dtype=torch.float32)[:, None]
+    x = torch.from_numpy(np.array(images, dtype=np.float32))[:, None]  # a copy: the images may be a read-only memory map
     x = x - x.mean(dim=(2, 3), keepdim=True)
     return x / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
 

@@ -22,11 +22,11 @@ import pandas as pd
 from facedata.combined import edited_factors, join_values, with_factor
 from facedata.errors import DataError, UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
-from facedata.imageio import ImageConversionWarning, decode_image
+from facedata.imageio import ImageConversionWarning, check_face_size, decode_image, warn_conversion
 from facedata.detect import DetectConfig
-from facedata.photo import photo_face
+from facedata.photo import photo_face, wants_alignment
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
-from retrieval.search import canonical_targets, correct_hits, search_by_generation
+from retrieval.search import canonical_targets, correct_hits, search_by_generation, search_nearest_crop
 
 FACESET_ROW = re.compile(r"^(?P<faceset>.+):(?P<row>\d+)$")
 CSV_COLUMNS = ("path", "target", "k")
@@ -40,6 +40,7 @@ class QueryImage:
     label: str  # where it came from: a file path or FACESET:ROW
     image: np.ndarray  # (H, W) uint8
     truth: dict  # identity and factor values when taken from a FaceSet, else {}
+    crops: np.ndarray | None = None  # (m, H, W) a photo framing's crops (image = the first): ranked by the nearest
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,13 @@ class QueryResult:
 
 # -- query images -----------------------------------------------------------------------------------
 def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None, align: bool | None = None,
-                     face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryImage:
+                     face: int = 1, detect: DetectConfig = DetectConfig(), framing=None) -> QueryImage:
     """An image file or FACESET:ROW as a (H, W) uint8 face of `size`; relative paths are taken from `base`.
 
     An image file is detected and eye-aligned (facedata.photo, face-th largest face) when `align` is
-    True, or when it is None and the file is not already of the model's size; a FaceSet row is taken
-    as stored (its import aligned it).
+    True, or when it is None and the file is not already of the model's size; with a `framing`
+    (retrieval.photo_framing.PhotoFraming) such a photo's face is cropped as the dataset framed its
+    faces, seven ways. A FaceSet row is taken as stored (its import aligned it).
     """
     spec = str(spec).strip()
     if not spec:
@@ -84,7 +86,7 @@ def load_query_image(spec: str, size: tuple[int, int], base: Path | None = None,
     match = FACESET_ROW.match(spec)
     if match and _resolve(match["faceset"], base).is_dir():
         return _faceset_image(spec, _resolve(match["faceset"], base), int(match["row"]), size)
-    return _file_image(spec, _resolve(spec, base), size, align, face, detect)
+    return _file_image(spec, _resolve(spec, base), size, align, face, detect, framing)
 
 
 def known_factors(spec: str, size: tuple[int, int]) -> dict:
@@ -113,9 +115,23 @@ def _faceset_image(spec: str, root: Path, row: int, size: tuple[int, int]) -> Qu
 
 
 def _file_image(spec: str, path: Path, size: tuple[int, int], align: bool | None = None, face: int = 1,
-                detect: DetectConfig = DetectConfig()) -> QueryImage:
+                detect: DetectConfig = DetectConfig(), framing=None) -> QueryImage:
     image, mode = decode_image(path, spec)  # (h, w) uint8 upright, or a DataError naming the file
+    if framing is not None and wants_alignment(align, image.shape, size):
+        crops = framed_crops(framing, spec, image, mode, size, face)
+        return QueryImage(label=spec, image=crops[0], truth={}, crops=crops)
     return QueryImage(label=spec, image=photo_face(spec, image, mode, size, align, face, detect=detect), truth={})
+
+
+def framed_crops(framing, label: str, image: np.ndarray, mode: str, size: tuple[int, int], face: int = 1) -> np.ndarray:
+    """A decoded photo's face as a photo framing's crops, (m, H, W) uint8; a framing fitted for another
+    size than the model's is a UserError."""
+    if tuple(framing.size) != tuple(size):
+        raise UserError(f"the photo framing crops {framing.size[0]}×{framing.size[1]} faces, the model reads "
+                        f"{size[0]}×{size[1]}: fit one on the model's data (rbg framing fit)")
+    warn_conversion(mode, label)
+    check_face_size(image, size, label)
+    return framing.crops(image, label, face)
 
 
 # -- batch query files ---------------------------------------------------------------------------------
@@ -161,9 +177,10 @@ def read_query_csv(path: str | Path) -> list[QuerySpec]:
 
 def load_query_specs(specs: Sequence[QuerySpec], size: tuple[int, int], base: Path | None = None,
                      csv_path: Path | None = None, align: bool | None = None, face: int = 1,
-                     detect: DetectConfig = DetectConfig()) -> list[QueryImage]:
+                     detect: DetectConfig = DetectConfig(), framing=None) -> list[QueryImage]:
     """The images of batch queries, relative paths taken from `base` (the CSV's folder); errors name the CSV line."""
-    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base, align, face, detect))
+    return [_at_line(csv_path, spec, lambda spec=spec: load_query_image(spec.image, size, base, align, face, detect,
+                                                                        framing))
             for spec in specs]
 
 
@@ -192,7 +209,11 @@ def query_images(generator, index: GalleryIndex, queries: Sequence[QueryImage], 
     if len(targets) != len(queries):
         raise UserError(f"{len(targets)} targets for {len(queries)} query images (give one for all, or one each)")
     index.search(np.zeros((0, index.info.dimension), np.float32), k)  # refuses a bad k or an empty gallery before generating
-    found = search_by_generation(generator, index, images, list(targets), int(k), batch_size)
+    if any(q.crops is not None for q in queries):  # a photo framing's crops: each gallery face at its nearest crop
+        crops = [q.crops if q.crops is not None else q.image[None] for q in queries]
+        found = search_nearest_crop(generator, index, crops, list(targets), int(k), batch_size)
+    else:
+        found = search_by_generation(generator, index, images, list(targets), int(k), batch_size)
     distances, rows, generated = found.distances, found.rows, found.generated
     labels = tuple(q.label for q in queries)
     truth = tuple(with_combined_value(q.truth, generator.edit_factor) for q in queries)
@@ -255,14 +276,16 @@ def keep_ranks(result: QueryResult, ks: Sequence[int | None]) -> QueryResult:
 
 
 def query_image(generator, index: GalleryIndex, spec: str, target: str, k: int, batch_size: int = 256,
-                align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryResult:
+                align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig(),
+                framing=None) -> QueryResult:
     """One query: the face of an image file or FACESET:ROW (load_query_image), generated in `target` and searched."""
-    source = load_query_image(spec, tuple(generator.image_size), align=align, face=face, detect=detect)
+    source = load_query_image(spec, tuple(generator.image_size), align=align, face=face, detect=detect, framing=framing)
     return query_images(generator, index, [source], target, k, batch_size)
 
 
 def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batch_size: int = 256,
-              align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig()) -> QueryResult:
+              align: bool | None = None, face: int = 1, detect: DetectConfig = DetectConfig(),
+              framing=None) -> QueryResult:
     """Run the queries of a CSV (path, target[, k]): each line's k, else `k`; paths relative to the CSV."""
     csv_path = Path(csv_path)
     specs = read_query_csv(csv_path)
@@ -271,7 +294,7 @@ def query_csv(generator, index: GalleryIndex, csv_path: str | Path, k: int, batc
         if spec.k is not None and spec.k > len(index):
             raise DataError(f"{csv_path}:{spec.line}: k={spec.k} is out of range: the gallery holds {len(index)} images")
     queries = load_query_specs(specs, tuple(generator.image_size), base=csv_path.parent, csv_path=csv_path,
-                               align=align, face=face, detect=detect)
+                               align=align, face=face, detect=detect, framing=framing)
     ks = [s.k for s in specs]
     widest = max([k, *[s for s in ks if s is not None]])
     result = query_images(generator, index, queries, [s.target for s in specs], widest, batch_size)

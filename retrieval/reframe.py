@@ -13,13 +13,16 @@ of different seeds are averaged, each also on the mirrored crop (its horizontal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from facedata.imageio import crop_square
+from facedata.scenes import scenes
 from index.pose_cnn import standardized_batch, train_net
 
 UNIT = 0.1  # the network predicts offsets and log-scales in tenths: outputs of order 1
@@ -88,6 +91,24 @@ class Reframer:
             total += (net(x) + mirrored) / 2
         return (UNIT * total / len(self.nets)).double().numpy()
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every member's weights and batch-norm statistics as arrays, keyed `reframe.<member>.<name>` (safetensors)."""
+        return {f"reframe.{m}.{name}": value.detach().cpu().numpy()
+                for m, net in enumerate(self.nets) for name, value in net.state_dict().items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Reframer":
+        """The regressor state_arrays() saved, in eval mode."""
+        from index.pose_cnn import build_net
+
+        nets = []
+        for m in sorted({int(k.split(".")[1]) for k in arrays if k.startswith("reframe.")}):
+            prefix = f"reframe.{m}."
+            net = build_net(3)
+            net.load_state_dict({k[len(prefix):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(prefix)})
+            nets.append(net.eval())
+        return cls(nets)
+
     @staticmethod
     def error_between(transform: np.ndarray, true_transform: np.ndarray) -> np.ndarray:
         """(3,): how far the crop `transform` is off `true_transform` (both (2, 3), unit square → photo pixels):
@@ -106,3 +127,38 @@ class Reframer:
         centre = transform @ np.array([0.5, 0.5, 1.0]) - transform[:, :2] @ np.asarray(error[:2]) / scale
         linear = transform[:, :2] / scale
         return np.column_stack([linear, centre - linear @ np.array([0.5, 0.5])])
+
+
+def jittered_transform(truth: tuple[float, float, float, float], aspect: float, shift: np.ndarray,
+                       scale: float) -> np.ndarray:
+    """The (2, 3) unit-square transform of the pasted square `truth` moved by `shift` (its sides, right
+    and down) and scaled by `scale` about its centre; `aspect` = crop height / width."""
+    left, top, right, bottom = truth
+    side = (right - left) * scale
+    cx = (left + right) / 2 + shift[0] * (right - left)
+    cy = (top + bottom) / 2 + shift[1] * (right - left)
+    height = side * aspect
+    return np.array([[side, 0.0, cx - side / 2], [0.0, height, cy - height / 2]])
+
+
+def fit_reframer(faces: np.ndarray, size: tuple[int, int], config: ReframeConfig, copies: int,
+                 seed: int, progress: bool = True) -> tuple["Reframer", dict]:
+    """The reframing regressor, trained on `copies` crops of each face (n, h, w) uint8 pasted into a photo,
+    each taken at a random error off the pasted square (ReframeConfig.draw), seeded."""
+    aspect = faces.shape[1] / faces.shape[2]
+    crops, errors = [], []
+    for copy in range(copies):
+        rng = np.random.default_rng([seed, copy])
+        placed = scenes(faces, seed + 100 + copy)
+        offsets, log_scales = config.draw(rng, len(placed))
+        for scene, offset, log_scale in zip(tqdm(placed, desc=f"reframing crops {copy + 1}/{copies}", unit="photo",
+                                                                 disable=not progress),
+                                            offsets, log_scales):
+            truth = jittered_transform(scene.truth, aspect, np.zeros(2), 1.0)
+            moved = jittered_transform(scene.truth, aspect, offset, float(np.exp(log_scale)))
+            crops.append(crop_square(scene.image, moved, size))
+            errors.append(Reframer.error_between(moved, truth))
+    errors = np.asarray(errors)
+    t = time.perf_counter()
+    reframer = Reframer.fit(np.stack(crops), errors[:, :2], errors[:, 2], config, progress)
+    return reframer, {**asdict(config), "crops": len(crops), "faces": len(faces), "fit_seconds": round(time.perf_counter() - t, 1)}

@@ -132,6 +132,29 @@ def search_by_generation(generator, index: GalleryIndex, images: np.ndarray, tar
     return Found(distances, rows, generated, np.asarray(vectors, np.float32), 1000 * (middle - start), 1000 * (end - middle))
 
 
+def search_nearest_crop(generator, index: GalleryIndex, crops: Sequence[np.ndarray], targets, k: int,
+                        batch_size: int = 256) -> Found:
+    """search_by_generation for queries cropped several ways (retrieval.photo_framing: a photo's face and it
+    moved a little): each query's crops (m, H, W) are all searched, and a gallery face ranks by its nearest
+    crop. Exact for an exact index: a face among the k nearest to its nearest crop is among that crop's k.
+    The generation shown is the first crop's."""
+    counts = [len(c) for c in crops]
+    targets = [targets] * len(crops) if isinstance(targets, str) else list(targets)
+    owner = np.repeat(np.arange(len(crops)), counts)
+    found = search_by_generation(generator, index, np.concatenate(list(crops)), [targets[o] for o in owner], k, batch_size)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    distances = np.full((len(crops), k), np.inf, np.float32)
+    rows = np.full((len(crops), k), -1, np.int64)
+    for i in range(len(crops)):
+        d, r = found.distances[owner == i].ravel(), found.rows[owner == i].ravel()
+        d, r = d[r >= 0], r[r >= 0]
+        order = np.lexsort((r, d))  # nearest first, equal distances by row
+        _, keep = np.unique(r[order], return_index=True)  # each face once, at its nearest crop
+        best = order[np.sort(keep)][:k]
+        distances[i, : len(best)], rows[i, : len(best)] = d[best], r[best]
+    return Found(distances, rows, found.generated[first], found.vectors[first], found.generate_ms, found.search_ms)
+
+
 def every_value(generator, images: np.ndarray, targets: Sequence[str], layer: str | None,
                 batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Each query generated in every value in one pass: the stage-2 image in its target, (q, H, W), and the

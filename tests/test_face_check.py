@@ -96,35 +96,61 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
     assert (labels == 0).any()
 
 
-def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces():
-    from choose_detector import choose, grid
+def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces(monkeypatch):
+    import choose_detector
+    from choose_detector import Run, choose, grid
 
-    # per picture, each box: (check probability, on the face, BlazeFace score)
-    cmu = [np.array([[0.9, 1, 0.7]]), np.array([[0.3, 1, 0.7]]), np.array([[0.9, 1, 0.5]]), np.zeros((0, 3))]
-    kdef = [np.array([[0.8, 1, 0.7], [0.95, 0, 0.7]])]  # a box off the pasted face does not count as found
-    free = [np.array([[0.5, 1, 0.7]]), np.array([[0.85, 1, 0.52]])]
-    rows = grid(cmu, kdef, free, 0.6, "none")
-    single = {r["check_threshold"]: r for r in rows if r["blaze_threshold"] == 0.6}
+    monkeypatch.setattr(choose_detector, "BLAZE_GRID", (0.5, 0.6))
+    box, elsewhere = np.array([[10.0, 10, 30, 30]]), np.array([[60.0, 60, 80, 80]])
+    none = Run(np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool))
+
+    def picture(high: Run, low: Run) -> dict:  # the faces BlazeFace reports at 0.6 and at 0.5
+        return {0.6: high, 0.5: low}
+
+    def run(boxes, likely, on_face=True):
+        return Run(boxes, np.asarray(likely, float), np.full(len(boxes), on_face))
+
+    cmu = [picture(run(box, [0.9]), run(box, [0.9])),  # found at 0.6
+           picture(run(box, [0.3]), run(box, [0.3])),  # a face the check doubts: found only with a check ≤ 0.3
+           picture(none, run(box, [0.9])),  # a face BlazeFace scores between 0.5 and 0.6, sure to the check
+           picture(none, none)]
+    kdef = [picture(Run(np.concatenate([box, elsewhere]), np.array([0.8, 0.95]), np.array([True, False])),
+                    Run(np.concatenate([box, elsewhere]), np.array([0.8, 0.95]), np.array([True, False])))]
+    free = [picture(run(box, [0.5]), run(box, [0.5])), picture(none, run(elsewhere, [0.85]))]
+    rows = grid(cmu, kdef, free, "none")
+    single = {r["check_threshold"]: r for r in rows if r["blaze_threshold"] == 0.6 and r["low_threshold"] == 0.6}
     assert single[0.0]["cmu_found"] == 2 and single[0.0]["pictures_with_a_face"] == 1
     assert single[0.55]["cmu_found"] == 1 and single[0.55]["kdef_found"] == 1 and single[0.55]["pictures_with_a_face"] == 0
     assert single[0.85]["kdef_found"] == 0  # only the box off the face is left
-    assert choose(rows)["cmu_found"] == 1
-    # BlazeFace run at 0.5: the low-scored face gets in by a surer check, the low-scored texture is kept out
-    low = grid(cmu, kdef, free, 0.5, "none")
-    chosen = choose(rows + low + grid(cmu, kdef, free, 0.63, "mean"))
+    # the second way: the 0.5-scored face gets in by a surer check, the 0.5-scored texture is kept out
+    chosen = choose(rows)
     assert (chosen["cmu_found"], chosen["kdef_found"], chosen["pictures_with_a_face"]) == (2, 1, 0)
     assert (chosen["blaze_threshold"], chosen["check_threshold"], chosen["low_threshold"], chosen["high_check"],
-            chosen["mirror"]) == (0.63, 0.8, 0.5, 0.9, "none")
+            chosen["mirror"]) == (0.6, 0.8, 0.5, 0.9, "none")
     with pytest.raises(SystemExit):
         choose([r for r in rows if r["pictures_with_a_face"]])
 
 
-def test_a_box_is_kept_by_either_way_in():
-    from facedata.detect import keeps
+def test_the_second_way_keeps_the_first_way_s_faces_and_adds_sure_faces_elsewhere():
+    from facedata.detect import second_way
 
-    scores, likely = np.array([0.7, 0.7, 0.5, 0.5]), np.array([0.1, 0.01, 0.95, 0.5])
-    assert keeps(scores, likely, 0.63, 0.05).tolist() == [True, False, False, False]
-    assert keeps(scores, likely, 0.63, 0.05, 0.45, 0.9).tolist() == [True, False, True, False]
+    kept = np.array([[10.0, 10, 30, 30]])
+    boxes = np.array([[11.0, 11, 31, 31], [60, 60, 80, 80], [100, 100, 120, 120]])
+    assert second_way(kept, boxes, np.array([0.99, 0.95, 0.5]), 0.7).tolist() == [False, True, False]
+    assert second_way(np.zeros((0, 4)), boxes, np.array([0.99, 0.95, 0.5]), 0.7).tolist() == [True, True, False]
+    assert second_way(kept, np.zeros((0, 4)), np.zeros(0), 0.7).tolist() == []
+
+
+def test_two_way_faces_with_equal_thresholds_is_the_first_way_alone(cmu):
+    from facedata.detect import two_way_faces
+
+    images, _ = cmu
+    for image in images[:4]:
+        alone = checked(image, blaze_faces(image, 16, 0.63), 0.05)
+        same = two_way_faces(image, DetectConfig(blaze_low_threshold=0.63))
+        assert [f.box for f in same] == [f.box for f in alone]
+        both = two_way_faces(image, DetectConfig(blaze_low_threshold=0.4, check_high_threshold=0.0))
+        assert {tuple(f.box) for f in alone} <= {tuple(f.box) for f in both}  # the first way's boxes stay as they were
 
 
 def test_the_validation_pictures_are_not_the_benchmarks_face_free_pictures():

@@ -7,6 +7,7 @@ import click
 from facedata.errors import UserError
 from rbg.cli.bench_cmds import bench
 from rbg.cli.data import data
+from rbg.cli.framing_cmds import framing_group
 from rbg.cli.generator_cmds import eval_group, generate, train
 from rbg.cli.retrieval_cmds import index_group, query
 from rbg.cli.serve_cmds import serve
@@ -36,7 +37,7 @@ def cli() -> None:
 
 
 # Every command is a click command of one module above, added here and nowhere else.
-for command in (data, train, eval_group, generate, index_group, query, serve, bench):
+for command in (data, train, eval_group, generate, index_group, framing_group, query, serve, bench):
     cli.add_command(command)
 
 

@@ -23,9 +23,13 @@ from rbg.cli.face_options import detector_option
 @click.option("--int8", is_flag=True, default=False,
               help="All-views index on the CPU: generate queries in int8, about 1.75× faster, calibrated on 64 gallery "
                    "faces at start (~10 s); C1 R@1 on KDEF val 87.5 against float32's 87.7 through the default index [off: float32].")
+@click.option("--framing", type=click.Path(path_type=Path), default=None,
+              help="A photo framing of the model's dataset (rbg framing fit), as rbg query --framing: uploads are cropped "
+                   "as the dataset framed its faces, seven ways, with the framing's own detector [one crop].")
 @detector_option
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
-          max_pixels: int, max_batch: int, threads: int | None, device: str, int8: bool, detector: str) -> None:
+          max_pixels: int, max_batch: int, threads: int | None, device: str, int8: bool, framing: Path | None,
+          detector: str) -> None:
     """Serve queries over HTTP: POST /query, GET /gallery/ROW.png, /health, /info, /docs, and the page at /.
 
     \b
@@ -51,9 +55,15 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
         faces = use_int8_queries(generator, index, galleries)
         click.echo(f"int8 queries: calibrated on {faces} gallery faces", err=True)
     engine = QueryEngine(generator, index, galleries)
+    photo_framing = None
+    if framing is not None:
+        from retrieval.photo_framing import PhotoFraming
+
+        photo_framing = PhotoFraming.load(framing)
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                         max_pixels=max_pixels, max_batch=max_batch, detector=detector)
-    app = create_app(engine, config)
+                         max_pixels=max_pixels, max_batch=max_batch, detector=detector,
+                         framing=str(framing) if framing is not None else None)
+    app = create_app(engine, config, photo_framing)
     click.echo(f"serving {index_path}: {len(engine)} gallery faces, {generator.edit_factor} model, "
                f"{index.layer} features, FAISS {index.info.factory}", err=True)
     click.echo(f"page: http://{host}:{port}/   API schema: http://{host}:{port}/docs", err=True)

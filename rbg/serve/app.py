@@ -48,6 +48,7 @@ class ServeConfig:
     max_k: int = 100
     max_batch: int = 32  # queries answered by one generator call
     detector: str = DetectConfig.detector  # finds the face of an uploaded photo (facedata.detect.DETECTORS)
+    framing: str | None = None  # the photo framing's folder, where one crops the uploads (retrieval.photo_framing)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -97,8 +98,9 @@ def page_files() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in ("index.html", FAVICON, *PAGE_FILES)}
 
 
-def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> FastAPI:
-    """The FastAPI app answering queries with `engine`; its batcher thread stops when the app shuts down."""
+def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig(), framing=None) -> FastAPI:
+    """The FastAPI app answering queries with `engine`; its batcher thread stops when the app shuts down.
+    With a photo `framing` (retrieval.photo_framing.PhotoFraming) uploaded photos are cropped by it."""
     batcher = QueryBatcher(engine.answer, max_batch=config.max_batch)
     files = page_files()
     size = tuple(engine.generator.image_size)
@@ -170,7 +172,8 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
             "gallery_size": len(engine),
             "gallery_name": index.info.gallery.get("name"),
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_k": max_k},
-            "detector": config.detector,
+            "detector": framing.detect.detector if framing is not None else config.detector,
+            "framing": config.framing,  # the photo framing cropping the uploads, if any (rbg serve --framing)
             "int8": bool(getattr(generator, "int8_networks", None)),  # queries generated in int8 (rbg serve --int8)
         }
 
@@ -218,10 +221,10 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig()) -> Fast
                 raise ImageTooLarge(f"upload '{name}': uploads are limited to {config.max_upload_bytes:,} bytes")
             if align not in ALIGN_CHOICES:
                 raise UserError(f"align='{align}' is not a choice (valid: {', '.join(ALIGN_CHOICES)})")
-            args = (data, name, size, config.max_pixels, ALIGN_CHOICES[align], face, detect)
+            args = (data, name, size, config.max_pixels, ALIGN_CHOICES[align], face, detect, framing)
             quick = len(data) <= THREADED_DECODE_BYTES and align == "no"
-            query_face, notes = upload_face(*args) if quick else await run_in_threadpool(upload_face, *args)
-            work = Query(image=query_face, target=canonical, k=k, label=name)
+            query_face, notes, crops = upload_face(*args) if quick else await run_in_threadpool(upload_face, *args)
+            work = Query(image=query_face, target=canonical, k=k, label=name, crops=crops)
         answer, wait_ms, batch_size = await asyncio.wrap_future(batcher.submit(work))
         return JSONResponse({
             "edit_factor": edit,

@@ -14,7 +14,7 @@ from facedata.errors import UserError
 from facedata.faceset import FACTOR_COLUMNS, FaceSet
 from index.faiss_index import GalleryIndex, gallery_codes, image_rows
 from retrieval.query import as_galleries
-from retrieval.search import correct_hits, search_by_generation
+from retrieval.search import correct_hits, search_by_generation, search_nearest_crop
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Query:
     k: int
     label: str = "upload"
     truth: dict = field(default_factory=dict)  # identity and factors when the face is a gallery row
+    crops: np.ndarray | None = None  # (m, H, W) a photo framing's crops (image = the first): ranked by the nearest
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,12 @@ class QueryEngine:
         """Run a batch: one search by generation at the batch's largest k, each query cut to its own k."""
         images = np.stack([q.image for q in queries])  # (n, H, W) uint8
         widest = max(q.k for q in queries)
-        found = search_by_generation(self.generator, self.index, images, [q.target for q in queries], widest,
-                                     self.batch_size)
+        targets = [q.target for q in queries]
+        if any(q.crops is not None for q in queries):  # a photo framing's crops: each gallery face at its nearest
+            crops = [q.crops if q.crops is not None else q.image[None] for q in queries]
+            found = search_nearest_crop(self.generator, self.index, crops, targets, widest, self.batch_size)
+        else:
+            found = search_by_generation(self.generator, self.index, images, targets, widest, self.batch_size)
         return [Answer(found.generated[i], self.hits(found.distances[i, : q.k], found.rows[i, : q.k], q),
                        found.generate_ms, found.search_ms) for i, q in enumerate(queries)]
 

@@ -17,7 +17,8 @@ from PIL import Image, UnidentifiedImageError
 from facedata.detect import DetectConfig
 from facedata.errors import DataError
 from facedata.imageio import decode_image
-from facedata.photo import photo_face
+from facedata.photo import photo_face, wants_alignment
+from retrieval.query import framed_crops
 
 
 class NotAnImage(DataError):
@@ -29,11 +30,14 @@ class ImageTooLarge(DataError):
 
 
 def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, align: bool | None = None,
-                face_number: int = 1, detect: DetectConfig = DetectConfig()) -> tuple[np.ndarray, list[str]]:
-    """The uploaded image as a (H, W) uint8 face of `size`, and notes on what was converted.
+                face_number: int = 1, detect: DetectConfig = DetectConfig(),
+                framing=None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """The uploaded image as a (H, W) uint8 face of `size`, notes on what was converted, and with a photo
+    `framing` (retrieval.photo_framing) the face's crops (m, H, W) (the face is the first), else None.
 
-    It takes the path of `rbg query` (facedata.photo.photo_face): a photo not already of the model's
-    size has its face detected (by `detect`) and aligned (the largest, or the `face_number`-th by size).
+    It takes the path of `rbg query` (facedata.photo.photo_face, or retrieval.query.framed_crops with a
+    framing): a photo not already of the model's size has its face detected (by `detect`, or the
+    framing's own detector) and cropped (the largest, or the `face_number`-th by size).
 
     The pixel count is checked from the header before anything is decoded, so a small file that
     would decompress to a huge image is refused (ImageTooLarge) without the memory it would take;
@@ -62,7 +66,12 @@ def upload_face(data: bytes, name: str, size: tuple[int, int], max_pixels: int, 
         gray, mode = decode_image(data, f"upload '{name}'")  # upright by EXIF, any mode to luma
     except DataError as exc:  # a header that opens but pixels that do not decode
         raise NotAnImage(str(exc)) from None
+    label, crops = f"upload '{name}'", None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        face = photo_face(f"upload '{name}'", gray, mode, size, align, face_number, detect=detect)
-    return face, [str(w.message).removeprefix(f"upload '{name}': ") for w in caught]
+        if framing is not None and wants_alignment(align, gray.shape, size):
+            crops = framed_crops(framing, label, gray, mode, size, face_number)
+            face = crops[0]
+        else:
+            face = photo_face(label, gray, mode, size, align, face_number, detect=detect)
+    return face, [str(w.message).removeprefix(f"{label}: ") for w in caught], crops
