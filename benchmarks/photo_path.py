@@ -133,7 +133,8 @@ def markdown(record: dict) -> str:
                 f" (spread) or the smallest (nearest)." if spread else "")
              + (f" Gallery and queries: the {record['split']} people." if record.get("split", "test") != "test" else ""), ""]
     best = "nearest" if spread else "reframed" if reframed else "posed" if posed else "photo"
-    shown = ["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1] + (["spread", "nearest"] if spread else [])
+    shown = (["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1] + (["spread", "nearest"] if spread else [])
+             + (["framing"] if "framing_r1" in record["per_pose"][0] else []))
     lines += ["| source pose | queries | detected % | " + " | ".join(f"{k} R@1" for k in shown)
               + f" | R@5 | R@20 | crop R@1 | R@5 | R@20 | {best} / crop R@1 |",
               "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|"]
@@ -202,6 +203,11 @@ def run(args) -> dict:
         ranked["nearest"] = rank_among(np.min(each, axis=0), pose_filter.gallery_pred, queries.targets, max(KS))
     for name in kinds:
         ranked[name][~found[photo_index]] = -1  # no face found: nothing to search with
+    framed = None
+    if args.framing:  # the commands' own photo path (rbg query --framing): its crops, each face at its nearest
+        framed = framing_ranking(args, generator, gallery, queries, photos.images[gallery_rows[asked]], photo_index,
+                                 pose_filter.gallery_pred)
+        ranked["framing"] = framed["ranked"]
     correct = {name: score(rows, queries, gallery, 1, KS)[1] for name, rows in ranked.items()}
     source = gallery.faces[edit].to_numpy().astype(str)[queries.positions]
     record = {
@@ -218,10 +224,42 @@ def run(args) -> dict:
         **({"reframed": "the posed crops taken again where the reframing regressor (retrieval.reframe), trained on "
                         "the train people's photos, reads them off", "reframe": reframe_record} if reframer else {}),
         "ms_per_photo_detect_and_crop": round(1000 * detect_seconds / max(1, len(asked)), 1),
+        **({"framing": {"folder": str(args.framing), "found": framed["found"],
+                        "ms_per_photo": framed["ms_per_photo"]}} if framed else {}),
         "seconds": round(time.perf_counter() - started, 1),
         "provenance": provenance(seed=args.seed),
     }
     return record
+
+
+def framing_ranking(args, generator, gallery, queries, photos: np.ndarray, photo_index: np.ndarray,
+                    among: np.ndarray) -> dict:
+    """The query photos (the same scenes as photo_crops) cropped by a saved photo framing
+    (retrieval.photo_framing) and ranked among the gallery by each face's nearest crop; a photo where it
+    finds no face is a miss. Returns the ranking, the share of photos found and the time a photo."""
+    from facedata.photo import NoFaceError
+    from retrieval.photo_framing import PhotoFraming
+
+    framing = PhotoFraming.load(args.framing)
+    placed = scenes(photos, args.seed + 1)
+    m, size = len(framing.spread), tuple(gallery.image_size)
+    crops = np.zeros((len(placed), m, *size), dtype=np.uint8)
+    found = np.zeros(len(placed), dtype=bool)
+    t0 = time.perf_counter()
+    for i, scene in enumerate(tqdm(placed, desc="photo queries: the photo framing", unit="photo")):
+        try:
+            crops[i], found[i] = framing.crops(scene.image, "scene"), True
+        except NoFaceError:
+            pass
+    seconds = time.perf_counter() - t0
+    g, q = len(gallery), len(queries)
+    images = np.concatenate([gallery.images, crops.reshape(-1, *size)])
+    positions = g + (photo_index[:, None] * m + np.arange(m)).ravel()  # each query's m crops, in query order
+    every, _ = view_distances(generator, images, positions, None, batch_size=args.batch_size)
+    nearest = every[:, :g].reshape(q, m, g).min(axis=1)
+    ranked = rank_among(nearest, among, queries.targets, max(KS))
+    ranked[~found[photo_index]] = -1
+    return {"ranked": ranked, "found": round(float(found.mean()), 4), "ms_per_photo": round(1000 * seconds / len(placed), 1)}
 
 
 def parse_spread(text: str) -> tuple[float, float]:
@@ -250,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also search with the reframed crop moved 6 ways (± OFFSET sides across and down, "
                              "± LOG_SCALE in size): each gallery face's distance the mean over the 7 crops (row "
                              "'spread') or the smallest (row 'nearest')")
+    parser.add_argument("--framing", default=None,
+                        help="also the commands' photo path: the photos cropped by this photo framing (rbg framing fit)")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="whose faces are the gallery and the queries (val: to choose on)")
     parser.add_argument("--seed", type=int, default=0)
