@@ -131,6 +131,8 @@ def markdown(record: dict) -> str:
              + (f" Spread and nearest: the reframed crop also moved 6 ways (± {record['spread'][0]} sides across and "
                 f"down, ± {record['spread'][1]} in log-size), each gallery face's distance the mean over the 7 crops"
                 f" (spread) or the smallest (nearest)." if spread else "")
+             + (" Framing: the same photos cropped by a saved photo framing (rbg framing fit), as `rbg query"
+                " --framing` crops them, each gallery face at its nearest crop." if "framing" in record else "")
              + (f" Gallery and queries: the {record['split']} people." if record.get("split", "test") != "test" else ""), ""]
     best = "nearest" if spread else "reframed" if reframed else "posed" if posed else "photo"
     shown = (["photo", "posed", "reframed"][: 3 if reframed else 2 if posed else 1] + (["spread", "nearest"] if spread else [])

@@ -347,13 +347,8 @@ def test_split_val_makes_the_val_people_gallery_and_queries_and_never_reads_test
         run_benchmark(Generator.load(tmp_path / "model"), two_way, tmp_path / "r2", config, cache=tmp_path / "cache")
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], ("cnn", True)),  # the defaults chosen on val people (see the README)
-    (["--paper"], ("logreg", False)),  # the paper's protocol
-    (["--paper", "--pose-classifier", "cnn"], ("cnn", False)),  # an option given explicitly wins over --paper
-    (["--no-all-values", "--pose-classifier", "logreg"], ("logreg", False)),
-])
-def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, expected):
+def bench_config(bench, tmp_path, monkeypatch, flags) -> BenchConfig:
+    """The BenchConfig `rbg bench FLAGS` hands to run_benchmark (stopped there)."""
     import retrieval.benchmark as benchmark
 
     seen = {}
@@ -367,7 +362,18 @@ def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, 
     result = CliRunner().invoke(cli, ["bench", "--model", str(root / "model"), "--data", str(root / "faces"),
                                       "--out", str(tmp_path / "r"), *flags])
     assert "stopped here" in result.output, result.output
-    assert (seen["config"].pose_classifier, seen["config"].all_values) == expected
+    return seen["config"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], ("cnn", True)),  # the defaults chosen on val people (see the README)
+    (["--paper"], ("logreg", False)),  # the paper's protocol
+    (["--paper", "--pose-classifier", "cnn"], ("cnn", False)),  # an option given explicitly wins over --paper
+    (["--no-all-values", "--pose-classifier", "logreg"], ("logreg", False)),
+])
+def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, expected):
+    config = bench_config(bench, tmp_path, monkeypatch, flags)
+    assert (config.pose_classifier, config.all_values) == expected
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -379,18 +385,6 @@ def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, 
     (["--pose-images", "{other}"], "{other}"),
 ])
 def test_the_pose_classifier_reads_deep_images_by_default(bench, tmp_path, monkeypatch, flags, expected):
-    import retrieval.benchmark as benchmark
-
-    seen = {}
-
-    def record_config(generator, faces, out, config, **kwargs):
-        seen["config"] = config
-        raise UserError("stopped here")
-
-    monkeypatch.setattr(benchmark, "run_benchmark", record_config)
-    root, _ = bench
-    paths = {"faces": str(root / "faces"), "other": str(tmp_path / "other")}
-    result = CliRunner().invoke(cli, ["bench", "--model", str(root / "model"), "--data", str(root / "faces"),
-                                      "--out", str(tmp_path / "r"), *(f.format(**paths) for f in flags)])
-    assert "stopped here" in result.output, result.output
-    assert seen["config"].pose_images == (expected.format(**paths) if expected else None)
+    paths = {"faces": str(bench[0] / "faces"), "other": str(tmp_path / "other")}
+    config = bench_config(bench, tmp_path, monkeypatch, [f.format(**paths) for f in flags])
+    assert config.pose_images == (expected.format(**paths) if expected else None)
