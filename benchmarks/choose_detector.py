@@ -14,7 +14,8 @@ a BlazeFace box of score s that the face check finds p likely a face when s ≥ 
 first way's faces (facedata.detect.two_way_faces); low = blaze is the single threshold pair. The choice: no face reported on any validation picture, then the most
 faces found (cmu_faces photos and KDEF scenes together), then no mirror reading (half the work), then
 the higher thresholds.
-Prints the single-pair grid as a table and the choice; --out writes every rule as JSON with the provenance.
+Prints the single-pair grid as a table and the choice; --out writes the rules as JSON with the provenance
+(every single pair, and the two-way rules with no validation picture with a face).
 """
 
 from __future__ import annotations
@@ -132,6 +133,12 @@ def choose(rows: list[dict]) -> dict:
                                      r["check_threshold"], r["low_threshold"], r["blaze_threshold"]))
 
 
+def recorded_rows(rows: list[dict]) -> list[dict]:
+    """The rows worth keeping in the JSON record: every single pair, and the two-way rules the choice could take
+    (no validation picture with a face); the other two-way rules are thousands of rows no choice reads."""
+    return [r for r in rows if r["low_threshold"] == r["blaze_threshold"] or r["pictures_with_a_face"] == 0]
+
+
 def markdown(rows: list[dict]) -> str:
     """The grid: a row per check threshold, a column per BlazeFace threshold, each cell
     "cmu found / KDEF found / validation pictures with a face"."""
@@ -193,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
               f"cmu_faces train photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
-        write_json(args.out, {"rows": rows, "chosen": chosen, "single_pair": single, "unchecked": unchecked,
+        write_json(args.out, {"rows": recorded_rows(rows), "rules_scored": len(rows), "chosen": chosen,
+                              "single_pair": single, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,
                               "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})
         print(f"written: {args.out}")

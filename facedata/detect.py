@@ -278,10 +278,13 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     (never a looser check than the first); best score first."""
     from facedata.face_check import face_probability
 
-    low = min(config.blaze_low_threshold, config.blaze_threshold)
-    high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, low), config.blaze_mirror)
+    if config.blaze_low_threshold >= config.blaze_threshold:  # no second way (the default): one threshold, one NMS
+        return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror),
+                       config.check_threshold)
+    high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, config.blaze_low_threshold),
+                                           config.blaze_mirror)
     first = checked(image, high_faces, config.check_threshold)
-    if low >= config.blaze_threshold or not low_faces:
+    if not low_faces:
         return first
     likely = face_probability(image, np.array([face.box for face in low_faces]))
     keep = second_way(np.array([face.box for face in first]), np.array([face.box for face in low_faces]), likely,
