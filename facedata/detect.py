@@ -8,7 +8,8 @@ Detectors (`DetectConfig.detector`), each from a registry package that ships its
 - `cnn`: dlib's max-margin CNN detector (face-recognition-models' mmod_human_face_detector.dat);
 - `blaze`: MediaPipe's short-range BlazeFace (facedata.blazeface; its weights ship in this package), faces
   from frontal to full profile, searched over windows of several sizes, each box then read again by a
-  small face check (facedata.face_check) that drops face-like textures; `blaze-unchecked`: without it;
+  small face check (facedata.face_check) that drops face-like textures, and faces BlazeFace scores lower let
+  in where MTCNN's ONet (facedata.onet) is sure of them; `blaze-unchecked`: BlazeFace alone;
 - `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN;
 - `hog+blaze`: HOG (with its landmarks), then BlazeFace for the faces HOG missed.
 Boxes found by several detectors are merged (non-maximum suppression, the earlier detector kept).
@@ -67,17 +68,21 @@ class DetectConfig:
     blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
-    # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score with a
-    # surer check, away from the first way's faces (two_way_faces). Off by default (low = blaze_threshold): it finds
-    # more turned faces (at 0.5 with 0.7: cmu_faces train photos 354 of 378 against 340) but adds false faces in
-    # photo backgrounds, and the photo path on KDEF's val people fell from 90.8 to 87.6 R@1 (docs/data.md)
-    blaze_low_threshold: float = 0.63
+    # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score vetted by
+    # MTCNN's ONet, trained on real faces (facedata.onet), away from the first way's faces (two_way_faces). Chosen on
+    # validation pictures (benchmarks/choose_detector.py): cmu_faces train photos 352 of 378 and KDEF train scenes 199 of
+    # 200, against 340 and 195 for the first way alone, no face on any face-free validation picture. Vetted by the face
+    # check instead (second_check "face-check") it took false faces in photo backgrounds for the query's face (docs/data.md).
+    blaze_low_threshold: float = 0.35
     check_high_threshold: float = 0.7
+    second_check: str = "onet"  # who vets the second way's faces: MTCNN's ONet (facedata.onet) or the face check
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
             raise UserError(f"unknown face detector '{self.detector}' (valid: {', '.join(DETECTORS)})")
+        if self.second_check not in SECOND_CHECKS:
+            raise UserError(f"unknown second check '{self.second_check}' (valid: {', '.join(SECOND_CHECKS)})")
 
     def work_scale(self, hw: tuple[int, int], smallest_box: float = SMALLEST_BOX) -> float:
         """The factor the photo is resized by before detection: min_face → smallest_box px (the detector's
@@ -257,6 +262,7 @@ def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
     return [face for face, p in zip(faces, likely) if p >= check_threshold]
 
 
+SECOND_CHECKS = ("face-check", "onet")  # DetectConfig.second_check
 SECOND_WAY_OVERLAP = 0.3  # a second-way box overlapping a first-way face this much (IoU, as BlazeFace's NMS) is that face
 
 
@@ -274,11 +280,12 @@ def second_way(kept: np.ndarray, boxes: np.ndarray, likely: np.ndarray, check: f
 
 def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     """BlazeFace with the check: faces of score ≥ blaze_threshold the check finds ≥ check_threshold likely, then
-    the faces of score ≥ blaze_low_threshold found nowhere near those that it finds ≥ check_high_threshold likely
-    (never a looser check than the first); best score first."""
+    the faces of score ≥ blaze_low_threshold found nowhere near those that the second check finds
+    ≥ check_high_threshold likely (the face check: never looser than the first way's; or MTCNN's ONet,
+    facedata.onet); best score first."""
     from facedata.face_check import face_probability
 
-    if config.blaze_low_threshold >= config.blaze_threshold:  # no second way (the default): one threshold, one NMS
+    if config.blaze_low_threshold >= config.blaze_threshold:  # no second way: one threshold, one NMS
         return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror),
                        config.check_threshold)
     high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, config.blaze_low_threshold),
@@ -286,9 +293,14 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     first = checked(image, high_faces, config.check_threshold)
     if not low_faces:
         return first
-    likely = face_probability(image, np.array([face.box for face in low_faces]))
-    keep = second_way(np.array([face.box for face in first]), np.array([face.box for face in low_faces]), likely,
-                      max(config.check_high_threshold, config.check_threshold))
+    boxes = np.array([face.box for face in low_faces])
+    if config.second_check == "onet":
+        from facedata.onet import onet_probability
+
+        likely, least = onet_probability(image, boxes), config.check_high_threshold
+    else:
+        likely, least = face_probability(image, boxes), max(config.check_high_threshold, config.check_threshold)
+    keep = second_way(np.array([face.box for face in first]), boxes, likely, least)
     return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
 
 

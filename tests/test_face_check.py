@@ -67,7 +67,8 @@ def test_blaze_unchecked_is_blazeface_alone_at_its_own_threshold(cmu):
     for image in images[:6]:
         found = {tuple(np.round(f.box, 3)) for f in detect_faces(image, config)}
         assert found == {tuple(np.round(f.box, 3)) for f in blaze_faces(image, 16, 0.5)}
-        assert detect_faces(image, DetectConfig(detector="blaze", check_threshold=1.01)) == []  # the check drops every box
+        sure = DetectConfig(detector="blaze", check_threshold=1.01, check_high_threshold=1.01)
+        assert detect_faces(image, sure) == []  # the face check and ONet drop every box
 
 
 def test_missing_weights_are_a_user_error_naming_the_file(monkeypatch, tmp_path):
@@ -98,25 +99,25 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
 
 def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces(monkeypatch):
     import choose_detector
-    from choose_detector import Run, choose, grid
+    from choose_detector import Run, choose, grid, robust
 
     monkeypatch.setattr(choose_detector, "BLAZE_GRID", (0.5, 0.6))
     box, elsewhere = np.array([[10.0, 10, 30, 30]]), np.array([[60.0, 60, 80, 80]])
-    none = Run(np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool))
+    none = Run(np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool), np.zeros(0))
 
     def picture(high: Run, low: Run) -> dict:  # the faces BlazeFace reports at 0.6 and at 0.5
         return {0.6: high, 0.5: low}
 
-    def run(boxes, likely, on_face=True):
-        return Run(boxes, np.asarray(likely, float), np.full(len(boxes), on_face))
+    def run(boxes, likely, on_face=True, onet=0.0):
+        return Run(boxes, np.asarray(likely, float), np.full(len(boxes), on_face), np.full(len(boxes), onet))
 
     cmu = [picture(run(box, [0.9]), run(box, [0.9])),  # found at 0.6
            picture(run(box, [0.3]), run(box, [0.3])),  # a face the check doubts: found only with a check ≤ 0.3
            picture(none, run(box, [0.9])),  # a face BlazeFace scores between 0.5 and 0.6, sure to the check
            picture(none, none)]
-    kdef = [picture(Run(np.concatenate([box, elsewhere]), np.array([0.8, 0.95]), np.array([True, False])),
-                    Run(np.concatenate([box, elsewhere]), np.array([0.8, 0.95]), np.array([True, False])))]
-    free = [picture(run(box, [0.5]), run(box, [0.5])), picture(none, run(elsewhere, [0.85]))]
+    both = Run(np.concatenate([box, elsewhere]), np.array([0.8, 0.95]), np.array([True, False]), np.zeros(2))
+    kdef = [picture(both, both)]
+    free = [picture(run(box, [0.5]), run(box, [0.5])), picture(none, run(elsewhere, [0.8], onet=0.6))]
     rows = grid(cmu, kdef, free, "none")
     single = {r["check_threshold"]: r for r in rows if r["blaze_threshold"] == 0.6 and r["low_threshold"] == 0.6}
     assert single[0.0]["cmu_found"] == 2 and single[0.0]["pictures_with_a_face"] == 1
@@ -127,6 +128,15 @@ def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the
     assert (chosen["cmu_found"], chosen["kdef_found"], chosen["pictures_with_a_face"]) == (2, 1, 0)
     assert (chosen["blaze_threshold"], chosen["check_threshold"], chosen["low_threshold"], chosen["high_check"],
             chosen["mirror"]) == (0.6, 0.8, 0.5, 0.9, "none")
+    # a rule one grid step from a false face is not robust: the texture's 0.8 bars a second-way check of 0.85
+    edge = [r for r in rows if (r["blaze_threshold"], r["check_threshold"], r["low_threshold"], r["high_check"],
+                                r["second_check"]) == (0.6, 0.8, 0.5, 0.85, "face-check")]
+    assert edge[0]["pictures_with_a_face"] == 0 and edge[0] not in robust(rows)
+    # the second way vetted by ONet: the texture ONet reads 0.6 likely is kept out from 0.65 up
+    onet = {r["high_check"]: r for r in rows if (r["blaze_threshold"], r["check_threshold"], r["low_threshold"],
+                                                  r["second_check"]) == (0.6, 0.8, 0.5, "onet")}
+    assert onet[0.6]["pictures_with_a_face"] == 1 and onet[0.65]["pictures_with_a_face"] == 0
+    assert onet[0.65]["cmu_found"] == 1  # ONet reads the cmu faces 0 likely here
     with pytest.raises(SystemExit):
         choose([r for r in rows if r["pictures_with_a_face"]])
 

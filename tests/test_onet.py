@@ -1,0 +1,54 @@
+"""MTCNN's ONet: the shipped weights, the square it reads, and what it says of real faces and of noise.
+
+Real photos: cmu_faces originals (64×60), read in place from ../shared beside the repository.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facedata.detect import DetectConfig, blaze_faces, two_way_faces
+from facedata.errors import UserError
+from facedata.onet import WEIGHTS, ONet, onet_probability, square_windows
+
+
+def test_a_box_is_read_as_the_square_of_its_longer_side_on_its_centre():
+    (window,) = square_windows(np.array([[10.0, 20.0, 30.0, 60.0]]))
+    assert window.side == pytest.approx(40)
+    assert (window.left, window.top) == pytest.approx((0.0, 20.0))
+
+
+def test_the_shipped_weights_load_from_safetensors_with_every_tensor_of_the_network():
+    from safetensors.torch import load_file
+
+    state = load_file(str(WEIGHTS))
+    assert set(state) == set(ONet().state_dict())
+    ONet().load_state_dict(state)
+
+
+def test_onet_finds_the_faces_blazeface_boxes_in_frontal_photos_and_not_noise(cmu):
+    images, labels = cmu
+    frontal = np.flatnonzero((labels["pose"] == "forward") & (labels["accessory"] == "none"))[:8]
+    likely = []
+    for i in frontal:
+        faces = blaze_faces(images[i], 16, 0.63)
+        likely.append(onet_probability(images[i], np.array([faces[0].box]))[0])
+    assert np.median(likely) > 0.9
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (8, 64, 64)).astype(np.uint8)
+    assert max(onet_probability(n, np.array([[16.0, 16, 48, 48]]))[0] for n in noise) < 0.5
+    assert onet_probability(noise[0], np.zeros((0, 4))).shape == (0,)
+
+
+def test_the_second_way_vetted_by_onet_keeps_the_first_way_s_faces(cmu):
+    images, _ = cmu
+    for image in images[:4]:
+        alone = two_way_faces(image, DetectConfig())
+        both = two_way_faces(image, DetectConfig(blaze_low_threshold=0.3, check_high_threshold=0.0, second_check="onet"))
+        assert {tuple(f.box) for f in alone} <= {tuple(f.box) for f in both}
+
+
+def test_an_unknown_second_check_is_refused_in_one_line():
+    with pytest.raises(UserError, match="unknown second check 'mtcnn'.*face-check, onet"):
+        DetectConfig(second_check="mtcnn")
