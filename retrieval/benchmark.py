@@ -95,6 +95,8 @@ class BenchConfig:
     pose_classifier: str = "logreg"  # the 2-step's step 1 (index.pose_classifier.CLASSIFIER_MODELS)
     fusion_weight: float | None = None  # ours + Deep's descriptor weight; None: chosen on the val people
     split: str = "test"  # the people who form gallery and queries: test (report once) or val (choose settings on)
+    pose_fit: str = "train+val"  # who the pose classifier learns from on a test run: train, or train+val (every person
+    # outside the test gallery; settings are still chosen on val with a classifier fitted on the train people alone)
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class BenchRun:
                  config: BenchConfig, cache: Path | None, index: GalleryIndex | None, also: tuple[str, ...]):
         self.generator, self.faces, self.train, self.gallery, self.queries = generator, faces, train, gallery, queries
         self.config, self.cache, self.index, self.also = config, cache, index, also
+        self.pose_people = pose_fit_people(faces, train, config)
         self.k = max(config.ks)
         self.timer = StageTimer()
 
@@ -206,17 +209,37 @@ class BenchRun:
     @cached_property
     def pose_filter(self):
         with self.timer.stage(f"pose classifier ({self.config.pose_classifier}): train + predict"):
-            return fit_pose_filter(self.train, self.gallery, self.queries,
+            return fit_pose_filter(self.pose_people, self.gallery, self.queries,
                                    PoseClassifierConfig(model=self.config.pose_classifier, seed=self.config.seed), self.cache,
-                                   train_images=pose_images(self.faces, self.train, self.config),
+                                   train_images=pose_images(self.faces, self.pose_people, self.config),
                                    gallery_images=pose_images(self.faces, self.gallery, self.config))
+
+    @cached_property
+    def val_classifier(self):
+        """The pose classifier the val choice reads with: fitted on the train people alone (never the val people)."""
+        if self.pose_people is self.train:
+            return self.pose_filter.classifier
+        with self.timer.stage(f"pose classifier ({self.config.pose_classifier}): train + predict"):
+            return fit_pose_classifier(self.train, self.queries.edit,
+                                       PoseClassifierConfig(model=self.config.pose_classifier, seed=self.config.seed),
+                                       self.cache, pose_images(self.faces, self.train, self.config))
 
     @cached_property
     def crop_classifier(self):
         """The pose classifier of the cheap normalizations, which read the pose from the crops the generator
-        is given: the 2-step's own classifier, or one fitted on the train crops when that one reads --pose-images."""
+        is given: the 2-step's own classifier, or one fitted on the crops when that one reads --pose-images."""
         if self.config.pose_images is None:
             return self.pose_filter.classifier
+        with self.timer.stage(f"pose classifier ({self.config.pose_classifier}): train + predict"):
+            return crop_pose_classifier(self.pose_people, self.queries.edit, self.config, self.cache)
+
+    @cached_property
+    def val_crop_classifier(self):
+        """crop_classifier for the val choice: fitted on the train people alone."""
+        if self.pose_people is self.train:
+            return self.crop_classifier
+        if self.config.pose_images is None:
+            return self.val_classifier
         with self.timer.stage(f"pose classifier ({self.config.pose_classifier}): train + predict"):
             return crop_pose_classifier(self.train, self.queries.edit, self.config, self.cache)
 
@@ -277,9 +300,9 @@ class BenchRun:
 
     @cached_property
     def choice(self) -> dict:
-        return val_choice(self.generator, self.faces, self.config, self.pose_filter.classifier, self.cache, self.also,
+        return val_choice(self.generator, self.faces, self.config, self.val_classifier, self.cache, self.also,
                           deep=self.descriptors is not None,
-                          crop_classifier=self.crop_classifier if self.config.normalize != "full" else None)
+                          crop_classifier=self.val_crop_classifier if self.config.normalize != "full" else None)
 
     def in_query_chunks(self, rank, size: int = 2048) -> np.ndarray:
         """rank(slice) over the queries `size` at a time, concatenated: (q, g) distance rows stay bounded in memory."""
@@ -327,6 +350,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
                         f"pose classifier {' or '.join(SAVABLE_MODELS)}, not '{config.pose_classifier}'")
     if config.split not in ("test", "val"):
         raise UserError(f"unknown split '{config.split}' for the gallery (valid: test, val)")
+    if config.pose_fit not in POSE_FITS:
+        raise UserError(f"unknown pose fit '{config.pose_fit}' (valid: {', '.join(POSE_FITS)})")
     if not faces.has_split(config.split):
         raise UserError(f"{faces.info.name}: has no {config.split} people to form the gallery")
     train, gallery = faces.split("train"), faces.split(config.split)
@@ -376,6 +401,8 @@ def run_benchmark(generator, faces: FaceSet, out: str | Path, config: BenchConfi
         "criterion2_factors": list(also),
         "criterion2_values": int(len(gallery.faces.drop_duplicates(list(also)))) if also else 1,
         "pose_classifier_accuracy": run.pose_filter.accuracy,
+        "pose_classifier_fitted_on": {"faces": len(run.pose_people), "identities": run.pose_people.num_identities,
+                                      "splits": sorted(set(run.pose_people.faces["split"]))},
         "pose_classifier_images": config.pose_images or "the gallery's own crops",
         "pose_normalization_accuracy": kept_accuracy(run.normalized.kept, gallery.faces[edit].to_numpy()),
         "deep": ({"images": config.deep_images or "the gallery's own crops", "detector": config.deep_detector,
@@ -538,6 +565,17 @@ def pose_images(faces: FaceSet, subset: FaceSet, config: BenchConfig) -> np.ndar
     if config.pose_images is None:
         return subset.images
     return source_resolution_images(faces, subset, config.pose_images, "--pose-images")
+
+
+POSE_FITS = ("train", "train+val")
+
+
+def pose_fit_people(faces: FaceSet, train: FaceSet, config: BenchConfig) -> FaceSet:
+    """The people the pose classifier learns from: on a test run with pose_fit train+val, every person outside the
+    test gallery (the train and val people); else the train people (a val run's gallery is the val people)."""
+    if config.split != "test" or config.pose_fit == "train" or not faces.has_split("val"):
+        return train
+    return faces.where(faces.faces["split"].isin(["train", "val"]).to_numpy(), "keeping the train and val people")
 
 
 def crop_pose_classifier(train: FaceSet, edit: str, config: BenchConfig, cache: Path | None):

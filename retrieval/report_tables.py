@@ -96,6 +96,8 @@ def report_markdown(record: dict) -> str:
         f"gallery: {100 * record['pose_classifier_accuracy']:.1f} %"
         + (f", read from `{record['pose_classifier_images']}`"
            if record.get("pose_classifier_images", "the gallery's own crops") != "the gallery's own crops" else "")
+        + (f", fitted on {fitted['faces']:,} faces of {fitted['identities']} people ({' + '.join(fitted['splits'])})"
+           if (fitted := record.get("pose_classifier_fitted_on")) else "")
         + (f" (paper: {POSE_CLASSIFIER_ACCURACY} % with VGG-Face fc6 features)" if with_paper else ""),
         f"- {edit} normalization's kept value = true value (a free {edit} estimate): "
         f"{100 * record['pose_normalization_accuracy']:.1f} %",

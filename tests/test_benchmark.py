@@ -334,6 +334,34 @@ def test_report_shows_each_methods_pose_changes_as_a_source_by_target_matrix(ben
     assert row.split("|")[2 + vocabulary.index(source)].strip() == "·"  # no query keeps its own pose
 
 
+@pytest.mark.parametrize("pose_fit, splits", [("train+val", ["train", "val"]), ("train", ["train"])])
+def test_a_test_run_fits_the_pose_classifier_on_every_person_outside_the_gallery_and_chooses_with_train_only(
+        tmp_path, monkeypatch, pose_fit, splits):
+    from retrieval import baselines
+
+    faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
+    seen = []
+    original = baselines.PoseClassifier.fit
+
+    def recording_fit(self, images, labels):
+        seen.append(images.copy())
+        return original(self, images, labels)
+
+    monkeypatch.setattr(baselines.PoseClassifier, "fit", recording_fit)
+    config = BenchConfig(queries=10, generation_pairs=0, grid_queries=2, all_values=True, pose_fit=pose_fit)
+    record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "r", config,
+                           cache=tmp_path / "cache")
+    fitted_on = faces.where(faces.faces["split"].isin(splits).to_numpy(), "the pose classifier's people")
+    assert record["pose_classifier_fitted_on"] == {"faces": len(fitted_on), "identities": fitted_on.num_identities,
+                                                   "splits": splits}
+    train = faces.split("train").images
+    assert any(s.shape == fitted_on.images.shape and (s == fitted_on.images).all() for s in seen)
+    assert any(s.shape == train.shape and (s == train).all() for s in seen)  # the val choice's classifier
+    assert len(seen) == len(splits)
+    with pytest.raises(UserError, match="unknown pose fit 'all'"):
+        run_benchmark(Generator.load(tmp_path / "model"), faces, tmp_path / "r2", BenchConfig(pose_fit="all"))
+
+
 def test_split_val_makes_the_val_people_gallery_and_queries_and_never_reads_test(tmp_path):
     faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
     config = BenchConfig(queries=30, generation_pairs=0, grid_queries=2, ks=(1, 5), split="val")
@@ -366,14 +394,15 @@ def bench_config(bench, tmp_path, monkeypatch, flags) -> BenchConfig:
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], ("cnn", True)),  # the defaults chosen on val people (see the README)
-    (["--paper"], ("logreg", False)),  # the paper's protocol
-    (["--paper", "--pose-classifier", "cnn"], ("cnn", False)),  # an option given explicitly wins over --paper
-    (["--no-all-values", "--pose-classifier", "logreg"], ("logreg", False)),
+    ([], ("cnn", True, "train+val")),  # the defaults chosen on val people (see the README)
+    (["--paper"], ("logreg", False, "train")),  # the paper's protocol
+    (["--paper", "--pose-classifier", "cnn"], ("cnn", False, "train")),  # an option given explicitly wins over --paper
+    (["--paper", "--pose-fit", "train+val"], ("logreg", False, "train+val")),
+    (["--no-all-values", "--pose-classifier", "logreg", "--pose-fit", "train"], ("logreg", False, "train")),
 ])
 def test_bench_defaults_and_the_paper_flag(bench, tmp_path, monkeypatch, flags, expected):
     config = bench_config(bench, tmp_path, monkeypatch, flags)
-    assert (config.pose_classifier, config.all_values) == expected
+    assert (config.pose_classifier, config.all_values, config.pose_fit) == expected
 
 
 @pytest.mark.parametrize("flags, expected", [
