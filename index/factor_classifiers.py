@@ -99,8 +99,9 @@ def load_classifier(path: str | Path):
     return FactorClassifiers([m["factor"] for m in record["members"]], members)
 
 
-def fit_per_factor(faces, factors: Sequence[str], config: PoseClassifierConfig, progress: bool = True) -> FactorClassifiers:
-    """One classifier per factor, each fitted on the train split's labels of its factor."""
+def fit_per_factor(faces, factors: Sequence[str], config: PoseClassifierConfig, progress: bool = True,
+                   splits: tuple[str, ...] = ("train",)) -> FactorClassifiers:
+    """One classifier per factor, each fitted on the `splits` people's labels of its factor."""
     from index.pose_classifier import fit_on_train_split
 
-    return FactorClassifiers(factors, [fit_on_train_split(faces, f, config, progress)[0] for f in factors])
+    return FactorClassifiers(factors, [fit_on_train_split(faces, f, config, progress, splits)[0] for f in factors])

@@ -232,8 +232,9 @@ def fit_cached(config: PoseClassifierConfig, images: np.ndarray, labels, cache: 
 
 
 def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseClassifierConfig(),
-                       progress: bool = True) -> tuple[PoseClassifier, dict]:
-    """A classifier of `factor` fitted on a FaceSet's train split, and a record of what it learned from.
+                       progress: bool = True, splits: tuple[str, ...] = ("train",)) -> tuple[PoseClassifier, dict]:
+    """A classifier of `factor` fitted on a FaceSet's train split (or its `splits`: train and val for a test
+    gallery, every person outside it), and a record of what it learned from.
 
     The cheap normalizations of a gallery build learn pose from labelled faces of other people: by
     default the train identities of the gallery's own FaceSet. Several factors ("pose+accessory") fit
@@ -243,14 +244,16 @@ def fit_on_train_split(faces, factor: str, config: PoseClassifierConfig = PoseCl
     if len(parts) > 1:
         from index.factor_classifiers import fit_per_factor
 
-        classifier = fit_per_factor(faces, parts, config, progress)
-        train = faces.split("train")
+        classifier = fit_per_factor(faces, parts, config, progress, splits)
+        train = faces.where(faces.faces["split"].isin(splits).to_numpy(), f"keeping the {' and '.join(splits)} people")
         return classifier, {"fitted_on": faces.info.name, "path": str(faces.root) if faces.root else None,
-                            "faces": len(train), "identities": train.num_identities, "factors": list(parts)}
+                            "faces": len(train), "identities": train.num_identities, "factors": list(parts),
+                            "splits": sorted(set(train.faces["split"]))}
     if factor not in faces.factors or "train" not in set(faces.faces["split"]):
         raise UserError(f"{faces.root or faces.info.name}: no train split with {factor} labels to fit the pose classifier "
                         "on (give --classifier-data FACESET with labelled faces, or --normalize full)")
-    train = faces.split("train")
+    train = faces.where(faces.faces["split"].isin(splits).to_numpy(), f"keeping the {' and '.join(splits)} people")
     classifier = PoseClassifier(config).fit(train.images, train.faces[factor].to_numpy(), progress)
     return classifier, {"fitted_on": faces.info.name, "path": str(faces.root) if faces.root else None,
-                        "faces": len(train), "identities": train.num_identities}
+                        "faces": len(train), "identities": train.num_identities,
+                        "splits": sorted(set(train.faces["split"]))}

@@ -119,3 +119,18 @@ def test_a_cached_fit_is_read_back_and_predicts_alike(tmp_path):
     np.testing.assert_array_equal(again.predict(images), first.predict(images))
     fit_cached(PoseClassifierConfig(model="logreg"), images, labels[::-1], tmp_path)  # other labels: another fit
     assert len(list(tmp_path.glob("pose-classifier-*"))) == 2
+
+
+def test_a_test_gallery_s_classifier_can_learn_from_the_train_and_val_people(tmp_path):
+    from test_training import tiny_faceset
+
+    from facedata.faceset import FaceSet
+    from index.pose_classifier import fit_on_train_split
+
+    faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
+    config = PoseClassifierConfig(model="logreg")
+    _, train_only = fit_on_train_split(faces, "pose", config, progress=False)
+    _, both = fit_on_train_split(faces, "pose", config, progress=False, splits=("train", "val"))
+    assert train_only["splits"] == ["train"] and train_only["faces"] == len(faces.split("train"))
+    assert both["splits"] == ["train", "val"] and both["faces"] == len(faces.split("train")) + len(faces.split("val"))
+    assert both["identities"] == 4
