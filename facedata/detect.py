@@ -95,8 +95,8 @@ class DetectConfig:
         return {"hog": "dlib's frontal detector", "haar": "OpenCV's frontal and profile cascades",
                 "cnn": "dlib's CNN detector", "hog+haar": "dlib's frontal detector with OpenCV's frontal and profile cascades",
                 "hog+haar+cnn": "dlib's frontal and CNN detectors with OpenCV's frontal and profile cascades",
-                "blaze": "BlazeFace with the face check", "blaze-unchecked": "BlazeFace",
-                "hog+blaze": "dlib's frontal detector with BlazeFace and the face check"}[self.detector]
+                "blaze": "BlazeFace with the face check and ONet", "blaze-unchecked": "BlazeFace",
+                "hog+blaze": "dlib's frontal detector with BlazeFace, the face check and ONet"}[self.detector]
 
     def turn_limit(self) -> str:
         """How far a face may be turned to be found, as a clause (measured on KDEF's yaws: benchmarks/detect_faces.py)."""

@@ -55,8 +55,7 @@ def test_boxes_found_by_two_detectors_are_one_face_the_earlier_detectors():
 
 
 BLAZE_FALSE_FACES = pytest.mark.xfail(strict=True, reason="measured: BlazeFace reports a face on the cell picture "
-                                      "(with ONet's second way also on the coins, which bear heads; unchecked also on "
-                                      "hubble_deep_field; docs/data.md)")
+                                      "(unchecked also on hubble_deep_field; docs/data.md)")
 
 
 @pytest.mark.parametrize("detector", [pytest.param(d, marks=BLAZE_FALSE_FACES) if "blaze" in d else d
@@ -69,8 +68,7 @@ def test_face_free_pictures_get_no_face(detector):
     assert not any(found.values()), {name: n for name, n in found.items() if n}
 
 
-@pytest.mark.parametrize("detector, measured", [("blaze", {"cell", "coins"}),
-                                                ("blaze-unchecked", {"cell", "hubble_deep_field"})])
+@pytest.mark.parametrize("detector, measured", [("blaze", {"cell"}), ("blaze-unchecked", {"cell", "hubble_deep_field"})])
 def test_blazeface_false_faces_stay_where_they_were_measured(detector, measured):
     from photo_scenes import face_free_images
 

@@ -9,7 +9,8 @@ ALIGN_HELP = ("Detect the face (--detector) and crop it as the training faces we
 
 
 DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full profile, each box read again by a small "
-                 "face check that drops face-like textures; both ship in this package), blaze-unchecked (without the check), "
+                 "face check that drops face-like textures, and the faces it scores lower let in where MTCNN's ONet is "
+                 "sure of them; all three ship in this package), blaze-unchecked (BlazeFace alone), "
                  "hog (dlib's frontal detector, eye-aligned crops; the deep extra), haar (OpenCV's frontal and profile "
                  "cascades), cnn (dlib's CNN, slow), hog+haar (HOG, then the cascades for turned faces), hog+haar+cnn, "
                  "hog+blaze (HOG, then BlazeFace for turned faces). Measured: docs/data.md.")
