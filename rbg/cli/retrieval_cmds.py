@@ -38,7 +38,8 @@ def index_group() -> None:
                    "[default: classifier; --paper: full]")
 @click.option("--classifier-data", type=click.Path(path_type=Path), default=None,
               help="With --normalize classifier|none: a FaceSet whose train split, with pose labels, fits the pose "
-                   "classifier [--data's train split].")
+                   "classifier, with its val split for a test gallery (--paper: train alone) [--data's train and "
+                   "val splits].")
 @click.option("--pose-images", type=click.Path(path_type=Path), default=None,
               help="With --normalize classifier|none: a FaceSet of the same faces as --data at their source "
                    "resolution (imported without --size), row for row: the pose classifier is fitted on and "
