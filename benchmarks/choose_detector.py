@@ -8,6 +8,7 @@ Validation sets (none of them in benchmarks/detect_faces.py's tables):
   when the largest face kept is the pasted one (the face a query takes), so false faces in the
   background count against a rule here too;
 - photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
+Every picture is searched as the commands search it, for faces down to DetectConfig.min_face (16 px).
 Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps
 a BlazeFace box of score s that the face check finds p likely a face when s ≥ blaze and p ≥ check, or
 (a second way in, for the small turned faces BlazeFace scores lower) s ≥ low away from the first way's
@@ -18,6 +19,9 @@ and KDEF scenes together), then no mirror reading (half the work), then the face
 the higher thresholds. With --margin, only a robust rule: one with no validation picture with a face
 at the rule nor at any rule one grid step looser in one threshold (measured, not the default: it moves
 the first way to a surer check and finds fewer faces, and the KDEF photo path on the val people fell).
+The judge of the second way (the face check or ONet) is then settled on the photo path of KDEF's val
+people (benchmarks/photo_path.py --split val), where false faces in a photo's background cost queries
+(docs/data.md): the default is ONet's best rule, the face check's finding more here.
 Prints the single-pair grid as a table and the choice; --out writes the rules as JSON with the provenance
 (every single pair, the robust two-way rules and the 200 clean two-way rules that find the most).
 """
@@ -34,7 +38,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
-from facedata.detect import SECOND_WAY_OVERLAP, blaze_faces_at
+from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at
 from facedata.face_check import face_probability
 from facedata.onet import onet_probability
 from facedata.provenance import provenance
@@ -217,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
-    parser.add_argument("--min-face", type=int, default=16, help="for the cmu_faces photos")
-    parser.add_argument("--scene-min-face", type=int, default=48, help="for the scenes and face-free pictures")
+    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
+    parser.add_argument("--scene-min-face", type=int, default=DetectConfig.min_face,
+                        help="for the scenes and face-free pictures (the commands' own; the choice before this "
+                             "default read them at 48, where BlazeFace searches fewer, larger windows)")
     parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
     parser.add_argument("--margin", action="store_true",
@@ -262,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
               f"cmu_faces train photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
-        write_json(args.out, {"rows": recorded_rows(rows), "rules_scored": len(rows), "chosen": chosen,
+        write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
+                              "scene_min_face": args.scene_min_face, "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,
                               "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})
