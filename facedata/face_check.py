@@ -65,15 +65,9 @@ def check_crops(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
 @functools.lru_cache(maxsize=1)
 def load_check() -> FaceCheck:
     """The shipped check in eval mode, loaded once per process (safetensors)."""
-    from safetensors.torch import load_file
+    from facedata.shipped_weights import load_shipped
 
-    from facedata.errors import UserError
-
-    if not WEIGHTS.is_file():
-        raise UserError(f"{WEIGHTS}: the face check's weights are missing (python -m facedata.face_check_train makes them)")
-    model = FaceCheck()
-    model.load_state_dict(load_file(str(WEIGHTS)))
-    return model.eval()
+    return load_shipped(FaceCheck(), WEIGHTS, "the face check's", "python -m facedata.face_check_train")
 
 
 def face_probability(image: np.ndarray, boxes: np.ndarray, model: FaceCheck | None = None) -> np.ndarray:

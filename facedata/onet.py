@@ -58,15 +58,9 @@ def square_windows(boxes: np.ndarray) -> list[Window]:
 @functools.lru_cache(maxsize=1)
 def load_onet() -> ONet:
     """The shipped ONet in eval mode, loaded once per process (safetensors)."""
-    from safetensors.torch import load_file
+    from facedata.shipped_weights import load_shipped
 
-    from facedata.errors import UserError
-
-    if not WEIGHTS.is_file():
-        raise UserError(f"{WEIGHTS}: MTCNN's ONet weights are missing (python -m facedata.onet_convert makes them)")
-    model = ONet()
-    model.load_state_dict({key: value.float() for key, value in load_file(str(WEIGHTS)).items()})
-    return model.eval()
+    return load_shipped(ONet(), WEIGHTS, "MTCNN's ONet", "python -m facedata.onet_convert")
 
 
 def onet_probability(image: np.ndarray, boxes: np.ndarray, model: ONet | None = None) -> np.ndarray:

@@ -287,11 +287,10 @@ def test_a_cheap_normalization_refuses_a_pose_classifier_it_cannot_key_its_cache
     assert not (tmp_path / "r").exists()
 
 
-def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench, tmp_path, monkeypatch):
+def recorded_pose_fits(monkeypatch) -> list:
+    """The images every pose classifier fit of the run is given, appended to the returned list as they come."""
     from retrieval import baselines
 
-    root, _ = bench
-    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
     seen = []
     original = baselines.PoseClassifier.fit
 
@@ -300,6 +299,13 @@ def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench,
         return original(self, images, labels)
 
     monkeypatch.setattr(baselines.PoseClassifier, "fit", recording_fit)
+    return seen
+
+
+def test_the_benchmarks_pose_classifier_learns_from_train_identities_only(bench, tmp_path, monkeypatch):
+    root, _ = bench
+    faces, model = FaceSet.open(root / "faces"), Generator.load(root / "model")
+    seen = recorded_pose_fits(monkeypatch)
     # a fresh cache: the module's bench already cached its fitted classifier, which a rerun reads back
     run_benchmark(model, faces, tmp_path / "r", BenchConfig(queries=10, generation_pairs=10, grid_queries=2), cache=tmp_path / "cache")
     train_images = faces.split("train").images
@@ -337,17 +343,8 @@ def test_report_shows_each_methods_pose_changes_as_a_source_by_target_matrix(ben
 @pytest.mark.parametrize("pose_fit, splits", [("train+val", ["train", "val"]), ("train", ["train"])])
 def test_a_test_run_fits_the_pose_classifier_on_every_person_outside_the_gallery_and_chooses_with_train_only(
         tmp_path, monkeypatch, pose_fit, splits):
-    from retrieval import baselines
-
     faces = FaceSet.open(tiny_faceset(identities=6, test_identities=2, val_identities=2).write(tmp_path / "faces"))
-    seen = []
-    original = baselines.PoseClassifier.fit
-
-    def recording_fit(self, images, labels):
-        seen.append(images.copy())
-        return original(self, images, labels)
-
-    monkeypatch.setattr(baselines.PoseClassifier, "fit", recording_fit)
+    seen = recorded_pose_fits(monkeypatch)
     config = BenchConfig(queries=10, generation_pairs=0, grid_queries=2, all_values=True, pose_fit=pose_fit)
     record = run_benchmark(Generator.load(save_untrained(tmp_path / "model")), faces, tmp_path / "r", config,
                            cache=tmp_path / "cache")
