@@ -29,7 +29,7 @@ from rbg.cli.face_options import detector_option
 @detector_option
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
           max_pixels: int, max_batch: int, threads: int | None, device: str, int8: bool, framing: Path | None,
-          detector: str) -> None:
+          detector: str, min_face: int) -> None:
     """Serve queries over HTTP: POST /query, GET /gallery/ROW.png, /health, /info, /docs, and the page at /.
 
     \b
@@ -61,7 +61,7 @@ def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str,
 
         photo_framing = PhotoFraming.load(framing)
     config = ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                         max_pixels=max_pixels, max_batch=max_batch, detector=detector,
+                         max_pixels=max_pixels, max_batch=max_batch, detector=detector, min_face=min_face,
                          framing=str(framing) if framing is not None else None)
     app = create_app(engine, config, photo_framing)
     click.echo(f"serving {index_path}: {len(engine)} gallery faces, {generator.edit_factor} model, "

@@ -48,6 +48,7 @@ class ServeConfig:
     max_k: int = 100
     max_batch: int = 32  # queries answered by one generator call
     detector: str = DetectConfig.detector  # finds the face of an uploaded photo (facedata.detect.DETECTORS)
+    min_face: int = DetectConfig.min_face  # px: the narrowest face looked for in an upload
     framing: str | None = None  # the photo framing's folder, where one crops the uploads (retrieval.photo_framing)
 
 
@@ -106,7 +107,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig(), framing
     size = tuple(engine.generator.image_size)
     edit = engine.edit_factor
     max_k = min(config.max_k, len(engine))
-    detect = DetectConfig(detector=config.detector)
+    detect = DetectConfig(detector=config.detector, min_face=config.min_face)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -173,6 +174,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig(), framing
             "gallery_name": index.info.gallery.get("name"),
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_k": max_k},
             "detector": framing.detect.detector if framing is not None else config.detector,
+            "min_face": framing.detect.min_face if framing is not None else config.min_face,
             "framing": config.framing,  # the photo framing cropping the uploads, if any (rbg serve --framing)
             "int8": bool(getattr(generator, "int8_networks", None)),  # queries generated in int8 (rbg serve --int8)
         }
