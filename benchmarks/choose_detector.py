@@ -143,12 +143,17 @@ def _looser(value: float, grid: tuple) -> float | None:
     return float(max(lower)) if lower else None
 
 
+def rule_key(row: dict) -> tuple:
+    """A rule as (mirror, blaze, check, low, high, second check): what tells one row of the grid from another."""
+    return (row["mirror"], row["blaze_threshold"], row["check_threshold"], row["low_threshold"], row["high_check"],
+            row["second_check"])
+
+
 def looser_rules(row: dict) -> list[tuple]:
     """The rules one grid step looser than `row` in one of its thresholds (a single pair stays a single pair; a
     first way lowered to the second way's threshold takes in every face the second way would, so it is the single
     pair at that threshold)."""
-    key = (row["mirror"], row["blaze_threshold"], row["check_threshold"], row["low_threshold"], row["high_check"],
-           row["second_check"])
+    key = rule_key(row)
     mirror, blaze, check, low, high, second = key
     single = low == blaze
     out = []
@@ -171,11 +176,7 @@ def looser_rules(row: dict) -> list[tuple]:
 def robust(rows: list[dict]) -> list[dict]:
     """The rules with no validation picture with a face at the rule and at every rule one grid step looser
     (a rule on the edge of reporting a false face is left out: the face-free pictures it will meet are not these)."""
-    def key(r: dict) -> tuple:
-        return (r["mirror"], r["blaze_threshold"], r["check_threshold"], r["low_threshold"], r["high_check"],
-                r["second_check"])
-
-    false = {key(r): r["pictures_with_a_face"] for r in rows}
+    false = {rule_key(r): r["pictures_with_a_face"] for r in rows}
     return [r for r in rows if r["pictures_with_a_face"] == 0
             and all(false.get(other, 0) == 0 for other in looser_rules(r))]
 

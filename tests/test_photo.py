@@ -333,14 +333,16 @@ def test_generate_aligns_a_photo_and_refuses_one_without_a_face(astronaut, tmp_p
 def test_min_face_reaches_the_detector_of_generate(astronaut, tmp_path):
     model = save_untrained(tmp_path / "model")
     photo = save(astronaut, tmp_path / "astronaut.png")
-    found = CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15", "--min-face", "48",
-                                     "--out", str(tmp_path / "o.png")])
+
+    def generate(min_face: str, out: str):
+        return CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15",
+                                        "--min-face", min_face, "--out", str(tmp_path / out)])
+
+    found = generate("48", "o.png")
     assert found.exit_code == 0, found.output
-    wider = CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15", "--min-face", "300",
-                                     "--out", str(tmp_path / "w.png")])
+    wider = generate("300", "w.png")
     assert wider.exit_code == 2 and "no face found" in wider.output  # her face is about 100 px wide
-    tiny = CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15", "--min-face", "2",
-                                    "--out", str(tmp_path / "t.png")])
+    tiny = generate("2", "t.png")
     assert tiny.exit_code == 2 and "--min-face" in tiny.output
 
 
