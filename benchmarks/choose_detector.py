@@ -8,7 +8,8 @@ Validation sets (none of them in benchmarks/detect_faces.py's tables):
   when the largest face kept is the pasted one (the face a query takes), so false faces in the
   background count against a rule here too;
 - photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
-Every picture is searched as the commands search it, for faces down to DetectConfig.min_face (16 px).
+Every picture is searched as the commands search it, for faces down to a share of its shorter side
+(DetectConfig.min_face_share), at least DetectConfig.min_face (16 px).
 Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps
 a BlazeFace box of score s that the face check finds p likely a face when s ≥ blaze and p ≥ check, or
 (a second way in, for the small turned faces BlazeFace scores lower) s ≥ low away from the first way's
@@ -60,12 +61,13 @@ class Run:
     onet: np.ndarray
 
 
-def candidates(images: list[np.ndarray], min_face: int, truths: list | None, mirror: str = "none") -> list[dict]:
-    """Per picture, {threshold: Run} for every threshold of BLAZE_GRID, from one reading of the picture."""
+def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | None, mirror: str = "none") -> list[dict]:
+    """Per picture, {threshold: Run} for every threshold of BLAZE_GRID, from one reading of the picture searched
+    down to the narrowest face `search` looks for in a picture of its size (DetectConfig.search_face)."""
     out = []
     for i, image in enumerate(images):
         runs = {}
-        for threshold, faces in zip(BLAZE_GRID, blaze_faces_at(image, min_face, BLAZE_GRID, mirror)):
+        for threshold, faces in zip(BLAZE_GRID, blaze_faces_at(image, search.search_face(image.shape), BLAZE_GRID, mirror)):
             boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
             likely = face_probability(image, boxes) if len(faces) else np.zeros(0)
             on_face = np.array([truths is None or found_at(box, truths[i]) for box in boxes], dtype=bool)
@@ -222,10 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
-    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
+    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="px, at least, for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=DetectConfig.min_face,
-                        help="for the scenes and face-free pictures (the commands' own; the choice before this "
-                             "default read them at 48, where BlazeFace searches fewer, larger windows)")
+                        help="px, at least, for the scenes and face-free pictures (the commands' own; an earlier choice "
+                             "read them at 48 px whatever their size)")
+    parser.add_argument("--min-face-share", type=float, default=DetectConfig.min_face_share,
+                        help="faces narrower than this share of a picture's shorter side are not searched for (the "
+                             "commands' own, DetectConfig.min_face_share; 0: the px floors alone)")
     parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
     parser.add_argument("--margin", action="store_true",
@@ -248,12 +253,11 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mirror in args.mirror:
-        cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), args.min_face,
-                         None, mirror)
-        kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), args.scene_min_face,
-                          kdef_truths, mirror)
-        false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), args.scene_min_face,
-                           None, mirror)
+        photos = DetectConfig(min_face=args.min_face, min_face_share=args.min_face_share)
+        scenes = DetectConfig(min_face=args.scene_min_face, min_face_share=args.min_face_share)
+        cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), photos, None, mirror)
+        kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), scenes, kdef_truths, mirror)
+        false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), scenes, None, mirror)
         rows += grid(cmu, kdef, false, mirror)
     chosen = choose(rows, args.margin)
     single = choose([r for r in rows if r["low_threshold"] == r["blaze_threshold"]], args.margin)
@@ -270,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
         write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
-                              "scene_min_face": args.scene_min_face, "rules_scored": len(rows), "chosen": chosen,
+                              "scene_min_face": args.scene_min_face, "min_face_share": args.min_face_share,
+                              "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,
                               "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})

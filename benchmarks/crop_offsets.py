@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from facedata.align import crop_transform
 from facedata.atomic import write_json
-from facedata.detect import DETECTORS, DetectConfig, detect_faces
+from facedata.detect import DETECTORS, DetectConfig, detect_config, detect_faces
 from facedata.provenance import provenance
 from photo_scenes import found_at, scenes
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             pool = np.flatnonzero((labels["pose"] == pose) & people)
             picked.append(rng.choice(pool, min(args.per_pose, len(pool)), replace=False))
     picked = np.concatenate(picked)
-    config = DetectConfig(detector=args.detector, min_face=args.min_face)
+    config = detect_config(args.detector, args.min_face)
     table = measure(images[picked], labels.iloc[picked].reset_index(drop=True), config, args.seed)
     train, test = table["identity"] < args.train_identities, table["identity"] >= args.test_from
     record = {"config": asdict(config), "as cropped": summary(table, test),

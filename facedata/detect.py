@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,6 +58,10 @@ class DetectConfig:
     """How faces are searched for: the smallest face accepted, the work-size budget, the detector threshold."""
 
     min_face: int = 16  # px in the photo: a narrower face is refused (a 32-px crop of it would be mostly made up)
+    # faces narrower than this share of the photo's shorter side are not looked for, never below min_face: 48 px in a
+    # 640×480 photo, 16 in a 64×60 webcam frame (search_face). Searching a 640×480 photo down to 16 px costs 5× the time
+    # and finds false faces in textures (benchmarks/choose_detector.py --min-face-shares, docs/data.md). 0: min_face alone.
+    min_face_share: float = 0.1
     max_work_pixels: int = 2048 * 2048  # the work image (photo resized for the detector) holds at most this many
     threshold: float = 0.0  # dlib's score threshold (0 is dlib's own default; lower finds more, and more false faces)
     detector: str = "blaze"  # a key of DETECTORS (measured: benchmarks/detect_faces.py, docs/data.md)
@@ -85,12 +89,23 @@ class DetectConfig:
             raise UserError(f"unknown face detector '{self.detector}' (valid: {', '.join(DETECTORS)})")
         if self.second_check not in SECOND_CHECKS:
             raise UserError(f"unknown second check '{self.second_check}' (valid: {', '.join(SECOND_CHECKS)})")
+        if not 0.0 <= self.min_face_share < 1.0:
+            raise UserError(f"min_face_share {self.min_face_share} is not a share of the photo's side (0 to below 1)")
+
+    def search_face(self, hw: tuple[int, int]) -> int:
+        """The narrowest face (px) searched for in a photo of this size: min_face_share of its shorter side,
+        at least min_face."""
+        return max(self.min_face, int(round(self.min_face_share * min(hw))))
+
+    def for_photo(self, hw: tuple[int, int]) -> "DetectConfig":
+        """This config with min_face the narrowest face searched for in a photo of this size (search_face)."""
+        return replace(self, min_face=self.search_face(hw), min_face_share=0.0)
 
     def work_scale(self, hw: tuple[int, int], smallest_box: float = SMALLEST_BOX) -> float:
         """The factor the photo is resized by before detection: min_face → smallest_box px (the detector's
         narrowest box), capped by the budget."""
         h, w = hw
-        return min(smallest_box / self.min_face, math.sqrt(self.max_work_pixels / (h * w)))
+        return min(smallest_box / self.search_face(hw), math.sqrt(self.max_work_pixels / (h * w)))
 
     def describe(self) -> str:
         """The detector in words, for messages and reports."""
@@ -108,12 +123,22 @@ class DetectConfig:
         """The narrowest face (px in the photo) the detector can find in a photo of this size."""
         from facedata import blazeface
 
+        narrowest = self.search_face(hw)
+
         def by(source: str) -> float:  # BlazeFace searches its own windows; the others a resized work image
             if source.startswith("blaze"):
-                return blazeface.smallest_findable(hw, self.min_face)
-            return max(float(self.min_face), SMALLEST_BOX / self.work_scale(hw))
+                return blazeface.smallest_findable(hw, narrowest)
+            return max(float(narrowest), SMALLEST_BOX / self.work_scale(hw))
 
         return min(by(source) for source in DETECTORS[self.detector])
+
+
+def detect_config(detector: str = DetectConfig.detector, min_face: int | None = None) -> DetectConfig:
+    """The config of a command's --detector and --min-face: a given min_face (px) is the narrowest face searched
+    for in every photo; None searches a share of each photo's shorter side (DetectConfig.min_face_share)."""
+    if min_face is None:
+        return DetectConfig(detector=detector)
+    return DetectConfig(detector=detector, min_face=min_face, min_face_share=0.0)
 
 
 @dataclass(frozen=True)
@@ -348,7 +373,7 @@ def merge_boxes(found: list[tuple[str, list[Box]]], overlap: float) -> list[tupl
 def detect_faces(image: np.ndarray, config: DetectConfig = DetectConfig()) -> list[DetectedFace]:
     """Every face the configured detector finds in (H, W) uint8, largest box first (ties: left to right)."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
-    photo = WorkImages(image, config)
+    photo = WorkImages(image, config.for_photo(image.shape))
     found = [(source, FINDERS[source](photo)) for source in DETECTORS[config.detector]]
     faces = []
     for source, (left, top, right, bottom, score, kind) in merge_boxes(found, config.overlap):

@@ -60,7 +60,7 @@ class ChipAligner:
     def __init__(self, size: int = CHIP_SIZE, detector: str = DEEP_DETECTOR):
         _dlib()  # the Deep baseline's own message when dlib is missing
         self.dlib, _, self.landmarks = dlib_face_models()
-        self.detect = DetectConfig(min_face=DETECT_MIN_FACE, detector=detector)
+        self.detect = DetectConfig(min_face=DETECT_MIN_FACE, min_face_share=0.0, detector=detector)
         self.size = size
         self.found: list[bool] = []  # per chip so far: whether a face was detected
 

@@ -16,17 +16,16 @@ DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full pr
                  "hog+blaze (HOG, then BlazeFace for turned faces). Measured: docs/data.md.")
 
 
-MIN_FACE_HELP = ("The narrowest face to look for, in the photo's pixels. The default suits 64×60 webcam frames; in a "
-                 "640×480 photo it costs 164 ms and finds false faces in 5 of 26 face-free pictures, against 30 ms and "
-                 "1 at 48 (docs/data.md): give about the smallest face you expect. With --framing, the framing's own.")
+MIN_FACE_HELP = ("The narrowest face to look for, in the photo's pixels, in every photo (a group photo's small faces). "
+                 "Default: a tenth of the photo's shorter side, at least 16 px (48 in a 640×480 photo, where 16 costs "
+                 "5× the time and finds false faces in textures: docs/data.md). With --framing, the framing's own.")
 
 
 def detector_option(command):
     """Add --detector NAME and --min-face PX to a command."""
     from facedata.detect import DETECTORS, DetectConfig
 
-    command = click.option("--min-face", type=click.IntRange(min=8), default=DetectConfig.min_face, show_default=True,
-                           help=MIN_FACE_HELP)(command)
+    command = click.option("--min-face", type=click.IntRange(min=8), default=None, help=MIN_FACE_HELP)(command)
     return click.option("--detector", type=click.Choice(list(DETECTORS)), default=DetectConfig.detector,
                         show_default=True, help=DETECTOR_HELP)(command)
 

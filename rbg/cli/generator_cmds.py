@@ -122,14 +122,14 @@ def eval_generation(model: Path, data: Path, out: Path, pairs: int, seed: int, b
 def generate(image: Path, model: Path, pose: str | None, accessory: str | None, occluded: str | None,
              illumination: str | None, out: Path,
              both_stages: bool, scale: int, device: str, align: bool | None, face: int, detector: str,
-             min_face: int) -> None:
+             min_face: int | None) -> None:
     """Edit one face: IMAGE (a photo, its face found and eye-aligned, see --align; or FACESET:ROW) → OUT (PNG or JPEG)."""
     import warnings
 
     import numpy as np
     from PIL import Image
 
-    from facedata.detect import DetectConfig
+    from facedata.detect import detect_config
     from facedata.imageio import image_format, save_image
     from facedata.outputs import check_output_file
     from generator.inference import Generator
@@ -147,7 +147,7 @@ def generate(image: Path, model: Path, pose: str | None, accessory: str | None, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         query = load_query_image(str(image), tuple(generator.image_size), align=align, face=face,
-                                 detect=DetectConfig(detector=detector, min_face=min_face))
+                                 detect=detect_config(detector, min_face))
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
     if len(generator.factors) > 1:  # a factor left out keeps a FaceSet row's own value

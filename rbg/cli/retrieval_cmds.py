@@ -169,7 +169,7 @@ def index_add(index_path: Path, data: Path, split: str, model: Path | None, batc
 def query(image: str | None, index_path: Path, model: Path | None, pose: str | None, accessory: str | None,
           occluded: str | None, illumination: str | None, k: int, out: Path | None, batch_csv: Path | None, grid: Path | None,
           gallery: Path | None, device: str, batch_size: int, int8: bool, framing: Path | None, align: bool | None, face: int,
-          detector: str, min_face: int) -> None:
+          detector: str, min_face: int | None) -> None:
     """Find the person of IMAGE in the target pose (or accessory): generate, extract, search.
 
     IMAGE is an image file (PNG, JPG, …; a photo's face is detected and eye-aligned, see --align) or FACESET:ROW, row ROW (0-based) of a FaceSet folder, whose known identity lets the grid
@@ -181,7 +181,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
     rbg query --index runs/idx --batch queries.csv --out results.csv --grid grid.png
     """
     from facedata.atomic import atomic_file
-    from facedata.detect import DetectConfig
+    from facedata.detect import detect_config
     from facedata.errors import UserError
     from facedata.imageio import image_format
     from facedata.outputs import check_output_file
@@ -190,7 +190,7 @@ def query(image: str | None, index_path: Path, model: Path | None, pose: str | N
 
     if (image is None) == (batch_csv is None):
         raise UserError("give one query IMAGE (a file or FACESET:ROW) or --batch CSV, not both or neither")
-    detect = DetectConfig(detector=detector, min_face=min_face)
+    detect = detect_config(detector, min_face)
     if batch_csv is not None:
         if out is None:
             raise UserError("--batch needs --out RESULTS.csv for the results table")

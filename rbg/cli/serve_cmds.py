@@ -29,7 +29,7 @@ from rbg.cli.face_options import detector_option
 @detector_option
 def serve(index_path: Path, model: Path | None, gallery: Path | None, host: str, port: int, max_upload_mb: float,
           max_pixels: int, max_batch: int, threads: int | None, device: str, int8: bool, framing: Path | None,
-          detector: str, min_face: int) -> None:
+          detector: str, min_face: int | None) -> None:
     """Serve queries over HTTP: POST /query, GET /gallery/ROW.png, /health, /info, /docs, and the page at /.
 
     \b

@@ -25,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 from PIL import Image
 from starlette.exceptions import HTTPException
 
-from facedata.detect import DetectConfig
+from facedata.detect import DetectConfig, detect_config
 from facedata.errors import UserError
 from retrieval.search import edit_target
 from rbg.serve.batcher import QueryBatcher
@@ -48,7 +48,7 @@ class ServeConfig:
     max_k: int = 100
     max_batch: int = 32  # queries answered by one generator call
     detector: str = DetectConfig.detector  # finds the face of an uploaded photo (facedata.detect.DETECTORS)
-    min_face: int = DetectConfig.min_face  # px: the narrowest face looked for in an upload
+    min_face: int | None = None  # px: the narrowest face looked for in an upload (None: a share of its side, facedata.detect)
     framing: str | None = None  # the photo framing's folder, where one crops the uploads (retrieval.photo_framing)
 
 
@@ -107,7 +107,7 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig(), framing
     size = tuple(engine.generator.image_size)
     edit = engine.edit_factor
     max_k = min(config.max_k, len(engine))
-    detect = DetectConfig(detector=config.detector, min_face=config.min_face)
+    detect = detect_config(config.detector, config.min_face)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -174,7 +174,8 @@ def create_app(engine: QueryEngine, config: ServeConfig = ServeConfig(), framing
             "gallery_name": index.info.gallery.get("name"),
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_k": max_k},
             "detector": framing.detect.detector if framing is not None else config.detector,
-            "min_face": framing.detect.min_face if framing is not None else config.min_face,
+            "min_face": (framing.detect if framing is not None else detect).min_face,  # px, at least
+            "min_face_share": (framing.detect if framing is not None else detect).min_face_share,  # of the shorter side
             "framing": config.framing,  # the photo framing cropping the uploads, if any (rbg serve --framing)
             "int8": bool(getattr(generator, "int8_networks", None)),  # queries generated in int8 (rbg serve --int8)
         }
