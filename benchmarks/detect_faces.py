@@ -67,7 +67,7 @@ def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int
     rows, speed = [], {}
     for name in detectors:
         small = replace(config, detector=name)
-        wide = small if scene_min_face is None else replace(small, min_face=scene_min_face, min_face_share=0.0)
+        wide = replace(config, detector=name, min_face=scene_min_face)
         found = np.array([len(detect_faces(im, small)) > 0 for im in tqdm(images, desc=f"{name}: {data.name}", unit="img")])
         rows += [{"set": data.name, "detector": name, **row} for row in found_table(found, labels, ["pose", "accessory"])]
         false = [len(detect_faces(im, wide)) for _, im in free]
@@ -89,8 +89,8 @@ def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int
                      for row in found_table(np.asarray(hits), kdef_labels, ["pose"])]
             speed[name] = {"mean_ms": 1000 * float(np.mean(seconds)), "median_ms": 1000 * float(np.median(seconds)),
                            "with_crop_mean_ms": 1000 * float(np.mean(cropping)), "scene": "640x480",
-                           "min_face": wide.search_face(kdef_scenes[0].image.shape)}
-    return {"config": asdict(config), "scene_min_face": scene_min_face,  # None: the commands' own search "rows": rows, "speed": speed,
+                           "min_face": scene_min_face}
+    return {"config": asdict(config), "scene_min_face": scene_min_face, "rows": rows, "speed": speed,
             "face_free": [n for n, _ in free]}
 
 
@@ -127,11 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
     parser.add_argument("--kdef-last", type=int, default=None,
                         help="KDEF scenes of the last N people only (20: the KDEF recipe's test people)")
-    parser.add_argument("--min-face", type=int, default=None,
-                        help="px, every picture (default: the commands' own, a share of its shorter side, at least 16 px)")
-    parser.add_argument("--scene-min-face", type=int, default=None,
-                        help="px, the 640×480 scenes and face-free pictures (default: as --min-face; the tables "
-                             "before the share read them at 48)")
+    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
+    parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
     parser.add_argument("--threshold", type=float, default=DetectConfig.threshold)
     parser.add_argument("--blaze-threshold", type=float, default=DetectConfig.blaze_threshold)
     parser.add_argument("--check-threshold", type=float, default=DetectConfig.check_threshold)
@@ -143,8 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
 
-    floor = {} if args.min_face is None else {"min_face": args.min_face, "min_face_share": 0.0}
-    config = DetectConfig(**floor, threshold=args.threshold, blaze_threshold=args.blaze_threshold,
+    config = DetectConfig(min_face=args.min_face, threshold=args.threshold, blaze_threshold=args.blaze_threshold,
                           check_threshold=args.check_threshold, unchecked_threshold=args.unchecked_threshold,
                           neighbours=args.neighbours,
                           cascade_box=args.cascade_box, cascade_step=args.cascade_step)
