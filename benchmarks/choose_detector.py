@@ -39,6 +39,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
+from facedata.blazeface import SEARCHES
 from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at
 from facedata.face_check import face_probability
 from facedata.onet import onet_probability
@@ -67,7 +68,8 @@ def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | No
     out = []
     for i, image in enumerate(images):
         runs = {}
-        for threshold, faces in zip(BLAZE_GRID, blaze_faces_at(image, search.search_face(image.shape), BLAZE_GRID, mirror)):
+        for threshold, faces in zip(BLAZE_GRID, blaze_faces_at(image, search.search_face(image.shape), BLAZE_GRID, mirror,
+                                                               search.blaze_search)):
             boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
             likely = face_probability(image, boxes) if len(faces) else np.zeros(0)
             on_face = np.array([truths is None or found_at(box, truths[i]) for box in boxes], dtype=bool)
@@ -231,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-face-share", type=float, default=DetectConfig.min_face_share,
                         help="faces narrower than this share of a picture's shorter side are not searched for (the "
                              "commands' own, DetectConfig.min_face_share; 0: the px floors alone)")
+    parser.add_argument("--search", choices=SEARCHES, default=DetectConfig.blaze_search,
+                        help="how BlazeFace reads each window size (facedata.blazeface.SEARCHES)")
     parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
     parser.add_argument("--margin", action="store_true",
@@ -253,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mirror in args.mirror:
-        photos = DetectConfig(min_face=args.min_face, min_face_share=args.min_face_share)
-        scenes = DetectConfig(min_face=args.scene_min_face, min_face_share=args.min_face_share)
+        photos = DetectConfig(min_face=args.min_face, min_face_share=args.min_face_share, blaze_search=args.search)
+        scenes = DetectConfig(min_face=args.scene_min_face, min_face_share=args.min_face_share, blaze_search=args.search)
         cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), photos, None, mirror)
         kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), scenes, kdef_truths, mirror)
         false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), scenes, None, mirror)
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
                               "scene_min_face": args.scene_min_face, "min_face_share": args.min_face_share,
+                              "search": args.search,
                               "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,

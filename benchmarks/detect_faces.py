@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from facedata.align import align_face
 from facedata.atomic import write_json
+from facedata.blazeface import SEARCHES
 from facedata.detect import DETECTORS, DetectConfig, detect_faces
 from facedata.provenance import provenance
 from photo_scenes import face_free_images, found_at, pose_scenes
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="KDEF scenes of the last N people only (20: the KDEF recipe's test people)")
     parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
+    parser.add_argument("--blaze-search", choices=SEARCHES, default=DetectConfig.blaze_search,
+                        help="how BlazeFace reads each window size (facedata.blazeface.SEARCHES)")
     parser.add_argument("--threshold", type=float, default=DetectConfig.threshold)
     parser.add_argument("--blaze-threshold", type=float, default=DetectConfig.blaze_threshold)
     parser.add_argument("--check-threshold", type=float, default=DetectConfig.check_threshold)
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = DetectConfig(min_face=args.min_face, threshold=args.threshold, blaze_threshold=args.blaze_threshold,
                           check_threshold=args.check_threshold, unchecked_threshold=args.unchecked_threshold,
-                          neighbours=args.neighbours,
+                          neighbours=args.neighbours, blaze_search=args.blaze_search,
                           cascade_box=args.cascade_box, cascade_step=args.cascade_step)
     start = time.perf_counter()
     record = run(args.detectors, args.data, args.kdef, args.scenes_per_yaw, config, args.scene_min_face, args.seed,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from facedata.align import BoxFraming, box_transform
+from facedata.blazeface import SEARCHES
 from facedata.detect import DETECTORS, DetectConfig, detect_config, detect_faces
 from facedata.faceset import FaceSet
 from facedata.imageio import crop_square
@@ -155,7 +156,7 @@ def run(args) -> dict:
     photos = same_faces_at_resolution(faces, args.photos, "--photos")
     generator = Generator.load(args.model)
     edit = generator.edit_factor
-    config = detect_config(args.detector, args.min_face)
+    config = replace(detect_config(args.detector, args.min_face), blaze_search=args.blaze_search)
     train_rows = np.flatnonzero((faces.faces["split"] == "train").to_numpy())
     rng = np.random.default_rng(args.seed)
     fit_rows = np.sort(rng.choice(train_rows, size=min(args.fit_faces, len(train_rows)), replace=False))
@@ -281,9 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--fit-faces", type=int, default=150, help="train faces the framing is fitted on")
     parser.add_argument("--detector", choices=list(DETECTORS), default=DetectConfig.detector)
-    parser.add_argument("--min-face", type=int, default=None,
-                        help="narrowest face searched for, px in every photo (default: the commands' own, a share of the "
-                             "photo's shorter side: 48 px in these 640×480 photos, whose pasted faces are 64-200 px crops)")
+    parser.add_argument("--blaze-search", choices=SEARCHES, default=DetectConfig.blaze_search,
+                        help="how BlazeFace reads each window size (facedata.blazeface.SEARCHES)")
+    parser.add_argument("--min-face", type=int, default=24,
+                        help="narrowest face searched for, px in the photo (the pasted faces are 64-200 px photos)")
     parser.add_argument("--reframe", action="store_true",
                         help="also re-take each posed crop where a regressor trained on the train people reads it off")
     parser.add_argument("--reframe-copies", type=int, default=3, help="random crops of each train face it learns from")

@@ -27,6 +27,11 @@ WEIGHTS = Path(__file__).resolve().parent / "models" / "blazeface_short_range.sa
 INPUT = 128  # the network's input side in pixels
 FACE_SHARE = 0.35  # the smallest windows are sized for faces filling this share of them
 WINDOW_LEVELS = 3  # window sizes searched at most: the whole photo, then its short side halving
+# how the window sizes below the whole photo are read: "image", the photo resized so that a window of that size is
+# the network's input, read whole (its maps are the same as every window's at a stride of 8 and 16 px, with the
+# photo's own pixels around every face); or "tiles", half-overlapping windows cut out and read one by one, whose
+# edges (zeros outside the photo, a cut through the scene) are one more chance of a false face
+SEARCHES = ("image", "tiles")
 # (in, out, stride) of each block; after block 10 the 16×16 map feeds the 2-anchor head, after the last
 # the 8×8 map feeds the 6-anchor head.
 BLOCKS = ((24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
@@ -163,23 +168,32 @@ class Window:
     side: float
 
 
+def level_sides(hw: tuple[int, int], smallest_face: float, face_share: float = FACE_SHARE,
+                levels: int = WINDOW_LEVELS) -> list[float]:
+    """The window sides searched below the whole photo: its short side halving down to smallest_face / face_share,
+    at most `levels` sizes (each size is more chances of a false face: a face narrower than about a tenth of the
+    short side is left to the larger windows)."""
+    side = min(hw) * 1.0
+    floor = max(smallest_face / face_share, side / 2 ** (levels - 1))
+    out = []
+    while side >= floor * 0.999 and side > 0:
+        out.append(side)
+        side /= 2
+    return out
+
+
 def windows(hw: tuple[int, int], smallest_face: float, face_share: float = FACE_SHARE, overlap: float = 0.5,
             levels: int = WINDOW_LEVELS) -> list[Window]:
     """Square windows that show every face at least `smallest_face` px wide at about `face_share` of a
-    window or more: the whole photo (letterboxed) first, then windows of the photo's short side halving
-    down to smallest_face / face_share, at most `levels` sizes (each window is a chance of a false face:
-    a face narrower than about a tenth of the short side is left to the larger windows), each size tiling
-    the photo with `overlap` between neighbours."""
+    window or more: the whole photo (letterboxed) first, then tiles of every side of `level_sides`, each
+    size tiling the photo with `overlap` between neighbours (the "tiles" search)."""
     h, w = hw
     out = [Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))]
-    side = min(h, w) * 1.0
-    floor = max(smallest_face / face_share, side / 2 ** (levels - 1))
-    while side >= floor * 0.999 and side > 0:
+    for side in level_sides(hw, smallest_face, face_share, levels):
         step = side * (1 - overlap)
         for top in _starts(h, side, step):
             for left in _starts(w, side, step):
                 out.append(Window(left, top, side))
-        side /= 2
     return out
 
 
@@ -239,12 +253,14 @@ MIRROR_FLOOR = 0.2  # a window is read again mirrored only where some anchor sco
 KEYPOINT_MIRROR = (1, 0, 2, 3, 5, 4)  # a flipped face's image-left eye is the other eye, its left ear the right one
 
 
-def _decode(raw: np.ndarray, rows: np.ndarray, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (n, 4) and keypoints (n, 6, 2) of anchors `rows` in window units; `raw` (896, 16) of the window,
-    or of the flipped window (then read at each anchor's mirror anchor and flipped back)."""
-    centres = anchors()
+def _decode(raw: np.ndarray, rows: np.ndarray, mirrored: bool, centres: np.ndarray | None = None,
+            order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (n, 4) and keypoints (n, 6, 2) of anchors `rows`, in the units of the anchor `centres` (a window's
+    anchors() and `raw` (896, 16) / INPUT by default); `raw` of the flipped image when `mirrored` (then read at
+    each anchor's mirror anchor, `order`, and flipped back)."""
+    centres = anchors() if centres is None else centres
     if mirrored:
-        r = raw[mirror_order()[rows]]
+        r = raw[(mirror_order() if order is None else order)[rows]]
         cx, kx = centres[rows, 0] - r[:, 0], centres[rows, 0, None] - r[:, 4::2]
     else:
         r = raw[rows]
@@ -255,22 +271,80 @@ def _decode(raw: np.ndarray, rows: np.ndarray, mirrored: bool) -> tuple[np.ndarr
     return box, (points[:, KEYPOINT_MIRROR] if mirrored else points)
 
 
+def _sigmoid(logits: torch.Tensor) -> np.ndarray:
+    return torch.sigmoid(logits.clamp(-100, 100).double()).numpy()
+
+
+def _anchor_faces(logits: torch.Tensor, raw: np.ndarray, threshold: float, mirror: str, flipped_logits=None,
+                  flipped_raw=None, centres=None, order=None):
+    """One reading's anchors scoring at least `threshold`: (boxes (n, 4), keypoints (n, 6, 2), scores (n,)) in the
+    units of `centres` (as _decode), or None. With the mirror image's reading (flipped_logits, flipped_raw), an
+    anchor scores the mean of the two logits ("mean") or the larger probability ("max"), and its box is the two
+    readings' score-weighted mean."""
+    p = combined = _sigmoid(logits)
+    if flipped_logits is not None:
+        flipped = flipped_logits[torch.from_numpy(np.array(mirror_order() if order is None else order))]
+        pm = _sigmoid(flipped)
+        combined = _sigmoid((logits + flipped) / 2) if mirror == "mean" else np.maximum(p, pm)
+    keep = np.flatnonzero(combined >= threshold)
+    if not len(keep):
+        return None
+    box, kp = _decode(raw, keep, False, centres, order)
+    if flipped_logits is not None:
+        box_m, kp_m = _decode(flipped_raw, keep, True, centres, order)
+        w = (p[keep] / np.maximum(p[keep] + pm[keep], 1e-9))[:, None]
+        box, kp = w * box + (1 - w) * box_m, w[:, :, None] * kp + (1 - w[:, :, None]) * kp_m
+    return box, kp, combined[keep]
+
+
+@functools.lru_cache(maxsize=16)
+def image_anchors(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For BlazeFace run on a whole (height, width) image (multiples of 16): its anchors' centres (n, 2) in pixels
+    (2 per cell of the stride-8 map, then 6 per cell of the stride-16 map, in the network's output order) and each
+    anchor's mirror anchor (x → width − x) in the flipped image."""
+    centres, order, offset = [], [], 0
+    for stride, per_cell in ((8, 2), (16, 6)):
+        rows, cols = height // stride, width // stride
+        y, x, k = np.meshgrid(np.arange(rows), np.arange(cols), np.arange(per_cell), indexing="ij")
+        centres.append(np.stack([(x + 0.5) * stride, (y + 0.5) * stride], -1).reshape(-1, 2))
+        order.append(((y * cols + (cols - 1 - x)) * per_cell + k).reshape(-1) + offset)
+        offset += rows * cols * per_cell
+    out = np.concatenate(centres).astype(np.float32), np.concatenate(order)
+    for array in out:
+        array.flags.writeable = False
+    return out
+
+
+def level_image(source: torch.Tensor, side: float) -> tuple[torch.Tensor, float, float]:
+    """The photo (1, 1, H, W) in [−1, 1] resized so that a window of `side` px becomes INPUT px (averaged first
+    where it shrinks more than 2×, as window_crops does), padded with zeros (mid-gray) at the bottom and right to
+    multiples of 16; and the factors (sx, sy) from its pixels back to the photo's."""
+    h, w = source.shape[-2:]
+    factor = max(1, int(side // INPUT))
+    pooled = F.avg_pool2d(source, factor, ceil_mode=True) if factor > 1 else source
+    hh, ww = max(1, round(h * INPUT / side)), max(1, round(w * INPUT / side))
+    resized = F.interpolate(pooled, size=(hh, ww), mode="bilinear", align_corners=False, antialias=False)
+    padded = F.pad(resized, (0, -ww % 16, 0, -hh % 16))
+    return padded.contiguous(memory_format=torch.channels_last), w / ww, h / hh
+
+
 def detect(image: np.ndarray, smallest_face: float = 16.0, threshold: float = 0.5, iou: float = 0.3,
-           face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none") -> list[Detection]:
+           face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none", search: str = "tiles") -> list[Detection]:
     """Faces in a (H, W) uint8 grayscale photo, best score first, in photo pixels.
 
     mirror: "none"; "mean" reads the windows' mirror images too and scores each anchor by the mean of the
     two logits (the network is not quite symmetric); "max" by the larger probability. Either way an
     anchor's box is the two readings' score-weighted mean. Only windows where some anchor reaches
-    MIRROR_FLOOR are read twice, which keeps a photo's time near one reading."""
-    return detect_at(image, (threshold,), smallest_face, iou, face_share, batch, mirror)[0]
+    MIRROR_FLOOR are read twice, which keeps a photo's time near one reading. search: SEARCHES."""
+    return detect_at(image, (threshold,), smallest_face, iou, face_share, batch, mirror, search)[0]
 
 
 def detect_at(image: np.ndarray, thresholds: tuple[float, ...], smallest_face: float = 16.0, iou: float = 0.3,
-              face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none") -> list[list[Detection]]:
+              face_share: float = FACE_SHARE, batch: int = 64, mirror: str = "none", search: str = "tiles"
+              ) -> list[list[Detection]]:
     """detect() at each of several thresholds from one reading of the photo: per threshold, the faces its
     anchors alone make (a lower threshold's weaker anchors are not blended into a stronger face's box)."""
-    candidates = _candidates(image, smallest_face, min(thresholds), face_share, batch, mirror)
+    candidates = _candidates(image, smallest_face, min(thresholds), face_share, batch, mirror, search)
     if candidates is None:
         return [[] for _ in thresholds]
     boxes, points, scores = candidates
@@ -279,47 +353,56 @@ def detect_at(image: np.ndarray, thresholds: tuple[float, ...], smallest_face: f
 
 
 def _candidates(image: np.ndarray, smallest_face: float, threshold: float, face_share: float, batch: int,
-                mirror: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Every anchor of every window scoring ≥ `threshold`: boxes (n, 4), keypoints (n, 6, 2) in photo pixels and
-    scores (n,); None when there is none."""
+                mirror: str, search: str = "image") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every anchor scoring ≥ `threshold`, from the whole photo letterboxed into one window and then every size
+    of level_sides: as one resized image each ("image") or as tiles of that size ("tiles"). Boxes (n, 4),
+    keypoints (n, 6, 2) in photo pixels and scores (n,); None when there is none."""
     assert image.ndim == 2 and image.dtype == np.uint8, (image.shape, image.dtype)
     assert mirror in ("none", "mean", "max"), mirror
-    frames = windows(image.shape, smallest_face, face_share)
+    if search not in SEARCHES:
+        raise ValueError(f"unknown BlazeFace search '{search}' (valid: {', '.join(SEARCHES)})")
+    if search == "tiles":
+        frames = windows(image.shape, smallest_face, face_share)
+    else:
+        h, w = image.shape
+        frames = [Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))]
     model = load_model()
-    boxes, points, scores = [], [], []
+    found = []
     with torch.inference_mode():
         for start in range(0, len(frames), batch):
             part = frames[start : start + batch]
             crops = window_crops(image, part).contiguous(memory_format=torch.channels_last)
             logits, raw = model(crops)
-            logits, raw = logits.clamp(-100, 100).double(), raw.numpy() / INPUT
-            prob = torch.sigmoid(logits).numpy()
+            raw = raw.numpy() / INPUT
             # the mirror images of the windows where anything reaches MIRROR_FLOOR (most windows hold nothing)
-            second = np.flatnonzero(prob.max(1) >= MIRROR_FLOOR) if mirror != "none" else np.zeros(0, int)
+            second = (np.flatnonzero(_sigmoid(logits).max(1) >= MIRROR_FLOOR) if mirror != "none"
+                      else np.zeros(0, int))
             if len(second):
                 flipped_logits, flipped_raw = model(crops[second].flip(-1).contiguous(memory_format=torch.channels_last))
-                flipped = flipped_logits.clamp(-100, 100).double()[:, torch.from_numpy(mirror_order().copy())]
-                mirrored = torch.sigmoid(flipped).numpy()
-                both = torch.sigmoid((logits[second] + flipped) / 2).numpy()
                 flipped_raw = flipped_raw.numpy() / INPUT
             for i, f in enumerate(part):
-                p = combined = prob[i]
                 j = int(np.searchsorted(second, i))
-                read_twice = j < len(second) and second[j] == i
-                if read_twice:
-                    pm = mirrored[j]
-                    combined = both[j] if mirror == "mean" else np.maximum(p, pm)
-                keep = np.flatnonzero(combined >= threshold)
-                if not len(keep):
-                    continue
-                box, kp = _decode(raw[i], keep, False)
-                if read_twice:
-                    box_m, kp_m = _decode(flipped_raw[j], keep, True)
-                    w = (p[keep] / np.maximum(p[keep] + pm[keep], 1e-9))[:, None]
-                    box, kp = w * box + (1 - w) * box_m, w[:, :, None] * kp + (1 - w[:, :, None]) * kp_m
-                boxes.append(box * f.side + [f.left, f.top, f.left, f.top])
-                points.append(kp * f.side + [f.left, f.top])
-                scores.append(combined[keep])
-    if not scores:
+                twice = j < len(second) and second[j] == i
+                faces = _anchor_faces(logits[i], raw[i], threshold, mirror, flipped_logits[j] if twice else None,
+                                      flipped_raw[j] if twice else None)
+                if faces is not None:
+                    box, kp, score = faces
+                    found.append((box * f.side + [f.left, f.top, f.left, f.top], kp * f.side + [f.left, f.top], score))
+        if search == "image":
+            source = torch.tensor(image, dtype=torch.float32).div(127.5).sub(1.0)[None, None]
+            for side in level_sides(image.shape, smallest_face, face_share):
+                x, sx, sy = level_image(source, side)
+                logits, raw = model(x)
+                centres, order = image_anchors(*x.shape[-2:])
+                twice = mirror != "none" and _sigmoid(logits[0]).max() >= MIRROR_FLOOR
+                if twice:
+                    flipped_logits, flipped_raw = model(x.flip(-1).contiguous(memory_format=torch.channels_last))
+                faces = _anchor_faces(logits[0], raw[0].numpy(), threshold, mirror,
+                                      flipped_logits[0] if twice else None, flipped_raw[0].numpy() if twice else None,
+                                      centres, order)
+                if faces is not None:
+                    box, kp, score = faces
+                    found.append((box * [sx, sy, sx, sy], kp * [sx, sy], score))
+    if not found:
         return None
-    return np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)
+    return tuple(np.concatenate(parts) for parts in zip(*found))

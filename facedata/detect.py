@@ -58,10 +58,12 @@ class DetectConfig:
     """How faces are searched for: the smallest face accepted, the work-size budget, the detector threshold."""
 
     min_face: int = 16  # px in the photo: a narrower face is refused (a 32-px crop of it would be mostly made up)
-    # faces narrower than this share of the photo's shorter side are not looked for, never below min_face: 48 px in a
-    # 640×480 photo, 16 in a 64×60 webcam frame (search_face). Searching a 640×480 photo down to 16 px costs 5× the time
-    # and finds false faces in textures (benchmarks/choose_detector.py --min-face-shares, docs/data.md). 0: min_face alone.
-    min_face_share: float = 0.1
+    # faces narrower than this share of the photo's shorter side are not looked for, never below min_face (search_face).
+    # 0.1 (48 px in a 640×480 photo) reads 5× fewer BlazeFace windows there (32 ms against 151) and finds as many
+    # validation faces, but on the KDEF photo path of the val people, whose faces are 0.08-0.29 of the photo, it found
+    # 99.5 % against 100 % and fell from 90.8 to 88.8 R@1 (benchmarks/choose_min_face_share.py, docs/data.md), so the
+    # default is 0: every photo searched down to min_face. Below 0.0875 BlazeFace reads the same windows as at 0.
+    min_face_share: float = 0.0
     max_work_pixels: int = 2048 * 2048  # the work image (photo resized for the detector) holds at most this many
     threshold: float = 0.0  # dlib's score threshold (0 is dlib's own default; lower finds more, and more false faces)
     detector: str = "blaze"  # a key of DETECTORS (measured: benchmarks/detect_faces.py, docs/data.md)
@@ -72,6 +74,11 @@ class DetectConfig:
     blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
+    # how BlazeFace reads each window size (facedata.blazeface.SEARCHES): "image" reads a 640×480 photo searched down to
+    # 16 px 3.5× faster (37 ms against 128), but at these thresholds 3 of the 93 face-free validation pictures get a
+    # face, and its best rule without one finds 528 of the 578 validation faces against the tiles' 549
+    # (benchmarks/choose_detector.py --search image, docs/data.md)
+    blaze_search: str = "tiles"
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score vetted by
     # MTCNN's ONet, trained on real faces (facedata.onet), away from the first way's faces (two_way_faces). Chosen on
     # validation pictures searched down to min_face (benchmarks/choose_detector.py): cmu_faces train photos 351 of 378
@@ -89,6 +96,10 @@ class DetectConfig:
             raise UserError(f"unknown face detector '{self.detector}' (valid: {', '.join(DETECTORS)})")
         if self.second_check not in SECOND_CHECKS:
             raise UserError(f"unknown second check '{self.second_check}' (valid: {', '.join(SECOND_CHECKS)})")
+        from facedata.blazeface import SEARCHES
+
+        if self.blaze_search not in SEARCHES:
+            raise UserError(f"unknown BlazeFace search '{self.blaze_search}' (valid: {', '.join(SEARCHES)})")
         if not 0.0 <= self.min_face_share < 1.0:
             raise UserError(f"min_face_share {self.min_face_share} is not a share of the photo's side (0 to below 1)")
 
@@ -265,18 +276,19 @@ def blaze_kind(keypoints: np.ndarray, width: float) -> str:
     return "frontal" if abs(shift) <= 0.15 else ("profile-left" if shift < 0 else "profile-right")
 
 
-def blaze_faces(image: np.ndarray, min_face: int, threshold: float, mirror: str = "none") -> list:
+def blaze_faces(image: np.ndarray, min_face: int, threshold: float, mirror: str = "none", search: str = "tiles") -> list:
     """BlazeFace's faces (facedata.blazeface.Detection) over windows of the photo itself (and their mirror
     images: facedata.blazeface.detect), at least BLAZE_NARROWEST · min_face wide, best score first."""
-    return blaze_faces_at(image, min_face, (threshold,), mirror)[0]
+    return blaze_faces_at(image, min_face, (threshold,), mirror, search)[0]
 
 
-def blaze_faces_at(image: np.ndarray, min_face: int, thresholds: tuple[float, ...], mirror: str = "none") -> list[list]:
+def blaze_faces_at(image: np.ndarray, min_face: int, thresholds: tuple[float, ...], mirror: str = "none",
+                   search: str = "tiles") -> list[list]:
     """blaze_faces at several thresholds from one reading of the photo (facedata.blazeface.detect_at)."""
     from facedata.blazeface import detect_at
 
     return [[face for face in faces if face.box[2] - face.box[0] >= BLAZE_NARROWEST * min_face]
-            for faces in detect_at(image, tuple(thresholds), smallest_face=min_face, mirror=mirror)]
+            for faces in detect_at(image, tuple(thresholds), smallest_face=min_face, mirror=mirror, search=search)]
 
 
 def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
@@ -313,10 +325,10 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     from facedata.face_check import face_probability
 
     if config.blaze_low_threshold >= config.blaze_threshold:  # no second way: one threshold, one NMS
-        return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror),
-                       config.check_threshold)
+        return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror,
+                                          config.blaze_search), config.check_threshold)
     high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, config.blaze_low_threshold),
-                                           config.blaze_mirror)
+                                           config.blaze_mirror, config.blaze_search)
     first = checked(image, high_faces, config.check_threshold)
     if not low_faces:
         return first
@@ -334,7 +346,8 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
 def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:
     """BlazeFace, each box then read again by the face check (two_way_faces; or, unchecked, BlazeFace at its own threshold)."""
     config = photo.config
-    faces = two_way_faces(photo.image, config) if check else blaze_faces(photo.image, config.min_face, config.unchecked_threshold)
+    faces = two_way_faces(photo.image, config) if check else blaze_faces(photo.image, config.min_face, config.unchecked_threshold,
+                                                                         search=config.blaze_search)
     return [(*face.box, face.score, blaze_kind(face.keypoints, face.box[2] - face.box[0])) for face in faces]
 
 

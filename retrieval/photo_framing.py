@@ -175,7 +175,8 @@ class PhotoFraming:
             record = json.loads((folder / RECORD_FILE).read_text())
             framings = {key: BoxFraming(**value) for key, value in record["framings"].items()}
             reframer = Reframer.from_arrays(load_file(str(folder / "reframer.safetensors")))
-            detect = DetectConfig(**{"min_face_share": 0.0, **record["detect"]})  # framings fitted before the share searched min_face
+            # a framing fitted before a field existed detected the way its default was then
+            detect = DetectConfig(**{"min_face_share": 0.0, "blaze_search": "tiles", **record["detect"]})
             size, spread = tuple(int(v) for v in record["size"]), np.asarray(record["spread"], np.float64)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise UserError(f"{folder}: not a readable photo framing ({type(exc).__name__}: {str(exc)[:120]})") from None

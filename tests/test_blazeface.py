@@ -114,17 +114,46 @@ def test_each_anchor_has_one_mirror_anchor_at_its_mirrored_place():
     assert np.allclose(centres[order, 0], 1 - centres[:, 0]) and np.allclose(centres[order, 1], centres[:, 1])
 
 
+def test_a_whole_image_has_one_mirror_anchor_per_anchor_at_its_mirrored_place():
+    from facedata.blazeface import image_anchors
+
+    centres, order = image_anchors(64, 96)
+    assert len(centres) == 8 * 12 * 2 + 4 * 6 * 6 and sorted(order.tolist()) == list(range(len(centres)))
+    assert (order[order] == np.arange(len(order))).all()
+    assert np.allclose(centres[order, 0], 96 - centres[:, 0]) and np.allclose(centres[order, 1], centres[:, 1])
+    window, _ = image_anchors(INPUT, INPUT)  # a window read whole is the network's own anchor grid
+    assert np.allclose(window / INPUT, anchors())
+
+
+@pytest.mark.parametrize("search", ["tiles", "image"])
+def test_reading_the_photo_whole_finds_the_face_the_tiles_find_and_no_face_in_noise(search):
+    import skimage.data
+    from PIL import Image
+
+    from facedata.blazeface import _iou
+
+    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).convert("L"))
+    face = detect(photo, smallest_face=16, threshold=0.5, search=search)[0]
+    tiled = detect(photo, smallest_face=16, threshold=0.5, search="tiles")[0]
+    assert _iou(np.array(face.box), np.array([tiled.box]))[0] > 0.8 and abs(face.score - tiled.score) < 0.1
+    rng = np.random.default_rng(0)
+    assert detect(rng.integers(0, 256, (480, 640), dtype=np.uint8), smallest_face=48, threshold=0.63, search=search) == []
+    with pytest.raises(ValueError, match="unknown BlazeFace search 'grid'"):
+        detect(photo, search="grid")
+
+
+@pytest.mark.parametrize("search", ["tiles", "image"])
 @pytest.mark.parametrize("mirror", ["mean", "max"])
-def test_reading_the_mirror_images_too_finds_a_flipped_photos_face_mirrored_at_the_same_score(mirror):
+def test_reading_the_mirror_images_too_finds_a_flipped_photos_face_mirrored_at_the_same_score(mirror, search):
     import skimage.data
     from PIL import Image
 
     photo = np.asarray(Image.fromarray(skimage.data.astronaut()).convert("L"))
-    face = detect(photo, smallest_face=48, threshold=0.5, mirror=mirror)[0]
-    flipped = detect(np.ascontiguousarray(photo[:, ::-1]), smallest_face=48, threshold=0.5, mirror=mirror)[0]
+    face = detect(photo, smallest_face=48, threshold=0.5, mirror=mirror, search=search)[0]
+    flipped = detect(np.ascontiguousarray(photo[:, ::-1]), smallest_face=48, threshold=0.5, mirror=mirror, search=search)[0]
     width = photo.shape[1]
     assert face.score == pytest.approx(flipped.score, abs=1e-5)
     assert face.box == pytest.approx((width - flipped.box[2], flipped.box[1], width - flipped.box[0], flipped.box[3]), abs=1e-3)
     assert face.keypoints[0, 0] == pytest.approx(width - flipped.keypoints[1, 0], abs=1e-3)  # the image-left eye
-    plain = detect(photo, smallest_face=48, threshold=0.5)[0]
+    plain = detect(photo, smallest_face=48, threshold=0.5, search=search)[0]
     assert abs(plain.box[0] - face.box[0]) < 5 and abs(plain.score - face.score) < 0.1

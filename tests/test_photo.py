@@ -18,7 +18,7 @@ from fakes import save_untrained
 from PIL import Image
 
 from facedata.align import FaceCrop, align_face, crop_transform
-from facedata.detect import DetectConfig, DetectedFace, detect_faces
+from facedata.detect import DetectConfig, DetectedFace, detect_config, detect_faces
 from facedata.errors import DataError, UserError
 from facedata.faceset import FaceSet
 from facedata.manifest import read_manifest
@@ -334,9 +334,9 @@ def test_min_face_reaches_the_detector_of_generate(astronaut, tmp_path):
     model = save_untrained(tmp_path / "model")
     photo = save(astronaut, tmp_path / "astronaut.png")
 
-    def generate(min_face: str, out: str):
-        return CliRunner().invoke(cli, ["generate", "--model", str(model), str(photo), "--pose", "+15",
-                                        "--min-face", min_face, "--out", str(tmp_path / out)])
+    def generate(min_face: str | None, out: str, image: Path = photo):
+        return CliRunner().invoke(cli, ["generate", "--model", str(model), str(image), "--pose", "+15", "--out",
+                                        str(tmp_path / out), *(["--min-face", min_face] if min_face else [])])
 
     found = generate("48", "o.png")
     assert found.exit_code == 0, found.output
@@ -344,6 +344,25 @@ def test_min_face_reaches_the_detector_of_generate(astronaut, tmp_path):
     assert wider.exit_code == 2 and "no face found" in wider.output  # her face is about 100 px wide
     tiny = generate("2", "t.png")
     assert tiny.exit_code == 2 and "--min-face" in tiny.output
+    # her face 26 px wide in a 640×480 photo: found by default (down to 16 px), not looked for at --min-face 48
+    canvas = np.full((480, 640), 128, np.uint8)
+    canvas[100:240, 200:340] = np.asarray(Image.fromarray(gray(astronaut)).resize((140, 140), Image.Resampling.LANCZOS))
+    far_photo = save(canvas, tmp_path / "far.png")
+    near = generate(None, "n.png", far_photo)
+    assert near.exit_code == 0, near.output
+    far = generate("48", "f.png", far_photo)
+    assert far.exit_code == 2 and "far.png: no face found" in far.output and "at least 48 px wide" in far.output
+
+
+def test_a_search_can_look_for_faces_down_to_a_share_of_the_photo():
+    tenth = DetectConfig(min_face_share=0.1)
+    assert tenth.search_face((480, 640)) == 48 and tenth.search_face((60, 64)) == 16  # never below min_face
+    assert DetectConfig().search_face((480, 640)) == 16  # by default every photo is searched down to min_face
+    assert detect_config("blaze", 20) == DetectConfig(min_face=20) and detect_config("hog") == DetectConfig(detector="hog")
+    assert tenth.for_photo((480, 640)) == DetectConfig(min_face=48)
+    assert tenth.smallest_findable((3000, 4000)) == 300.0 and tenth.work_scale((3000, 4000)) == pytest.approx(73 / 300)
+    with pytest.raises(UserError, match="min_face_share 1.5"):
+        DetectConfig(min_face_share=1.5)
 
 
 def test_query_aligns_a_photo_and_refuses_noise(setup, astronaut, tmp_path):

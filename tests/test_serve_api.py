@@ -206,6 +206,7 @@ def test_health_and_info_describe_the_model_the_index_and_the_limits(served):
     assert info["gallery_size"] == len(engine) == 42 and info["layer"] == "mid" and info["factory"] == "Flat"
     assert info["limits"] == {"max_upload_bytes": 100_000, "max_pixels": 1_000_000, "max_k": 20}
     assert info["detector"] == "blaze"  # the photo path's default, as rbg query's
+    assert (info["min_face"], info["min_face_share"]) == (16, 0.0)  # every upload searched down to 16-px faces
     assert info["int8"] is False  # float32 queries unless rbg serve --int8
 
 

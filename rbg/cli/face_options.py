@@ -16,9 +16,9 @@ DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full pr
                  "hog+blaze (HOG, then BlazeFace for turned faces). Measured: docs/data.md.")
 
 
-MIN_FACE_HELP = ("The narrowest face to look for, in the photo's pixels, in every photo (a group photo's small faces). "
-                 "Default: a tenth of the photo's shorter side, at least 16 px (48 in a 640×480 photo, where 16 costs "
-                 "5× the time and finds false faces in textures: docs/data.md). With --framing, the framing's own.")
+MIN_FACE_HELP = ("The narrowest face to look for, in the photo's pixels [default: 16]. In a 640×480 photo 48 reads 5× fewer "
+                 "windows (32 ms against 151) and finds fewer false faces, but misses more small faces (KDEF photos of "
+                 "the val people: 88.8 R@1 against 90.8; docs/data.md). With --framing, the framing's own.")
 
 
 def detector_option(command):

@@ -48,7 +48,7 @@ class ServeConfig:
     max_k: int = 100
     max_batch: int = 32  # queries answered by one generator call
     detector: str = DetectConfig.detector  # finds the face of an uploaded photo (facedata.detect.DETECTORS)
-    min_face: int | None = None  # px: the narrowest face looked for in an upload (None: a share of its side, facedata.detect)
+    min_face: int | None = None  # px: the narrowest face looked for in an upload (None: DetectConfig's)
     framing: str | None = None  # the photo framing's folder, where one crops the uploads (retrieval.photo_framing)
 
 
