@@ -59,7 +59,7 @@ class DetectConfig:
 
     min_face: int = 16  # px in the photo: a narrower face is refused (a 32-px crop of it would be mostly made up)
     # faces narrower than this share of the photo's shorter side are not looked for, never below min_face (search_face).
-    # 0.1 (48 px in a 640×480 photo) reads 5× fewer BlazeFace windows there (32 ms against 151) and finds as many
+    # 0.1 (48 px in a 640×480 photo) reads 5× fewer BlazeFace windows there (27 ms against 130) and finds as many
     # validation faces, but on the KDEF photo path of the val people, whose faces are 0.08-0.29 of the photo, it found
     # 99.5 % against 100 % and fell from 90.8 to 88.8 R@1 (benchmarks/choose_min_face_share.py, docs/data.md), so the
     # default is 0: every photo searched down to min_face. Below 0.0875 BlazeFace reads the same windows as at 0.
@@ -75,7 +75,7 @@ class DetectConfig:
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
     # how BlazeFace reads each window size (facedata.blazeface.SEARCHES): "image" reads a 640×480 photo searched down to
-    # 16 px 3.5× faster (37 ms against 128), but at these thresholds 3 of the 93 face-free validation pictures get a
+    # 16 px 3.5× faster (37 ms against 128 on 20 validation scenes), but at these thresholds 3 of the 93 face-free validation pictures get a
     # face, and its best rule without one finds 528 of the 578 validation faces against the tiles' 549
     # (benchmarks/choose_detector.py --search image, docs/data.md)
     blaze_search: str = "tiles"

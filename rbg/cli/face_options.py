@@ -17,7 +17,7 @@ DETECTOR_HELP = ("Face detector for photos: blaze (BlazeFace, frontal to full pr
 
 
 MIN_FACE_HELP = ("The narrowest face to look for, in the photo's pixels [default: 16]. In a 640×480 photo 48 reads 5× fewer "
-                 "windows (32 ms against 151) and finds fewer false faces, but misses more small faces (KDEF photos of "
+                 "windows (27 ms against 130) and finds fewer false faces, but misses more small faces (KDEF photos of "
                  "the val people: 88.8 R@1 against 90.8; docs/data.md). With --framing, the framing's own.")
 
 
