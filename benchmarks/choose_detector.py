@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from facedata.atomic import write_json
@@ -44,9 +43,8 @@ from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at
 from facedata.face_check import face_probability
 from facedata.onet import onet_probability
 from facedata.provenance import provenance
-from photo_scenes import found_at, pose_scenes, validation_pictures
+from photo_scenes import add_validation_arguments, found_at, validation_sets
 
-DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 BLAZE_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.63)
 CHECK_GRID = tuple(np.round(np.arange(0.0, 1.0, 0.05), 2))
 
@@ -220,12 +218,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_SET, help="cmu_faces: images.npy and labels.csv")
-    parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
-                        help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
-    parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
-    parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
-    parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    add_validation_arguments(parser)
     parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="px, at least, for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=DetectConfig.min_face,
                         help="px, at least, for the scenes and face-free pictures (the commands' own; an earlier choice "
@@ -244,16 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    images = np.load(args.data / "images.npy")
-    labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
-    split = pd.read_parquet(args.split_from / "faces.parquet")
-    train_people = set(split.loc[split["split"] == "train", "identity"])
-    cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
-    kdef_images, kdef_truths = [], []
-    if args.kdef is not None:
-        made, _ = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, args.seed)
-        kdef_images, kdef_truths = [s.image for s in made], [s.truth for s in made]
-    free = [picture for _, picture in validation_pictures()]
+    cmu_images, made, free = validation_sets(args, args.seed)
+    kdef_images, kdef_truths = [s.image for s in made], [s.truth for s in made]
 
     rows = []
     for mirror in args.mirror:

@@ -26,16 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from facedata.align import align_face
 from facedata.atomic import write_json
 from facedata.detect import DetectConfig, detect_faces
 from facedata.provenance import provenance
-from photo_scenes import found_at, pose_scenes, validation_pictures
+from photo_scenes import add_validation_arguments, found_at, validation_sets
 
-DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
 SHARES = (0.0, 0.05, 0.075, 0.1)
 
 
@@ -76,25 +74,16 @@ def markdown(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_SET, help="cmu_faces: images.npy and labels.csv")
-    parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
-                        help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
-    parser.add_argument("--kdef", type=Path, required=True, help="a KDEF folder (images.npy, labels.csv with pose)")
-    parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
-    parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    add_validation_arguments(parser)
     parser.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    images = np.load(args.data / "images.npy")
-    labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
-    split = pd.read_parquet(args.split_from / "faces.parquet")
-    train_people = set(split.loc[split["split"] == "train", "identity"])
-    cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
-    scenes, _ = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, args.seed)
-    free = [picture for _, picture in validation_pictures()]
+    if args.kdef is None:
+        parser.error("--kdef is required: the speed is measured on its scenes")
+    cmu_images, scenes, free = validation_sets(args, args.seed)
 
     rows = [measure(share, cmu_images, scenes, free) for share in args.shares]
     chosen = best(rows)

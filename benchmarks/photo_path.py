@@ -284,8 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", choices=list(DETECTORS), default=DetectConfig.detector)
     parser.add_argument("--blaze-search", choices=SEARCHES, default=DetectConfig.blaze_search,
                         help="how BlazeFace reads each window size (facedata.blazeface.SEARCHES)")
-    parser.add_argument("--min-face", type=int, default=24,
-                        help="narrowest face searched for, px in the photo (the pasted faces are 64-200 px photos)")
+    parser.add_argument("--min-face", type=int, default=DetectConfig.min_face,
+                        help="narrowest face searched for, px in the photo (the commands' own; the tables before "
+                             "2026-12 were made at 24, which refused the smallest cmu_faces faces pasted into photos)")
     parser.add_argument("--reframe", action="store_true",
                         help="also re-take each posed crop where a regressor trained on the train people reads it off")
     parser.add_argument("--reframe-copies", type=int, default=3, help="random crops of each train face it learns from")

@@ -97,3 +97,30 @@ def validation_pictures(seed: int = 1234) -> list[tuple[str, np.ndarray]]:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             out.append((f"{name} ×{scale:g}", np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BICUBIC))))
     return out
+
+
+CMU_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
+
+
+def add_validation_arguments(parser) -> None:
+    """The options naming the detector's validation sets (validation_sets): --data, --split-from, --kdef,
+    --kdef-train and --scenes-per-yaw."""
+    parser.add_argument("--data", type=Path, default=CMU_FACES, help="cmu_faces: images.npy and labels.csv")
+    parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
+                        help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
+    parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
+    parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
+    parser.add_argument("--scenes-per-yaw", type=int, default=40)
+
+
+def validation_sets(args, seed: int) -> tuple[list[np.ndarray], list[Scene], list[np.ndarray]]:
+    """The detector's validation pictures, none of them in benchmarks/detect_faces.py's tables: the cmu_faces
+    photos of the recipe's train people, scenes of KDEF's train people (none without --kdef), and the face-free
+    validation_pictures()."""
+    images = np.load(args.data / "images.npy")
+    labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
+    split = pd.read_parquet(args.split_from / "faces.parquet")
+    train_people = set(split.loc[split["split"] == "train", "identity"])
+    cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
+    scenes = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, seed)[0] if args.kdef is not None else []
+    return cmu_images, scenes, [picture for _, picture in validation_pictures()]

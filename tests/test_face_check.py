@@ -170,3 +170,18 @@ def test_the_validation_pictures_are_not_the_benchmarks_face_free_pictures():
     names = {name.split(" ×")[0] for name, _ in pictures}
     assert len(pictures) == 3 * len(names) and not names & set(FACE_FREE)
     assert all(p.dtype == np.uint8 and p.ndim == 2 for _, p in pictures)
+
+
+def test_the_share_of_the_photo_is_judged_by_faces_found_then_false_faces_then_speed():
+    from choose_min_face_share import best, markdown
+
+    def row(share, cmu, kdef, false, ms):
+        return {"min_face_share": share, "scene_min_face": max(16, round(share * 480)), "cmu_found": cmu, "cmu_total": 378,
+                "kdef_found": kdef, "kdef_total": 200, "pictures_with_a_face": false, "pictures": 93, "ms_per_scene": ms}
+
+    rows = [row(0.0, 351, 198, 0, 130.0), row(0.05, 351, 198, 0, 127.0), row(0.1, 351, 198, 0, 27.0)]
+    assert best(rows)["min_face_share"] == 0.1  # as many faces, no false one, fastest
+    assert best(rows[:2] + [row(0.1, 351, 197, 0, 27.0)])["min_face_share"] == 0.05  # one face fewer outweighs speed
+    assert best(rows[:2] + [row(0.1, 351, 198, 1, 27.0)])["min_face_share"] == 0.05  # so does a false face
+    table = markdown({"rows": rows, "chosen": rows[2]})
+    assert "| 0.1 | 48 | 351/378 | 198/200 | 0/93 | 27 |" in table and "Best on these sets: 0.1" in table
