@@ -74,10 +74,10 @@ class DetectConfig:
     blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
     check_threshold: float = 0.05  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
-    # how BlazeFace reads each window size (facedata.blazeface.SEARCHES): "image" reads a 640×480 photo searched down to
-    # 16 px 3.5× faster (37 ms against 128 on 20 validation scenes), but at these thresholds 3 of the 93 face-free validation pictures get a
-    # face, and its best rule without one finds 528 of the 578 validation faces against the tiles' 549
-    # (benchmarks/choose_detector.py --search image, docs/data.md)
+    # how BlazeFace reads each window size (facedata.blazeface.SEARCHES): "image" reads a 640×480 photo searched down
+    # to 16 px 3.5× faster (37 ms against 128 on 20 validation scenes), but at these thresholds 3 of the 93 face-free
+    # validation pictures get a face, and its best rule without one finds 528 of the 578 validation faces against the
+    # tiles' 549 (benchmarks/choose_detector.py --search image, docs/data.md)
     blaze_search: str = "tiles"
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score vetted by
     # MTCNN's ONet, trained on real faces (facedata.onet), away from the first way's faces (two_way_faces). Chosen on
@@ -146,7 +146,7 @@ class DetectConfig:
 
 def detect_config(detector: str = DetectConfig.detector, min_face: int | None = None) -> DetectConfig:
     """The config of a command's --detector and --min-face: a given min_face (px) is the narrowest face searched
-    for in every photo; None searches a share of each photo's shorter side (DetectConfig.min_face_share)."""
+    for in every photo; None keeps DetectConfig's own search (its min_face, and its min_face_share where set)."""
     if min_face is None:
         return DetectConfig(detector=detector)
     return DetectConfig(detector=detector, min_face=min_face, min_face_share=0.0)
