@@ -182,13 +182,19 @@ def level_sides(hw: tuple[int, int], smallest_face: float, face_share: float = F
     return out
 
 
+def whole_photo(hw: tuple[int, int]) -> Window:
+    """The whole photo as one window, letterboxed into a square (the first window of every search)."""
+    h, w = hw
+    return Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))
+
+
 def windows(hw: tuple[int, int], smallest_face: float, face_share: float = FACE_SHARE, overlap: float = 0.5,
             levels: int = WINDOW_LEVELS) -> list[Window]:
     """Square windows that show every face at least `smallest_face` px wide at about `face_share` of a
     window or more: the whole photo (letterboxed) first, then tiles of every side of `level_sides`, each
     size tiling the photo with `overlap` between neighbours (the "tiles" search)."""
     h, w = hw
-    out = [Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))]
+    out = [whole_photo(hw)]
     for side in level_sides(hw, smallest_face, face_share, levels):
         step = side * (1 - overlap)
         for top in _starts(h, side, step):
@@ -353,7 +359,7 @@ def detect_at(image: np.ndarray, thresholds: tuple[float, ...], smallest_face: f
 
 
 def _candidates(image: np.ndarray, smallest_face: float, threshold: float, face_share: float, batch: int,
-                mirror: str, search: str = "image") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+                mirror: str, search: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Every anchor scoring ≥ `threshold`, from the whole photo letterboxed into one window and then every size
     of level_sides: as one resized image each ("image") or as tiles of that size ("tiles"). Boxes (n, 4),
     keypoints (n, 6, 2) in photo pixels and scores (n,); None when there is none."""
@@ -361,11 +367,7 @@ def _candidates(image: np.ndarray, smallest_face: float, threshold: float, face_
     assert mirror in ("none", "mean", "max"), mirror
     if search not in SEARCHES:
         raise ValueError(f"unknown BlazeFace search '{search}' (valid: {', '.join(SEARCHES)})")
-    if search == "tiles":
-        frames = windows(image.shape, smallest_face, face_share)
-    else:
-        h, w = image.shape
-        frames = [Window((w - max(h, w)) / 2, (h - max(h, w)) / 2, float(max(h, w)))]
+    frames = windows(image.shape, smallest_face, face_share) if search == "tiles" else [whole_photo(image.shape)]
     model = load_model()
     found = []
     with torch.inference_mode():
