@@ -7,7 +7,8 @@ Validation sets (none of them in benchmarks/detect_faces.py's tables):
 - with --kdef, 40 scenes per yaw of KDEF's first 45 people (the recipe's train people), seed 5: found
   when the largest face kept is the pasted one (the face a query takes), so false faces in the
   background count against a rule here too;
-- photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set.
+- photo_scenes.validation_pictures(): face-free pictures that are not the benchmark's face-free set; with
+  --wallpapers, also the validation wallpapers of benchmarks/wallpapers.py's folder at three scales.
 Every picture is searched as the commands search it, for faces down to a share of its shorter side
 (DetectConfig.min_face_share), at least DetectConfig.min_face (16 px).
 Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps

@@ -90,13 +90,36 @@ def validation_pictures(seed: int = 1234) -> list[tuple[str, np.ndarray]]:
             x, y, w, h = int(rng.integers(0, 640)), int(rng.integers(0, 480)), int(rng.integers(5, 150)), int(rng.integers(5, 150))
             (draw.ellipse if rng.integers(2) else draw.rectangle)([x, y, x + w, y + h], fill=int(rng.integers(0, 256)))
         pictures.append((f"shapes {i}", np.asarray(picture)))
+    return at_scales(pictures)
+
+
+def at_scales(pictures: list[tuple[str, np.ndarray]], scales: tuple[float, ...] = (0.5, 1.0, 2.0)) -> list[tuple[str, np.ndarray]]:
+    """Each (name, picture) resized by each scale (bicubic), named "name ×scale"."""
     out = []
     for name, picture in pictures:
         h, w = picture.shape
-        for scale in (0.5, 1.0, 2.0):
+        for scale in scales:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             out.append((f"{name} ×{scale:g}", np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BICUBIC))))
     return out
+
+
+# benchmarks/wallpapers.py's packages: these choose the detector's thresholds; mate-backgrounds stays out of every
+# choice, for the face check's training
+VALIDATION_WALLPAPERS = ("gnome-backgrounds", "plasma-workspace-wallpapers")
+
+
+def wallpaper_pictures(folder: Path, packages: tuple[str, ...] = VALIDATION_WALLPAPERS) -> list[tuple[str, np.ndarray]]:
+    """(name, (H, W) uint8) face-free wallpapers of `packages` in a folder benchmarks/wallpapers.py wrote."""
+    index_file = Path(folder) / "index.csv"
+    if not index_file.is_file():
+        raise SystemExit(f"{folder}: no index.csv (make the folder with benchmarks/wallpapers.py)")
+    index = pd.read_csv(index_file)
+    index = index[index["package"].isin(packages)]
+    if index.empty:
+        raise SystemExit(f"{folder}: none of the packages {', '.join(packages)} in index.csv")
+    return [(f"{row.package}/{row.name}", np.asarray(Image.open(Path(folder) / row.package / f"{row.name}.png").convert("L")))
+            for row in index.itertuples()]
 
 
 CMU_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"
@@ -104,23 +127,29 @@ CMU_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cm
 
 def add_validation_arguments(parser) -> None:
     """The options naming the detector's validation sets (validation_sets): --data, --split-from, --kdef,
-    --kdef-train and --scenes-per-yaw."""
+    --kdef-train, --scenes-per-yaw and --wallpapers."""
     parser.add_argument("--data", type=Path, default=CMU_FACES, help="cmu_faces: images.npy and labels.csv")
     parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
                         help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
+    parser.add_argument("--wallpapers", type=Path, default=None,
+                        help="a folder benchmarks/wallpapers.py wrote: its validation packages' pictures join the "
+                             "face-free validation pictures, each at 0.5x, 1x and 2x")
 
 
 def validation_sets(args, seed: int) -> tuple[list[np.ndarray], list[Scene], list[np.ndarray]]:
     """The detector's validation pictures, none of them in benchmarks/detect_faces.py's tables: the cmu_faces
     photos of the recipe's train people, scenes of KDEF's train people (none without --kdef), and the face-free
-    validation_pictures()."""
+    validation_pictures() (with --wallpapers, and the validation wallpapers at three scales)."""
     images = np.load(args.data / "images.npy")
     labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
     split = pd.read_parquet(args.split_from / "faces.parquet")
     train_people = set(split.loc[split["split"] == "train", "identity"])
     cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
     scenes = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, seed)[0] if args.kdef is not None else []
-    return cmu_images, scenes, [picture for _, picture in validation_pictures()]
+    free = validation_pictures()
+    if args.wallpapers is not None:
+        free += at_scales(wallpaper_pictures(args.wallpapers))
+    return cmu_images, scenes, [picture for _, picture in free]

@@ -1,6 +1,7 @@
 """Train the face check (facedata.face_check) on BlazeFace's own boxes: faces against face-like textures.
 
-    python -m facedata.face_check_train                 # writes facedata/models/face_check.safetensors (+ .json)
+    python -m facedata.face_check_train                  # writes facedata/models/face_check.safetensors (+ .json)
+    python -m facedata.face_check_train --wallpapers data/wallpapers --out reports/check/face_check.safetensors
 
 A maintainer's step, run once; the weights ship in the package. Its examples are what the check will
 be asked about: the boxes BlazeFace reports at a low threshold. Faces are SynthPIE renders (this
@@ -9,8 +10,12 @@ procedural backgrounds (as a square or blended in through a soft ellipse) both a
 small webcam frames (a 64×60 frame, a face 18–36 px wide); a box on the pasted face is a face, any
 other box is not. Textures are procedural pictures
 (fractal noise, shapes, waves, soft blobs, dots, text, LFW's non-face patches, some with a square of
-another texture pasted in) and everything BlazeFace reports in them. None of these is a picture the detector is chosen or measured on
-(benchmarks/choose_detector.py, benchmarks/detect_faces.py).
+another texture pasted in) and everything BlazeFace reports in them. Real photos and artwork without a face
+come, with --wallpapers, from Debian's wallpaper packages (TRAINING_WALLPAPERS, a folder benchmarks/wallpapers.py writes): crops
+of them at photo and webcam size, half with a face pasted in, so the check sees real clutter around faces
+and the face-like things real pictures hold (leaves, dots, tiles); the shipped check was trained without
+them (docs/data.md weighs the retrained one). None of these is a picture the detector
+is chosen or measured on (benchmarks/choose_detector.py, benchmarks/detect_faces.py).
 """
 
 from __future__ import annotations
@@ -38,12 +43,47 @@ class CheckTrainConfig:
     identities: int = 48  # SynthPIE people rendered (varied preset, 13 yaws)
     scenes: int = 2400  # pictures with one pasted face (half photos, half webcam frames)
     textures: int = 900  # face-free procedural pictures
+    photos: int = 1200  # crops of the training wallpapers, half with a pasted face (none without --wallpapers)
     threshold: float = 0.2  # BlazeFace boxes at or above this score become examples
     jitter: int = 2  # crops per box, each moved and scaled a little
     epochs: int = 14
     batch_size: int = 128
     lr: float = 2e-3
     seed: int = 0
+
+
+# benchmarks/wallpapers.py's packages the check learns from; the others choose the detector's thresholds
+# (benchmarks/photo_scenes.VALIDATION_WALLPAPERS)
+TRAINING_WALLPAPERS = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers", "lomiri-wallpapers-16.04",
+                       "lomiri-wallpapers-20.04", "sway-backgrounds")
+
+
+def training_wallpapers(folder: Path) -> list[np.ndarray]:
+    """The (H, W) uint8 pictures of TRAINING_WALLPAPERS in a folder benchmarks/wallpapers.py wrote."""
+    import pandas as pd
+
+    index_file = Path(folder) / "index.csv"
+    if not index_file.is_file():
+        raise SystemExit(f"{folder}: no index.csv (make the folder with benchmarks/wallpapers.py)")
+    index = pd.read_csv(index_file)
+    index = index[index["package"].isin(TRAINING_WALLPAPERS)]
+    if index.empty:
+        raise SystemExit(f"{folder}: none of the packages {', '.join(TRAINING_WALLPAPERS)} in index.csv")
+    return [np.asarray(Image.open(Path(folder) / row.package / f"{row.name}.png").convert("L")) for row in index.itertuples()]
+
+
+def wallpaper_crop(rng: np.random.Generator, hw: tuple[int, int], wallpapers: list[np.ndarray]) -> np.ndarray:
+    """A (H, W) crop of a random wallpaper seen at a random scale (a whole scene for a webcam frame, a part of
+    one for a photo), at a random contrast, sometimes mirrored."""
+    picture = wallpapers[int(rng.integers(len(wallpapers)))]
+    h, w = hw
+    scale = max(h / picture.shape[0], w / picture.shape[1]) * rng.uniform(1.0, 3.0)  # the whole width to a third of it
+    size = (max(w, round(picture.shape[1] * scale)), max(h, round(picture.shape[0] * scale)))
+    resized = np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BILINEAR), dtype=np.float64)
+    top, left = int(rng.integers(0, size[1] - h + 1)), int(rng.integers(0, size[0] - w + 1))
+    crop = resized[top : top + h, left : left + w]
+    crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return to_uint8(crop, rng)
 
 
 def fractal(rng: np.random.Generator, hw: tuple[int, int], betas: tuple[float, float] = (0.8, 3.2)) -> np.ndarray:
@@ -228,9 +268,10 @@ def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.ran
     return window_crops(image, box_windows(np.asarray(moved)), SIDE)
 
 
-def examples(config: CheckTrainConfig) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(crops (n, 1, 32, 32) in [−1, 1], labels (n,) 1 = face, group (n,) of the picture each came from)."""
     rng = np.random.default_rng(config.seed)
+    photos = config.photos if wallpapers else 0
     faces, patches = lfw_subset()
     rendered = rendered_faces(config)
     crops, labels, groups = [], [], []
@@ -241,14 +282,18 @@ def examples(config: CheckTrainConfig) -> tuple[torch.Tensor, torch.Tensor, np.n
             labels.append(np.full(len(boxes) * config.jitter, label, np.float32))
             groups.append(np.full(len(boxes) * config.jitter, group))
 
-    for i in tqdm(range(config.scenes + config.textures), desc="face check: examples", unit="picture"):
+    procedural = config.scenes + config.textures
+    for i in tqdm(range(procedural + photos), desc="face check: examples", unit="picture"):
         webcam = rng.random() < 0.5
         hw, min_face = picture_size(rng, webcam)
-        picture = texture(rng, hw, patches)
-        if rng.random() < 0.4:
-            picture = square_patch(picture, rng, patches)
+        if i < procedural:
+            picture = texture(rng, hw, patches)
+            if rng.random() < 0.4:
+                picture = square_patch(picture, rng, patches)
+        else:
+            picture = wallpaper_crop(rng, hw, wallpapers)
         truth = None
-        if i < config.scenes:
+        if i < config.scenes or procedural <= i < procedural + photos // 2:
             face = faces[int(rng.integers(len(faces)))] if rng.random() < 0.25 else rendered[int(rng.integers(len(rendered)))]
             face = face[:, ::-1] if rng.random() < 0.5 else face
             picture, truth = paste(np.ascontiguousarray(face), picture, rng, webcam)
@@ -301,11 +346,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="safetensors file to write (a .json record beside it)")
     parser.add_argument("--seed", type=int, default=CheckTrainConfig.seed)
     parser.add_argument("--epochs", type=int, default=CheckTrainConfig.epochs)
+    parser.add_argument("--wallpapers", type=Path, default=None,
+                        help="a folder benchmarks/wallpapers.py wrote: its TRAINING_WALLPAPERS become real backgrounds "
+                             "and real face-free pictures (without it, procedural pictures only)")
     args = parser.parse_args(argv)
-    config = CheckTrainConfig(seed=args.seed, epochs=args.epochs)
+    wallpapers = training_wallpapers(args.wallpapers) if args.wallpapers is not None else None
+    config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    crops, labels, groups = examples(config)
+    crops, labels, groups = examples(config, wallpapers)
     model, figures = train(config, crops, labels, groups)
     from safetensors.torch import save_file
 

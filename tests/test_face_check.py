@@ -91,10 +91,14 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
     picture = texture(rng, (60, 64), np.zeros((4, 25, 25), np.uint8))
     assert picture.shape == (60, 64) and picture.dtype == np.uint8
     assert found_at(np.array([10, 10, 30, 30]), (8, 8, 32, 32)) and not found_at(np.array([40, 40, 60, 60]), (8, 8, 32, 32))
-    crops, labels, groups = examples(CheckTrainConfig(identities=2, scenes=6, textures=4, jitter=1))
+    wallpapers = [rng.integers(0, 256, (480, 640), dtype=np.uint8)]
+    crops, labels, groups = examples(CheckTrainConfig(identities=2, scenes=6, textures=4, photos=4, jitter=1), wallpapers)
     assert crops.shape[1:] == (1, SIDE, SIDE) and len(crops) == len(labels) == len(groups)
-    assert labels.sum() >= 6  # every scene gives its face (BlazeFace's box, or the pasted square where it found none)
+    # every scene gives its face (BlazeFace's box, or the pasted square where it found none): 6 procedural, 2 real
+    assert labels.sum() >= 8 and set(np.unique(groups[labels.numpy() == 1])) >= {10, 11}
     assert (labels == 0).any()
+    without = examples(CheckTrainConfig(identities=2, scenes=1, textures=1, photos=4, jitter=1))[2]
+    assert set(np.unique(without)) <= {0, 1}  # no wallpapers, no photos
 
 
 def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces(monkeypatch):
