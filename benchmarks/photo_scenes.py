@@ -110,16 +110,10 @@ VALIDATION_WALLPAPERS = ("gnome-backgrounds", "plasma-workspace-wallpapers")
 
 
 def wallpaper_pictures(folder: Path, packages: tuple[str, ...] = VALIDATION_WALLPAPERS) -> list[tuple[str, np.ndarray]]:
-    """(name, (H, W) uint8) face-free wallpapers of `packages` in a folder benchmarks/wallpapers.py wrote."""
-    index_file = Path(folder) / "index.csv"
-    if not index_file.is_file():
-        raise SystemExit(f"{folder}: no index.csv (make the folder with benchmarks/wallpapers.py)")
-    index = pd.read_csv(index_file)
-    index = index[index["package"].isin(packages)]
-    if index.empty:
-        raise SystemExit(f"{folder}: none of the packages {', '.join(packages)} in index.csv")
-    return [(f"{row.package}/{row.name}", np.asarray(Image.open(Path(folder) / row.package / f"{row.name}.png").convert("L")))
-            for row in index.itertuples()]
+    """("package/name", (H, W) uint8) face-free wallpapers of `packages` in a folder benchmarks/wallpapers.py wrote."""
+    from facedata.face_check_train import wallpapers_of
+
+    return wallpapers_of(folder, packages)
 
 
 CMU_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmu_faces"

@@ -58,18 +58,24 @@ TRAINING_WALLPAPERS = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers
                        "lomiri-wallpapers-20.04", "sway-backgrounds")
 
 
-def training_wallpapers(folder: Path) -> list[np.ndarray]:
-    """The (H, W) uint8 pictures of TRAINING_WALLPAPERS in a folder benchmarks/wallpapers.py wrote."""
+def wallpapers_of(folder: Path, packages: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
+    """("package/name", (H, W) uint8) for the pictures of `packages` in a folder benchmarks/wallpapers.py wrote."""
     import pandas as pd
 
     index_file = Path(folder) / "index.csv"
     if not index_file.is_file():
         raise SystemExit(f"{folder}: no index.csv (make the folder with benchmarks/wallpapers.py)")
     index = pd.read_csv(index_file)
-    index = index[index["package"].isin(TRAINING_WALLPAPERS)]
+    index = index[index["package"].isin(packages)]
     if index.empty:
-        raise SystemExit(f"{folder}: none of the packages {', '.join(TRAINING_WALLPAPERS)} in index.csv")
-    return [np.asarray(Image.open(Path(folder) / row.package / f"{row.name}.png").convert("L")) for row in index.itertuples()]
+        raise SystemExit(f"{folder}: none of the packages {', '.join(packages)} in index.csv")
+    return [(f"{row.package}/{row.name}", np.asarray(Image.open(Path(folder) / row.package / f"{row.name}.png").convert("L")))
+            for row in index.itertuples()]
+
+
+def training_wallpapers(folder: Path) -> list[np.ndarray]:
+    """The (H, W) uint8 pictures of TRAINING_WALLPAPERS in a folder benchmarks/wallpapers.py wrote."""
+    return [picture for _, picture in wallpapers_of(folder, TRAINING_WALLPAPERS)]
 
 
 def wallpaper_crop(rng: np.random.Generator, hw: tuple[int, int], wallpapers: list[np.ndarray]) -> np.ndarray:
