@@ -104,8 +104,8 @@ def at_scales(pictures: list[tuple[str, np.ndarray]], scales: tuple[float, ...] 
     return out
 
 
-# benchmarks/wallpapers.py's packages: these choose the detector's thresholds; mate-backgrounds stays out of every
-# choice, for the face check's training
+# benchmarks/wallpapers.py's packages that choose the detector's thresholds; the others are the face check's
+# training pictures (facedata.face_check_train.TRAINING_WALLPAPERS)
 VALIDATION_WALLPAPERS = ("gnome-backgrounds", "plasma-workspace-wallpapers")
 
 

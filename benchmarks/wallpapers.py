@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -30,10 +29,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from facedata.atomic import atomic_file  # noqa: E402
-from facedata.scenes import gray  # noqa: E402
+from facedata.atomic import atomic_file
+from facedata.scenes import gray
 
 SHORT_SIDE = 480  # px: each picture's shorter side as written
 MIN_SIDE = 400  # px: smaller files (icons, previews) are not wallpapers
