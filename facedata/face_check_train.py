@@ -2,10 +2,11 @@
 
     python -m facedata.face_check_train                  # writes facedata/models/face_check.safetensors (+ .json)
     python -m facedata.face_check_train --wallpapers data/wallpapers --out reports/check/face_check.safetensors
+    python -m facedata.face_check_train --wallpapers data/wallpapers --accessories sunglasses cap --out F.safetensors
 
 A maintainer's step, run once; the weights ship in the package. Its examples are what the check will
 be asked about: the boxes BlazeFace reports at a low threshold. Faces are SynthPIE renders (this
-package's, every yaw from −90° to +90°) and the 100 faces of scikit-image's LFW subset, pasted into
+package's, every yaw from −90° to +90°; with --accessories, also wearing sunglasses, glasses or hats) and the 100 faces of scikit-image's LFW subset, pasted into
 procedural backgrounds (as a square or blended in through a soft ellipse) both at photo size and as
 small webcam frames (a 64×60 frame, a face 18–36 px wide); a box on the pasted face is a face, any
 other box is not. Textures are procedural pictures
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from facedata.face_check import SIDE, WEIGHTS, FaceCheck, box_windows, standardize
 from facedata.blazeface import detect, window_crops
 from facedata.detect import found_at
+from facedata.synth.presets import ACCESSORIES
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class CheckTrainConfig:
     scenes: int = 2400  # pictures with one pasted face (half photos, half webcam frames)
     textures: int = 900  # face-free procedural pictures
     photos: int = 1200  # crops of the training wallpapers, half with a pasted face (none without --wallpapers)
+    # SynthPIE accessories also rendered (every yaw, neutral expression), so that a face in sunglasses, glasses or a
+    # hat is a face to the check too; () renders bare heads only
+    accessories: tuple[str, ...] = ()
     threshold: float = 0.2  # BlazeFace boxes at or above this score become examples
     jitter: int = 2  # crops per box, each moved and scaled a little
     epochs: int = 14
@@ -205,14 +210,21 @@ def picture_size(rng: np.random.Generator, webcam: bool) -> tuple[tuple[int, int
 
 
 def rendered_faces(config: CheckTrainConfig) -> np.ndarray:
-    """(n, 64, 64) uint8 SynthPIE renders (varied preset), every yaw from −90° to +90° in steps of 15°."""
+    """(n, 64, 64) uint8 SynthPIE renders (varied preset), every yaw from −90° to +90° in steps of 15°: bare heads
+    with the preset's expressions, then (config.accessories) the same people wearing each accessory."""
     from facedata.synth.dataset import render_faceset
     from facedata.synth.presets import synth_config
 
-    synth = synth_config("varied", identities=config.identities, train_identities=config.identities, val_identities=0,
-                         image_size=64, poses=tuple(range(-90, 91, 15)), illumination_subset=("00", "07", "17"),
-                         seed=config.seed + 11)
-    return np.asarray(render_faceset(synth, progress=False).images)
+    def render(**overrides) -> np.ndarray:
+        synth = synth_config("varied", identities=config.identities, train_identities=config.identities,
+                             val_identities=0, image_size=64, poses=tuple(range(-90, 91, 15)),
+                             illumination_subset=("00", "07", "17"), seed=config.seed + 11, **overrides)
+        return np.asarray(render_faceset(synth, progress=False).images)
+
+    faces = render()
+    if config.accessories:
+        faces = np.concatenate([faces, render(accessories=tuple(config.accessories), expressions=("neutral",))])
+    return faces
 
 
 def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
@@ -355,9 +367,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wallpapers", type=Path, default=None,
                         help="a folder benchmarks/wallpapers.py wrote: its TRAINING_WALLPAPERS become real backgrounds "
                              "and real face-free pictures (without it, procedural pictures only)")
+    parser.add_argument("--accessories", nargs="*", default=list(CheckTrainConfig.accessories), metavar="ACCESSORY",
+                        help=f"SynthPIE accessories the rendered faces also wear (of {', '.join(ACCESSORIES[1:])}; "
+                             "none given: bare heads only)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.accessories) - set(ACCESSORIES[1:]))
+    if unknown:
+        parser.error(f"argument --accessories: unknown accessory '{unknown[0]}' (valid: {', '.join(ACCESSORIES[1:])})")
     wallpapers = training_wallpapers(args.wallpapers) if args.wallpapers is not None else None
-    config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0)
+    config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0,
+                              accessories=tuple(args.accessories))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     crops, labels, groups = examples(config, wallpapers)

@@ -101,6 +101,20 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
     assert set(np.unique(without)) <= {0, 1}  # no wallpapers, no photos
 
 
+def test_the_rendered_faces_also_wear_the_configured_accessories():
+    from facedata.face_check_train import CheckTrainConfig, main, rendered_faces
+
+    bare = rendered_faces(CheckTrainConfig(identities=1))
+    worn = rendered_faces(CheckTrainConfig(identities=1, accessories=("sunglasses", "cap")))
+    # 13 yaws × 3 lights × the varied preset's 7 expressions bare, then 13 × 3 per accessory (neutral only)
+    assert bare.shape == (13 * 3 * 7, 64, 64) and bare.dtype == np.uint8
+    assert worn.shape == (len(bare) + 2 * 13 * 3, 64, 64)
+    assert np.array_equal(worn[: len(bare)], bare)  # the bare heads do not move when accessories are added
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--accessories", "scarf"])
+    assert exit_info.value.code == 2
+
+
 def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the_most_faces(monkeypatch):
     import choose_detector
     from choose_detector import Run, choose, grid, robust
