@@ -1,6 +1,8 @@
 """Choose BlazeFace's threshold and the face check's on validation pictures, never on the measured sets.
 
-    python benchmarks/choose_detector.py --kdef data/kdef --out reports/detect/choose.json
+    python benchmarks/choose_detector.py --kdef data/kdef --wallpapers data/wallpapers --out reports/detect/choose.json
+
+(the default's thresholds were chosen so, with the shipped face check: docs/results/choose_detector_wallpaper_check.json)
 
 Validation sets (none of them in benchmarks/detect_faces.py's tables):
 - the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces);

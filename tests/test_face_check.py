@@ -104,7 +104,7 @@ def test_the_training_examples_are_boxes_on_pasted_faces_and_boxes_on_textures()
 def test_the_rendered_faces_also_wear_the_configured_accessories():
     from facedata.face_check_train import CheckTrainConfig, main, rendered_faces
 
-    bare = rendered_faces(CheckTrainConfig(identities=1))
+    bare = rendered_faces(CheckTrainConfig(identities=1, accessories=()))
     worn = rendered_faces(CheckTrainConfig(identities=1, accessories=("sunglasses", "cap")))
     # 13 yaws × 3 lights × the varied preset's 7 expressions bare, then 13 × 3 per accessory (neutral only)
     assert bare.shape == (13 * 3 * 7, 64, 64) and bare.dtype == np.uint8
@@ -174,7 +174,7 @@ def test_two_way_faces_with_equal_thresholds_is_the_first_way_alone(cmu):
 
     images, _ = cmu
     for image in images[:4]:
-        alone = checked(image, blaze_faces(image, 16, 0.63), 0.05)
+        alone = checked(image, blaze_faces(image, 16, 0.63), DetectConfig().check_threshold)
         same = two_way_faces(image, DetectConfig(blaze_low_threshold=0.63))
         assert [f.box for f in same] == [f.box for f in alone]
         both = two_way_faces(image, DetectConfig(blaze_low_threshold=0.4, check_high_threshold=0.0))
