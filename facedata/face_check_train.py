@@ -5,7 +5,8 @@
 
 A maintainer's step, run once; the weights ship in the package. Its examples are what the check will
 be asked about: the boxes BlazeFace reports at a low threshold. Faces are SynthPIE renders (this
-package's, every yaw from −90° to +90°, bare and wearing glasses, sunglasses or hats: --accessories) and the
+package's, every yaw from −90° to +90°, bare and wearing glasses, sunglasses or hats: --accessories, raised:
+--pitches) and the
 100 faces of scikit-image's LFW subset, pasted into procedural backgrounds (as a square or blended in through
 a soft ellipse) both at photo size and as small webcam frames (a 64×60 frame, a face 18–36 px wide); a box on the pasted face is a face, any
 other box is not. Textures are procedural pictures
@@ -50,6 +51,8 @@ class CheckTrainConfig:
     # hat is a face to the check too (without them it let in 5 % fewer cmu_faces validation photos, most of them
     # turned faces in sunglasses: docs/data.md); () renders bare heads only
     accessories: tuple[str, ...] = ("glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie")
+    # SynthPIE heads also raised by these degrees (every yaw, bare and in sunglasses, neutral): a face looking up
+    pitches: tuple[float, ...] = ()
     threshold: float = 0.2  # BlazeFace boxes at or above this score become examples
     jitter: int = 2  # crops per box, each moved and scaled a little
     epochs: int = 14
@@ -222,10 +225,12 @@ def rendered_faces(config: CheckTrainConfig) -> np.ndarray:
                              illumination_subset=("00", "07", "17"), seed=config.seed + 11, **overrides)
         return np.asarray(render_faceset(synth, progress=False).images)
 
-    faces = render()
+    faces = [render()]
     if config.accessories:
-        faces = np.concatenate([faces, render(accessories=tuple(config.accessories), expressions=("neutral",))])
-    return faces
+        faces.append(render(accessories=tuple(config.accessories), expressions=("neutral",)))
+    for pitch in config.pitches:
+        faces.append(render(pitch=float(pitch), accessories=("none", "sunglasses"), expressions=("neutral",)))
+    return np.concatenate(faces)
 
 
 def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
@@ -371,13 +376,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accessories", nargs="*", default=list(CheckTrainConfig.accessories), metavar="ACCESSORY",
                         help=f"SynthPIE accessories the rendered faces also wear (of {', '.join(ACCESSORIES[1:])}; "
                              "none given: bare heads only)")
+    parser.add_argument("--pitches", nargs="*", type=float, default=list(CheckTrainConfig.pitches), metavar="DEGREES",
+                        help="the rendered heads also raised by these degrees (-45 to 45), bare and in sunglasses")
     args = parser.parse_args(argv)
+    if any(not -45 <= p <= 45 for p in args.pitches):
+        parser.error(f"argument --pitches: {args.pitches} must be between -45 and 45 degrees")
     unknown = sorted(set(args.accessories) - set(ACCESSORIES[1:]))
     if unknown:
         parser.error(f"argument --accessories: unknown accessory '{unknown[0]}' (valid: {', '.join(ACCESSORIES[1:])})")
     wallpapers = training_wallpapers(args.wallpapers) if args.wallpapers is not None else None
     config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0,
-                              accessories=tuple(args.accessories))
+                              accessories=tuple(args.accessories), pitches=tuple(args.pitches))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     crops, labels, groups = examples(config, wallpapers)

@@ -110,6 +110,8 @@ def test_the_rendered_faces_also_wear_the_configured_accessories():
     assert bare.shape == (13 * 3 * 7, 64, 64) and bare.dtype == np.uint8
     assert worn.shape == (len(bare) + 2 * 13 * 3, 64, 64)
     assert np.array_equal(worn[: len(bare)], bare)  # the bare heads do not move when accessories are added
+    raised = rendered_faces(CheckTrainConfig(identities=1, accessories=(), pitches=(30.0,)))
+    assert raised.shape == (len(bare) + 2 * 13 * 3, 64, 64)  # bare and in sunglasses, raised
     with pytest.raises(SystemExit) as exit_info:
         main(["--accessories", "scarf"])
     assert exit_info.value.code == 2

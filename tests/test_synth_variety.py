@@ -151,6 +151,18 @@ def test_framing_moves_and_shrinks_the_head():
     assert head_small < 0.75 * head_big
 
 
+def test_a_raised_head_shows_its_face_higher_and_a_lowered_one_lower():
+    level, raised, lowered = (images_of(plain(image_size=32, pitch=p)) for p in (0.0, 30.0, -30.0))
+    assert np.array_equal(level, images_of(plain(image_size=32)))
+    background = level[0, 0, 0, 1, 0, 0, 0]
+
+    def head_rows(images: np.ndarray) -> np.ndarray:  # the frontal head's rows, weighted by how much of it each holds
+        mask = diff(images[0, 0, 0, 1, 0], np.full((32, 32), background)) > 8
+        return (mask.sum(1) * np.arange(32)).sum() / mask.sum()
+
+    assert head_rows(raised) < head_rows(level) < head_rows(lowered)
+
+
 def test_varied_config_round_trips_through_json():
     config = synth_config("varied", identities=5)
     assert SynthConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
@@ -163,6 +175,7 @@ def test_varied_config_round_trips_through_json():
         ({"expressions": ()}, "expression"),
         ({"backdrop": "jungle"}, "backdrop 'jungle'"),
         ({"tilt": 90.0}, "tilt=90.0"),
+        ({"pitch": 60.0}, "pitch=60.0"),
         ({"noise": -1.0}, "noise=-1.0"),
         ({"exposure": 3.0}, "exposure=3.0"),
         ({"skin_texture": 9.0}, "skin_texture=9.0"),

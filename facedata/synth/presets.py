@@ -33,7 +33,8 @@ class SynthConfig:
     `skin_texture` scales fine albedo texture; `backdrop="varied"` and `exposure` (the sd of a log
     gain) change per session (identity × expression); `tilt` (degrees) and `noise` (gray levels) are
     the largest in-plane tilt and sensor-noise sd, drawn per image. `head_scale` and `eye_row` set
-    the framing (pixels per head unit and the eye line, as fractions of the image height).
+    the framing (pixels per head unit and the eye line, as fractions of the image height). `pitch` raises
+    (negative: lowers) every head by that many degrees, on top of its yaw.
 
     The first `train_identities` people are the train side, its last `val_identities` val (None:
     about 10 %, facedata.splits; resolved on construction so the saved config names the number).
@@ -62,6 +63,7 @@ class SynthConfig:
     backdrop: str = "flat"
     exposure: float = 0.0
     tilt: float = 0.0
+    pitch: float = 0.0  # degrees the head is raised (negative: lowered), every image alike
     noise: float = 0.0
     head_scale: float = 0.37
     eye_row: float = 0.42
@@ -124,6 +126,8 @@ class SynthConfig:
             raise DataError(f"seed={self.seed}: must be a non-negative integer")
         if self.backdrop not in BACKDROPS:
             raise DataError(f"backdrop {self.backdrop!r}: unknown (valid: {', '.join(BACKDROPS)})")
+        if not -45.0 <= self.pitch <= 45.0:
+            raise DataError(f"pitch={self.pitch}: must be between -45 and 45 degrees")
         for knob, top in (("skin_texture", 4.0), ("exposure", 1.0), ("tilt", 45.0), ("noise", 64.0)):
             value = getattr(self, knob)
             if not 0.0 <= value <= top:

@@ -9,7 +9,7 @@ gamma-encoded and area-averaged down to the output size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -165,10 +165,13 @@ def render_identity(config: SynthConfig, index: int, frame: Frame, rig: LightRig
     )
     for e, expression in enumerate(config.expressions):
         p = express(neutral, expression)
-        eyes = eye_centers(p)
+        eyes = _raise(config.pitch, eye_centers(p))
         rng = np.random.default_rng([config.seed, index, e, 2027])  # this session's backdrop, exposure, tilts, noise
         session = draw_session(rng, frame.height - frame.margin, frame.width, config.backdrop == "varied", config.exposure)
         for a, surfaces in enumerate(identity_scenes(config, p, frame)):
+            if config.pitch:
+                surfaces = [replace(s, points=_raise(config.pitch, s.points), normals=_raise(config.pitch, s.normals))
+                            for s in surfaces]
             display = shade(splat(surfaces, yaws, eyes, frame), rig, config, frame.margin, session.backdrop)  # (P, L, H, W)
             tilts = rng.uniform(-config.tilt, config.tilt, size=grid) if config.tilt > 0 else np.zeros(grid)
             noise_sd = rng.uniform(0.0, config.noise, size=grid) if config.noise > 0 else np.zeros(grid)
@@ -186,6 +189,15 @@ def render_identity(config: SynthConfig, index: int, frame: Frame, rig: LightRig
                     images = expose_and_add_noise(images, session.gain, noise_sd, np.random.default_rng(noise_seed))
                 out[e, a, o] = images
     return out
+
+
+def _raise(pitch: float, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors (M, 3) about the ear-to-ear axis by `pitch` degrees: positive lifts the face (front, +z)
+    toward the top of the image and brings the chin forward, as a head looking up."""
+    if not pitch:
+        return v
+    c, s = np.cos(np.radians(pitch)), np.sin(np.radians(pitch))
+    return np.stack([v[:, 0], v[:, 1] * c + v[:, 2] * s, v[:, 2] * c - v[:, 1] * s], axis=-1).astype(v.dtype)
 
 
 def _turn(yaw: float, v: np.ndarray) -> np.ndarray:
