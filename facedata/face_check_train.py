@@ -223,7 +223,7 @@ def rendered_faces(config: CheckTrainConfig) -> np.ndarray:
         synth = synth_config("varied", identities=config.identities, train_identities=config.identities,
                              val_identities=0, image_size=64, poses=tuple(range(-90, 91, 15)),
                              illumination_subset=("00", "07", "17"), seed=config.seed + 11, **overrides)
-        return np.asarray(render_faceset(synth, progress=False).images)
+        return np.asarray(render_faceset(synth, progress=True).images)
 
     faces = [render()]
     if config.accessories:
