@@ -5,19 +5,18 @@
 
 A maintainer's step, run once; the weights ship in the package. Its examples are what the check will
 be asked about: the boxes BlazeFace reports at a low threshold. Faces are SynthPIE renders (this
-package's, every yaw from −90° to +90°, bare and wearing glasses, sunglasses or hats: --accessories, raised:
---pitches) and the
-100 faces of scikit-image's LFW subset, pasted into procedural backgrounds (as a square or blended in through
-a soft ellipse) both at photo size and as small webcam frames (a 64×60 frame, a face 18–36 px wide); a box on the pasted face is a face, any
-other box is not. Textures are procedural pictures
-(fractal noise, shapes, waves, soft blobs, dots, text, LFW's non-face patches, some with a square of
-another texture pasted in) and everything BlazeFace reports in them. Real photos and artwork without a face
-come, with --wallpapers, from Debian's wallpaper packages (TRAINING_WALLPAPERS, a folder benchmarks/wallpapers.py writes): crops
-of them at photo and webcam size, half with a face pasted in, so the check sees real clutter around faces
-and the face-like things real pictures hold (leaves, dots, tiles); the shipped check was trained with them
-(benchmarks/wallpapers.py's recipe makes the folder; docs/data.md weighs it against the check trained on
-procedural pictures alone). None of these is a picture the detector
-is chosen or measured on (benchmarks/choose_detector.py, benchmarks/detect_faces.py).
+package's, every yaw from −90° to +90°, bare and wearing glasses, sunglasses or hats: --accessories;
+raised: --pitches) and the 100 faces of scikit-image's LFW subset, pasted into procedural backgrounds
+(as a square or blended in through a soft ellipse) both at photo size and as small webcam frames (a
+64×60 frame, a face 18–36 px wide); a box on the pasted face is a face, any other box is not. Textures
+are procedural pictures (fractal noise, shapes, waves, soft blobs, dots, text, LFW's non-face patches,
+some with a square of another texture pasted in) and everything BlazeFace reports in them. Real photos
+and artwork without a face come, with --wallpapers, from Debian's wallpaper packages
+(TRAINING_WALLPAPERS, a folder benchmarks/wallpapers.py writes): crops of them at photo and webcam
+size, half with a face pasted in, so the check sees real clutter around faces and the face-like things
+real pictures hold (leaves, dots, tiles); the shipped check was trained with them (docs/data.md weighs
+it against the check trained on procedural pictures alone). None of these is a picture the detector is
+chosen or measured on (benchmarks/choose_detector.py, benchmarks/detect_faces.py).
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from tqdm import tqdm
 from facedata.face_check import SIDE, WEIGHTS, FaceCheck, box_windows, standardize
 from facedata.blazeface import detect, window_crops
 from facedata.detect import found_at
-from facedata.synth.presets import ACCESSORIES
+from facedata.errors import DataError
+from facedata.synth.presets import ACCESSORIES, synth_config
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,8 @@ def picture_size(rng: np.random.Generator, webcam: bool) -> tuple[tuple[int, int
 
 def rendered_faces(config: CheckTrainConfig) -> np.ndarray:
     """(n, 64, 64) uint8 SynthPIE renders (varied preset), every yaw from −90° to +90° in steps of 15°: bare heads
-    with the preset's expressions, then (config.accessories) the same people wearing each accessory."""
+    with the preset's expressions, then (config.accessories) the same people wearing each accessory, then
+    (config.pitches) raised by each pitch, bare and in sunglasses."""
     from facedata.synth.dataset import render_faceset
     from facedata.synth.presets import synth_config
 
@@ -377,10 +378,13 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"SynthPIE accessories the rendered faces also wear (of {', '.join(ACCESSORIES[1:])}; "
                              "none given: bare heads only)")
     parser.add_argument("--pitches", nargs="*", type=float, default=list(CheckTrainConfig.pitches), metavar="DEGREES",
-                        help="the rendered heads also raised by these degrees (-45 to 45), bare and in sunglasses")
+                        help="the rendered heads also raised by these degrees, bare and in sunglasses")
     args = parser.parse_args(argv)
-    if any(not -45 <= p <= 45 for p in args.pitches):
-        parser.error(f"argument --pitches: {args.pitches} must be between -45 and 45 degrees")
+    for pitch in args.pitches:  # SynthPIE's own check of a pitch, before minutes of rendering
+        try:
+            synth_config("varied", pitch=pitch)
+        except DataError as error:
+            parser.error(f"argument --pitches: {error}")
     unknown = sorted(set(args.accessories) - set(ACCESSORIES[1:]))
     if unknown:
         parser.error(f"argument --accessories: unknown accessory '{unknown[0]}' (valid: {', '.join(ACCESSORIES[1:])})")
