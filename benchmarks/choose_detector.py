@@ -5,7 +5,8 @@
 (the default's thresholds were chosen so, with the shipped face check: docs/results/choose_detector_wallpaper_check.json)
 
 Validation sets (none of them in benchmarks/detect_faces.py's tables):
-- the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces);
+- the cmu_faces photos of the recipe's val people (--cmu-people; the split of --split-from, a FaceSet of
+  cmu_faces): the shipped face check learned the train people's faces;
 - with --kdef, 40 scenes per yaw of KDEF's first 45 people (the recipe's train people), seed 5: found
   when the largest face kept is the pasted one (the face a query takes), so false faces in the
   background count against a rule here too;
@@ -256,13 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     margin = choose(rows, margin=True)
     unchecked = [r for r in rows if r["check_threshold"] == 0.0 and r["low_threshold"] == r["blaze_threshold"]]
     for mirror in args.mirror:
-        print(f"\nmirror: {mirror} (cells: cmu_faces train photos found / KDEF train scenes found / validation pictures with a face)\n")
+        print(f"\nmirror: {mirror} (cells: cmu_faces photos found / KDEF train scenes found / validation pictures with a face)\n")
         print(markdown([r for r in rows if r["mirror"] == mirror]))
     for name, rule in (("one pair", single), ("robust (--margin)", margin), ("chosen", chosen)):
         second = "ONet" if rule["second_check"] == "onet" else "face check"
         print(f"{name}: mirror {rule['mirror']}, BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
               f"or BlazeFace {rule['low_threshold']} with {second} {rule['high_check']}: "
-              f"cmu_faces train photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
+              f"cmu_faces photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
         write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                               "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,
+                              "cmu_people": args.cmu_people,
                               "provenance": provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef))})
         print(f"written: {args.out}")
 

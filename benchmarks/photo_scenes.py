@@ -124,7 +124,11 @@ def add_validation_arguments(parser) -> None:
     --kdef-train, --scenes-per-yaw and --wallpapers."""
     parser.add_argument("--data", type=Path, default=CMU_FACES, help="cmu_faces: images.npy and labels.csv")
     parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
-                        help="a FaceSet imported from --data whose train people are used (its faces.parquet)")
+                        help="a FaceSet imported from --data whose --cmu-people are used (its faces.parquet)")
+    parser.add_argument("--cmu-people", choices=["train", "val"], default="val",
+                        help="whose cmu_faces photos: the val people (the shipped face check learned the train "
+                             "people's faces: facedata.face_check_train --real-faces) or the train people (the "
+                             "earlier choices')")
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
@@ -134,14 +138,13 @@ def add_validation_arguments(parser) -> None:
 
 
 def validation_sets(args, seed: int) -> tuple[list[np.ndarray], list[Scene], list[np.ndarray]]:
-    """The detector's validation pictures, none of them in benchmarks/detect_faces.py's tables: the cmu_faces
-    photos of the recipe's train people, scenes of KDEF's train people (none without --kdef), and the face-free
-    validation_pictures() (with --wallpapers, and the validation wallpapers at three scales)."""
-    images = np.load(args.data / "images.npy")
-    labels = pd.read_csv(args.data / "labels.csv").iloc[: len(images)]
-    split = pd.read_parquet(args.split_from / "faces.parquet")
-    train_people = set(split.loc[split["split"] == "train", "identity"])
-    cmu_images = [images[i] for i in np.flatnonzero(labels["identity"].isin(train_people).to_numpy())]
+    """The detector's validation pictures: the cmu_faces photos of the recipe's val people (or train people:
+    --cmu-people), scenes of KDEF's train people (none without --kdef), and the face-free validation_pictures()
+    (with --wallpapers, and the validation wallpapers at three scales). None is in benchmarks/detect_faces.py's
+    tables but the cmu_faces photos, which it reads all of."""
+    from facedata.face_check_train import real_photos
+
+    cmu_images = list(real_photos(args.data, args.split_from, args.cmu_people)[0])
     scenes = pose_scenes(args.kdef, slice(args.kdef_train), args.scenes_per_yaw, seed)[0] if args.kdef is not None else []
     free = validation_pictures()
     if args.wallpapers is not None:

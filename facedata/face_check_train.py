@@ -25,6 +25,7 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from facedata.blazeface import detect, window_crops
 from facedata.detect import found_at
 from facedata.errors import DataError
 from facedata.synth.presets import ACCESSORIES, synth_config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,13 @@ class CheckTrainConfig:
     accessories: tuple[str, ...] = ("glasses", "tinted_glasses", "sunglasses", "cap", "brimmed_hat", "beanie")
     # SynthPIE heads also raised by these degrees (every yaw, bare and in sunglasses, neutral): a face looking up
     pitches: tuple[float, ...] = ()
+    # real webcam faces (--real-faces: cmu_faces photos of a recipe's train people): each photo read this many times,
+    # each time at another size, contrast and blur; its face is the box BlazeFace (>= real_blaze) and MTCNN's ONet
+    # (>= real_onet, trained on real faces) agree on, or where they agree on none (most turned-up faces and faces in
+    # sunglasses), the median of that person's agreed boxes in the same pose (real_face_squares)
+    real_repeats: int = 8
+    real_blaze: float = 0.5
+    real_onet: float = 0.9
     threshold: float = 0.2  # BlazeFace boxes at or above this score become examples
     jitter: int = 2  # crops per box, each moved and scaled a little
     epochs: int = 14
@@ -293,8 +304,75 @@ def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.ran
     return window_crops(image, box_windows(np.asarray(moved)), SIDE)
 
 
-def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(crops (n, 1, 32, 32) in [−1, 1], labels (n,) 1 = face, group (n,) of the picture each came from)."""
+def real_photos(data: Path, split_from: Path, split: str = "train") -> tuple[np.ndarray, pd.DataFrame]:
+    """cmu_faces photos ((n, H, W) uint8 and their labels.csv rows) of the people in `split` of the FaceSet at
+    `split_from` (a FaceSet imported from `data`, whose faces.parquet says each person's split)."""
+    import pandas as pd
+
+    for path in (data / "images.npy", data / "labels.csv", split_from / "faces.parquet"):
+        if not path.is_file():
+            raise DataError(f"{path}: not found (--real-faces names cmu_faces' folder, --split-from a FaceSet of it)")
+    images = np.load(data / "images.npy")
+    labels = pd.read_csv(data / "labels.csv").iloc[: len(images)]
+    faces = pd.read_parquet(split_from / "faces.parquet")
+    people = set(faces.loc[faces["split"] == split, "identity"])
+    if not people:
+        raise DataError(f"{split_from / 'faces.parquet'}: no {split} people")
+    rows = np.flatnonzero(labels["identity"].isin(people).to_numpy())
+    if not len(rows):
+        raise DataError(f"{data / 'labels.csv'}: none of the {split} people of {split_from}")
+    return images[rows], labels.iloc[rows].reset_index(drop=True)
+
+
+def real_face_squares(images: np.ndarray, labels: pd.DataFrame, config: CheckTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) a face box per photo and (n,) whether two real-face judges agreed on it there: the BlazeFace box
+    (score >= real_blaze) ONet finds most likely a face, if at least real_onet; elsewhere the median agreed box of
+    the same person in the same pose (webcam frames of one sitting: the head stays about where it was), else of
+    the same person. Neither judge is the face check, so retraining the check leaves these boxes as they are."""
+    from facedata.onet import onet_probability
+
+    boxes = np.full((len(images), 4), np.nan)
+    for i, image in enumerate(tqdm(images, desc="face check: real faces", unit="photo")):
+        found = detect(image, smallest_face=16, threshold=config.real_blaze)
+        if found:
+            candidates = np.array([f.box for f in found]).reshape(-1, 4)
+            sure = onet_probability(image, candidates)
+            if sure.max() >= config.real_onet:
+                boxes[i] = candidates[int(np.argmax(sure))]
+    agreed = ~np.isnan(boxes[:, 0])
+    for i in np.flatnonzero(~agreed):
+        for same in (["identity", "pose"], ["identity"]):
+            peers = agreed & (labels[same] == labels.loc[i, same]).all(axis=1).to_numpy()
+            if peers.any():
+                boxes[i] = np.median(boxes[peers], axis=0)
+                break
+    keep = ~np.isnan(boxes[:, 0])
+    if not keep.all():
+        raise DataError(f"no face box for {int((~keep).sum())} real photos: none of their people's photos has an agreed box")
+    return boxes, agreed
+
+
+def augmented(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The photo at another size (0.8-2.5×), contrast and gamma, sometimes blurred or mirrored; its box moved along."""
+    h, w = image.shape
+    scale = rng.uniform(0.8, 2.5)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    out = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR), dtype=np.float64) / 255
+    out = np.clip((out ** rng.uniform(0.6, 1.6) - 0.5) * rng.uniform(0.6, 1.4) + 0.5 + rng.uniform(-0.15, 0.15), 0, 1)
+    box = np.asarray(box, dtype=np.float64) * np.array([size[0] / w, size[1] / h] * 2)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+        box = np.array([size[0] - box[2], box[1], size[0] - box[0], box[3]])
+    out = np.ascontiguousarray(np.round(255 * out).astype(np.uint8))
+    if rng.random() < 0.3:
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2))))
+    return out, box
+
+
+def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = None,
+             real: tuple[np.ndarray, pd.DataFrame] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(crops (n, 1, 32, 32) in [−1, 1], labels (n,) 1 = face, group (n,) of the picture each came from); `real`:
+    real_photos() whose faces join the examples (real_face_squares, read config.real_repeats times)."""
     rng = np.random.default_rng(config.seed)
     photos = config.photos if wallpapers else 0
     faces, patches = lfw_subset()
@@ -329,6 +407,25 @@ def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = Non
         add(picture, boxes[~face_rows], 0.0, i)
         if truth is not None and not face_rows.any():  # the face BlazeFace missed at this threshold: its square
             add(picture, np.array([truth]), 1.0, i)
+    if real is not None:
+        images, rows = real
+        squares, _ = real_face_squares(images, rows, config)
+        first = procedural + photos
+        for i in tqdm(range(config.real_repeats * len(images)), desc="face check: real examples", unit="photo"):
+            photo, face = augmented(images[i % len(images)], squares[i % len(images)], rng)
+            found = detect(photo, smallest_face=16, threshold=config.threshold)
+            boxes = np.array([f.box for f in found]).reshape(-1, 4)
+            side = 1.25 * (face[2] - face[0])  # the face's square, a little wider than BlazeFace's box
+            cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+            square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+            on_face = np.array([found_at(b, square) for b in boxes], bool)
+            apart = np.array([b[2] <= square[0] or b[0] >= square[2] or b[3] <= square[1] or b[1] >= square[3]
+                              for b in boxes], bool)
+            group = first + i % len(images)  # every reading of a photo in one group: held out together
+            add(photo, boxes[on_face], 1.0, group)
+            add(photo, boxes[apart & ~on_face], 0.0, group)  # boxes half on the face say nothing either way
+            if not on_face.any():
+                add(photo, face[None], 1.0, group)
     return torch.cat(crops), torch.from_numpy(np.concatenate(labels)), np.concatenate(groups)
 
 
@@ -379,6 +476,11 @@ def main(argv: list[str] | None = None) -> None:
                              "none given: bare heads only)")
     parser.add_argument("--pitches", nargs="*", type=float, default=list(CheckTrainConfig.pitches), metavar="DEGREES",
                         help="the rendered heads also raised by these degrees, bare and in sunglasses")
+    parser.add_argument("--real-faces", type=Path, default=None,
+                        help="cmu_faces' folder (images.npy, labels.csv): the photos of --split-from's train people "
+                             "join the faces (real webcam faces, turned, raised and in sunglasses)")
+    parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
+                        help="with --real-faces: a FaceSet imported from it whose train people are read")
     args = parser.parse_args(argv)
     for pitch in args.pitches:  # SynthPIE's own check of a pitch, before minutes of rendering
         try:
@@ -389,11 +491,16 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"argument --accessories: unknown accessory '{unknown[0]}' (valid: {', '.join(ACCESSORIES[1:])})")
     wallpapers = training_wallpapers(args.wallpapers) if args.wallpapers is not None else None
+    try:
+        real = real_photos(args.real_faces, args.split_from) if args.real_faces is not None else None
+    except DataError as error:
+        parser.error(f"argument --real-faces: {error}")
     config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0,
-                              accessories=tuple(args.accessories), pitches=tuple(args.pitches))
+                              accessories=tuple(args.accessories), pitches=tuple(args.pitches),
+                              real_repeats=CheckTrainConfig.real_repeats if real is not None else 0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    crops, labels, groups = examples(config, wallpapers)
+    crops, labels, groups = examples(config, wallpapers, real)
     model, figures = train(config, crops, labels, groups)
     from safetensors.torch import save_file
 

@@ -205,3 +205,80 @@ def test_the_share_of_the_photo_is_judged_by_faces_found_then_false_faces_then_s
     assert best(rows[:2] + [row(0.1, 351, 198, 1, 27.0)])["min_face_share"] == 0.05  # so does a false face
     table = markdown({"rows": rows, "chosen": rows[2]})
     assert "| 0.1 | 48 | 351/378 | 198/200 | 0/93 | 27 |" in table and "Best on these sets: 0.1" in table
+
+
+def test_real_faces_take_the_box_both_judges_agree_on_else_the_median_of_the_person_s_in_that_pose(monkeypatch):
+    import pandas as pd
+
+    from facedata import face_check_train, onet
+    from facedata.blazeface import Detection
+    from facedata.face_check_train import CheckTrainConfig, real_face_squares
+
+    sure = {0: (10, 10, 30, 30), 1: (14, 10, 34, 30), 3: (40, 5, 60, 25)}  # photo → the box ONet is sure of
+
+    def detect(image, smallest_face, threshold):
+        box = sure.get(int(image[0, 0]), (0, 0, 8, 8))
+        return [Detection(box=box, keypoints=np.zeros((6, 2)), score=0.9)]
+
+    monkeypatch.setattr(face_check_train, "detect", detect)
+    monkeypatch.setattr(onet, "onet_probability",
+                        lambda image, boxes: np.array([0.99 if int(image[0, 0]) in sure else 0.1] * len(boxes)))
+    images = np.stack([np.full((60, 64), i, np.uint8) for i in range(5)])
+    labels = pd.DataFrame({"identity": ["a", "a", "a", "a", "a"], "pose": ["up", "up", "up", "left", "right"]})
+    boxes, agreed = real_face_squares(images, labels, CheckTrainConfig())
+    assert agreed.tolist() == [True, True, False, True, False]
+    assert boxes[2].tolist() == [12, 10, 32, 30]  # the median of the person's two agreed boxes looking up
+    assert boxes[4].tolist() == [14, 10, 34, 30]  # no agreed box looking right: the median of all the person's
+
+
+def test_an_augmented_real_photo_keeps_its_box_on_the_face():
+    from facedata.face_check_train import augmented
+
+    image = np.full((60, 64), 40, np.uint8)
+    image[10:30, 40:60] = 220  # the "face"
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        out, box = augmented(image, np.array([40, 10, 60, 30]), rng)
+        left, top, right, bottom = np.round(box).astype(int)
+        inside = out[top + 2 : bottom - 2, left + 2 : right - 2].mean()
+        assert inside > out.mean() + 20, (box, out.shape)  # moved, scaled and mirrored with the photo
+
+
+def test_real_faces_need_the_dataset_and_a_split(tmp_path):
+    from facedata.errors import DataError
+    from facedata.face_check_train import main, real_photos
+
+    with pytest.raises(DataError, match="images.npy"):
+        real_photos(tmp_path, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--real-faces", str(tmp_path), "--split-from", str(tmp_path)])
+    assert exit_info.value.code == 2
+
+
+def test_real_photos_are_read_from_the_train_people_of_a_split(cmu, tmp_path):
+    import pandas as pd
+
+    from facedata.face_check_train import real_photos
+
+    images, labels = cmu
+    people = labels["identity"].unique()
+    pd.DataFrame({"identity": people, "split": ["train"] * 2 + ["val"] * (len(people) - 2)}).to_parquet(tmp_path / "faces.parquet")
+    from conftest import CMU
+
+    photos, rows = real_photos(CMU, tmp_path)
+    assert set(rows["identity"]) == set(people[:2]) and len(photos) == len(rows) == labels["identity"].isin(people[:2]).sum()
+    assert np.array_equal(photos[0], images[int(np.flatnonzero(labels["identity"] == rows["identity"][0])[0])])
+
+
+def test_real_photos_join_the_examples_as_faces_in_their_own_groups(cmu):
+    from facedata.face_check_train import CheckTrainConfig, examples
+
+    images, labels = cmu
+    rows = np.flatnonzero(labels["pose"].eq("forward").to_numpy())[:2]
+    real = (images[rows], labels.iloc[rows].reset_index(drop=True))
+    config = CheckTrainConfig(identities=1, scenes=1, textures=1, photos=0, jitter=1, real_repeats=2, accessories=())
+    crops, truth, groups = examples(config, None, real)
+    assert len(crops) == len(truth) == len(groups)
+    real_rows = groups >= 2  # the two procedural pictures are groups 0 and 1, the real photos 2 and 3
+    assert set(np.unique(groups[real_rows])) == {2, 3}
+    assert truth.numpy()[real_rows].sum() >= 4  # each photo's face in each of its two readings
