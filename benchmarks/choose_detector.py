@@ -5,8 +5,8 @@
 (the default's thresholds were chosen so, with the shipped face check: docs/results/choose_detector_wallpaper_check.json)
 
 Validation sets (none of them in benchmarks/detect_faces.py's tables):
-- the cmu_faces photos of the recipe's val people (--cmu-people; the split of --split-from, a FaceSet of
-  cmu_faces): the shipped face check learned the train people's faces;
+- the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces), or
+  with --cmu-people val its val people, for a face check trained on the train people's faces (--real-faces);
 - with --kdef, 40 scenes per yaw of KDEF's first 45 people (the recipe's train people), seed 5: found
   when the largest face kept is the pasted one (the face a query takes), so false faces in the
   background count against a rule here too;
@@ -198,6 +198,14 @@ def choose(rows: list[dict], margin: bool = False) -> dict:
                                      r["low_threshold"], r["blaze_threshold"]))
 
 
+def rule_or_none(rows: list[dict], margin: bool) -> dict | None:
+    """choose(), or None where no rule of `rows` qualifies (the record says so instead of stopping)."""
+    try:
+        return choose(rows, margin)
+    except SystemExit:
+        return None
+
+
 def recorded_rows(rows: list[dict]) -> list[dict]:
     """The rows worth keeping in the JSON record: every single pair, and the robust two-way rules and the 200
     clean ones that find the most; the other two-way rules are thousands of rows no choice reads."""
@@ -253,13 +261,16 @@ def main(argv: list[str] | None = None) -> None:
         false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), scenes, None, mirror)
         rows += grid(cmu, kdef, false, mirror)
     chosen = choose(rows, args.margin)
-    single = choose([r for r in rows if r["low_threshold"] == r["blaze_threshold"]], args.margin)
-    margin = choose(rows, margin=True)
+    single = rule_or_none([r for r in rows if r["low_threshold"] == r["blaze_threshold"]], args.margin)
+    margin = rule_or_none(rows, margin=True)
     unchecked = [r for r in rows if r["check_threshold"] == 0.0 and r["low_threshold"] == r["blaze_threshold"]]
     for mirror in args.mirror:
         print(f"\nmirror: {mirror} (cells: cmu_faces photos found / KDEF train scenes found / validation pictures with a face)\n")
         print(markdown([r for r in rows if r["mirror"] == mirror]))
     for name, rule in (("one pair", single), ("robust (--margin)", margin), ("chosen", chosen)):
+        if rule is None:
+            print(f"{name}: no rule on the grid")
+            continue
         second = "ONet" if rule["second_check"] == "onet" else "face check"
         print(f"{name}: mirror {rule['mirror']}, BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
               f"or BlazeFace {rule['low_threshold']} with {second} {rule['high_check']}: "

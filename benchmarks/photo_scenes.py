@@ -125,10 +125,10 @@ def add_validation_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=CMU_FACES, help="cmu_faces: images.npy and labels.csv")
     parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
                         help="a FaceSet imported from --data whose --cmu-people are used (its faces.parquet)")
-    parser.add_argument("--cmu-people", choices=["train", "val"], default="val",
-                        help="whose cmu_faces photos: the val people (the shipped face check learned the train "
-                             "people's faces: facedata.face_check_train --real-faces) or the train people (the "
-                             "earlier choices')")
+    parser.add_argument("--cmu-people", choices=["train", "val"], default="train",
+                        help="whose cmu_faces photos: the train people (the shipped check's choice), or the val "
+                             "people, for a face check that learned the train people's faces "
+                             "(facedata.face_check_train --real-faces)")
     parser.add_argument("--kdef", type=Path, default=None, help="a KDEF folder (images.npy, labels.csv with pose)")
     parser.add_argument("--kdef-train", type=int, default=45, help="KDEF's first N people are its train people")
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
@@ -138,7 +138,7 @@ def add_validation_arguments(parser) -> None:
 
 
 def validation_sets(args, seed: int) -> tuple[list[np.ndarray], list[Scene], list[np.ndarray]]:
-    """The detector's validation pictures: the cmu_faces photos of the recipe's val people (or train people:
+    """The detector's validation pictures: the cmu_faces photos of the recipe's train people (or val people:
     --cmu-people), scenes of KDEF's train people (none without --kdef), and the face-free validation_pictures()
     (with --wallpapers, and the validation wallpapers at three scales). None is in benchmarks/detect_faces.py's
     tables but the cmu_faces photos, which it reads all of."""

@@ -17,6 +17,12 @@ size, half with a face pasted in, so the check sees real clutter around faces an
 real pictures hold (leaves, dots, tiles); the shipped check was trained with them (docs/data.md weighs
 it against the check trained on procedural pictures alone). None of these is a picture the detector is
 chosen or measured on (benchmarks/choose_detector.py, benchmarks/detect_faces.py).
+
+With --real-faces the cmu_faces photos of a recipe's train people join the faces: real webcam faces,
+turned, raised and in sunglasses, each where BlazeFace and MTCNN's ONet agree on it (real_face_squares).
+Such a check has seen those people, so its thresholds are chosen on the val people's photos
+(choose_detector.py --cmu-people val). Measured, not shipped: it found more of the val people's webcam
+faces and fewer of KDEF's studio faces (docs/data.md).
 """
 
 from __future__ import annotations
@@ -481,6 +487,8 @@ def main(argv: list[str] | None = None) -> None:
                              "join the faces (real webcam faces, turned, raised and in sunglasses)")
     parser.add_argument("--split-from", type=Path, default=Path("runs/cmu"),
                         help="with --real-faces: a FaceSet imported from it whose train people are read")
+    parser.add_argument("--real-repeats", type=int, default=CheckTrainConfig.real_repeats,
+                        help="with --real-faces: readings of each real photo (each at another size, contrast, blur)")
     args = parser.parse_args(argv)
     for pitch in args.pitches:  # SynthPIE's own check of a pitch, before minutes of rendering
         try:
@@ -497,7 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"argument --real-faces: {error}")
     config = CheckTrainConfig(seed=args.seed, epochs=args.epochs, photos=CheckTrainConfig.photos if wallpapers else 0,
                               accessories=tuple(args.accessories), pitches=tuple(args.pitches),
-                              real_repeats=CheckTrainConfig.real_repeats if real is not None else 0)
+                              real_repeats=args.real_repeats if real is not None else 0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     crops, labels, groups = examples(config, wallpapers, real)

@@ -282,3 +282,15 @@ def test_real_photos_join_the_examples_as_faces_in_their_own_groups(cmu):
     real_rows = groups >= 2  # the two procedural pictures are groups 0 and 1, the real photos 2 and 3
     assert set(np.unique(groups[real_rows])) == {2, 3}
     assert truth.numpy()[real_rows].sum() >= 4  # each photo's face in each of its two readings
+
+
+def test_a_grid_without_a_clean_rule_is_reported_not_a_crash():
+    from choose_detector import choose, rule_or_none
+
+    rows = [{"mirror": "none", "blaze_threshold": 0.6, "check_threshold": 0.5, "low_threshold": 0.6, "high_check": 0.5,
+             "second_check": "face-check", "cmu_found": 3, "kdef_found": 2, "pictures_with_a_face": 1}]
+    assert rule_or_none(rows, margin=False) is None
+    with pytest.raises(SystemExit):
+        choose(rows)
+    clean = [dict(rows[0], pictures_with_a_face=0)]
+    assert rule_or_none(clean, margin=False) == clean[0]
