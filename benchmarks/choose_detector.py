@@ -187,23 +187,24 @@ def robust(rows: list[dict]) -> list[dict]:
             and all(false.get(other, 0) == 0 for other in looser_rules(r))]
 
 
-def choose(rows: list[dict], margin: bool = False) -> dict:
-    """No validation picture with a face (with `margin`, a robust rule), then the most faces found, then no mirror
-    reading, then the face check over ONet, then the higher thresholds."""
+def rule_or_none(rows: list[dict], margin: bool) -> dict | None:
+    """The choice among `rows`: no validation picture with a face (with `margin`, a robust rule), then the most faces
+    found, then no mirror reading, then the face check over ONet, then the higher thresholds; None where no rule
+    qualifies (the record says so)."""
     clean = robust(rows) if margin else [r for r in rows if r["pictures_with_a_face"] == 0]
     if not clean:
-        raise SystemExit("no rule on the grid keeps every validation picture free of faces")
+        return None
     return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none",
                                      r["second_check"] == "face-check", r["high_check"], r["check_threshold"],
                                      r["low_threshold"], r["blaze_threshold"]))
 
 
-def rule_or_none(rows: list[dict], margin: bool) -> dict | None:
-    """choose(), or None where no rule of `rows` qualifies (the record says so instead of stopping)."""
-    try:
-        return choose(rows, margin)
-    except SystemExit:
-        return None
+def choose(rows: list[dict], margin: bool = False) -> dict:
+    """rule_or_none(), stopping where no rule on the grid qualifies: nothing to choose."""
+    rule = rule_or_none(rows, margin)
+    if rule is None:
+        raise SystemExit("no rule on the grid keeps every validation picture free of faces")
+    return rule
 
 
 def recorded_rows(rows: list[dict]) -> list[dict]:

@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from facedata.face_check import SIDE, WEIGHTS, FaceCheck, box_windows, standardize
-from facedata.blazeface import detect, window_crops
+from facedata.blazeface import _iou, detect, window_crops
 from facedata.detect import found_at
 from facedata.errors import DataError
 from facedata.synth.presets import ACCESSORIES, synth_config
@@ -315,15 +315,17 @@ def real_photos(data: Path, split_from: Path, split: str = "train") -> tuple[np.
     `split_from` (a FaceSet imported from `data`, whose faces.parquet says each person's split)."""
     import pandas as pd
 
-    for path in (data / "images.npy", data / "labels.csv", split_from / "faces.parquet"):
+    from facedata.faceset import FACES_FILE
+
+    for path in (data / "images.npy", data / "labels.csv", split_from / FACES_FILE):
         if not path.is_file():
             raise DataError(f"{path}: not found (--real-faces names cmu_faces' folder, --split-from a FaceSet of it)")
     images = np.load(data / "images.npy")
     labels = pd.read_csv(data / "labels.csv").iloc[: len(images)]
-    faces = pd.read_parquet(split_from / "faces.parquet")
+    faces = pd.read_parquet(split_from / FACES_FILE)
     people = set(faces.loc[faces["split"] == split, "identity"])
     if not people:
-        raise DataError(f"{split_from / 'faces.parquet'}: no {split} people")
+        raise DataError(f"{split_from / FACES_FILE}: no {split} people")
     rows = np.flatnonzero(labels["identity"].isin(people).to_numpy())
     if not len(rows):
         raise DataError(f"{data / 'labels.csv'}: none of the {split} people of {split_from}")
@@ -425,8 +427,7 @@ def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = Non
             cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
             square = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
             on_face = np.array([found_at(b, square) for b in boxes], bool)
-            apart = np.array([b[2] <= square[0] or b[0] >= square[2] or b[3] <= square[1] or b[1] >= square[3]
-                              for b in boxes], bool)
+            apart = _iou(np.array(square), boxes) == 0
             group = first + i % len(images)  # every reading of a photo in one group: held out together
             add(photo, boxes[on_face], 1.0, group)
             add(photo, boxes[apart & ~on_face], 0.0, group)  # boxes half on the face say nothing either way
