@@ -19,9 +19,11 @@ a BlazeFace box of score s that the face check finds p likely a face when s ≥ 
 (a second way in, for the small turned faces BlazeFace scores lower) s ≥ low away from the first way's
 faces when the second check finds it at least `high` likely: the face check (high ≥ check) or MTCNN's
 ONet (facedata.onet, trained on real faces); low = blaze is the single threshold pair
-(facedata.detect.two_way_faces). The choice: no face reported on any validation picture, then the most faces found (cmu_faces photos
-and KDEF scenes together), then no mirror reading (half the work), then the face check over ONet, then
-the higher thresholds. With --margin, only a robust rule: one with no validation picture with a face
+(facedata.detect.two_way_faces). With --onet-share, p is the face check's probability blended with ONet's
+(DetectConfig.check_onet_share), each share given scored as its own grid. The choice: no face reported on
+any validation picture, then the most faces found (cmu_faces photos and KDEF scenes together), then no
+mirror reading (half the work), then the smaller ONet share, then the face check over ONet, then the
+higher thresholds. With --margin, only a robust rule: one with no validation picture with a face
 at the rule nor at any rule one grid step looser in one threshold (measured, not the default: it moves
 the first way to a surer check and finds fewer faces, and the KDEF photo path on the val people fell).
 The judge of the second way (the face check or ONet) is then settled on the photo path of KDEF's val
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,15 @@ def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | No
             runs[threshold] = Run(boxes, likely, on_face, onet_probability(image, boxes))
         out.append(runs)
     return out
+
+
+def blended(pictures: list[dict], onet_share: float) -> list[dict]:
+    """The pictures' runs with the face check's probability blended with ONet's by `onet_share`
+    (facedata.detect.check_probability; 0: the check alone)."""
+    if not onet_share:
+        return pictures
+    return [{threshold: replace(run, likely=(1.0 - onet_share) * run.likely + onet_share * run.onet)
+             for threshold, run in runs.items()} for runs in pictures]
 
 
 def overlaps(pictures: list[dict]) -> list[dict]:
@@ -123,20 +134,21 @@ def found(pictures: list[dict], overlap: list[dict], blaze: float, check: float,
     return count
 
 
-def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str) -> list[dict]:
+def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str, onet_share: float = 0.0) -> list[dict]:
     """Every rule: each first way (blaze, check), alone and with each second way (low < blaze) vetted by the face
-    check (high ≥ check) or by ONet (any high)."""
-    sets = [(name, pictures, overlaps(pictures)) for name, pictures in (("cmu", cmu), ("kdef", kdef), ("free", free))]
+    check (high ≥ check) or by ONet (any high); the face check blended with ONet by `onet_share`."""
+    sets = [(name, blended(pictures, onet_share), overlaps(pictures))
+            for name, pictures in (("cmu", cmu), ("kdef", kdef), ("free", free))]
     rows = []
     first_ways = [(blaze, check) for blaze in BLAZE_GRID for check in CHECK_GRID]
-    for blaze, check in tqdm(first_ways, desc=f"rules, mirror {mirror}", unit="first way"):
+    for blaze, check in tqdm(first_ways, desc=f"rules, mirror {mirror}, ONet share {onet_share:g}", unit="first way"):
         ways = [(blaze, float(check), "face-check")]
         ways += [(low, float(high), "face-check") for low in BLAZE_GRID if low < blaze for high in CHECK_GRID if high >= check]
         ways += [(low, float(high), "onet") for low in BLAZE_GRID if low < blaze for high in CHECK_GRID]
         for low, high, second_check in ways:
             rule = (blaze, float(check), low, high, second_check)
             counts = {name: found(pictures, overlap, *rule, on_face=name == "kdef") for name, pictures, overlap in sets}
-            rows.append({"mirror": mirror, "blaze_threshold": blaze, "check_threshold": float(check),
+            rows.append({"mirror": mirror, "onet_share": onet_share, "blaze_threshold": blaze, "check_threshold": float(check),
                          "low_threshold": low, "high_check": high, "second_check": second_check,
                          "cmu_found": counts["cmu"], "cmu_total": len(cmu), "kdef_found": counts["kdef"],
                          "kdef_total": len(kdef), "pictures_with_a_face": counts["free"], "pictures": len(free)})
@@ -150,9 +162,10 @@ def _looser(value: float, grid: tuple) -> float | None:
 
 
 def rule_key(row: dict) -> tuple:
-    """A rule as (mirror, blaze, check, low, high, second check): what tells one row of the grid from another."""
+    """A rule as (mirror, blaze, check, low, high, second check, ONet share): what tells one row of the grid from
+    another."""
     return (row["mirror"], row["blaze_threshold"], row["check_threshold"], row["low_threshold"], row["high_check"],
-            row["second_check"])
+            row["second_check"], row.get("onet_share", 0.0))
 
 
 def looser_rules(row: dict) -> list[tuple]:
@@ -160,7 +173,7 @@ def looser_rules(row: dict) -> list[tuple]:
     first way lowered to the second way's threshold takes in every face the second way would, so it is the single
     pair at that threshold)."""
     key = rule_key(row)
-    mirror, blaze, check, low, high, second = key
+    mirror, blaze, check, low, high, second, share = key
     single = low == blaze
     out = []
     for i, grid_of in ((1, BLAZE_GRID), (2, CHECK_GRID), (3, BLAZE_GRID), (4, CHECK_GRID)):
@@ -174,7 +187,7 @@ def looser_rules(row: dict) -> list[tuple]:
         if single and i == 1:
             changed[3] = value
         elif i == 1 and value <= low:  # the first way reaches down to the second's threshold: the single pair at it
-            changed = [mirror, value, check, value, check, "face-check"]
+            changed = [mirror, value, check, value, check, "face-check", share]
         out.append(tuple(changed))
     return out
 
@@ -189,12 +202,13 @@ def robust(rows: list[dict]) -> list[dict]:
 
 def rule_or_none(rows: list[dict], margin: bool) -> dict | None:
     """The choice among `rows`: no validation picture with a face (with `margin`, a robust rule), then the most faces
-    found, then no mirror reading, then the face check over ONet, then the higher thresholds; None where no rule
-    qualifies (the record says so)."""
+    found, then no mirror reading, then the face check alone over one blended with ONet (less work), then the face
+    check over ONet as the second way's judge, then the higher thresholds; None where no rule qualifies (the record
+    says so)."""
     clean = robust(rows) if margin else [r for r in rows if r["pictures_with_a_face"] == 0]
     if not clean:
         return None
-    return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none",
+    return max(clean, key=lambda r: (r["cmu_found"] + r["kdef_found"], r["mirror"] == "none", -r.get("onet_share", 0.0),
                                      r["second_check"] == "face-check", r["high_check"], r["check_threshold"],
                                      r["low_threshold"], r["blaze_threshold"]))
 
@@ -243,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="how BlazeFace reads each window size (facedata.blazeface.SEARCHES)")
     parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
+    parser.add_argument("--onet-share", type=float, nargs="+", default=[DetectConfig.check_onet_share],
+                        help="shares of MTCNN's ONet in the face check's score to try (DetectConfig.check_onet_share)")
     parser.add_argument("--margin", action="store_true",
                         help="choose a robust rule: none of its one-step looser neighbours reports a face either")
     parser.add_argument("--seed", type=int, default=5)
@@ -260,27 +276,30 @@ def main(argv: list[str] | None = None) -> None:
         cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), photos, None, mirror)
         kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), scenes, kdef_truths, mirror)
         false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), scenes, None, mirror)
-        rows += grid(cmu, kdef, false, mirror)
+        rows += [row for share in args.onet_share for row in grid(cmu, kdef, false, mirror, share)]
     chosen = choose(rows, args.margin)
     single = rule_or_none([r for r in rows if r["low_threshold"] == r["blaze_threshold"]], args.margin)
     margin = rule_or_none(rows, margin=True)
     unchecked = [r for r in rows if r["check_threshold"] == 0.0 and r["low_threshold"] == r["blaze_threshold"]]
     for mirror in args.mirror:
-        print(f"\nmirror: {mirror} (cells: cmu_faces photos found / KDEF train scenes found / validation pictures with a face)\n")
-        print(markdown([r for r in rows if r["mirror"] == mirror]))
+        for share in args.onet_share:
+            print(f"\nmirror: {mirror}, ONet share {share:g} (cells: cmu_faces photos found / KDEF train scenes found / "
+                  "validation pictures with a face)\n")
+            print(markdown([r for r in rows if r["mirror"] == mirror and r["onet_share"] == share]))
     for name, rule in (("one pair", single), ("robust (--margin)", margin), ("chosen", chosen)):
         if rule is None:
             print(f"{name}: no rule on the grid")
             continue
         second = "ONet" if rule["second_check"] == "onet" else "face check"
-        print(f"{name}: mirror {rule['mirror']}, BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
+        print(f"{name}: mirror {rule['mirror']}, ONet share {rule['onet_share']:g}, "
+              f"BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
               f"or BlazeFace {rule['low_threshold']} with {second} {rule['high_check']}: "
               f"cmu_faces photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
         write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
                               "scene_min_face": args.scene_min_face, "min_face_share": args.min_face_share,
-                              "search": args.search,
+                              "search": args.search, "onet_shares": args.onet_share,
                               "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,

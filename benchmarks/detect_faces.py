@@ -4,7 +4,10 @@
     python benchmarks/detect_faces.py --detectors hog hog+haar --kdef data/kdef --out runs/detect.json
 
 Sets, each detector on the same images:
-- cmu_faces (../shared/data/cmu_faces, 624 photos of 64×60): found = at least one face reported;
+- cmu_faces (../shared/data/cmu_faces, 624 photos of 64×60): found = at least one face reported; with
+  --split-from (a FaceSet of cmu_faces), also per people of its split: the shipped face check learned the train
+  people's photos (facedata.face_check_train --real-faces) and its thresholds were chosen on the val people's,
+  so the test people's column is the one no part of the detector has seen;
 - face-free pictures (scikit-image's, noise, textures): every face reported there is false;
 - with --kdef, KDEF faces pasted into 640×480 backgrounds at a random scale and place (seeded):
   found = a box centred on the pasted face at about its size (photo_scenes.found_at), per yaw.
@@ -55,11 +58,26 @@ def _versions() -> dict:
     return out
 
 
+def people_of(labels: pd.DataFrame, split_from: Path) -> pd.Series:
+    """Each photo's people, by the split of the FaceSet at `split_from` (train, val or test; "none" for a person
+    the FaceSet does not hold)."""
+    from facedata.faceset import FACES_FILE
+
+    path = split_from / FACES_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (--split-from names a FaceSet imported from cmu_faces)")
+    split = pd.read_parquet(path, columns=["identity", "split"]).drop_duplicates("identity")
+    return labels["identity"].map(dict(zip(split["identity"], split["split"]))).fillna("none")
+
+
 def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int, config: DetectConfig,
-        scene_min_face: int, seed: int, kdef_last: int | None = None) -> dict:
+        scene_min_face: int, seed: int, kdef_last: int | None = None, split_from: Path | None = None) -> dict:
     """Every detector on every set; the record --out writes."""
     images = np.load(data / "images.npy")
     labels = pd.read_csv(data / "labels.csv").iloc[: len(images)].reset_index(drop=True)
+    factors = ["pose", "accessory"]
+    if split_from is not None:
+        labels["people"], factors = people_of(labels, split_from), factors + ["people"]
     free = face_free_images(seed)
     kdef_scenes, kdef_labels = [], None
     if kdef is not None:
@@ -70,7 +88,7 @@ def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int
         small = replace(config, detector=name)
         wide = replace(config, detector=name, min_face=scene_min_face)
         found = np.array([len(detect_faces(im, small)) > 0 for im in tqdm(images, desc=f"{name}: {data.name}", unit="img")])
-        rows += [{"set": data.name, "detector": name, **row} for row in found_table(found, labels, ["pose", "accessory"])]
+        rows += [{"set": data.name, "detector": name, **row} for row in found_table(found, labels, factors)]
         false = [len(detect_faces(im, wide)) for _, im in free]
         rows.append({"set": "face-free", "detector": name, "factor": "all", "value": "", "found": int(sum(false)),
                      "total": len(free), "rate": sum(f > 0 for f in false) / len(free),
@@ -128,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes-per-yaw", type=int, default=40)
     parser.add_argument("--kdef-last", type=int, default=None,
                         help="KDEF scenes of the last N people only (20: the KDEF recipe's test people)")
+    parser.add_argument("--split-from", type=Path, default=None,
+                        help="a FaceSet imported from cmu_faces: its split's people get columns of their own")
     parser.add_argument("--min-face", type=int, default=DetectConfig.min_face, help="for the cmu_faces photos")
     parser.add_argument("--scene-min-face", type=int, default=48, help="for the 640×480 scenes and face-free pictures")
     parser.add_argument("--blaze-search", choices=SEARCHES, default=DetectConfig.blaze_search,
@@ -149,12 +169,13 @@ def main(argv: list[str] | None = None) -> None:
                           cascade_box=args.cascade_box, cascade_step=args.cascade_step)
     start = time.perf_counter()
     record = run(args.detectors, args.data, args.kdef, args.scenes_per_yaw, config, args.scene_min_face, args.seed,
-                 args.kdef_last)
+                 args.kdef_last, args.split_from)
     record["seconds"] = time.perf_counter() - start
     print(markdown(record))
     if args.out:
         record["provenance"] = provenance(seed=args.seed, data=str(args.data), kdef=str(args.kdef) if args.kdef else None,
-                                          kdef_last=args.kdef_last, **_versions())
+                                          kdef_last=args.kdef_last,
+                                          split_from=str(args.split_from) if args.split_from else None, **_versions())
         write_json(args.out, record)
         print(f"written: {args.out}")
 

@@ -72,7 +72,7 @@ class DetectConfig:
     cascade_box: int = 40  # px: the cascades search a photo resized so that min_face becomes this wide
     cascade_step: float = 1.05  # the cascades' scale step between window sizes
     blaze_threshold: float = 0.63  # BlazeFace's score threshold before the face check (benchmarks/choose_detector.py)
-    check_threshold: float = 0.35  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
+    check_threshold: float = 0.45  # the face check's probability a BlazeFace box must reach (benchmarks/choose_detector.py)
     blaze_mirror: str = "none"  # BlazeFace also reads each window's mirror image: none, mean or max (facedata.blazeface.detect)
     # how BlazeFace reads each window size (facedata.blazeface.SEARCHES): "image" reads a 640×480 photo searched down
     # to 16 px 3.5× faster (37 ms against 128 on 20 validation scenes), but at the thresholds then 3 of the 93 face-free
@@ -80,17 +80,22 @@ class DetectConfig:
     # tiles' 549 (benchmarks/choose_detector.py --search image, docs/data.md)
     blaze_search: str = "tiles"
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score vetted by
-    # MTCNN's ONet, trained on real faces (facedata.onet), away from the first way's faces (two_way_faces). Both ways
-    # chosen on validation pictures searched down to min_face, real face-free photos among them (benchmarks/
-    # choose_detector.py --wallpapers): the rule that finds the most with no face on any of the 225 face-free ones
-    # finds 331 of the 378 cmu_faces train photos and 196 of the 200 KDEF train scenes. The earlier rule (check 0.05,
-    # then 0.45 with ONet 0.7, the check trained on procedural pictures alone) found 351 and 198 but a face on 14 of
-    # the 132 wallpaper pictures. Photo path of the val people: KDEF 91.1 R@1 (90.8 before), cmu_faces' 64×60 frames
-    # 79.0 % found (89.7 %; docs/data.md). Vetted by the face check instead (second_check "face-check") the second way
-    # took false faces in photo backgrounds for the query's face (docs/data.md).
-    blaze_low_threshold: float = 0.4
+    # a surer second check, away from the first way's faces (two_way_faces). Both ways chosen on validation pictures
+    # searched down to min_face, real face-free photos among them (benchmarks/choose_detector.py --wallpapers
+    # --cmu-people val --onet-share 0 0.5): the rule that finds the most with no face on any of the 225 face-free ones
+    # finds 52 of the 60 cmu_faces val people's photos and 196 of the 200 KDEF train scenes, with the face check that
+    # learned the train people's webcam faces blended half and half with ONet (check_onet_share). The rule before
+    # (BlazeFace 0.63 with the check 0.35, then 0.4 with ONet 0.9; the check without real faces, not blended) found
+    # 48 and 196 there; the check with real faces unblended 56 and 188 (docs/data.md).
+    blaze_low_threshold: float = 0.45
     check_high_threshold: float = 0.9
-    second_check: str = "onet"  # who vets the second way's faces: MTCNN's ONet (facedata.onet) or the face check
+    second_check: str = "face-check"  # who vets the second way's faces: the face check (blended) or MTCNN's ONet alone
+    # the face check's score blended with MTCNN's ONet's (facedata.onet, trained on real faces): (1 − share) · check
+    # + share · ONet. The two judges err on different pictures (the face-free validation boxes the check finds most
+    # face-like, ONet mostly does not, and the reverse), so a box both find likely a face is surer than one either
+    # finds alone: at 0.5 the check with real faces and the one without both find more validation faces with none on
+    # the face-free pictures (benchmarks/choose_detector.py --onet-share, docs/data.md)
+    check_onet_share: float = 0.5
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
@@ -102,6 +107,8 @@ class DetectConfig:
 
         if self.blaze_search not in SEARCHES:
             raise UserError(f"unknown BlazeFace search '{self.blaze_search}' (valid: {', '.join(SEARCHES)})")
+        if not 0.0 <= self.check_onet_share <= 1.0:
+            raise UserError(f"check_onet_share {self.check_onet_share} is not a share (0 to 1)")
         if not 0.0 <= self.min_face_share < 1.0:
             raise UserError(f"min_face_share {self.min_face_share} is not a share of the photo's side (0 to below 1)")
 
@@ -293,13 +300,26 @@ def blaze_faces_at(image: np.ndarray, min_face: int, thresholds: tuple[float, ..
             for faces in detect_at(image, tuple(thresholds), smallest_face=min_face, mirror=mirror, search=search)]
 
 
-def checked(image: np.ndarray, faces: list, check_threshold: float) -> list:
-    """The faces the face check (facedata.face_check) finds at least `check_threshold` likely faces."""
-    if not faces:
-        return []
+def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 0.0) -> np.ndarray:
+    """(n,) how likely each box of (H, W) uint8 holds a face: the face check's probability (facedata.face_check),
+    blended with MTCNN's ONet's (facedata.onet) by `onet_share` (DetectConfig.check_onet_share)."""
     from facedata.face_check import face_probability
 
-    likely = face_probability(image, np.array([face.box for face in faces]))
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    likely = face_probability(image, boxes)
+    if onet_share > 0 and len(boxes):
+        from facedata.onet import onet_probability
+
+        likely = (1.0 - onet_share) * likely + onet_share * onet_probability(image, boxes)
+    return likely
+
+
+def checked(image: np.ndarray, faces: list, check_threshold: float, onet_share: float = 0.0) -> list:
+    """The faces the face check (blended with ONet by `onet_share`: check_probability) finds at least
+    `check_threshold` likely faces."""
+    if not faces:
+        return []
+    likely = check_probability(image, np.array([face.box for face in faces]), onet_share)
     return [face for face, p in zip(faces, likely) if p >= check_threshold]
 
 
@@ -323,15 +343,14 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     """BlazeFace with the check: faces of score ≥ blaze_threshold the check finds ≥ check_threshold likely, then
     the faces of score ≥ blaze_low_threshold found nowhere near those that the second check finds
     ≥ check_high_threshold likely (the face check: never looser than the first way's; or MTCNN's ONet,
-    facedata.onet); best score first."""
-    from facedata.face_check import face_probability
-
+    facedata.onet); best score first. The face check is blended with ONet by check_onet_share."""
+    share = config.check_onet_share
     if config.blaze_low_threshold >= config.blaze_threshold:  # no second way: one threshold, one NMS
         return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror,
-                                          config.blaze_search), config.check_threshold)
+                                          config.blaze_search), config.check_threshold, share)
     high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, config.blaze_low_threshold),
                                            config.blaze_mirror, config.blaze_search)
-    first = checked(image, high_faces, config.check_threshold)
+    first = checked(image, high_faces, config.check_threshold, share)
     if not low_faces:
         return first
     boxes = np.array([face.box for face in low_faces])
@@ -340,7 +359,7 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
 
         likely, least = onet_probability(image, boxes), config.check_high_threshold
     else:
-        likely, least = face_probability(image, boxes), max(config.check_high_threshold, config.check_threshold)
+        likely, least = check_probability(image, boxes, share), max(config.check_high_threshold, config.check_threshold)
     keep = second_way(np.array([face.box for face in first]), boxes, likely, least)
     return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
 

@@ -3,9 +3,11 @@
 BlazeFace scores some textures (fractal noise, a microscopy cell, a star field) as high as the small,
 turned faces of a 64×60 webcam frame, so no one score threshold keeps all of those faces and drops all
 of those textures. The check reads each box with some context around it at 32×32 and says how likely
-a face it is. It was trained (facedata.face_check_train) on SynthPIE renders and scikit-image's LFW
-faces against procedural textures, none of them from the sets the detector is measured or chosen on.
-Its weights ship beside BlazeFace's as safetensors.
+a face it is. It was trained (facedata.face_check_train) on SynthPIE renders, scikit-image's LFW faces
+and the webcam photos of cmu_faces' train people against procedural textures and wallpapers, none of
+them from the pictures the detector is chosen or measured on (cmu_faces' val and test people, KDEF,
+the face-free sets). Its weights ship beside BlazeFace's as safetensors. The detector blends its
+probability with MTCNN's ONet's (facedata.detect.check_probability).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Train the face check (facedata.face_check) on BlazeFace's own boxes: faces against face-like textures.
 
-    python -m facedata.face_check_train --wallpapers data/wallpapers   # the shipped facedata/models/face_check.safetensors (+ .json)
+    python -m facedata.face_check_train --wallpapers data/wallpapers --real-faces ../shared/data/cmu_faces \
+        --split-from runs/cmu   # the shipped facedata/models/face_check.safetensors (+ .json)
     python -m facedata.face_check_train --accessories --out F.safetensors   # procedural pictures and bare heads only
 
 A maintainer's step, run once; the weights ship in the package. Its examples are what the check will
@@ -21,8 +22,9 @@ chosen or measured on (benchmarks/choose_detector.py, benchmarks/detect_faces.py
 With --real-faces the cmu_faces photos of a recipe's train people join the faces: real webcam faces,
 turned, raised and in sunglasses, each where BlazeFace and MTCNN's ONet agree on it (real_face_squares).
 Such a check has seen those people, so its thresholds are chosen on the val people's photos
-(choose_detector.py --cmu-people val). Measured, not shipped: it found more of the val people's webcam
-faces and fewer of KDEF's studio faces (docs/data.md).
+(choose_detector.py --cmu-people val). The shipped check learned them: alone it found more of the val
+people's webcam faces and fewer of KDEF's studio faces, blended with ONet (DetectConfig.check_onet_share)
+more webcam faces and as many studio faces as the check before (docs/data.md).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class CheckTrainConfig:
     # each time at another size, contrast and blur; its face is the box BlazeFace (>= real_blaze) and MTCNN's ONet
     # (>= real_onet, trained on real faces) agree on, or where they agree on none (most turned-up faces and faces in
     # sunglasses), the median of that person's agreed boxes in the same pose (real_face_squares)
-    real_repeats: int = 8
+    real_repeats: int = 3
     real_blaze: float = 0.5
     real_onet: float = 0.9
     threshold: float = 0.2  # BlazeFace boxes at or above this score become examples

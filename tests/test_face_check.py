@@ -159,6 +159,14 @@ def test_the_chosen_rule_keeps_every_validation_picture_face_free_then_finds_the
     assert onet[0.65]["cmu_found"] == 1  # ONet reads the cmu faces 0 likely here
     with pytest.raises(SystemExit):
         choose([r for r in rows if r["pictures_with_a_face"]])
+    # the check blended with ONet: the texture the check finds 0.5 likely and ONet 0 is kept out by a half share
+    # from a blended 0.3 up, where the check alone needed 0.55; rows carry their share
+    blended = {r["check_threshold"]: r for r in grid(cmu, kdef, free, "none", onet_share=0.5)
+               if r["blaze_threshold"] == 0.6 and r["low_threshold"] == 0.6}
+    assert blended[0.25]["pictures_with_a_face"] == 1 and blended[0.3]["pictures_with_a_face"] == 0
+    assert {r["onet_share"] for r in rows} == {0.0} and blended[0.3]["onet_share"] == 0.5
+    # of two rules finding as many, the one without ONet in the check is chosen (less work)
+    assert choose(rows + [dict(chosen, onet_share=0.5)])["onet_share"] == 0.0
 
 
 def test_the_second_way_keeps_the_first_way_s_faces_and_adds_sure_faces_elsewhere():

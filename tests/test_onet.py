@@ -52,3 +52,33 @@ def test_the_second_way_vetted_by_onet_keeps_the_first_way_s_faces(cmu):
 def test_an_unknown_second_check_is_refused_in_one_line():
     with pytest.raises(UserError, match="unknown second check 'mtcnn'.*face-check, onet"):
         DetectConfig(second_check="mtcnn")
+
+
+def test_the_check_blended_with_onet_is_the_weighted_mean_of_the_two_judges(cmu):
+    from facedata.detect import check_probability
+    from facedata.face_check import face_probability
+
+    images, _ = cmu
+    image = images[0]
+    boxes = np.array([f.box for f in blaze_faces(image, 16, 0.3)] + [[0.0, 0.0, 20.0, 20.0]])
+    check, onet = face_probability(image, boxes), onet_probability(image, boxes)
+    assert np.allclose(check_probability(image, boxes), check)
+    assert np.allclose(check_probability(image, boxes, 1.0), onet)
+    assert np.allclose(check_probability(image, boxes, 0.25), 0.75 * check + 0.25 * onet)
+    assert check_probability(image, np.zeros((0, 4)), 0.5).shape == (0,)
+
+
+def test_two_way_faces_blends_the_check_with_onet_where_configured(cmu, monkeypatch):
+    from facedata import detect
+
+    images, _ = cmu
+    seen = []
+    real = detect.check_probability
+    monkeypatch.setattr(detect, "check_probability", lambda image, boxes, share=0.0: seen.append(share) or real(image, boxes, share))
+    two_way_faces(images[0], DetectConfig(check_onet_share=0.5, second_check="face-check"))
+    assert seen and set(seen) == {0.5}
+
+
+def test_an_onet_share_outside_0_to_1_is_refused_in_one_line():
+    with pytest.raises(UserError, match="check_onet_share 1.5 is not a share"):
+        DetectConfig(check_onet_share=1.5)
