@@ -27,8 +27,10 @@ the same work image and mapped back to the photo's own pixels.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-from dataclasses import dataclass, replace
+import os
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -362,6 +364,31 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
         likely, least = check_probability(image, boxes, share), max(config.check_high_threshold, config.check_threshold)
     keep = second_way(np.array([face.box for face in first]), boxes, likely, least)
     return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, modified_ns: int, size: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_digest(path) -> str:
+    """sha256 of a file, read again only when its time or size changes; "missing" for no file."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    return _digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def detector_fingerprint(config: "DetectConfig") -> str:
+    """What the faces `config` finds depend on, for cache keys: its settings and the sha256 of the shipped weights
+    its detector reads (BlazeFace's, the face check's, ONet's), so that a new threshold or a retrained check
+    misses a cache made before it."""
+    from facedata import blazeface, face_check, onet
+
+    weights = (blazeface.WEIGHTS, face_check.WEIGHTS, onet.WEIGHTS) if "blaze" in config.detector else ()
+    return "|".join([repr(sorted(asdict(config).items()))] + [f"{w.name}:{_file_digest(w)}" for w in weights])
 
 
 def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:

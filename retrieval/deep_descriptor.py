@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from facedata.atomic import atomic_file
 from facedata.faceset import FaceSet, same_faces_at_resolution
-from facedata.detect import DetectConfig, DetectedFace, detect_faces, dlib_face_models
+from facedata.detect import DetectConfig, DetectedFace, detect_faces, detector_fingerprint, dlib_face_models
 from facedata.dlib_models import import_dlib, model_file
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -53,6 +53,11 @@ def load_model():
     return _dlib().face_recognition_model_v1(str(model_path()))
 
 
+def chip_detect_config(detector: str = DEEP_DETECTOR) -> DetectConfig:
+    """How ChipAligner looks for the face in a crop."""
+    return DetectConfig(min_face=DETECT_MIN_FACE, min_face_share=0.0, detector=detector)
+
+
 class ChipAligner:
     """dlib's own chip pipeline: detection, 5 landmarks, get_face_chip; a profile cut from its box; the whole
     crop where no face is found."""
@@ -60,7 +65,7 @@ class ChipAligner:
     def __init__(self, size: int = CHIP_SIZE, detector: str = DEEP_DETECTOR):
         _dlib()  # the Deep baseline's own message when dlib is missing
         self.dlib, _, self.landmarks = dlib_face_models()
-        self.detect = DetectConfig(min_face=DETECT_MIN_FACE, min_face_share=0.0, detector=detector)
+        self.detect = chip_detect_config(detector)
         self.size = size
         self.found: list[bool] = []  # per chip so far: whether a face was detected
 
@@ -127,9 +132,9 @@ def compute_descriptors(model, images: np.ndarray, batch_size: int = 64, align: 
 
 
 def cache_key(images: np.ndarray, align: bool = True, detector: str = DEEP_DETECTOR) -> str:
-    """sha256 of the images' shape and bytes, with the model file's and the detector's names: equal keys mean
-    equal descriptors."""
-    framing = f"aligned by {detector}" if align else "whole"
+    """sha256 of the images' shape and bytes, with the model file's name and the detector's settings and weights
+    (detector_fingerprint): equal keys mean equal descriptors."""
+    framing = f"aligned by {detector_fingerprint(chip_detect_config(detector))}" if align else "whole"
     digest = hashlib.sha256(f"{MODEL_FILE}|{images.shape}|{images.dtype}|{framing}|".encode())
     digest.update(np.ascontiguousarray(images).tobytes())
     return digest.hexdigest()

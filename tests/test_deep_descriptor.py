@@ -125,3 +125,24 @@ def test_bench_with_deep_adds_the_papers_deep_row(tmp_path, monkeypatch):
     table2 = (tmp_path / "report" / "report.md").read_text().split("## Table 2")[1].split("## Table 3")[0]
     rows = [line for line in table2.splitlines() if line.startswith("| 2-step retrieval | Deep |")]
     assert len(rows) == 1 and "—" not in rows[0] and "56.9%" in rows[0]  # ours beside the paper's figures, one row
+
+
+def test_the_cache_key_changes_with_the_detector_s_settings_and_its_weights(monkeypatch, tmp_path):
+    from facedata import face_check
+    from facedata.detect import DetectConfig, detector_fingerprint
+    from retrieval import deep_descriptor
+
+    images = crops()
+    before = cache_key(images, detector="blaze")
+    assert cache_key(images, detector="blaze") == before  # the same settings and weights: the same key
+    # a retrained face check (another weights file) is another key; HOG does not read it
+    other = tmp_path / "face_check.safetensors"
+    other.write_bytes(b"retrained")
+    hog = cache_key(images, detector="hog")
+    monkeypatch.setattr(face_check, "WEIGHTS", other)
+    assert cache_key(images, detector="blaze") != before and cache_key(images, detector="hog") == hog
+    # another threshold is another key
+    monkeypatch.setattr(deep_descriptor, "chip_detect_config",
+                        lambda detector: DetectConfig(detector=detector, check_threshold=0.5))
+    assert cache_key(images, detector="hog") != hog
+    assert detector_fingerprint(DetectConfig()) != detector_fingerprint(DetectConfig(check_onet_share=0.0))
