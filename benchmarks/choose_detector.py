@@ -291,9 +291,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: no rule on the grid")
             continue
         second = "ONet" if rule["second_check"] == "onet" else "face check"
+        second_way = ("no second way" if rule["low_threshold"] == rule["blaze_threshold"] else
+                      f"or BlazeFace {rule['low_threshold']} with {second} {rule['high_check']}")
         print(f"{name}: mirror {rule['mirror']}, ONet share {rule['onet_share']:g}, "
-              f"BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, "
-              f"or BlazeFace {rule['low_threshold']} with {second} {rule['high_check']}: "
+              f"BlazeFace {rule['blaze_threshold']} with face check {rule['check_threshold']}, {second_way}: "
               f"cmu_faces photos {rule['cmu_found']}/{rule['cmu_total']}, KDEF train scenes "
               f"{rule['kdef_found']}/{rule['kdef_total']}, validation pictures with a face 0/{rule['pictures']}")
     if args.out:
