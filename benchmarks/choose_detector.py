@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from facedata.atomic import write_json
 from facedata.blazeface import SEARCHES
-from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at
+from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at, blend
 from facedata.face_check import face_probability
 from facedata.onet import onet_probability
 from facedata.provenance import provenance
@@ -84,10 +84,10 @@ def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | No
 
 def blended(pictures: list[dict], onet_share: float) -> list[dict]:
     """The pictures' runs with the face check's probability blended with ONet's by `onet_share`
-    (facedata.detect.check_probability; 0: the check alone)."""
+    (facedata.detect.blend, as check_probability blends them; 0: the check alone)."""
     if not onet_share:
         return pictures
-    return [{threshold: replace(run, likely=(1.0 - onet_share) * run.likely + onet_share * run.onet)
+    return [{threshold: replace(run, likely=blend(run.likely, run.onet, onet_share))
              for threshold, run in runs.items()} for runs in pictures]
 
 

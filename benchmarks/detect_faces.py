@@ -61,13 +61,14 @@ def _versions() -> dict:
 def people_of(labels: pd.DataFrame, split_from: Path) -> pd.Series:
     """Each photo's people, by the split of the FaceSet at `split_from` (train, val or test; "none" for a person
     the FaceSet does not hold)."""
-    from facedata.faceset import FACES_FILE
+    from facedata.errors import DataError
+    from facedata.face_check_train import people_splits
 
-    path = split_from / FACES_FILE
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found (--split-from names a FaceSet imported from cmu_faces)")
-    split = pd.read_parquet(path, columns=["identity", "split"]).drop_duplicates("identity")
-    return labels["identity"].map(dict(zip(split["identity"], split["split"]))).fillna("none")
+    try:
+        splits = people_splits(split_from)
+    except DataError as error:
+        raise SystemExit(str(error)) from None
+    return labels["identity"].map(splits).fillna("none")
 
 
 def run(detectors: list[str], data: Path, kdef: Path | None, scenes_per_yaw: int, config: DetectConfig,

@@ -27,9 +27,7 @@ the same work image and mapped back to the photo's own pixels.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -303,6 +301,11 @@ def blaze_faces_at(image: np.ndarray, min_face: int, thresholds: tuple[float, ..
             for faces in detect_at(image, tuple(thresholds), smallest_face=min_face, mirror=mirror, search=search)]
 
 
+def blend(check: np.ndarray, onet: np.ndarray, onet_share: float) -> np.ndarray:
+    """The face check's probabilities blended with ONet's: (1 − onet_share) · check + onet_share · ONet."""
+    return (1.0 - onet_share) * check + onet_share * onet
+
+
 def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 0.0) -> np.ndarray:
     """(n,) how likely each box of (H, W) uint8 holds a face: the face check's probability (facedata.face_check),
     blended with MTCNN's ONet's (facedata.onet) by `onet_share` (DetectConfig.check_onet_share)."""
@@ -313,7 +316,7 @@ def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 
     if onet_share > 0 and len(boxes):
         from facedata.onet import onet_probability
 
-        likely = (1.0 - onet_share) * likely + onet_share * onet_probability(image, boxes)
+        likely = blend(likely, onet_probability(image, boxes), onet_share)
     return likely
 
 
@@ -367,29 +370,15 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
 
 
-@functools.lru_cache(maxsize=16)
-def _digest(path: str, modified_ns: int, size: int) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _file_digest(path) -> str:
-    """sha256 of a file, read again only when its time or size changes; "missing" for no file."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    return _digest(str(path), stat.st_mtime_ns, stat.st_size)
-
-
 def detector_fingerprint(config: "DetectConfig") -> str:
     """What the faces `config` finds depend on, for cache keys: its settings and the sha256 of the shipped weights
     its detector reads (BlazeFace's, the face check's, ONet's), so that a new threshold or a retrained check
     misses a cache made before it."""
     from facedata import blazeface, face_check, onet
+    from facedata.file_hash import sha256_file_cached
 
     weights = (blazeface.WEIGHTS, face_check.WEIGHTS, onet.WEIGHTS) if "blaze" in config.detector else ()
-    return "|".join([repr(sorted(asdict(config).items()))] + [f"{w.name}:{_file_digest(w)}" for w in weights])
+    return "|".join([repr(sorted(asdict(config).items()))] + [f"{w.name}:{sha256_file_cached(w)}" for w in weights])
 
 
 def _blaze_boxes(photo: WorkImages, check: bool = True) -> list[Box]:

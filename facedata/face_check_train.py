@@ -312,6 +312,19 @@ def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.ran
     return window_crops(image, box_windows(np.asarray(moved)), SIDE)
 
 
+def people_splits(split_from: Path) -> dict:
+    """{identity: split} of the FaceSet at `split_from` (its faces.parquet)."""
+    import pandas as pd
+
+    from facedata.faceset import FACES_FILE
+
+    path = split_from / FACES_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: not found (--split-from names a FaceSet imported from cmu_faces)")
+    faces = pd.read_parquet(path, columns=["identity", "split"]).drop_duplicates("identity")
+    return dict(zip(faces["identity"], faces["split"]))
+
+
 def real_photos(data: Path, split_from: Path, split: str = "train") -> tuple[np.ndarray, pd.DataFrame]:
     """cmu_faces photos ((n, H, W) uint8 and their labels.csv rows) of the people in `split` of the FaceSet at
     `split_from` (a FaceSet imported from `data`, whose faces.parquet says each person's split)."""
@@ -324,8 +337,7 @@ def real_photos(data: Path, split_from: Path, split: str = "train") -> tuple[np.
             raise DataError(f"{path}: not found (--real-faces names cmu_faces' folder, --split-from a FaceSet of it)")
     images = np.load(data / "images.npy")
     labels = pd.read_csv(data / "labels.csv").iloc[: len(images)]
-    faces = pd.read_parquet(split_from / FACES_FILE)
-    people = set(faces.loc[faces["split"] == split, "identity"])
+    people = {person for person, of in people_splits(split_from).items() if of == split}
     if not people:
         raise DataError(f"{split_from / FACES_FILE}: no {split} people")
     rows = np.flatnonzero(labels["identity"].isin(people).to_numpy())

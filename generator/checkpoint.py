@@ -29,6 +29,7 @@ from facedata.combined import combined_vocabulary
 from facedata.outputs import ArtifactKind
 from facedata.errors import UserError
 from facedata.faceset import FACES_FILE, INFO_FILE, FaceSet
+from facedata.file_hash import sha256_file
 from generator.model import ARCHITECTURE, ARCHITECTURE_VERSION, ModelConfig, TwoStageGenerator
 from generator.normalize import Normalization
 from generator.shipped import shipped_model, shipped_names
@@ -135,15 +136,6 @@ def model_hash(info: CheckpointInfo) -> str:
     fields = MODEL_FIELDS + (("factor_vocabularies",) if info.factor_vocabularies else ())  # one factor: as before
     record = json.loads(json.dumps({name: getattr(info, name) for name in fields}))
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def data_fingerprint(faces: FaceSet) -> dict:
