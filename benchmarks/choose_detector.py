@@ -1,8 +1,10 @@
 """Choose BlazeFace's threshold and the face check's on validation pictures, never on the measured sets.
 
-    python benchmarks/choose_detector.py --kdef data/kdef --wallpapers data/wallpapers --out reports/detect/choose.json
+    python benchmarks/choose_detector.py --kdef data/kdef --mirror none --wallpapers data/wallpapers --cmu-people val \
+        --onet-share 0 0.5 1 --onet tuned --out reports/detect/choose.json
 
-(the default's thresholds were chosen so, with the shipped face check: docs/results/choose_detector_wallpaper_check.json)
+(the default's thresholds were chosen so, with the shipped face check and tuned ONet:
+docs/results/choose_detector_onet_tuned_val.json)
 
 Validation sets (none of them in benchmarks/detect_faces.py's tables):
 - the cmu_faces photos of the recipe's train people (the split of --split-from, a FaceSet of cmu_faces), or
@@ -17,8 +19,9 @@ Every picture is searched as the commands search it, for faces down to a share o
 Every way of reading the mirror images (none, mean, max) and rule on the grid is scored. A rule keeps
 a BlazeFace box of score s that the face check finds p likely a face when s ≥ blaze and p ≥ check, or
 (a second way in, for the small turned faces BlazeFace scores lower) s ≥ low away from the first way's
-faces when the second check finds it at least `high` likely: the face check (high ≥ check) or MTCNN's
-ONet (facedata.onet, trained on real faces); low = blaze is the single threshold pair
+faces when the second check finds it at least `high` likely: the face check (high ≥ check) or ONet
+(facedata.onet, trained on real faces; --onet: tuned on the check's examples, the default, or MTCNN's own);
+low = blaze is the single threshold pair
 (facedata.detect.two_way_faces). With --onet-share, p is the face check's probability blended with ONet's
 (DetectConfig.check_onet_share), each share given scored as its own grid. The choice: no face reported on
 any validation picture, then the most faces found (cmu_faces photos and KDEF scenes together), then no
@@ -47,7 +50,7 @@ from facedata.atomic import write_json
 from facedata.blazeface import SEARCHES
 from facedata.detect import SECOND_WAY_OVERLAP, DetectConfig, blaze_faces_at, blend
 from facedata.face_check import face_probability
-from facedata.onet import onet_probability
+from facedata.onet import VERSIONS, onet_probability
 from facedata.provenance import provenance
 from photo_scenes import add_validation_arguments, found_at, validation_sets
 
@@ -68,7 +71,8 @@ class Run:
 
 def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | None, mirror: str = "none") -> list[dict]:
     """Per picture, {threshold: Run} for every threshold of BLAZE_GRID, from one reading of the picture searched
-    down to the narrowest face `search` looks for in a picture of its size (DetectConfig.search_face)."""
+    down to the narrowest face `search` looks for in a picture of its size (DetectConfig.search_face), its boxes
+    judged by the face check and by `search.onet`'s ONet."""
     out = []
     for i, image in enumerate(images):
         runs = {}
@@ -77,7 +81,7 @@ def candidates(images: list[np.ndarray], search: DetectConfig, truths: list | No
             boxes = np.array([f.box for f in faces], dtype=np.float64).reshape(-1, 4)
             likely = face_probability(image, boxes) if len(faces) else np.zeros(0)
             on_face = np.array([truths is None or found_at(box, truths[i]) for box in boxes], dtype=bool)
-            runs[threshold] = Run(boxes, likely, on_face, onet_probability(image, boxes))
+            runs[threshold] = Run(boxes, likely, on_face, onet_probability(image, boxes, version=search.onet))
         out.append(runs)
     return out
 
@@ -134,9 +138,11 @@ def found(pictures: list[dict], overlap: list[dict], blaze: float, check: float,
     return count
 
 
-def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str, onet_share: float = 0.0) -> list[dict]:
+def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str, onet_share: float = 0.0,
+         onet: str = DetectConfig.onet) -> list[dict]:
     """Every rule: each first way (blaze, check), alone and with each second way (low < blaze) vetted by the face
-    check (high ≥ check) or by ONet (any high); the face check blended with ONet by `onet_share`."""
+    check (high ≥ check) or by ONet (any high); the face check blended with ONet (the `onet` version the
+    candidates were judged by, recorded in each row) by `onet_share`."""
     sets = [(name, blended(pictures, onet_share), overlaps(pictures))
             for name, pictures in (("cmu", cmu), ("kdef", kdef), ("free", free))]
     rows = []
@@ -148,7 +154,8 @@ def grid(cmu: list[dict], kdef: list[dict], free: list[dict], mirror: str, onet_
         for low, high, second_check in ways:
             rule = (blaze, float(check), low, high, second_check)
             counts = {name: found(pictures, overlap, *rule, on_face=name == "kdef") for name, pictures, overlap in sets}
-            rows.append({"mirror": mirror, "onet_share": onet_share, "blaze_threshold": blaze, "check_threshold": float(check),
+            rows.append({"mirror": mirror, "onet": onet, "onet_share": onet_share, "blaze_threshold": blaze,
+                         "check_threshold": float(check),
                          "low_threshold": low, "high_check": high, "second_check": second_check,
                          "cmu_found": counts["cmu"], "cmu_total": len(cmu), "kdef_found": counts["kdef"],
                          "kdef_total": len(kdef), "pictures_with_a_face": counts["free"], "pictures": len(free)})
@@ -258,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mirror", nargs="+", default=["none"], choices=["none", "mean", "max"],
                         help="BlazeFace's readings of each window's mirror image to try (facedata.blazeface.detect)")
     parser.add_argument("--onet-share", type=float, nargs="+", default=[DetectConfig.check_onet_share],
-                        help="shares of MTCNN's ONet in the face check's score to try (DetectConfig.check_onet_share)")
+                        help="shares of ONet in the face check's score to try (DetectConfig.check_onet_share)")
+    parser.add_argument("--onet", choices=VERSIONS, default=DetectConfig.onet,
+                        help="which ONet judges with the face check (facedata.onet.VERSIONS: tuned here, or MTCNN's own)")
     parser.add_argument("--margin", action="store_true",
                         help="choose a robust rule: none of its one-step looser neighbours reports a face either")
     parser.add_argument("--seed", type=int, default=5)
@@ -271,12 +280,13 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for mirror in args.mirror:
-        photos = DetectConfig(min_face=args.min_face, min_face_share=args.min_face_share, blaze_search=args.search)
-        scenes = DetectConfig(min_face=args.scene_min_face, min_face_share=args.min_face_share, blaze_search=args.search)
+        photos = DetectConfig(min_face=args.min_face, min_face_share=args.min_face_share, blaze_search=args.search, onet=args.onet)
+        scenes = DetectConfig(min_face=args.scene_min_face, min_face_share=args.min_face_share, blaze_search=args.search,
+                              onet=args.onet)
         cmu = candidates(tqdm(cmu_images, desc=f"cmu_faces photos, mirror {mirror}", unit="photo"), photos, None, mirror)
         kdef = candidates(tqdm(kdef_images, desc=f"KDEF scenes, mirror {mirror}", unit="scene"), scenes, kdef_truths, mirror)
         false = candidates(tqdm(free, desc=f"validation pictures, mirror {mirror}", unit="picture"), scenes, None, mirror)
-        rows += [row for share in args.onet_share for row in grid(cmu, kdef, false, mirror, share)]
+        rows += [row for share in args.onet_share for row in grid(cmu, kdef, false, mirror, share, args.onet)]
     chosen = choose(rows, args.margin)
     single = rule_or_none([r for r in rows if r["low_threshold"] == r["blaze_threshold"]], args.margin)
     margin = rule_or_none(rows, margin=True)
@@ -300,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         write_json(args.out, {"rows": recorded_rows(rows), "min_face": args.min_face,
                               "scene_min_face": args.scene_min_face, "min_face_share": args.min_face_share,
-                              "search": args.search, "onet_shares": args.onet_share,
+                              "search": args.search, "onet": args.onet, "onet_shares": args.onet_share,
                               "rules_scored": len(rows), "chosen": chosen,
                               "single_pair": single, "robust": margin, "margin": args.margin, "unchecked": unchecked,
                               "seconds": time.perf_counter() - start,

@@ -8,8 +8,9 @@ Detectors (`DetectConfig.detector`), each from a registry package that ships its
 - `cnn`: dlib's max-margin CNN detector (face-recognition-models' mmod_human_face_detector.dat);
 - `blaze`: MediaPipe's short-range BlazeFace (facedata.blazeface; its weights ship in this package), faces
   from frontal to full profile, searched over windows of several sizes, each box then read again by a
-  small face check (facedata.face_check) that drops face-like textures, and faces BlazeFace scores lower let
-  in where MTCNN's ONet (facedata.onet) is sure of them; `blaze-unchecked`: BlazeFace alone;
+  small face check (facedata.face_check), blended with MTCNN's ONet tuned on the check's examples
+  (facedata.onet), that drops face-like textures, and faces BlazeFace scores lower let in where the
+  blend is sure of them; `blaze-unchecked`: BlazeFace alone;
 - `hog+haar`: HOG, then the cascades for the faces HOG missed; `hog+haar+cnn` adds the CNN;
 - `hog+blaze`: HOG (with its landmarks), then BlazeFace for the faces HOG missed.
 Boxes found by several detectors are merged (non-maximum suppression, the earlier detector kept).
@@ -82,21 +83,23 @@ class DetectConfig:
     # a second way in for faces BlazeFace scores lower (small, turned webcam faces): a lower BlazeFace score vetted by
     # a surer second check, away from the first way's faces (two_way_faces). Both ways chosen on validation pictures
     # searched down to min_face, real face-free photos among them (benchmarks/choose_detector.py --wallpapers
-    # --cmu-people val --onet-share 0 0.5): the rule that finds the most with no face on any of the 225 face-free ones
-    # finds 52 of the 60 cmu_faces val people's photos and 196 of the 200 KDEF train scenes, with the face check that
-    # learned the train people's webcam faces blended half and half with ONet (check_onet_share). The rule before
-    # (BlazeFace 0.63 with the check 0.35, then 0.4 with ONet 0.9; the check without real faces, not blended) found
-    # 48 and 196 there; the check with real faces unblended 56 and 188. Photo path of the val people: KDEF 91.5 R@1
-    # (91.1 before), cmu_faces' 64×60 frames 83.9 % found (79.0 %; docs/data.md).
-    blaze_low_threshold: float = 0.45
-    check_high_threshold: float = 0.9
+    # --cmu-people val --onet-share 0 0.5 1 --onet tuned): the rule that finds the most with no face on any of the 225
+    # face-free ones finds 54 of the 60 cmu_faces val people's photos and all 200 KDEF train scenes, with the face
+    # check (which learned the train people's webcam faces) blended half and half with the tuned ONet (check_onet_share,
+    # onet). The rule before (BlazeFace 0.63 with the blend 0.45, then 0.45 with the blend 0.9; MTCNN's own ONet) found
+    # 52 and 196 there (docs/data.md).
+    blaze_low_threshold: float = 0.55
+    check_high_threshold: float = 0.85
     second_check: str = "face-check"  # who vets the second way's faces: the face check (blended) or MTCNN's ONet alone
-    # the face check's score blended with MTCNN's ONet's (facedata.onet, trained on real faces): (1 − share) · check
+    # the face check's score blended with ONet's (facedata.onet, trained on real faces): (1 − share) · check
     # + share · ONet. The two judges err on different pictures (on face-free validation pictures where one finds a
     # box very face-like, the other often finds none), so a box both find likely a face is surer than one either
     # finds alone: at 0.5 the check with real faces and the one without both find more validation faces with none on
     # the face-free pictures (benchmarks/choose_detector.py --onet-share, docs/data.md)
     check_onet_share: float = 0.5
+    # which ONet judges (facedata.onet.VERSIONS): "tuned", MTCNN's ONet tuned on the face check's examples
+    # (facedata.onet_tune), or "mtcnn", MTCNN's own (benchmarks/choose_detector.py --onet, docs/data.md)
+    onet: str = "tuned"
     unchecked_threshold: float = 0.63  # blaze-unchecked: BlazeFace's threshold without the check (validation pictures, docs/data.md)
 
     def __post_init__(self):
@@ -108,6 +111,10 @@ class DetectConfig:
 
         if self.blaze_search not in SEARCHES:
             raise UserError(f"unknown BlazeFace search '{self.blaze_search}' (valid: {', '.join(SEARCHES)})")
+        from facedata.onet import VERSIONS
+
+        if self.onet not in VERSIONS:
+            raise UserError(f"unknown ONet '{self.onet}' (valid: {', '.join(VERSIONS)})")
         if not 0.0 <= self.check_onet_share <= 1.0:
             raise UserError(f"check_onet_share {self.check_onet_share} is not a share (0 to 1)")
         if not 0.0 <= self.min_face_share < 1.0:
@@ -306,9 +313,9 @@ def blend(check: np.ndarray, onet: np.ndarray, onet_share: float) -> np.ndarray:
     return (1.0 - onet_share) * check + onet_share * onet
 
 
-def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 0.0) -> np.ndarray:
+def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 0.0, onet: str = "tuned") -> np.ndarray:
     """(n,) how likely each box of (H, W) uint8 holds a face: the face check's probability (facedata.face_check),
-    blended with MTCNN's ONet's (facedata.onet) by `onet_share` (DetectConfig.check_onet_share)."""
+    blended with ONet's (facedata.onet, the `onet` version) by `onet_share` (DetectConfig.check_onet_share)."""
     from facedata.face_check import face_probability
 
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -316,16 +323,16 @@ def check_probability(image: np.ndarray, boxes: np.ndarray, onet_share: float = 
     if onet_share > 0 and len(boxes):
         from facedata.onet import onet_probability
 
-        likely = blend(likely, onet_probability(image, boxes), onet_share)
+        likely = blend(likely, onet_probability(image, boxes, version=onet), onet_share)
     return likely
 
 
-def checked(image: np.ndarray, faces: list, check_threshold: float, onet_share: float = 0.0) -> list:
+def checked(image: np.ndarray, faces: list, check_threshold: float, onet_share: float = 0.0, onet: str = "tuned") -> list:
     """The faces the face check (blended with ONet by `onet_share`: check_probability) finds at least
     `check_threshold` likely faces."""
     if not faces:
         return []
-    likely = check_probability(image, np.array([face.box for face in faces]), onet_share)
+    likely = check_probability(image, np.array([face.box for face in faces]), onet_share, onet)
     return [face for face, p in zip(faces, likely) if p >= check_threshold]
 
 
@@ -353,19 +360,19 @@ def two_way_faces(image: np.ndarray, config: "DetectConfig") -> list:
     share = config.check_onet_share
     if config.blaze_low_threshold >= config.blaze_threshold:  # no second way: one threshold, one NMS
         return checked(image, blaze_faces(image, config.min_face, config.blaze_threshold, config.blaze_mirror,
-                                          config.blaze_search), config.check_threshold, share)
+                                          config.blaze_search), config.check_threshold, share, config.onet)
     high_faces, low_faces = blaze_faces_at(image, config.min_face, (config.blaze_threshold, config.blaze_low_threshold),
                                            config.blaze_mirror, config.blaze_search)
-    first = checked(image, high_faces, config.check_threshold, share)
+    first = checked(image, high_faces, config.check_threshold, share, config.onet)
     if not low_faces:
         return first
     boxes = np.array([face.box for face in low_faces])
     if config.second_check == "onet":
         from facedata.onet import onet_probability
 
-        likely, least = onet_probability(image, boxes), config.check_high_threshold
+        likely, least = onet_probability(image, boxes, version=config.onet), config.check_high_threshold
     else:
-        likely, least = check_probability(image, boxes, share), max(config.check_high_threshold, config.check_threshold)
+        likely, least = check_probability(image, boxes, share, config.onet), max(config.check_high_threshold, config.check_threshold)
     keep = second_way(np.array([face.box for face in first]), boxes, likely, least)
     return sorted(first + [face for face, k in zip(low_faces, keep) if k], key=lambda face: -face.score)
 
@@ -377,7 +384,7 @@ def detector_fingerprint(config: "DetectConfig") -> str:
     from facedata import blazeface, face_check, onet
     from facedata.file_hash import sha256_file_cached
 
-    weights = (blazeface.WEIGHTS, face_check.WEIGHTS, onet.WEIGHTS) if "blaze" in config.detector else ()
+    weights = (blazeface.WEIGHTS, face_check.WEIGHTS, onet.weights_of(config.onet)) if "blaze" in config.detector else ()
     return "|".join([repr(sorted(asdict(config).items()))] + [f"{w.name}:{sha256_file_cached(w)}" for w in weights])
 
 

@@ -33,7 +33,7 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -300,8 +300,8 @@ def square_patch(picture: np.ndarray, rng: np.random.Generator, patches: np.ndar
     return out
 
 
-def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.random.Generator) -> torch.Tensor:
-    """(len(boxes) · count, 1, 32, 32) crops, each box moved by N(0, 0.06) box widths and scaled by exp(N(0, 0.1))."""
+def jittered_boxes(boxes: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(len(boxes) · count, 4) boxes, each moved by N(0, 0.06) box widths and scaled by exp(N(0, 0.1))."""
     moved = []
     for box in boxes:
         width = box[2] - box[0]
@@ -309,7 +309,18 @@ def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.ran
             cx, cy = (box[0] + box[2]) / 2 + rng.normal(0, 0.06) * width, (box[1] + box[3]) / 2 + rng.normal(0, 0.06) * width
             half = width * np.exp(rng.normal(0, 0.1)) / 2
             moved.append([cx - half, cy - half, cx + half, cy + half])
-    return window_crops(image, box_windows(np.asarray(moved)), SIDE)
+    return np.asarray(moved, dtype=np.float64).reshape(-1, 4)
+
+
+def check_window_crops(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+    """(n, 1, 32, 32) crops of `image` as the face check reads each box (unstandardized)."""
+    return window_crops(image, box_windows(boxes), SIDE)
+
+
+def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.random.Generator,
+                   crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = check_window_crops) -> torch.Tensor:
+    """crops_of the jittered_boxes: `count` crops per box, each box moved and scaled a little."""
+    return crops_of(image, jittered_boxes(np.asarray(boxes), count, rng))
 
 
 def people_splits(split_from: Path) -> dict:
@@ -392,9 +403,12 @@ def augmented(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> t
 
 
 def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = None,
-             real: tuple[np.ndarray, pd.DataFrame] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+             real: tuple[np.ndarray, pd.DataFrame] | None = None,
+             crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = check_window_crops,
+             ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(crops (n, 1, 32, 32) in [−1, 1], labels (n,) 1 = face, group (n,) of the picture each came from); `real`:
-    real_photos() whose faces join the examples (real_face_squares, read config.real_repeats times)."""
+    real_photos() whose faces join the examples (real_face_squares, read config.real_repeats times). `crops_of`
+    reads the boxes another way (facedata.onet_tune: ONet's 48×48 squares); the boxes are the same for a seed."""
     rng = np.random.default_rng(config.seed)
     photos = config.photos if wallpapers else 0
     faces, patches = lfw_subset()
@@ -403,7 +417,7 @@ def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = Non
 
     def add(image, boxes, label, group):
         if len(boxes):
-            crops.append(jittered_crops(image, np.asarray(boxes), config.jitter, rng))
+            crops.append(jittered_crops(image, np.asarray(boxes), config.jitter, rng, crops_of))
             labels.append(np.full(len(boxes) * config.jitter, label, np.float32))
             groups.append(np.full(len(boxes) * config.jitter, group))
 

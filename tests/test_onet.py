@@ -61,9 +61,10 @@ def test_the_check_blended_with_onet_is_the_weighted_mean_of_the_two_judges(cmu)
     images, _ = cmu
     image = images[0]
     boxes = np.array([f.box for f in blaze_faces(image, 16, 0.3)] + [[0.0, 0.0, 20.0, 20.0]])
-    check, onet = face_probability(image, boxes), onet_probability(image, boxes)
+    check, onet = face_probability(image, boxes), onet_probability(image, boxes, version="tuned")
     assert np.allclose(check_probability(image, boxes), check)
     assert np.allclose(check_probability(image, boxes, 1.0), onet)
+    assert np.allclose(check_probability(image, boxes, 1.0, "mtcnn"), onet_probability(image, boxes))
     assert np.allclose(check_probability(image, boxes, 0.25), 0.75 * check + 0.25 * onet)
     assert check_probability(image, np.zeros((0, 4)), 0.5).shape == (0,)
 
@@ -74,9 +75,12 @@ def test_two_way_faces_blends_the_check_with_onet_where_configured(cmu, monkeypa
     images, _ = cmu
     seen = []
     real = detect.check_probability
-    monkeypatch.setattr(detect, "check_probability", lambda image, boxes, share=0.0: seen.append(share) or real(image, boxes, share))
+    monkeypatch.setattr(detect, "check_probability", lambda image, boxes, share=0.0, onet="tuned": seen.append((share, onet)) or real(image, boxes, share, onet))
     two_way_faces(images[0], DetectConfig(check_onet_share=0.5, second_check="face-check"))
-    assert seen and set(seen) == {0.5}
+    assert seen and set(seen) == {(0.5, "tuned")}
+    seen.clear()
+    two_way_faces(images[0], DetectConfig(check_onet_share=0.5, onet="mtcnn"))
+    assert seen and set(seen) == {(0.5, "mtcnn")}
 
 
 def test_an_onet_share_outside_0_to_1_is_refused_in_one_line():
