@@ -7,7 +7,8 @@ a face it is. It was trained (facedata.face_check_train) on SynthPIE renders, sc
 and the webcam photos of cmu_faces' train people against procedural textures and wallpapers, none of
 them from the pictures the detector is chosen or measured on (cmu_faces' val and test people, KDEF,
 the face-free sets). Its weights ship beside BlazeFace's as safetensors. The detector blends its
-probability with MTCNN's ONet's (facedata.detect.check_probability).
+probability with ONet's, MTCNN's output network tuned on the check's own examples
+(facedata.onet, facedata.detect.check_probability).
 """
 
 from __future__ import annotations
