@@ -90,7 +90,7 @@ class DetectConfig:
     # 52 and 196 there (docs/data.md).
     blaze_low_threshold: float = 0.55
     check_high_threshold: float = 0.85
-    second_check: str = "face-check"  # who vets the second way's faces: the face check (blended) or MTCNN's ONet alone
+    second_check: str = "face-check"  # who vets the second way's faces: the face check (blended) or ONet alone
     # the face check's score blended with ONet's (facedata.onet, trained on real faces): (1 − share) · check
     # + share · ONet. The two judges err on different pictures (on face-free validation pictures where one finds a
     # box very face-like, the other often finds none), so a box both find likely a face is surer than one either
