@@ -60,9 +60,14 @@ def standardize(crops: torch.Tensor) -> torch.Tensor:
     return (crops - mean) / spread
 
 
+def window_crops_of(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+    """(n, 1, 32, 32) crops of (H, W) uint8 around each box in [−1, 1], before standardize."""
+    return window_crops(image, box_windows(boxes), SIDE)
+
+
 def check_crops(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
-    """(n, 1, 32, 32) standardized crops of (H, W) uint8 around each box."""
-    return standardize(window_crops(image, box_windows(boxes), SIDE))
+    """(n, 1, 32, 32) standardized crops of (H, W) uint8 around each box, as the check reads them."""
+    return standardize(window_crops_of(image, boxes))
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from facedata.face_check import SIDE, WEIGHTS, FaceCheck, box_windows, standardize
-from facedata.blazeface import _iou, detect, window_crops
+from facedata.face_check import WEIGHTS, FaceCheck, standardize, window_crops_of
+from facedata.blazeface import _iou, detect
 from facedata.detect import found_at
 from facedata.errors import DataError
 from facedata.synth.presets import ACCESSORIES, synth_config
@@ -312,13 +312,8 @@ def jittered_boxes(boxes: np.ndarray, count: int, rng: np.random.Generator) -> n
     return np.asarray(moved, dtype=np.float64).reshape(-1, 4)
 
 
-def check_window_crops(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
-    """(n, 1, 32, 32) crops of `image` as the face check reads each box (unstandardized)."""
-    return window_crops(image, box_windows(boxes), SIDE)
-
-
 def jittered_crops(image: np.ndarray, boxes: np.ndarray, count: int, rng: np.random.Generator,
-                   crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = check_window_crops) -> torch.Tensor:
+                   crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = window_crops_of) -> torch.Tensor:
     """crops_of the jittered_boxes: `count` crops per box, each box moved and scaled a little."""
     return crops_of(image, jittered_boxes(np.asarray(boxes), count, rng))
 
@@ -404,7 +399,7 @@ def augmented(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> t
 
 def examples(config: CheckTrainConfig, wallpapers: list[np.ndarray] | None = None,
              real: tuple[np.ndarray, pd.DataFrame] | None = None,
-             crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = check_window_crops,
+             crops_of: Callable[[np.ndarray, np.ndarray], torch.Tensor] = window_crops_of,
              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(crops (n, 1, 32, 32) in [−1, 1], labels (n,) 1 = face, group (n,) of the picture each came from); `real`:
     real_photos() whose faces join the examples (real_face_squares, read config.real_repeats times). `crops_of`

@@ -66,6 +66,10 @@ def square_windows(boxes: np.ndarray) -> list[Window]:
     return out
 
 
+MADE_BY = {"mtcnn": ("MTCNN's ONet", "python -m facedata.onet_convert"),  # per version: what it is, what makes it
+           "tuned": ("the tuned ONet's", "python -m facedata.onet_tune")}
+
+
 def weights_of(version: str) -> Path:
     """The safetensors file of an ONet version (VERSIONS): MTCNN's own, or tuned here."""
     return {"mtcnn": WEIGHTS, "tuned": TUNED_WEIGHTS}[version]
@@ -76,9 +80,7 @@ def load_onet(version: str = "mtcnn") -> ONet:
     """A shipped ONet (VERSIONS) in eval mode, loaded once per process (safetensors)."""
     from facedata.shipped_weights import load_shipped
 
-    if version == "tuned":
-        return load_shipped(ONet(), TUNED_WEIGHTS, "the tuned ONet's", "python -m facedata.onet_tune")
-    return load_shipped(ONet(), WEIGHTS, "MTCNN's ONet", "python -m facedata.onet_convert")
+    return load_shipped(ONet(), weights_of(version), *MADE_BY[version])
 
 
 def onet_crops(image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         real = real_photos(args.real_faces, args.split_from)
     except DataError as error:
         parser.error(f"argument --real-faces: {error}")
-    check_config = CheckTrainConfig(photos=CheckTrainConfig.photos)
+    check_config = CheckTrainConfig()  # the face check's own examples, wallpapers and real photos included
     config = TuneConfig(epochs=args.epochs, seed=args.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
